@@ -1,0 +1,61 @@
+# One entry point for people and CI. `make run` and `make test` work on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run serve sandbox test lint typecheck unit eval bench services browser clean install
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## Run the service with embedded defaults and a local sandbox mesh (no API key, no external mesh).
+run: $(STAMP)
+	$(PY) -m scripts.run_local
+
+## Run only droplet 12, configured from the environment / .env.
+serve: $(STAMP)
+	$(PY) -m app.main
+
+## Run only the sandbox Registry (8001) and Orchestrator (8010).
+sandbox: $(STAMP)
+	$(PY) -m sandbox
+
+services:
+	@bash scripts/ensure-services.sh
+
+browser:
+	@bash scripts/ensure-browser.sh
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(wildcard app sandbox scripts tests bench)
+	$(VENV)/bin/ruff format --check $(wildcard app sandbox scripts tests bench) || true
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+unit: $(STAMP)
+	$(PY) -m pytest -q
+
+## Everything CI runs: set-up, lint, strict typing, the whole test suite.
+test: $(STAMP) services browser
+	$(VENV)/bin/ruff check $(wildcard app sandbox scripts tests bench)
+	$(VENV)/bin/mypy
+	$(PY) -m pytest -q -p no:cacheprovider
+
+eval: $(STAMP)
+	$(PY) -m tests.eval.run_eval $(ARGS)
+
+bench: $(STAMP)
+	$(PY) -m bench.run $(ARGS)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

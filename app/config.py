@@ -1,0 +1,165 @@
+"""One Settings class for the whole service (environment variables and `.env`)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PLACEHOLDER_MARKERS = ("your-", "secret-from", "changeme", "change-me", "placeholder", "example")
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    STAGING = "staging"
+    PRODUCTION = "production"
+
+
+class ConfigError(Exception):
+    """The configuration cannot run: `variable` names what to fix."""
+
+    def __init__(self, variable: str, reason: str) -> None:
+        super().__init__(f"{variable}: {reason}")
+        self.variable = variable
+        self.reason = reason
+
+
+def _is_placeholder(value: str) -> bool:
+    lowered = value.strip().lower()
+    return not lowered or any(marker in lowered for marker in PLACEHOLDER_MARKERS)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    # Identity
+    droplet_id: int = 12
+    droplet_name: str = "Chat Orchestrator"
+    steward: str = "Zainab"
+    droplet_url: str = "http://localhost:8012"
+    environment: Environment = Environment.DEVELOPMENT
+    debug: bool = False
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    # A container must listen on all interfaces; the port mapping decides exposure.
+    host: str = "0.0.0.0"
+    port: int = Field(default=8012, ge=1, le=65535)
+    build: str = "local"
+
+    # Mesh peers
+    registry_url: str = "http://localhost:8001"
+    orchestrator_url: str = "http://localhost:8010"
+    droplet_secret: SecretStr | None = None
+    registry_api_key: SecretStr | None = None
+    orchestrator_token: SecretStr | None = None
+    orchestrator_private_key_file: Path | None = None
+    mesh_enabled: bool = True
+    peer_timeout_s: float = Field(default=5.0, gt=0)
+    heartbeat_interval_s: float = Field(default=60.0, gt=0)
+    task_poll_interval_s: float = Field(default=10.0, gt=0)
+
+    # Inbound auth
+    registry_public_key_file: Path = Path("keys/registry_public_key.pem")
+    registry_public_key_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    inbound_message_auth: Literal["jwt", "jwt_or_allowlist"] = "jwt_or_allowlist"
+    inbound_allowlist: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [
+            "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"
+        ]
+    )
+
+    # Storage
+    data_dir: Path = Path("data")
+    database_url: str | None = None
+
+    # LLM
+    gemini_api_key: SecretStr | None = None
+
+    # HTTP
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["http://localhost:8012", "http://127.0.0.1:8012"]
+    )
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+
+    @field_validator("cors_origins", "inbound_allowlist", mode="before")
+    @classmethod
+    def _split_csv(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("registry_url", "orchestrator_url", "droplet_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _no_wildcard_with_credentials(self) -> Settings:
+        if "*" in self.cors_origins and self.is_production:
+            raise ValueError("CORS_ORIGINS may not be '*' in production")
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment is Environment.PRODUCTION
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment is Environment.DEVELOPMENT
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'chat.db').as_posix()}"
+
+    def registry_key(self) -> str | None:
+        """The key sent as X-Registry-Key: REGISTRY_API_KEY, else DROPLET_SECRET."""
+        for secret in (self.registry_api_key, self.droplet_secret):
+            if secret is not None and secret.get_secret_value():
+                return secret.get_secret_value()
+        return None
+
+    def check_runnable(self) -> None:
+        """Refuse to run production with missing or placeholder secrets.
+
+        Raises ConfigError naming the first variable to fix, so the start-up fails with one line.
+        """
+        if not self.is_production:
+            return
+        secret = self.droplet_secret.get_secret_value() if self.droplet_secret else ""
+        if _is_placeholder(secret):
+            raise ConfigError(
+                "DROPLET_SECRET",
+                "missing or a placeholder; set the secret from the Registry steward",
+            )
+        if self.gemini_api_key is not None and _is_placeholder(
+            self.gemini_api_key.get_secret_value()
+        ):
+            raise ConfigError(
+                "GEMINI_API_KEY", "is a placeholder; set a real key or remove the variable"
+            )
+        if self.debug:
+            raise ConfigError("DEBUG", "must be false in production")
+
+    def disabled_features(self) -> list[str]:
+        """Features that are off with this configuration, said once at start-up."""
+        off = []
+        if self.gemini_api_key is None:
+            off.append("gemini planner (no GEMINI_API_KEY; offline rules planner in use)")
+        if self.registry_key() is None:
+            off.append("registry registration (no DROPLET_SECRET)")
+        if not self.registry_public_key_file.exists() and not self.registry_public_key_url:
+            off.append(
+                f"JWT-protected endpoints (no key at {self.registry_public_key_file};"
+                " they answer 401)"
+            )
+        return off

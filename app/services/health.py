@@ -1,0 +1,109 @@
+"""Background health probes, so /health and /dependencies answer from memory, never from I/O."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+ProbeResult = tuple[bool, str | None]
+Probe = Callable[[], Awaitable[ProbeResult]]
+CheckState = Literal["ok", "failing", "unknown", "disabled"]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    state: CheckState
+    detail: str | None
+    critical: bool
+    checked_at: float | None
+
+
+@dataclass(slots=True)
+class _ProbeEntry:
+    probe: Probe | None
+    critical: bool
+    state: CheckState = "unknown"
+    detail: str | None = None
+    checked_at: float | None = None
+
+
+class HealthMonitor:
+    """Runs each probe every `interval` seconds with a timeout and keeps the latest results.
+
+    A failing critical probe (the session store) makes the droplet `error`; a failing optional
+    one (a mesh peer) makes it degraded but still `active`, because chat keeps working.
+    """
+
+    def __init__(self, *, interval: float = 10.0, probe_timeout: float = 3.0) -> None:
+        self._interval = interval
+        self._timeout = probe_timeout
+        self._entries: dict[str, _ProbeEntry] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    def add_probe(self, name: str, probe: Probe | None, *, critical: bool) -> None:
+        """Register a probe; `None` marks a dependency that is disabled by configuration."""
+        entry = _ProbeEntry(probe=probe, critical=critical)
+        if probe is None:
+            entry.state = "disabled"
+        self._entries[name] = entry
+
+    async def run_once(self) -> None:
+        await asyncio.gather(*(self._run(name, e) for name, e in self._entries.items() if e.probe))
+
+    async def _run(self, name: str, entry: _ProbeEntry) -> None:
+        assert entry.probe is not None
+        try:
+            ok, detail = await asyncio.wait_for(entry.probe(), self._timeout)
+        except TimeoutError:
+            ok, detail = False, f"no answer within {self._timeout:g}s"
+        except Exception as exc:  # a probe must never take the monitor down
+            ok, detail = False, type(exc).__name__
+        new_state: CheckState = "ok" if ok else "failing"
+        if new_state != entry.state:
+            log.info("health_check_changed", check=name, state=new_state, detail=detail)
+        entry.state, entry.detail, entry.checked_at = new_state, detail, time.time()
+
+    def poke(self) -> None:
+        """Ask for a probe round now (e.g. after a peer came back)."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        await self.run_once()
+        self._task = asyncio.create_task(self._loop(), name="health-monitor")
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._interval)
+            self._wake.clear()
+            await self.run_once()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def checks(self) -> list[Check]:
+        return [
+            Check(name, e.state, e.detail, e.critical, e.checked_at)
+            for name, e in self._entries.items()
+        ]
+
+    def status(self) -> tuple[Literal["active", "error"], list[str]]:
+        """The UDC status word and the names of failing checks."""
+        failing = [c for c in self.checks() if c.state == "failing"]
+        if any(c.critical for c in failing):
+            return "error", [c.name for c in failing]
+        return "active", [c.name for c in failing]

@@ -1,0 +1,84 @@
+"""structlog set-up: JSON lines in production, a readable console in development."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+import structlog
+
+_SECRET_KEYS = re.compile(r"(secret|token|password|api_key|apikey|authorization|private)", re.I)
+_BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.I)
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
+
+
+class Redactor:
+    """Removes secrets from every event: known values, secret-named keys, bearer tokens, JWTs."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._values = tuple(s for s in secrets if s and len(s) >= 4)
+
+    def _scrub(self, text: str) -> str:
+        for value in self._values:
+            text = text.replace(value, "[redacted]")
+        text = _BEARER.sub(r"\1[redacted]", text)
+        return _JWT.sub("[redacted-jwt]", text)
+
+    def __call__(
+        self, _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        for key, value in list(event_dict.items()):
+            if _SECRET_KEYS.search(key) and key not in ("event",):
+                event_dict[key] = "[redacted]"
+            elif isinstance(value, str):
+                event_dict[key] = self._scrub(value)
+            elif isinstance(value, BaseException):
+                event_dict[key] = self._scrub(repr(value))
+        return event_dict
+
+
+def configure_logging(*, level: str, json_lines: bool, secrets: Iterable[str] = ()) -> None:
+    """Route structlog and the standard library (uvicorn, httpx) through one renderer."""
+    timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        timestamper,
+        Redactor(secrets),
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if json_lines
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # uvicorn's access log duplicates our request log line; its error log stays.
+    logging.getLogger("uvicorn.access").handlers[:] = []
+    logging.getLogger("uvicorn.access").propagate = False
+    for noisy in ("httpx", "httpcore", "aiosqlite", "asyncio", "websockets"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
