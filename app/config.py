@@ -80,8 +80,26 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     database_url: str | None = None
 
-    # LLM
+    history_window: int = Field(default=20, ge=0, le=500)
+    session_idle_expiry_s: float = Field(default=7 * 86400, gt=0)
+    event_bus_url: str | None = None
+
+    # Chat access
+    chat_auth: Literal["none", "jwt"] | None = None
+    """None: `jwt` in production, `none` otherwise."""
+    route_back_delivery: Literal["reply", "orchestrator"] = "reply"
+
+    # Planning
+    planner: Literal["rules", "gemini", "openai", "hybrid"] | None = None
+    """None: `rules` without an LLM configured, `hybrid` with one."""
+    planner_threshold: float = Field(default=0.6, ge=0.0, le=1.0)
     gemini_api_key: SecretStr | None = None
+    gemini_model: str = "gemini-2.5-flash"
+    gemini_base_url: str | None = None
+    llm_base_url: str | None = None
+    llm_model: str = "qwen2.5"
+    llm_api_key: SecretStr | None = None
+    llm_timeout_s: float = Field(default=10.0, gt=0)
 
     # HTTP
     cors_origins: Annotated[list[str], NoDecode] = Field(
@@ -106,6 +124,12 @@ class Settings(BaseSettings):
         if "*" in self.cors_origins and self.is_production:
             raise ValueError("CORS_ORIGINS may not be '*' in production")
         return self
+
+    @property
+    def effective_chat_auth(self) -> Literal["none", "jwt"]:
+        if self.chat_auth is not None:
+            return self.chat_auth
+        return "jwt" if self.is_production else "none"
 
     @property
     def is_production(self) -> bool:
@@ -153,8 +177,8 @@ class Settings(BaseSettings):
     def disabled_features(self) -> list[str]:
         """Features that are off with this configuration, said once at start-up."""
         off = []
-        if self.gemini_api_key is None:
-            off.append("gemini planner (no GEMINI_API_KEY; offline rules planner in use)")
+        if self.gemini_api_key is None and not self.llm_base_url:
+            off.append("LLM planner (no GEMINI_API_KEY or LLM_BASE_URL; offline rules planner)")
         if self.registry_key() is None:
             off.append("registry registration (no DROPLET_SECRET)")
         if not self.registry_public_key_file.exists() and not self.registry_public_key_url:

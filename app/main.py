@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
-import httpx
 import structlog
 import uvicorn
 from fastapi import FastAPI
@@ -16,13 +15,10 @@ from pydantic import ValidationError
 from app import __version__
 from app.api.errors import install_error_handlers
 from app.api.middleware import RequestMiddleware
-from app.api.routes import udc
+from app.api.routes import chat, mesh, sessions, udc, web, ws
 from app.config import ConfigError, Settings
-from app.services.health import HealthMonitor
-from app.services.keys import PublicKeySource
-from app.services.metrics import Metrics
+from app.services.container import build_runtime, start_runtime, stop_runtime
 from app.services.runtime import Runtime
-from app.services.udc_info import new_process_probe
 from app.utils.logging import configure_logging
 
 log = structlog.get_logger("app.main")
@@ -39,6 +35,7 @@ def _secrets(settings: Settings) -> list[str]:
         settings.registry_api_key,
         settings.orchestrator_token,
         settings.gemini_api_key,
+        settings.llm_api_key,
     ]
     return [v.get_secret_value() for v in values if v is not None]
 
@@ -50,27 +47,25 @@ def _configure_logging(settings: Settings) -> None:
     configure_logging(level=settings.log_level, json_lines=json_lines, secrets=_secrets(settings))
 
 
-def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
+def _lifespan(runtime: Runtime) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime: Runtime = app.state.runtime
-        async with httpx.AsyncClient(timeout=5.0) as key_client:
-            if runtime.public_keys.pem is None:
-                await runtime.public_keys.refresh_from_url(key_client)
-        await runtime.health.start()
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        settings = runtime.settings
         for feature in settings.disabled_features():
             log.info("feature_disabled", feature=feature)
+        await start_runtime(runtime)
         log.info(
             "service_started",
             droplet_id=settings.droplet_id,
             port=settings.port,
             environment=settings.environment.value,
+            chat_auth=settings.effective_chat_auth,
             version=__version__,
         )
         try:
             yield
         finally:
-            await runtime.health.stop()
+            await stop_runtime(runtime)
             log.info("service_stopped")
 
     return lifespan
@@ -80,31 +75,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     settings.check_runnable()
     _configure_logging(settings)
-
-    metrics = Metrics()
-    public_keys = PublicKeySource(
-        key_file=settings.registry_public_key_file, key_url=settings.registry_public_key_url
-    )
-    public_keys.load_file()
-    runtime = Runtime(
-        settings=settings,
-        metrics=metrics,
-        public_keys=public_keys,
-        health=HealthMonitor(),
-        process=new_process_probe(),
-        features=["udc", "jwt_verification"],
-    )
+    runtime = build_runtime(settings)
 
     app = FastAPI(
         title="Chat Orchestrator",
         version=__version__,
         description=DESCRIPTION,
-        lifespan=_lifespan(settings),
+        lifespan=_lifespan(runtime),
         debug=False,
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    app.include_router(udc.router)
+    for router in (udc.router, mesh.router, chat.router, sessions.router, ws.router):
+        app.include_router(router)
+    web.mount(app)
 
     app.add_middleware(
         CORSMiddleware,
@@ -114,7 +98,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_headers=["Authorization", "Content-Type", "X-Trace-Id"],
         expose_headers=["X-Trace-Id", "Retry-After"],
     )
-    app.add_middleware(RequestMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestMiddleware, metrics=runtime.metrics, max_body_bytes=settings.max_body_bytes
+    )
     return app
 
 

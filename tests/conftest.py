@@ -85,5 +85,56 @@ def client(make_settings: Callable[..., Settings]) -> Iterator[Any]:
 
     from app.main import create_app
 
-    with TestClient(create_app(make_settings())) as test_client:
+    with TestClient(create_app(make_settings()), client=("127.0.0.1", 50000)) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="session")
+def sandbox_key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """RSA generation is the slow part of a mesh start: one key pair for the whole run."""
+    from sandbox.keys import write_key_pair
+
+    path = tmp_path_factory.mktemp("mesh-keys")
+    write_key_pair(path)
+    return path
+
+
+@pytest.fixture
+def sandbox(sandbox_key_dir: Path) -> Iterator[Any]:
+    """A seeded sandbox Registry + Orchestrator on loopback with fast intervals."""
+    from sandbox.testing import mesh
+
+    with mesh(key_dir=sandbox_key_dir, router_interval=0.2) as handle:
+        yield handle
+
+
+@pytest.fixture
+def mesh_settings(make_settings: Callable[..., Settings], sandbox: Any) -> Callable[..., Settings]:
+    """Settings for a droplet 12 wired to the sandbox mesh (tokens minted from its key)."""
+
+    def build(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "mesh_enabled": True,
+            "registry_url": sandbox.registry_url,
+            "orchestrator_url": sandbox.orchestrator_url,
+            "droplet_secret": sandbox.registry_key,
+            "orchestrator_private_key_file": sandbox.private_key_path,
+            "registry_public_key_file": sandbox.public_key_path,
+            "heartbeat_interval_s": 1.0,
+            "task_poll_interval_s": 0.3,
+            "peer_timeout_s": 2.0,
+        }
+        values.update(overrides)
+        return make_settings(**values)
+
+    return build
+
+
+@pytest.fixture
+def mesh_client(mesh_settings: Callable[..., Settings]) -> Iterator[Any]:
+    from starlette.testclient import TestClient
+
+    from app.main import create_app
+
+    with TestClient(create_app(mesh_settings()), client=("127.0.0.1", 50000)) as test_client:
         yield test_client

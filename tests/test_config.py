@@ -86,7 +86,7 @@ def test_development_starts_without_secrets_and_says_what_is_off() -> None:
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     settings.check_runnable()
     off = " ".join(settings.disabled_features())
-    assert "GEMINI_API_KEY" in off
+    assert "GEMINI_API_KEY" in off and "LLM_BASE_URL" in off
     assert "DROPLET_SECRET" in off
 
 

@@ -72,3 +72,63 @@ CurrentPrincipal = Annotated[Principal, Depends(require_principal)]
 AUTH_RESPONSES: dict[int | str, dict[str, object]] = {
     401: {"description": "Missing or invalid bearer token (standard error body)"},
 }
+
+
+ANONYMOUS = Principal(
+    subject="anonymous", permissions=frozenset({"read", "write"}), authenticated=False
+)
+
+
+def chat_principal_from(runtime: Runtime, authorization: str | None, query_token: str | None
+                        ) -> Principal:
+    """The caller of a chat channel: verified with CHAT_AUTH=jwt, anonymous with `none`."""
+    if runtime.settings.effective_chat_auth == "none":
+        return ANONYMOUS
+    token = bearer_token(authorization) if authorization else (query_token or None)
+    return authenticate(runtime, token)
+
+
+def require_chat_principal(request: Request, runtime: RuntimeDep) -> Principal:
+    return chat_principal_from(runtime, request.headers.get("authorization"), None)
+
+
+ChatPrincipal = Annotated[Principal, Depends(require_chat_principal)]
+
+
+def client_in_allowlist(runtime: Runtime, host: str | None) -> bool:
+    import ipaddress
+
+    if host is None:
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    for network in runtime.settings.inbound_allowlist:
+        try:
+            if address in ipaddress.ip_network(network, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def require_admin(request: Request, runtime: RuntimeDep, principal: ChatPrincipal) -> Principal:
+    """Admin operations: the `admin` permission with CHAT_AUTH=jwt; an operator network without."""
+    if principal.authenticated:
+        if not principal.can("admin"):
+            raise ApiError(403, "This operation needs the 'admin' permission",
+                           code=ErrorCode.FORBIDDEN)
+        return principal
+    host = request.client.host if request.client else None
+    if not client_in_allowlist(runtime, host):
+        raise ApiError(
+            403,
+            "Listing or clearing all sessions is only allowed from an operator network "
+            "(INBOUND_ALLOWLIST) or with an admin token (CHAT_AUTH=jwt)",
+            code=ErrorCode.FORBIDDEN,
+        )
+    return principal
+
+
+AdminPrincipal = Annotated[Principal, Depends(require_admin)]

@@ -1,0 +1,168 @@
+"""Engines for the session store: URL normalisation, SQLite pragmas and transaction control.
+
+SQLite notes (why the hooks below exist):
+- WAL lets readers run while one writer writes; busy_timeout makes a second writer wait for the
+  lock instead of failing at once.
+- Python's sqlite3 (3.11) begins transactions lazily and only for DML, so a transaction that
+  reads and then writes can fail with "database is locked" without waiting. The store therefore
+  emits BEGIN itself: BEGIN IMMEDIATE for writes (takes the write lock up front, so concurrent
+  writers queue on busy_timeout) and a plain deferred BEGIN for reads (never blocks writers).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import ConnectionPoolEntry
+
+# Execution option carried by the store's write engine; read by the "begin" hook.
+WRITE_OPTION = "chat_store_write"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+}
+
+
+class UnsupportedDatabase(ValueError):
+    """The DATABASE_URL names a database the store does not run on."""
+
+
+def normalise_url(database_url: str) -> URL:
+    """The async driver URL for a SQLite or PostgreSQL DATABASE_URL (postgres:// accepted)."""
+    url = make_url(database_url)
+    driver = _DRIVERS.get(url.drivername)
+    if driver is None:
+        raise UnsupportedDatabase(
+            f"unsupported database driver {url.drivername!r}: use sqlite+aiosqlite:///path "
+            "or postgresql+asyncpg://user@host/db"
+        )
+    url = url.set(drivername=driver)
+    if driver.startswith("sqlite") and sqlite_path(url) is None:
+        raise UnsupportedDatabase(
+            "an in-memory SQLite database cannot be shared between connections; "
+            "use a file, e.g. sqlite+aiosqlite:///data/chat.db"
+        )
+    return url
+
+
+def safe_url(url: URL) -> str:
+    """For logs and errors: never the password."""
+    return url.render_as_string(hide_password=True)
+
+
+def sqlite_path(url: URL) -> Path | None:
+    """The database file of a SQLite URL; None for in-memory databases and other dialects."""
+    if not url.drivername.startswith("sqlite"):
+        return None
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file::memory:"):
+        return None
+    if database.startswith("file:"):
+        database = database.removeprefix("file:").split("?", 1)[0]
+    return Path(database)
+
+
+def build_engine(
+    url: URL,
+    *,
+    connect_args: Mapping[str, Any] | None = None,
+    pool_size: int = 10,
+    max_overflow: int = 20,
+    isolation_level: str | None = None,
+) -> AsyncEngine:
+    """An engine with the store's conventions; the SQLite file's directory is created."""
+    options: dict[str, Any] = {"connect_args": dict(connect_args or {})}
+    path = sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # sqlite3's own timeout is what makes a connection wait for a lock held elsewhere.
+        options["connect_args"].setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
+    else:
+        options["pool_pre_ping"] = True
+        if isolation_level is not None:
+            options["isolation_level"] = isolation_level
+    engine = create_async_engine(url, pool_size=pool_size, max_overflow=max_overflow, **options)
+    if path is not None:
+        _install_sqlite_hooks(engine)
+    return engine
+
+
+def enable_wal(path: Path, *, wait_seconds: float = SQLITE_BUSY_TIMEOUT_MS / 1000) -> None:
+    """Put the database file in WAL mode (creating the file and its directory if needed).
+
+    Blocking: call it in a thread from async code. Switching the journal mode needs the file
+    to itself and SQLite answers "locked" at once rather than waiting when another connection
+    is busy (e.g. several instances starting together), hence the retry loop.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait_seconds
+    delay = 0.01
+    while True:
+        conn = sqlite3.connect(path, timeout=wait_seconds)
+        try:
+            (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
+            if str(mode).lower() == "wal":
+                return
+            raise sqlite3.OperationalError(f"journal mode stays {mode!r}")
+        except sqlite3.OperationalError:
+            if time.monotonic() >= deadline:
+                raise
+        finally:
+            conn.close()
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
+
+
+def write_engine(engine: AsyncEngine) -> AsyncEngine:
+    """The same pool, flagged so SQLite transactions start with BEGIN IMMEDIATE."""
+    return engine.execution_options(**{WRITE_OPTION: True})
+
+
+def _install_sqlite_hooks(engine: AsyncEngine) -> None:
+    event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
+    event.listen(engine.sync_engine, "begin", _on_sqlite_begin)
+
+
+def _on_sqlite_connect(dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry) -> None:
+    # Take BEGIN away from the driver; _on_sqlite_begin emits it.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        # WAL is set once per file by enable_wal(); it persists in the file.
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        # FULL: an answered turn survives a power cut too, not only a killed process.
+        cursor.execute("PRAGMA synchronous=FULL")
+    finally:
+        cursor.close()
+
+
+def _on_sqlite_begin(connection: Connection) -> None:
+    write = bool(connection.get_execution_options().get(WRITE_OPTION, False))
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def insert_for(
+    dialect_name: str, table: type[DeclarativeBase]
+) -> sqlite.Insert | postgresql.Insert:
+    """An INSERT that supports ON CONFLICT on the two dialects the store runs on."""
+    if dialect_name == "postgresql":
+        return postgresql.insert(table)
+    if dialect_name == "sqlite":
+        return sqlite.insert(table)
+    raise UnsupportedDatabase(f"unsupported dialect {dialect_name!r}")

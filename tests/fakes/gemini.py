@@ -1,0 +1,323 @@
+"""A fake Gemini API (generateContent and streamGenerateContent) on a real loopback HTTP server.
+
+Speaks the wire shapes in shared/contracts/llm.md: `POST /{version}/models/{model}:generateContent`
+and `:streamGenerateContent?alt=sse`, any API version, both key spellings the SDK sends (camelCase
+and snake_case, normalised to camelCase in `RecordedRequest.body`).
+
+Scripting: `fake.push(reply, ...)` queues replies that are served in order; when the queue is empty
+the `responder` (if any) is asked, then the `default` reply is used, else the fake answers 500 so an
+unscripted request is never mistaken for a model answer. `delay_s` adds a fixed latency to every
+reply (the benchmark's mode).
+
+    with FakeGemini() as fake:
+        fake.push(function_call("droplet_status", {"droplet_id": 14}))
+        client = genai.Client(api_key="k", http_options=HttpOptions(base_url=fake.base_url))
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field, replace
+from types import TracebackType
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from tests.fakes._server import RecordedRequest, ThreadedServer
+
+# Values under these keys are user data (argument names, schema property names): never renamed.
+_OPAQUE_KEYS = frozenset(
+    {
+        "args",
+        "response",
+        "parameters",
+        "parametersJsonSchema",
+        "responseSchema",
+        "responseJsonSchema",
+        "properties",
+    }
+)
+_USAGE = {"promptTokenCount": 42, "candidatesTokenCount": 7, "totalTokenCount": 49}
+
+
+def _camel(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def normalize_keys(value: Any) -> Any:
+    """Rename snake_case keys to camelCase, leaving user data (args, schemas) untouched."""
+    if isinstance(value, list):
+        return [normalize_keys(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        name = _camel(key)
+        out[name] = item if name in _OPAQUE_KEYS else normalize_keys(item)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class GeminiReply:
+    """One scripted answer: a GenerateContentResponse body, or an HTTP error, maybe late."""
+
+    body: dict[str, Any] = field(default_factory=dict)
+    status: int = 200
+    delay_s: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
+    chunks: tuple[dict[str, Any], ...] | None = None
+    """For streaming: the chunks to send; derived from `body` when None."""
+
+
+def _candidate(parts: list[dict[str, Any]], finish: str = "STOP") -> dict[str, Any]:
+    return {
+        "candidates": [
+            {"content": {"role": "model", "parts": parts}, "finishReason": finish, "index": 0}
+        ],
+        "usageMetadata": dict(_USAGE),
+        "modelVersion": "fake-gemini",
+    }
+
+
+def function_call(name: str, args: dict[str, Any] | None = None) -> GeminiReply:
+    return function_calls((name, args or {}))
+
+
+def function_calls(*calls: tuple[str, dict[str, Any]]) -> GeminiReply:
+    parts = [{"functionCall": {"name": name, "args": args}} for name, args in calls]
+    return GeminiReply(body=_candidate(parts))
+
+
+def text(value: str) -> GeminiReply:
+    return GeminiReply(body=_candidate([{"text": value}]))
+
+
+def text_chunks(*pieces: str) -> GeminiReply:
+    """A text answer that streams as exactly these pieces (and reads as their concatenation)."""
+    body = _candidate([{"text": "".join(pieces)}])
+    chunks: list[dict[str, Any]] = [
+        {"candidates": [{"content": {"role": "model", "parts": [{"text": p}]}, "index": 0}]}
+        for p in pieces
+    ]
+    chunks[-1]["candidates"][0]["finishReason"] = "STOP"
+    chunks[-1]["usageMetadata"] = dict(_USAGE)
+    return GeminiReply(body=body, chunks=tuple(chunks))
+
+
+def json_text(value: Any) -> GeminiReply:
+    """JSON mode: the object as a string in parts[0].text."""
+    return text(json.dumps(value))
+
+
+def malformed() -> GeminiReply:
+    """The model tried to call a function and produced something unparseable."""
+    return GeminiReply(
+        body={
+            "candidates": [{"finishReason": "MALFORMED_FUNCTION_CALL", "index": 0}],
+            "usageMetadata": dict(_USAGE),
+        }
+    )
+
+
+def empty() -> GeminiReply:
+    """No candidates at all (what a blocked prompt looks like)."""
+    return GeminiReply(body={"candidates": [], "usageMetadata": dict(_USAGE)})
+
+
+def error(
+    status: int, message: str = "fake error", *, retry_after: float | None = None
+) -> GeminiReply:
+    names = {
+        400: "INVALID_ARGUMENT",
+        403: "PERMISSION_DENIED",
+        404: "NOT_FOUND",
+        429: "RESOURCE_EXHAUSTED",
+        500: "INTERNAL",
+        503: "UNAVAILABLE",
+    }
+    headers = {} if retry_after is None else {"retry-after": f"{retry_after:g}"}
+    body = {"error": {"code": status, "message": message, "status": names.get(status, "UNKNOWN")}}
+    return GeminiReply(body=body, status=status, headers=headers)
+
+
+def rate_limited(*, retry_after: float | None = None) -> GeminiReply:
+    return error(429, "Resource has been exhausted (e.g. check quota).", retry_after=retry_after)
+
+
+def server_error() -> GeminiReply:
+    return error(500, "An internal error has occurred.")
+
+
+def slow(reply: GeminiReply, delay_s: float) -> GeminiReply:
+    return replace(reply, delay_s=delay_s)
+
+
+Responder = Callable[[RecordedRequest], GeminiReply | None]
+
+_MODEL_PATH = re.compile(r"^(?P<model>.+):(?P<method>[A-Za-z]+)$")
+
+
+class FakeGemini:
+    """A scriptable Gemini endpoint. Thread-safe: the server runs in its own thread."""
+
+    def __init__(
+        self,
+        *,
+        default: GeminiReply | None = None,
+        responder: Responder | None = None,
+        delay_s: float = 0.0,
+    ) -> None:
+        self.default = default
+        self.responder = responder
+        self.delay_s = delay_s
+        self._queue: deque[GeminiReply] = deque()
+        self._requests: list[RecordedRequest] = []
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        app = Starlette(
+            routes=[Route("/{version}/models/{rest:path}", self._handle, methods=["POST"])]
+        )
+        self._server = ThreadedServer(app, name="fake-gemini")
+
+    # Lifecycle
+    def start(self) -> FakeGemini:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def __enter__(self) -> FakeGemini:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        """What to give `HttpOptions(base_url=...)` (or GOOGLE_GEMINI_BASE_URL)."""
+        return f"http://127.0.0.1:{self._server.port}"
+
+    # Scripting and inspection
+    def push(self, *replies: GeminiReply) -> None:
+        with self._lock:
+            self._queue.extend(replies)
+
+    def extend(self, replies: Iterable[GeminiReply]) -> None:
+        self.push(*replies)
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._queue)
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._queue.clear()
+            self._requests.clear()
+
+    # Serving
+    def _next_reply(self, recorded: RecordedRequest) -> GeminiReply | None:
+        with self._lock:
+            if self._queue:
+                return self._queue.popleft()
+        if self.responder is not None:
+            reply = self.responder(recorded)
+            if reply is not None:
+                return reply
+        return self.default
+
+    async def _handle(self, request: Request) -> Response:
+        match = _MODEL_PATH.match(request.path_params["rest"])
+        if match is None:
+            return JSONResponse({"error": {"code": 404, "message": "no method"}}, status_code=404)
+        try:
+            raw = json.loads(await request.body() or b"{}")
+        except json.JSONDecodeError:
+            return JSONResponse({"error": {"code": 400, "message": "bad JSON"}}, status_code=400)
+        recorded = RecordedRequest(
+            method=match["method"],
+            path=request.url.path,
+            query=dict(request.query_params),
+            headers=dict(request.headers),
+            raw=raw,
+            body=normalize_keys(raw),
+            extra={"version": request.path_params["version"], "model": match["model"]},
+        )
+        with self._lock:
+            self._requests.append(recorded)
+        reply = self._next_reply(recorded)
+        if reply is None:
+            reply = error(500, "fake gemini: no scripted reply left")
+        await self._server.sleep(self.delay_s + reply.delay_s)
+        if reply.status != 200:
+            return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
+        if match["method"] == "streamGenerateContent":
+            return self._stream(reply, sse=request.query_params.get("alt") == "sse")
+        if match["method"] != "generateContent":
+            return JSONResponse({"error": {"code": 404, "message": "unsupported"}}, status_code=404)
+        return JSONResponse(reply.body)
+
+    def _stream(self, reply: GeminiReply, *, sse: bool) -> Response:
+        chunks = list(reply.chunks) if reply.chunks is not None else _split(reply.body)
+        if not sse:
+            return JSONResponse(chunks)
+
+        async def events() -> AsyncIterator[bytes]:
+            for chunk in chunks:
+                yield f"data: {json.dumps(chunk)}\r\n\r\n".encode()
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+
+def _split(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Stream a plain text answer word by word; anything else goes out as one chunk."""
+    candidates = body.get("candidates") or []
+    parts = (candidates[0].get("content") or {}).get("parts", []) if candidates else []
+    if len(parts) != 1 or "text" not in parts[0]:
+        return [body]
+    words = re.findall(r"\S+\s*", parts[0]["text"]) or [""]
+    chunks: list[dict[str, Any]] = [
+        {"candidates": [{"content": {"role": "model", "parts": [{"text": w}]}, "index": 0}]}
+        for w in words
+    ]
+    last = chunks[-1]["candidates"][0]
+    last["finishReason"] = candidates[0].get("finishReason", "STOP")
+    chunks[-1]["usageMetadata"] = body.get("usageMetadata", dict(_USAGE))
+    return chunks
+
+
+def last_user_text(request: RecordedRequest) -> str:
+    """The operator's message in a recorded request (for responders, e.g. the eval runner)."""
+    for content in reversed(request.body.get("contents", [])):
+        texts = [part["text"] for part in content.get("parts", []) if "text" in part]
+        if content.get("role", "user") == "user" and texts:
+            return "".join(texts)
+    return ""
+
+
+def declared_tools(request: RecordedRequest) -> list[str]:
+    return [
+        declaration["name"]
+        for tool in request.body.get("tools", [])
+        for declaration in tool.get("functionDeclarations", [])
+    ]

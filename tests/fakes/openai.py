@@ -1,0 +1,303 @@
+"""A fake OpenAI-compatible chat-completions server (Ollama, vLLM, llama.cpp, OpenAI) on loopback.
+
+Speaks `POST /v1/chat/completions`, non-streaming and streaming (`"stream": true`: SSE chunks,
+tool-call deltas split by `index`, `data: [DONE]`), as in shared/contracts/llm.md.
+
+Scripting works like the Gemini fake: `push(...)` queues replies served in order, then the
+`responder`, then `default`, else a 500 so an unscripted request never looks like a model answer.
+
+    with FakeOpenAI() as fake:
+        fake.push(tool_call("create_task", {"task_type": "verify", ...}))
+        client = AsyncOpenAI(base_url=fake.base_url, api_key="k")
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field, replace
+from types import TracebackType
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from tests.fakes._server import RecordedRequest, ThreadedServer
+
+_USAGE = {"prompt_tokens": 42, "completion_tokens": 7, "total_tokens": 49}
+_ARG_FRAGMENT = 8
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAIReply:
+    """One scripted answer: an assistant message (or none), or an HTTP error, maybe late."""
+
+    message: dict[str, Any] | None = None
+    """The assistant message; None means `choices: []`."""
+    finish_reason: str = "stop"
+    status: int = 200
+    error_body: dict[str, Any] = field(default_factory=dict)
+    delay_s: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def tool_calls(*calls: tuple[str, dict[str, Any] | str]) -> OpenAIReply:
+    """Tool calls; a `str` argument is sent verbatim (to script invalid JSON)."""
+    items = [
+        {
+            "id": f"call_{i}",
+            "type": "function",
+            "function": {
+                "name": name,
+                "arguments": args if isinstance(args, str) else json.dumps(args),
+            },
+        }
+        for i, (name, args) in enumerate(calls, start=1)
+    ]
+    message = {"role": "assistant", "content": None, "tool_calls": items}
+    return OpenAIReply(message=message, finish_reason="tool_calls")
+
+
+def tool_call(name: str, args: dict[str, Any] | None = None) -> OpenAIReply:
+    return tool_calls((name, args or {}))
+
+
+def invalid_arguments(name: str, raw: str = '{"droplet_id": 14,') -> OpenAIReply:
+    """A tool call whose `arguments` string is not valid JSON."""
+    return tool_calls((name, raw))
+
+
+def text(value: str) -> OpenAIReply:
+    return OpenAIReply(message={"role": "assistant", "content": value})
+
+
+def json_text(value: Any) -> OpenAIReply:
+    return text(json.dumps(value))
+
+
+def empty() -> OpenAIReply:
+    """`choices: []`."""
+    return OpenAIReply(message=None)
+
+
+def blank() -> OpenAIReply:
+    """A choice whose message has neither content nor tool calls."""
+    return OpenAIReply(message={"role": "assistant", "content": None}, finish_reason="length")
+
+
+def error(
+    status: int, message: str = "fake error", *, retry_after: float | None = None
+) -> OpenAIReply:
+    types = {
+        400: "invalid_request_error",
+        401: "authentication_error",
+        404: "not_found_error",
+        429: "rate_limit_exceeded",
+        500: "server_error",
+        503: "server_error",
+    }
+    headers = {} if retry_after is None else {"retry-after": f"{retry_after:g}"}
+    body = {"error": {"message": message, "type": types.get(status, "error"), "code": None}}
+    return OpenAIReply(status=status, error_body=body, headers=headers)
+
+
+def rate_limited(*, retry_after: float | None = None) -> OpenAIReply:
+    return error(429, "Rate limit reached", retry_after=retry_after)
+
+
+def server_error() -> OpenAIReply:
+    return error(500, "The server had an error while processing your request.")
+
+
+def slow(reply: OpenAIReply, delay_s: float) -> OpenAIReply:
+    return replace(reply, delay_s=delay_s)
+
+
+Responder = Callable[[RecordedRequest], OpenAIReply | None]
+
+
+class FakeOpenAI:
+    """A scriptable chat-completions endpoint. Thread-safe: the server runs in its own thread."""
+
+    def __init__(
+        self,
+        *,
+        default: OpenAIReply | None = None,
+        responder: Responder | None = None,
+        delay_s: float = 0.0,
+    ) -> None:
+        self.default = default
+        self.responder = responder
+        self.delay_s = delay_s
+        self._queue: deque[OpenAIReply] = deque()
+        self._requests: list[RecordedRequest] = []
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        app = Starlette(routes=[Route("/v1/chat/completions", self._handle, methods=["POST"])])
+        self._server = ThreadedServer(app, name="fake-openai")
+
+    # Lifecycle
+    def start(self) -> FakeOpenAI:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def __enter__(self) -> FakeOpenAI:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        """What to give `AsyncOpenAI(base_url=...)` (LLM_BASE_URL): includes `/v1`."""
+        return f"http://127.0.0.1:{self._server.port}/v1"
+
+    # Scripting and inspection
+    def push(self, *replies: OpenAIReply) -> None:
+        with self._lock:
+            self._queue.extend(replies)
+
+    def extend(self, replies: Iterable[OpenAIReply]) -> None:
+        self.push(*replies)
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._queue)
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._queue.clear()
+            self._requests.clear()
+
+    # Serving
+    def _next_reply(self, recorded: RecordedRequest) -> OpenAIReply | None:
+        with self._lock:
+            if self._queue:
+                return self._queue.popleft()
+        if self.responder is not None:
+            reply = self.responder(recorded)
+            if reply is not None:
+                return reply
+        return self.default
+
+    async def _handle(self, request: Request) -> Response:
+        try:
+            raw = json.loads(await request.body() or b"{}")
+        except json.JSONDecodeError:
+            return JSONResponse({"error": {"message": "bad JSON"}}, status_code=400)
+        recorded = RecordedRequest(
+            method="chat.completions",
+            path=request.url.path,
+            query=dict(request.query_params),
+            headers=dict(request.headers),
+            raw=raw,
+            body=raw,
+            extra={"model": str(raw.get("model", ""))},
+        )
+        with self._lock:
+            self._requests.append(recorded)
+        reply = self._next_reply(recorded) or error(500, "fake openai: no scripted reply left")
+        await self._server.sleep(self.delay_s + reply.delay_s)
+        if reply.status != 200:
+            return JSONResponse(reply.error_body, status_code=reply.status, headers=reply.headers)
+        ident = f"chatcmpl-fake-{next(self._ids)}"
+        model = recorded.extra["model"]
+        if raw.get("stream"):
+            return StreamingResponse(_sse(ident, model, reply), media_type="text/event-stream")
+        choices = []
+        if reply.message is not None:
+            choices.append(
+                {
+                    "index": 0,
+                    "message": reply.message,
+                    "finish_reason": reply.finish_reason,
+                    "logprobs": None,
+                }
+            )
+        body = {
+            "id": ident,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": choices,
+            "usage": dict(_USAGE),
+        }
+        return JSONResponse(body)
+
+
+def _deltas(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """Split an assistant message into the deltas a real server streams."""
+    deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
+    content = message.get("content") or ""
+    deltas.extend({"content": content[i : i + 4]} for i in range(0, len(content), 4))
+    for index, call in enumerate(message.get("tool_calls") or []):
+        args = call["function"]["arguments"]
+        head = {
+            "id": call["id"],
+            "type": "function",
+            "function": {"name": call["function"]["name"], "arguments": ""},
+        }
+        deltas.append({"tool_calls": [{"index": index, **head}]})
+        deltas.extend(
+            {
+                "tool_calls": [
+                    {"index": index, "function": {"arguments": args[i : i + _ARG_FRAGMENT]}}
+                ]
+            }
+            for i in range(0, len(args), _ARG_FRAGMENT)
+        )
+    return deltas
+
+
+async def _sse(ident: str, model: str, reply: OpenAIReply) -> AsyncIterator[bytes]:
+    created = int(time.time())
+
+    def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
+        body = {
+            "id": ident,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": choices,
+            **extra,
+        }
+        return f"data: {json.dumps(body)}\n\n".encode()
+
+    if reply.message is not None:
+        for delta in _deltas(reply.message):
+            yield chunk([{"index": 0, "delta": delta, "finish_reason": None}])
+        yield chunk([{"index": 0, "delta": {}, "finish_reason": reply.finish_reason}])
+    yield chunk([], usage=dict(_USAGE))
+    yield b"data: [DONE]\n\n"
+
+
+def last_user_text(request: RecordedRequest) -> str:
+    """The operator's message in a recorded request (for responders, e.g. the eval runner)."""
+    for message in reversed(request.body.get("messages", [])):
+        if message.get("role") == "user" and isinstance(message.get("content"), str):
+            return str(message["content"])
+    return ""
+
+
+def declared_tools(request: RecordedRequest) -> list[str]:
+    return [tool["function"]["name"] for tool in request.body.get("tools", [])]

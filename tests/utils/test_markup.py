@@ -1,0 +1,69 @@
+"""Markdown escaping and speech cleaning."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from app.utils.markup import (
+    ago,
+    escape_markdown,
+    join_words,
+    markdown_link,
+    number_word,
+    plain_name,
+    to_voice,
+    when,
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "escaped"),
+    [
+        ("<script>alert(1)</script>", "&lt;script&gt;alert(1)&lt;/script&gt;"),
+        ("| evil |", "\\| evil \\|"),
+        ("`code` *b* _i_ [x](y) ~s~", "\\`code\\` \\*b\\* \\_i\\_ \\[x\\](y) \\~s\\~"),
+        ("a\nb\tc", "a b c"),
+        ("R&D", "R&amp;D"),
+        ("back\\slash", "back\\\\slash"),
+    ],
+)
+def test_escape_markdown(raw: str, escaped: str) -> None:
+    assert escape_markdown(raw) == escaped
+
+
+def test_escape_markdown_truncates_before_escaping() -> None:
+    assert escape_markdown("abcdefghij", limit=5) == "abcd…"
+
+
+def test_markdown_link_only_for_plain_http_urls() -> None:
+    assert markdown_link("https://github.com/x/y") == "<https://github.com/x/y>"
+    assert markdown_link("javascript:alert(1)") == "javascript:alert(1)"
+    assert markdown_link("https://x.io/a>b") == "https://x.io/a&gt;b"
+
+
+def test_to_voice_drops_markdown_emoji_and_urls() -> None:
+    assert to_voice("**Done** ✅ see https://x.io/a_b #7 | `x` 👍🏽") == "Done see a link 7 x"
+    assert to_voice("R&D_team") == "R and D team"
+    assert to_voice("a ,b  .") == "a, b."
+
+
+def test_plain_name_and_numbers() -> None:
+    assert plain_name("<script>") == "script"
+    assert plain_name("🔥") == "unnamed"
+    assert number_word(7, capital=True) == "Seven"
+    assert number_word(21) == "21"
+    assert join_words(["A", "B", "C"]) == "A, B and C"
+    assert join_words(["A"]) == "A"
+
+
+def test_times() -> None:
+    assert ago(12) == "12 s ago"
+    assert ago(400, spoken=True) == "6 minutes ago"
+    assert ago(7200) == "2 h ago"
+    assert ago(1, spoken=True) == "1 second ago"
+    moment = datetime(2025, 11, 7, 16, 5, tzinfo=timezone(timedelta(hours=2)))
+    assert when(moment) == "2025-11-07 14:05 UTC"
+    assert when(datetime(2025, 11, 7, 14, 5), spoken=True) == "14:05 UTC on November 7"
+    assert when(datetime(2025, 11, 7, 14, 5, tzinfo=UTC)) == "2025-11-07 14:05 UTC"
