@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     orchestrator_private_key_file: Path | None = None
     mesh_enabled: bool = True
     peer_timeout_s: float = Field(default=5.0, gt=0)
+    peer_breaker_reset_s: float = Field(default=10.0, gt=0)
+    registration_backoff_max_s: float = Field(default=30.0, gt=0)
     heartbeat_interval_s: float = Field(default=60.0, gt=0)
     task_poll_interval_s: float = Field(default=10.0, gt=0)
 
@@ -96,6 +98,7 @@ class Settings(BaseSettings):
     gemini_api_key: SecretStr | None = None
     gemini_model: str = "gemini-2.5-flash"
     gemini_base_url: str | None = None
+    gemini_api_version: str | None = None
     llm_base_url: str | None = None
     llm_model: str = "qwen2.5"
     llm_api_key: SecretStr | None = None

@@ -101,10 +101,14 @@ def sandbox_key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def sandbox(sandbox_key_dir: Path) -> Iterator[Any]:
-    """A seeded sandbox Registry + Orchestrator on loopback with fast intervals."""
+    """A seeded sandbox Registry + Orchestrator on loopback.
+
+    Its router runs every 30 s, so tasks a test creates stay pending (cancellable) unless the
+    test routes them at once with `POST /_sandbox/tick`.
+    """
     from sandbox.testing import mesh
 
-    with mesh(key_dir=sandbox_key_dir, router_interval=0.2) as handle:
+    with mesh(key_dir=sandbox_key_dir, router_interval=30) as handle:
         yield handle
 
 
@@ -123,6 +127,8 @@ def mesh_settings(make_settings: Callable[..., Settings], sandbox: Any) -> Calla
             "heartbeat_interval_s": 1.0,
             "task_poll_interval_s": 0.3,
             "peer_timeout_s": 2.0,
+            "peer_breaker_reset_s": 1.0,
+            "registration_backoff_max_s": 2.0,
         }
         values.update(overrides)
         return make_settings(**values)
@@ -138,3 +144,107 @@ def mesh_client(mesh_settings: Callable[..., Settings]) -> Iterator[Any]:
 
     with TestClient(create_app(mesh_settings()), client=("127.0.0.1", 50000)) as test_client:
         yield test_client
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class LiveApp:
+    """droplet 12 served by uvicorn on a real loopback port, in a background thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        import threading
+
+        import uvicorn
+
+        from app.main import create_app
+
+        self.port = settings.port
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port,
+                                lifespan="on", log_config=None, ws_per_message_deflate=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> LiveApp:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("live app did not start")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+
+
+@pytest.fixture
+def live_app(mesh_settings: Callable[..., Settings]) -> Iterator[Callable[..., LiveApp]]:
+    """`live_app(**overrides)` starts droplet 12 on a free port wired to the sandbox."""
+    started: list[LiveApp] = []
+
+    def start(**overrides: Any) -> LiveApp:
+        port = free_port()
+        values: dict[str, Any] = {"port": port, "droplet_url": f"http://127.0.0.1:{port}"}
+        values.update(overrides)
+        app = LiveApp(mesh_settings(**values)).start()
+        started.append(app)
+        return app
+
+    yield start
+    for app in started:
+        app.stop()
+
+
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _run_pg(sql: str) -> None:
+    import asyncio
+    import os
+    import threading
+
+    import asyncpg
+
+    async def go() -> None:
+        conn = await asyncpg.connect(os.environ.get("TEST_PG_ADMIN_URL", PG_ADMIN_URL))
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    # In its own thread: an async test's event loop may already be running here.
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(go())
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+
+
+@pytest.fixture
+def pg_database_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    import uuid
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    _run_pg(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        _run_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -25,6 +25,7 @@ from app.services.memory import SessionStore
 from app.services.metrics import Metrics
 from app.services.orchestrator import OrchestratorClient
 from app.services.reasoning.factory import build_planner
+from app.services.reasoning.hybrid import close_planner
 from app.services.reasoning.rules import RulesPlanner
 from app.services.registry import RegistryClient
 from app.services.registry_info import DropletDirectory
@@ -90,6 +91,7 @@ def build_runtime(settings: Settings) -> Runtime:
             base_url=settings.registry_url,
             api_key=settings.registry_key() or "",
             timeout=settings.peer_timeout_s,
+            reset_timeout=settings.peer_breaker_reset_s,
         )
         tokens = TokenProvider(
             droplet_id=settings.droplet_id,
@@ -105,6 +107,7 @@ def build_runtime(settings: Settings) -> Runtime:
             tokens=tokens,
             timeout=settings.peer_timeout_s,
             droplet_id=settings.droplet_id,
+            reset_timeout=settings.peer_breaker_reset_s,
         )
         directory = DropletDirectory(registry=registry, orchestrator=orchestrator)
 
@@ -115,6 +118,7 @@ def build_runtime(settings: Settings) -> Runtime:
         gemini_api_key=settings.gemini_api_key,
         gemini_model=settings.gemini_model,
         gemini_base_url=settings.gemini_base_url,
+        gemini_api_version=settings.gemini_api_version,
         llm_base_url=settings.llm_base_url,
         llm_model=settings.llm_model,
         llm_api_key=settings.llm_api_key,
@@ -174,6 +178,7 @@ def build_runtime(settings: Settings) -> Runtime:
             env=settings.environment.value,
             heartbeat_interval=settings.heartbeat_interval_s,
             poll_interval=settings.task_poll_interval_s,
+            registration_backoff=(1.0, settings.registration_backoff_max_s),
             task_runner=run_task,
             claimed_store=StoreClaims(store),
             event_sink=alerts.add,
@@ -306,7 +311,5 @@ async def stop_runtime(runtime: Runtime) -> None:
     for client in (runtime.orchestrator, runtime.registry, runtime.tokens):
         if client is not None:
             await client.aclose()
-    closer = getattr(runtime.conversation.planner, "aclose", None)
-    if closer is not None:
-        await closer()
+    await close_planner(runtime.conversation.planner)
     await runtime.store.close()

@@ -14,6 +14,8 @@ _SAFE_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(?::\d+)?(?:[/?#][^\s<>\"'`\\|]
 # Characters a speech engine would read aloud as symbols, or that are markdown.
 _VOICE_DROP = frozenset("#*|_`~<>[]{}^\\")
 _ZERO_WIDTH = frozenset("\u200b\u200c\u200d\u2060\ufe0e\ufe0f")
+# Arrows, technical symbols, enclosed numbers, dingbats and emoji: pictures, not words.
+_SYMBOL_BLOCKS = ((0x2190, 0x2BFF), (0x1F000, 0x1FAFF), (0x1FB00, 0x1FBFF))
 
 _NUMBER_WORDS = (
     "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
@@ -50,13 +52,20 @@ def to_voice(text: str) -> str:
         if ch in _ZERO_WIDTH:
             continue
         category = unicodedata.category(ch)
-        if ch in _VOICE_DROP or category in ("So", "Sk", "Cs", "Co", "Cn", "Cc", "Cf", "Zl", "Zp"):
+        if (
+            any(lo <= ord(ch) <= hi for lo, hi in _SYMBOL_BLOCKS)
+            or ch in _VOICE_DROP
+            or category in ("So", "Sk", "Cs", "Co", "Cn", "Cc", "Cf", "Zl", "Zp")
+        ):
             out.append(" ")
         elif category == "Mn" and not out:
             continue
         else:
             out.append(ch)
-    spoken = _SPACE.sub(" ", "".join(out)).strip()
+    spoken = "".join(out).replace("://", " ")
+    # A token of symbols only ("://", "=>", "--") is noise when read aloud.
+    spoken = re.sub(r"(?<!\S)[^\w\s]{2,}(?!\S)|(?<!\S)[^\w\s.,;:!?'\"()-](?!\S)", " ", spoken)
+    spoken = _SPACE.sub(" ", spoken).strip()
     spoken = re.sub(r"\s+([.,;:!?])", r"\1", spoken)
     spoken = re.sub(r"([,;])(?=[^\s\d])", r"\1 ", spoken)
     return re.sub(r"([.,;:!?])\1+", r"\1", spoken)

@@ -539,7 +539,8 @@ def test_cancel_rules(bare: MeshHandle, http: httpx.Client) -> None:
 def test_inactive_expiry_requeues_and_announces(
     start: Callable[..., MeshHandle], http: httpx.Client
 ) -> None:
-    mesh = start(inactive_after=1.2)
+    mesh = start(inactive_after=2.5)
+    beat_url = f"{mesh.orchestrator_url}/droplets/12/heartbeat"
     with connect(ws_url(mesh, "droplets", mesh.mint_token(12))) as ws:
         register(http, mesh)
         task_id = create_task(http, mesh, required_capability="chat")
@@ -550,8 +551,9 @@ def test_inactive_expiry_requeues_and_announces(
             headers=h12(mesh),
         )
         assert started.status_code == 200
-        # Droplet 12 stops heartbeating; so does seeded droplet 16 (by design).
-        events = [next_event(ws, "droplet_health_changed")["payload"] for _ in range(2)]
+        # 12's last heartbeat; then it goes quiet, like seeded droplet 16 (by design).
+        assert http.post(beat_url, json={"status": "active"}, headers=h12(mesh)).status_code == 200
+        events = [next_event(ws, "droplet_health_changed", timeout=10)["payload"] for _ in range(2)]
     assert {e["droplet_id"] for e in events} == {12, 16}
     assert {(e["old_status"], e["new_status"]) for e in events} == {("active", "inactive")}
     listing = droplets(http, mesh)
@@ -573,17 +575,12 @@ def test_inactive_expiry_requeues_and_announces(
     assert onboarding["status"] == "pending"
 
     # A heartbeat brings 12 back; the router hands it the task again.
-    beat = http.post(
-        f"{mesh.orchestrator_url}/droplets/12/heartbeat",
-        json={"status": "active"},
-        headers=h12(mesh),
-    )
-    assert beat.status_code == 200
+    assert http.post(beat_url, json={"status": "active"}, headers=h12(mesh)).status_code == 200
     wait_for(lambda: get_task(http, mesh, task_id)["status"] == "assigned")
 
 
 def test_stop_heartbeats_hook(start: Callable[..., MeshHandle], http: httpx.Client) -> None:
-    mesh = start(inactive_after=0.6)
+    mesh = start(inactive_after=1.5)
     url = mesh.orchestrator_url
     assert http.post(f"{url}/_sandbox/droplets/14/stop-heartbeats").json() == {
         "droplet_id": 14,
@@ -591,7 +588,7 @@ def test_stop_heartbeats_hook(start: Callable[..., MeshHandle], http: httpx.Clie
     }
     assert http.post(f"{url}/_sandbox/droplets/12/stop-heartbeats").status_code == 404
     wait_for(lambda: droplets(http, mesh)[14]["status"] == "inactive")
-    time.sleep(0.3)
+    wait_for(lambda: droplets(http, mesh)[16]["status"] == "inactive")
     listing = droplets(http, mesh)
     assert sorted(d for d, row in listing.items() if row["status"] == "inactive") == [14, 16]
     http.post(f"{url}/_sandbox/droplets/14/start-heartbeats")

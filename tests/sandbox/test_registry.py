@@ -141,7 +141,7 @@ def test_rows_go_down_after_stale_after(
     url = mesh.registry_url
     http.post(f"{url}/registry/register", json=FULL_ROW, headers=keyed(mesh))
     assert rows(http, mesh)["droplet-12"]["status"] == "healthy"
-    wait_for(lambda: rows(http, mesh)["droplet-12"]["status"] == "down", timeout=3)
+    wait_for(lambda: rows(http, mesh)["droplet-12"]["status"] == "down", timeout=5)
     summary = http.get(f"{url}/dashboard", headers=keyed(mesh)).json()["summary"]
     assert (summary["healthy"], summary["down"]) == (0, 1)
     http.post(f"{url}/registry/heartbeat", json={"id": "droplet-12"}, headers=keyed(mesh))
@@ -149,20 +149,20 @@ def test_rows_go_down_after_stale_after(
 
 
 def test_seed_rows_and_the_stale_one(start: Callable[..., MeshHandle], http: httpx.Client) -> None:
-    mesh = start(stale_after=0.9)
+    mesh = start(stale_after=1.5)
     seeded = rows(http, mesh)
     assert list(seeded) == [f"droplet-{n}" for n in (1, 2, 10, 14, 16, 18)]
     assert seeded["droplet-14"]["name"] == "visibility-deck"
     assert all(row["status"] == "healthy" for row in seeded.values())
 
     # droplet-16 never heartbeats again; the others keep themselves alive.
-    wait_for(lambda: rows(http, mesh)["droplet-16"]["status"] == "down", timeout=3)
+    wait_for(lambda: rows(http, mesh)["droplet-16"]["status"] == "down", timeout=5)
     time.sleep(0.5)
     assert [k for k, r in rows(http, mesh).items() if r["status"] == "down"] == ["droplet-16"]
 
     hook = f"{mesh.registry_url}/_sandbox/droplets/droplet-14/stop-heartbeats"
     assert http.post(hook).json() == {"id": "droplet-14", "heartbeats": "stopped"}
-    wait_for(lambda: rows(http, mesh)["droplet-14"]["status"] == "down", timeout=3)
+    wait_for(lambda: rows(http, mesh)["droplet-14"]["status"] == "down", timeout=5)
     assert (
         http.post(f"{mesh.registry_url}/_sandbox/droplets/droplet-99/stop-heartbeats").status_code
         == 404

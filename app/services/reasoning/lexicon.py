@@ -145,12 +145,6 @@ TASK_STATE_QUESTION = re.compile(
     r"ongoing|underway|running|completed|finished|failed)\b"
 )
 
-# Markers that tie a message to the previous turn: "what about droplet 14?", "same for 7".
-FOLLOW_UP = re.compile(
-    r"^(?:and|also|what about|how about|and what about|and for|what of|same for|same with|"
-    r"and the|and how about|then|ok and|now)\b"
-)
-
 # A pronoun for the thing discussed last; "task"-words and "droplet"-words pick which one.
 PRONOUN = re.compile(
     r"\b(?:it|its|it is|itself|that one|this one|the same one|the last one|the last task|"

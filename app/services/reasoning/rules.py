@@ -408,7 +408,7 @@ def _plan_requests(text: str, scope: _Scope) -> _Outcome:
             scope.previous = outcome.calls[-1]
             for call in outcome.calls:
                 _remember(call, scope)
-    return _combine(outcomes, text, scope)
+    return _combine(outcomes)
 
 
 def _remember(call: ToolCall, scope: _Scope) -> None:
@@ -423,7 +423,7 @@ def _remember(call: ToolCall, scope: _Scope) -> None:
         scope.last_task = args["task_id"]
 
 
-def _combine(outcomes: list[_Outcome], text: str, scope: _Scope) -> _Outcome:
+def _combine(outcomes: list[_Outcome]) -> _Outcome:
     if not outcomes:
         return _answer(OUT_OF_SCOPE, 0.2)
     asks = [o for o in outcomes if o.kind == "ask"]
@@ -474,14 +474,11 @@ def _classify(segment: str, scope: _Scope) -> _Outcome:
 
     has_refs = bool(ents.droplets or ents.tasks or ents.bare_numbers)
     has_filters = bool(ents.task_state or ents.droplet_state or ents.task_type or ents.limit)
+    # "and droplet 3?", "what about the failed ones?": only names or filters, no request words,
+    # so the previous request is repeated with them ("it" is resolved separately).
     cueless = not lx.INTENT_CUES.search(bare_core)
     pronoun = lx.PRONOUN.search(core) is not None
-    if (
-        scope.previous is not None
-        and (has_refs or has_filters)
-        and not pronoun
-        and (cueless or (lx.FOLLOW_UP.match(core) and not lx.INTENT_CUES.search(bare_core)))
-    ):
+    if scope.previous is not None and (has_refs or has_filters) and cueless and not pronoun:
         inherited = _inherit(scope.previous, ents, scope)
         if inherited is not None:
             return inherited
@@ -790,7 +787,7 @@ def _fill_pending(raw: str, fixed: str, pending: PendingCall, scope: _Scope) -> 
     else:
         return None
     new_call = ToolCall(tool=call.tool, args=args)
-    still_missing = [m for m in _missing_slots(new_call)]
+    still_missing = _missing_slots(new_call)
     if still_missing:
         return _ask(call.tool, args, still_missing, 0.8)
     return _tools(call.tool, [args], 0.85)

@@ -70,7 +70,10 @@ def test_create_confirm_and_cancel_a_task(mesh_client: Any, sandbox: Any) -> Non
     assert ask_cancel["pending_confirmation"]["tool"] == "cancel_task"
     assert ask_cancel["pending_confirmation"]["args"] == {"task_id": task_id}
     done = _chat(mesh_client, "yes", sid)
-    assert done["actions"][0]["tool"] == "cancel_task"
+    assert done["actions"] == [{"tool": "cancel_task", "status": "ok"}]
+    detail = httpx.get(f"{sandbox.orchestrator_url}/tasks/{task_id}",
+                       headers={"Authorization": f"Bearer {token}"}).json()["payload"]["task"]
+    assert detail["status"] == "cancelled"
 
 
 def test_declined_write_is_dropped_and_not_executed(mesh_client: Any) -> None:

@@ -1,0 +1,66 @@
+"""What the deployment guide relies on in the packaging (no Docker engine runs here)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from app.config import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_compose_matches_the_deployment_guide() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    service = compose["services"]["chat-orchestrator"]
+    assert service["build"] == "."
+    assert service["container_name"] == "chat-orchestrator-12"
+    assert "8012:8012" in service["ports"]
+    assert service["env_file"] == ".env"
+    assert "./keys:/app/keys:ro" in service["volumes"]
+    assert "./data:/app/data" in service["volumes"]
+    assert "droplet-mesh" in service["networks"]
+    assert compose["networks"]["droplet-mesh"]["external"] is True
+
+
+def test_dockerfile_essentials() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert text.startswith("#") and "FROM python:3.11-slim" in text
+    for label in ("droplet.id", "droplet.name", "droplet.version", "droplet.udc_compliant",
+                  "droplet.capabilities"):
+        assert label in text
+    assert re.search(r"^USER (?!root)\w+", text, re.M)
+    assert "HEALTHCHECK" in text and "/health" in text
+    assert "EXPOSE 8012" in text
+    assert "--workers" not in text
+    env_lines = " ".join(re.findall(r"^ENV .*(?:\n\s+.*\\?)*", text, re.M))
+    for secret in ("DROPLET_SECRET", "GEMINI_API_KEY", "TOKEN", "PRIVATE"):
+        assert secret not in env_lines
+    for path in ("alembic", "alembic.ini", "app"):
+        assert re.search(rf"^COPY .*\b{re.escape(path)}\b", text, re.M), path
+
+
+def test_ignored_files_keep_secrets_out() -> None:
+    gitignore = (ROOT / ".gitignore").read_text().split()
+    dockerignore = (ROOT / ".dockerignore").read_text().split()
+    for entry in (".env", "keys/", "data/"):
+        assert entry in gitignore
+    for entry in (".env", "keys", "data"):
+        assert entry in dockerignore
+
+
+def test_env_example_documents_every_setting() -> None:
+    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(),
+                                re.M))
+    settings = {name.upper() for name in Settings.model_fields}
+    assert settings - documented == set()
+
+
+def test_readme_opens_with_the_two_commands() -> None:
+    head = (ROOT / "README.md").read_text().split("\n")[:8]
+    assert any(line.startswith("make run") for line in head)
+    assert any(line.startswith("make test") for line in head)
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in ci
