@@ -109,6 +109,9 @@ class Settings(BaseSettings):
         default_factory=lambda: ["http://localhost:8012", "http://127.0.0.1:8012"]
     )
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    chat_rate_limit_per_minute: int = Field(default=120, ge=0)
+    """Chat turns per identity (or client address) per minute, all channels; 0 turns it off."""
+    max_sessions_per_identity: int = Field(default=1000, ge=1)
 
     @field_validator("cors_origins", "inbound_allowlist", mode="before")
     @classmethod

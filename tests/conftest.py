@@ -72,6 +72,8 @@ def make_settings(tmp_path: Path, public_key_file: Path) -> Callable[..., Settin
             "data_dir": tmp_path / "data",
             "mesh_enabled": False,
             "log_format": "json",
+            # Tests fire many turns from one address; the limiter has tests of its own.
+            "chat_rate_limit_per_minute": 0,
         }
         values.update(overrides)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -132,3 +132,33 @@ def require_admin(request: Request, runtime: RuntimeDep, principal: ChatPrincipa
 
 
 AdminPrincipal = Annotated[Principal, Depends(require_admin)]
+
+
+def rate_limit_key(principal: Principal, host: str | None) -> str:
+    return f"id:{principal.subject}" if principal.authenticated else f"ip:{host or 'unknown'}"
+
+
+async def check_rate(runtime: Runtime, key: str) -> None:
+    """Raise the standard 429 when `key` is over its chat-turn budget."""
+    if runtime.rate_limiter is None:
+        return
+    decision = await runtime.rate_limiter.hit(key)
+    if not decision.allowed:
+        raise ApiError(
+            429,
+            f"Too many chat turns; try again in {decision.retry_after_s} s",
+            code=ErrorCode.RATE_LIMITED,
+            details={"retry_after_s": decision.retry_after_s,
+                     "limit_per_minute": runtime.settings.chat_rate_limit_per_minute},
+            headers={"Retry-After": str(decision.retry_after_s)},
+        )
+
+
+async def enforce_chat_rate(request: Request, runtime: RuntimeDep,
+                            principal: ChatPrincipal) -> Principal:
+    host = request.client.host if request.client else None
+    await check_rate(runtime, rate_limit_key(principal, host))
+    return principal
+
+
+RateLimitedPrincipal = Annotated[Principal, Depends(enforce_chat_rate)]

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.models.udc import ErrorCode, ErrorDetail, ErrorResponse
+from app.services.conversation import SessionAccessDenied, SessionQuotaExceeded
 
 log = structlog.get_logger(__name__)
 
@@ -118,6 +119,19 @@ def install_error_handlers(app: FastAPI) -> None:
         else:
             message = _DEFAULT_MESSAGES.get(exc.status_code, "Request failed")
         return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(SessionAccessDenied)
+    async def _not_yours(_request: Request, _exc: SessionAccessDenied) -> JSONResponse:
+        return error_response(403, "This session belongs to another identity",
+                              code=ErrorCode.FORBIDDEN)
+
+    @app.exception_handler(SessionQuotaExceeded)
+    async def _quota(_request: Request, exc: SessionQuotaExceeded) -> JSONResponse:
+        return error_response(
+            429,
+            f"Session limit reached ({exc.limit} per identity); delete old sessions first",
+            code=ErrorCode.RATE_LIMITED, details={"limit": exc.limit},
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

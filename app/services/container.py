@@ -24,6 +24,7 @@ from app.services.lifecycle import Lifecycle
 from app.services.memory import SessionStore
 from app.services.metrics import Metrics
 from app.services.orchestrator import OrchestratorClient
+from app.services.rate_limit import build_rate_limiter
 from app.services.reasoning.factory import build_planner
 from app.services.reasoning.hybrid import close_planner
 from app.services.reasoning.rules import RulesPlanner
@@ -145,6 +146,7 @@ def build_runtime(settings: Settings) -> Runtime:
         publish=bus.publish,
         metrics=metrics,
         history_window=settings.history_window,
+        max_sessions_per_owner=settings.max_sessions_per_identity,
     )
 
     lifecycle: Lifecycle | None = None
@@ -197,6 +199,11 @@ def build_runtime(settings: Settings) -> Runtime:
     leader = build_leader(url=redis_url, on_elected=elected, on_demoted=demoted,
                           ttl_s=settings.heartbeat_interval_s)
 
+    rate_limiter = (
+        build_rate_limiter(per_minute=settings.chat_rate_limit_per_minute, redis_url=redis_url)
+        if settings.chat_rate_limit_per_minute > 0 else None
+    )
+
     features = ["udc", "jwt_verification", *CAPABILITIES, "websocket", "audit_log"]
     if settings.effective_chat_auth == "jwt":
         features.append("chat_authentication")
@@ -216,6 +223,7 @@ def build_runtime(settings: Settings) -> Runtime:
         orchestrator=orchestrator,
         registry=registry,
         tokens=tokens,
+        rate_limiter=rate_limiter,
         features=features,
         planner_name=planner.name,
         store_backend=store.dialect,
@@ -312,4 +320,6 @@ async def stop_runtime(runtime: Runtime) -> None:
         if client is not None:
             await client.aclose()
     await close_planner(runtime.conversation.planner)
+    if runtime.rate_limiter is not None:
+        await runtime.rate_limiter.aclose()
     await runtime.store.close()

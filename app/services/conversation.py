@@ -34,6 +34,14 @@ class SessionAccessDenied(Exception):
     """The caller may not use this session (it belongs to another identity)."""
 
 
+class SessionQuotaExceeded(Exception):
+    """The identity already has as many sessions as it may keep."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"at most {limit} sessions per identity")
+        self.limit = limit
+
+
 @dataclass(frozen=True, slots=True)
 class Turn:
     text: str
@@ -98,7 +106,9 @@ class ConversationService:
         publish: PublishFn,
         metrics: Metrics,
         history_window: int = 20,
+        max_sessions_per_owner: int | None = None,
     ) -> None:
+        self._max_sessions_per_owner = max_sessions_per_owner
         self._store = store
         self._planner = planner
         self._executor = executor
@@ -119,6 +129,8 @@ class ConversationService:
     async def handle(self, turn: Turn, *, progress: ProgressFn | None = None) -> Reply:
         started = time.perf_counter()
         emit = progress or _no_progress
+        if turn.owner is not None and self._max_sessions_per_owner is not None:
+            await self._check_session_quota(turn)
         session = await self._store.get_or_create(
             session_id=turn.session_id, source=turn.source, owner=turn.owner
         )
@@ -171,6 +183,13 @@ class ConversationService:
         )
         return reply
 
+    async def _check_session_quota(self, turn: Turn) -> None:
+        if turn.session_id is not None and await self._store.get(turn.session_id) is not None:
+            return
+        _, total = await self._store.list_sessions(owner=turn.owner, limit=1)
+        if self._max_sessions_per_owner is not None and total >= self._max_sessions_per_owner:
+            raise SessionQuotaExceeded(self._max_sessions_per_owner)
+
     async def _run(
         self, turn: Turn, session: SessionInfo, emit: ProgressFn
     ) -> tuple[Reply, list[AuditEntry], PendingCall | Unset | None, dict[str, Any]]:
@@ -188,7 +207,8 @@ class ConversationService:
             entry = self._audit(turn, session, pending.call, "declined", "declined by the user")
             reply.actions = [{"tool": pending.call.tool, "status": "declined"}]
             return reply, [entry], None, {}
-        if pending is None and (is_affirmative(turn.text) or is_negative(turn.text)):
+        # "cancel that" with nothing pending means the last task, so only a bare "yes" stops here.
+        if pending is None and is_affirmative(turn.text):
             reply.text = self._renderer.plain(
                 "There is nothing waiting for your confirmation.", channel=channel
             )

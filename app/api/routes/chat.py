@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Request
 
-from app.api.deps import ChatPrincipal, RuntimeDep
+from app.api.deps import ChatPrincipal, RateLimitedPrincipal, RuntimeDep
 from app.api.errors import ApiError
 from app.models.chat import (
     Action,
@@ -17,8 +17,8 @@ from app.models.chat import (
     ChatRequest,
     ChatResponse,
 )
-from app.models.udc import Envelope, ErrorCode, normalise_droplet_ref
-from app.services.conversation import Reply, SessionAccessDenied, Turn
+from app.models.udc import Envelope, normalise_droplet_ref
+from app.services.conversation import Reply, Turn
 from app.services.delivery import deliver_reply
 from app.services.tools import get_spec
 from app.utils.time import isoformat_z
@@ -27,6 +27,7 @@ router = APIRouter(prefix="/api", tags=["chat"])
 
 _ERRORS: dict[int | str, dict[str, object]] = {
     401: {"description": "CHAT_AUTH=jwt and no valid token"},
+    429: {"description": "Too many chat turns (Retry-After says when to retry)"},
     403: {"description": "The session belongs to someone else"},
     422: {"description": "Invalid request (standard error body)"},
 }
@@ -51,7 +52,7 @@ def _chat_response(reply: Reply) -> ChatResponse:
 
 @router.post("/chat", summary="One chat turn", responses=_ERRORS)
 async def chat(
-    body: ChatRequest, request: Request, runtime: RuntimeDep, principal: ChatPrincipal
+    body: ChatRequest, request: Request, runtime: RuntimeDep, principal: RateLimitedPrincipal
 ) -> ChatResponse:
     turn = Turn(
         text=body.message,
@@ -63,11 +64,7 @@ async def chat(
         owner=principal.subject if principal.authenticated else None,
         can_write=principal.can("write"),
     )
-    try:
-        reply = await runtime.conversation.handle(turn)
-    except SessionAccessDenied as exc:
-        raise ApiError(403, "This session belongs to another identity",
-                       code=ErrorCode.FORBIDDEN) from exc
+    reply = await runtime.conversation.handle(turn)
     return _chat_response(reply)
 
 
@@ -80,7 +77,7 @@ async def process(
     envelope: Annotated[Envelope, Body()],
     request: Request,
     runtime: RuntimeDep,
-    principal: ChatPrincipal,
+    principal: RateLimitedPrincipal,
 ) -> Envelope:
     message = envelope.payload.get("message", envelope.payload.get("text"))
     if not isinstance(message, str) or not message.strip():
@@ -109,11 +106,7 @@ async def process(
         owner=principal.subject if principal.authenticated else None,
         can_write=principal.can("write"),
     )
-    try:
-        reply = await runtime.conversation.handle(turn)
-    except SessionAccessDenied as exc:
-        raise ApiError(403, "This session belongs to another identity",
-                       code=ErrorCode.FORBIDDEN) from exc
+    reply = await runtime.conversation.handle(turn)
     target = normalise_droplet_ref(envelope.route_back or envelope.source)
     if runtime.settings.route_back_delivery == "orchestrator" and runtime.orchestrator:
         await deliver_reply(orchestrator=runtime.orchestrator, target=target, text=reply.text,

@@ -20,7 +20,7 @@ from app.api.deps import (
 from app.api.errors import ApiError
 from app.models.mesh import MeshEvent
 from app.models.udc import Envelope, ErrorCode, normalise_droplet_ref
-from app.services.conversation import SessionAccessDenied, Turn
+from app.services.conversation import Turn
 from app.services.peers import PeerError, PeerNotFound, PeerUnavailable
 from app.utils.time import isoformat_z, utcnow
 
@@ -63,11 +63,7 @@ async def inbound_message(
             owner=None,
             can_write=True,
         )
-        try:
-            reply = await runtime.conversation.handle(turn)
-        except SessionAccessDenied as exc:
-            raise ApiError(403, "This session belongs to another identity",
-                           code=ErrorCode.FORBIDDEN) from exc
+        reply = await runtime.conversation.handle(turn)
         return Envelope(
             trace_id=envelope.trace_id,
             source=str(runtime.settings.droplet_id),

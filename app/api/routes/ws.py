@@ -12,10 +12,10 @@ import structlog
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
-from app.api.deps import RuntimeDep, chat_principal_from
+from app.api.deps import RuntimeDep, chat_principal_from, check_rate, rate_limit_key
 from app.api.errors import ApiError
 from app.models.chat import MAX_MESSAGE_CHARS
-from app.services.conversation import SessionAccessDenied, Turn
+from app.services.conversation import SessionAccessDenied, SessionQuotaExceeded, Turn
 from app.services.runtime import Runtime
 from app.services.ws_hub import Connection, WebSocketHub, frame
 from app.utils.jwt import Principal
@@ -25,6 +25,7 @@ log = structlog.get_logger(__name__)
 router = APIRouter(tags=["websocket"])
 
 MAX_TURNS_IN_FLIGHT = 4
+MAX_FRAME_CHARS = 16 * 1024
 _KNOWN_TYPES = ("message", "confirm", "cancel", "ping", "follow")
 
 
@@ -71,17 +72,22 @@ async def chat_socket(websocket: WebSocket) -> None:
                          droplet_id=runtime.settings.droplet_id,
                          message="Connected to the Chat Orchestrator. Say 'help' to begin."))
     in_flight: set[asyncio.Task[None]] = set()
+    host = websocket.client.host if websocket.client else None
     try:
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 break
             text = message.get("text")
+            if text is not None and len(text) > MAX_FRAME_CHARS:
+                hub.send(conn, frame("error", conn.session_id,
+                                     error=f"Frame too large (limit {MAX_FRAME_CHARS} characters)"))
+                continue
             if text is None:
                 hub.send(conn, frame("error", conn.session_id,
                                      error="Binary frames are not supported; send JSON text"))
                 continue
-            _handle_frame(runtime, hub, conn, principal, text, in_flight)
+            _handle_frame(runtime, hub, conn, principal, host, text, in_flight)
     except WebSocketDisconnect:
         pass
     finally:
@@ -99,6 +105,7 @@ def _handle_frame(
     hub: WebSocketHub,
     conn: Connection,
     principal: Principal,
+    host: str | None,
     text: str,
     in_flight: set[asyncio.Task[None]],
 ) -> None:
@@ -155,7 +162,7 @@ def _handle_frame(
     trace_id = str(uuid.uuid4())
     hub.send(conn, frame("ack", session_id, trace_id=trace_id, received=kind))
     task = asyncio.create_task(
-        _run_turn(runtime, hub, conn, principal, content, session_id, trace_id)
+        _run_turn(runtime, hub, conn, principal, host, content, session_id, trace_id)
     )
     in_flight.add(task)
     task.add_done_callback(in_flight.discard)
@@ -166,10 +173,17 @@ async def _run_turn(
     hub: WebSocketHub,
     conn: Connection,
     principal: Principal,
+    host: str | None,
     content: str,
     session_id: str | None,
     trace_id: str,
 ) -> None:
+    try:
+        await check_rate(runtime, rate_limit_key(principal, host))
+    except ApiError as exc:
+        hub.send(conn, frame("error", session_id, trace_id=trace_id, error=exc.message,
+                             code="RATE_LIMITED", retry_after_s=exc.details["retry_after_s"]))
+        return
     hub.send(conn, frame("typing", session_id, trace_id=trace_id))
 
     async def progress(step: str, data: dict[str, Any]) -> None:
@@ -191,6 +205,10 @@ async def _run_turn(
     except SessionAccessDenied:
         hub.send(conn, frame("error", session_id, trace_id=trace_id,
                              error="This session belongs to another identity"))
+        return
+    except SessionQuotaExceeded as exc:
+        hub.send(conn, frame("error", session_id, trace_id=trace_id,
+                             error=f"Session limit reached ({exc.limit} per identity)"))
         return
     except asyncio.CancelledError:
         raise
