@@ -13,7 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from pydantic import ValidationError
 
 from app import __version__
-from app.api.errors import install_error_handlers
+from app.api.errors import ERROR_RESPONSES, install_error_handlers
 from app.api.middleware import RequestMiddleware
 from app.api.routes import chat, mesh, sessions, udc, web, ws
 from app.config import ConfigError, Settings
@@ -83,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=_lifespan(runtime),
         debug=False,
+        responses=ERROR_RESPONSES,
     )
     app.state.runtime = runtime
     install_error_handlers(app)

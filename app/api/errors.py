@@ -137,3 +137,21 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled_error", error_type=type(exc).__name__, exc_info=exc)
         return error_response(500, "Internal error; the trace id in X-Trace-Id identifies it")
+
+
+# Documented on every operation: whatever goes wrong, the body is the standard error shape.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in (
+        (400, "Malformed request (standard error body)"),
+        (401, "Missing or invalid bearer token"),
+        (403, "Not allowed for this identity"),
+        (404, "Not found"),
+        (413, "Request body too large"),
+        (422, "Invalid request (standard error body, with the fields in details.errors)"),
+        (429, "Rate limited; Retry-After says when to try again"),
+        (500, "Internal error (no internals in the message)"),
+        (502, "A mesh peer failed"),
+        (503, "A dependency is unavailable"),
+    )
+}

@@ -122,7 +122,7 @@ class SendResult(BaseModel):
 async def send(body: SendRequest, request: Request, runtime: RuntimeDep,
                _principal: CurrentPrincipal) -> SendResult:
     target = normalise_droplet_ref(body.target)
-    if not target.isdigit():
+    if not target.isdigit() or int(target) < 1:
         raise ApiError(422, "target must be a droplet id such as 1, \"1\" or \"droplet-1\"",
                        details={"field": "target"})
     if runtime.orchestrator is None:

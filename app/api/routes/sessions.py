@@ -67,7 +67,7 @@ async def list_sessions(
     runtime: RuntimeDep,
     principal: ChatPrincipal,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> SessionList:
     if principal.authenticated and not principal.can("admin"):
         owner: str | None = principal.subject
@@ -138,7 +138,7 @@ async def audit_log(
     outcome: Literal["ok", "error", "declined"] | None = None,
     since: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> AuditList:
     entries = await runtime.store.audit(
         session_id=session_id, tool=tool, actor=actor, outcome=outcome, since=since,
