@@ -45,11 +45,17 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest -q
 
-## Everything CI runs: set-up, lint, strict typing, the whole test suite.
+# The tests that run the whole service again on PostgreSQL (the store's own tests and the
+# scale-out tests cover both stores in the first pass already).
+PG_SUITE := tests/api tests/test_durability.py tests/test_llm_planning.py \
+	tests/test_fault_injection.py tests/test_secrets.py tests/test_fuzz_api.py
+
+## Everything CI runs: set-up, lint, strict typing, the whole suite on SQLite, then on PostgreSQL.
 test: $(STAMP) services browser
 	$(VENV)/bin/ruff check $(wildcard app sandbox scripts tests bench)
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q -p no:cacheprovider
+	TEST_STORE=postgresql $(PY) -m pytest -q -p no:cacheprovider $(PG_SUITE)
 
 eval: $(STAMP)
 	$(PY) -m tests.eval.run_eval $(ARGS)

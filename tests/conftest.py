@@ -65,9 +65,23 @@ def public_key_file(tmp_path: Path, keys: KeyPair) -> Path:
 
 
 @pytest.fixture
-def make_settings(tmp_path: Path, public_key_file: Path) -> Callable[..., Settings]:
+def store_url(request: pytest.FixtureRequest) -> str | None:
+    """TEST_STORE=postgresql runs the app's tests on a fresh PostgreSQL database each."""
+    import os
+
+    if os.environ.get("TEST_STORE", "sqlite") == "postgresql":
+        url: str = request.getfixturevalue("pg_database_url")
+        return url
+    return None
+
+
+@pytest.fixture
+def make_settings(
+    tmp_path: Path, public_key_file: Path, store_url: str | None
+) -> Callable[..., Settings]:
     def build(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
+            "database_url": store_url,
             "registry_public_key_file": public_key_file,
             "data_dir": tmp_path / "data",
             "mesh_enabled": False,

@@ -74,11 +74,13 @@ def test_session_and_pending_confirmation_survive_a_restart(
         second.stop()
 
 
-def _spawn(port: int, data_dir: Path) -> subprocess.Popen[bytes]:
+def _spawn(port: int, data_dir: Path, database_url: str | None) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items()
            if k.upper() not in {f.upper() for f in Settings.model_fields}}
     env.update({"PYTHONPATH": str(ROOT), "PORT": str(port), "DATA_DIR": str(data_dir),
                 "MESH_ENABLED": "false", "LOG_FORMAT": "json", "LOG_LEVEL": "WARNING"})
+    if database_url:
+        env["DATABASE_URL"] = database_url
     return subprocess.Popen([sys.executable, "-m", "app.main"], env=env, cwd=data_dir.parent,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -96,12 +98,14 @@ def _wait_up(url: str) -> None:
 
 
 @pytest.fixture
-def service(tmp_path: Path) -> Iterator[Callable[[], tuple[subprocess.Popen[bytes], str]]]:
+def service(
+    tmp_path: Path, store_url: str | None
+) -> Iterator[Callable[[], tuple[subprocess.Popen[bytes], str]]]:
     procs: list[subprocess.Popen[bytes]] = []
     port = free_port()
 
     def start() -> tuple[subprocess.Popen[bytes], str]:
-        proc = _spawn(port, tmp_path / "data")
+        proc = _spawn(port, tmp_path / "data", store_url)
         procs.append(proc)
         url = f"http://127.0.0.1:{port}"
         _wait_up(url)

@@ -64,3 +64,24 @@ def test_readme_opens_with_the_two_commands() -> None:
     assert any(line.startswith("make test") for line in head)
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in ci
+
+
+class _TaggedLoader(yaml.SafeLoader):
+    """Reads compose's `!reset` tags as plain values."""
+
+
+_TaggedLoader.add_constructor("!reset", lambda loader, node: None)
+
+
+def test_scale_profile_shares_postgres_and_redis_behind_a_websocket_proxy() -> None:
+    scale = yaml.load((ROOT / "docker-compose.scale.yml").read_text(), Loader=_TaggedLoader)
+    services = scale["services"]
+    env = services["chat-orchestrator"]["environment"]
+    assert env["DATABASE_URL"].startswith("postgresql+asyncpg://")
+    assert env["EVENT_BUS_URL"].startswith("redis://")
+    assert services["chat-orchestrator"]["container_name"] is None  # replicas need no fixed name
+    assert "8012:8012" in services["proxy"]["ports"]
+    assert {"postgres", "redis", "proxy"} <= services.keys()
+    nginx = (ROOT / "deploy" / "nginx.conf").read_text()
+    assert "proxy_set_header Upgrade $http_upgrade" in nginx
+    assert "location /ws" in nginx
