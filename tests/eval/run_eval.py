@@ -23,6 +23,7 @@ from typing import Any
 from app.services.droplet_catalogue import KNOWN_DROPLETS
 from app.services.reasoning.base import Plan, PlanContext, Planner, ToolCall
 from app.services.reasoning.rules import RulesPlanner
+from app.utils.logging import configure_logging
 
 CORPUS = Path(__file__).with_name("corpus.jsonl")
 
@@ -196,15 +197,54 @@ def render(report: Report, *, show_passes: bool = False) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--planner", default="rules", help="rules, or module:Class")
+    parser.add_argument(
+        "--planner", default="rules",
+        help="rules, gemini, openai, hybrid (a real model when configured, else local fakes), "
+        "or module:Class",
+    )
     parser.add_argument("--corpus", type=Path, default=CORPUS)
     parser.add_argument("--show-passes", action="store_true")
     parser.add_argument("--min-accuracy", type=float, default=0.0, help="exit 1 below this (0..1)")
     args = parser.parse_args(argv)
-    planner = load_planner(args.planner) if args.planner != "rules" else RulesPlanner()
-    report = asyncio.run(evaluate(planner, load_corpus(args.corpus)))
+    configure_logging(level="WARNING", json_lines=False)
+    if args.planner in ("gemini", "openai", "hybrid"):
+        report = _evaluate_llm(args.planner, load_corpus(args.corpus))
+    else:
+        planner = load_planner(args.planner) if args.planner != "rules" else RulesPlanner()
+        report = asyncio.run(evaluate(planner, load_corpus(args.corpus)))
     sys.stdout.write(render(report, show_passes=args.show_passes))
     return 1 if report.accuracy < args.min_accuracy else 0
+
+
+def _evaluate_llm(kind: str, cases: Sequence[Case]) -> Report:
+    from tests.eval.llm_eval import Stopwatch, llm_calls, llm_planner
+
+    watch = Stopwatch()
+    calls = 0
+    fallbacks = 0
+
+    async def run(planner: Planner) -> Report:
+        nonlocal calls, fallbacks
+        report = Report()
+        for case in cases:
+            with watch.time():
+                plan = await planner.plan(case.text, case.context)
+            calls += llm_calls(plan.notes)
+            fallbacks += any(n.startswith("llm_fallback:") for n in plan.notes)
+            report.results.append(Result(case, plan, judge(case, plan)))
+        closer = getattr(planner, "aclose", None)
+        if closer is not None:
+            await closer()
+        return report
+
+    with llm_planner(kind) as setup:
+        report = asyncio.run(run(setup.planner))
+    sys.stdout.write(
+        f"planner: {kind} against {setup.endpoint}\n"
+        f"LLM calls per turn: {calls / max(1, len(cases)):.2f}   fallbacks to rules: {fallbacks}"
+        f"   latency p50: {watch.p50_ms():.1f} ms\n\n"
+    )
+    return report
 
 
 if __name__ == "__main__":
