@@ -103,6 +103,8 @@ class Settings(BaseSettings):
     llm_model: str = "qwen2.5"
     llm_api_key: SecretStr | None = None
     llm_timeout_s: float = Field(default=10.0, gt=0)
+    llm_summarize: bool = False
+    """Stream a model's phrasing of each answer to WebSocket clients (the facts stay as sent)."""
 
     # HTTP
     cors_origins: Annotated[list[str], NoDecode] = Field(

@@ -136,3 +136,24 @@ def test_instructions_inside_mesh_data_are_only_shown(
         audit = client.get("/api/audit", params={"session_id": "inj-1"}).json()["entries"]
         assert {e["tool"] for e in audit} == {"list_tasks"}
     assert len(fake_gemini.requests) <= 1  # "ok thanks" may consult the model, nothing more
+
+
+def test_llm_summaries_stream_to_websocket_clients(
+    mesh_settings: Callable[..., Settings], fake_gemini: g.FakeGemini
+) -> None:
+    fake_gemini.push(g.text_chunks("Seven droplets ", "are registered; ", "all look healthy."))
+    settings = mesh_settings(gemini_api_key="test-key", gemini_base_url=fake_gemini.base_url,
+                             llm_summarize=True)
+    with _client(settings) as client, client.websocket_connect("/ws") as ws:
+        ws.receive_json()
+        ws.send_json({"type": "message", "content": "show me all droplets"})
+        frames = []
+        while not frames or frames[-1]["type"] != "summary":
+            frames.append(ws.receive_json())
+        kinds = [f["type"] for f in frames]
+        assert kinds.index("message") < kinds.index("summary_delta")
+        deltas = "".join(f["content"] for f in frames if f["type"] == "summary_delta")
+        assert deltas == "Seven droplets are registered; all look healthy."
+        assert frames[-1]["content"] == deltas and frames[-1]["complete"] is True
+    streamed = [r for r in fake_gemini.requests if "streamGenerateContent" in r.path]
+    assert len(streamed) == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import structlog
@@ -25,8 +25,10 @@ from app.services.memory import SessionStore
 from app.services.metrics import Metrics
 from app.services.orchestrator import OrchestratorClient
 from app.services.rate_limit import build_rate_limiter
+from app.services.reasoning.base import Planner
 from app.services.reasoning.factory import build_planner
 from app.services.reasoning.hybrid import close_planner
+from app.services.reasoning.llm_common import Summarizer
 from app.services.reasoning.rules import RulesPlanner
 from app.services.registry import RegistryClient
 from app.services.registry_info import DropletDirectory
@@ -204,9 +206,13 @@ def build_runtime(settings: Settings) -> Runtime:
         if settings.chat_rate_limit_per_minute > 0 else None
     )
 
+    summarizer = _summarizer(planner) if settings.llm_summarize else None
+
     features = ["udc", "jwt_verification", *CAPABILITIES, "websocket", "audit_log"]
     if settings.effective_chat_auth == "jwt":
         features.append("chat_authentication")
+    if summarizer is not None:
+        features.append("llm_summaries")
     runtime = Runtime(
         settings=settings,
         metrics=metrics,
@@ -224,6 +230,7 @@ def build_runtime(settings: Settings) -> Runtime:
         registry=registry,
         tokens=tokens,
         rate_limiter=rate_limiter,
+        summarizer=summarizer,
         features=features,
         planner_name=planner.name,
         store_backend=store.dialect,
@@ -232,6 +239,12 @@ def build_runtime(settings: Settings) -> Runtime:
     )
     _add_probes(runtime)
     return runtime
+
+
+def _summarizer(planner: Planner) -> Summarizer | None:
+    """The model behind a hybrid or fallback planner, when it can phrase answers."""
+    model = getattr(planner, "llm", planner)
+    return cast(Summarizer, model) if hasattr(model, "summarize_stream") else None
 
 
 def _task_text(task: Task) -> str:

@@ -21,6 +21,7 @@ from app.services.memory import SessionStore
 from app.services.metrics import Metrics
 from app.services.orchestrator import OrchestratorClient
 from app.services.rate_limit import RateLimiter
+from app.services.reasoning.llm_common import Summarizer
 from app.services.registry import RegistryClient
 from app.services.tokens import TokenProvider
 from app.services.ws_hub import WebSocketHub
@@ -48,6 +49,7 @@ class Runtime:
     registry: RegistryClient | None = None
     tokens: TokenProvider | None = None
     rate_limiter: RateLimiter | None = None
+    summarizer: Summarizer | None = None
     features: list[str] = field(default_factory=list)
     planner_name: str = "rules"
     store_backend: str = "sqlite"

@@ -221,7 +221,7 @@ async def _run_turn(
         return
     if conn.session_id is None or conn.session_id != reply.session_id:
         hub.follow(conn, reply.session_id)
-    hub.send(conn, frame(
+    message = frame(
         "message", reply.session_id,
         role="assistant",
         content=reply.text,
@@ -230,4 +230,27 @@ async def _run_turn(
         planner=reply.planner,
         notes=reply.notes,
         trace_id=reply.trace_id,
-    ))
+    )
+    hub.send(conn, message)
+    if runtime.summarizer is not None and any(a["status"] == "ok" for a in reply.actions):
+        await _stream_summary(runtime, hub, conn, reply.session_id, reply.text, trace_id)
+
+
+async def _stream_summary(
+    runtime: Runtime, hub: WebSocketHub, conn: Connection, session_id: str, facts: str,
+    trace_id: str,
+) -> None:
+    """A model's phrasing of the answer, piece by piece; the deterministic answer stays the
+    record. Any model failure just ends the stream: the client already has the facts."""
+    assert runtime.summarizer is not None
+    pieces: list[str] = []
+    try:
+        async for piece in runtime.summarizer.summarize_stream(facts):
+            pieces.append(piece)
+            hub.send(conn, frame("summary_delta", session_id, trace_id=trace_id, content=piece))
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.info("summary_failed", reason=type(exc).__name__, trace_id=trace_id)
+    hub.send(conn, frame("summary", session_id, trace_id=trace_id, content="".join(pieces),
+                         complete=bool(pieces)))
