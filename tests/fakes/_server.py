@@ -2,18 +2,28 @@
 
 Fakes run in a thread (not in the test's event loop) so a test can drive an SDK with the same
 loop it awaits on, and so a deliberately slow reply does not block the client side.
+
+`ScriptedFake` is the scripting scaffolding the model fakes share (reply queue, responder,
+default, recorded requests, lifecycle); each fake adds its routes, `base_url` and wire format.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 import threading
 import time
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from types import TracebackType
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
 _SLEEP_SLICE_S = 0.02
@@ -95,3 +105,102 @@ class ThreadedServer:
             if left <= 0:
                 return
             await asyncio.sleep(min(left, _SLEEP_SLICE_S))
+
+
+ReplyT = TypeVar("ReplyT")
+
+
+class ScriptedFake(ABC, Generic[ReplyT]):
+    """A scriptable fake API on a `ThreadedServer`. Thread-safe: the server runs in its own thread.
+
+    Replies are served from the `push(...)` queue in order; when it is empty the `responder` (if
+    any) is asked, then `default` is used (None: the subclass answers with an error). Every
+    request the subclass handles is recorded with `_record` and visible in `requests`.
+
+    Subclasses set `server_name`, and implement `_routes()` (called once, from `__init__`) and
+    `base_url`.
+    """
+
+    server_name: ClassVar[str]
+
+    def __init__(
+        self,
+        *,
+        default: ReplyT | None = None,
+        responder: Callable[[RecordedRequest], ReplyT | None] | None = None,
+        delay_s: float = 0.0,
+    ) -> None:
+        self.default = default
+        self.responder = responder
+        self.delay_s = delay_s
+        self._queue: deque[ReplyT] = deque()
+        self._requests: list[RecordedRequest] = []
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._server = ThreadedServer(Starlette(routes=self._routes()), name=self.server_name)
+
+    @abstractmethod
+    def _routes(self) -> Sequence[BaseRoute]:
+        """The routes of the fake's Starlette app."""
+
+    @property
+    @abstractmethod
+    def base_url(self) -> str:
+        """The URL a client SDK is pointed at."""
+
+    # Lifecycle
+    def start(self) -> Self:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # Scripting and inspection
+    def push(self, *replies: ReplyT) -> None:
+        with self._lock:
+            self._queue.extend(replies)
+
+    def extend(self, replies: Iterable[ReplyT]) -> None:
+        self.push(*replies)
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._queue)
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._queue.clear()
+            self._requests.clear()
+
+    # Serving
+    def _record(self, recorded: RecordedRequest) -> None:
+        with self._lock:
+            self._requests.append(recorded)
+
+    def _next_reply(self, recorded: RecordedRequest) -> ReplyT | None:
+        with self._lock:
+            if self._queue:
+                return self._queue.popleft()
+        if self.responder is not None:
+            reply = self.responder(recorded)
+            if reply is not None:
+                return reply
+        return self.default

@@ -16,22 +16,17 @@ reply (the benchmark's mode).
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
-import threading
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
-from types import TracebackType
 from typing import Any
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
-from tests.fakes._server import RecordedRequest, ThreadedServer
+from tests.fakes._server import RecordedRequest, ScriptedFake
 
 # Values under these keys are user data (argument names, schema property names): never renamed.
 _OPAQUE_KEYS = frozenset(
@@ -166,86 +161,20 @@ Responder = Callable[[RecordedRequest], GeminiReply | None]
 _MODEL_PATH = re.compile(r"^(?P<model>.+):(?P<method>[A-Za-z]+)$")
 
 
-class FakeGemini:
+class FakeGemini(ScriptedFake[GeminiReply]):
     """A scriptable Gemini endpoint. Thread-safe: the server runs in its own thread."""
 
-    def __init__(
-        self,
-        *,
-        default: GeminiReply | None = None,
-        responder: Responder | None = None,
-        delay_s: float = 0.0,
-    ) -> None:
-        self.default = default
-        self.responder = responder
-        self.delay_s = delay_s
-        self._queue: deque[GeminiReply] = deque()
-        self._requests: list[RecordedRequest] = []
-        self._lock = threading.Lock()
-        self._ids = itertools.count(1)
-        app = Starlette(
-            routes=[Route("/{version}/models/{rest:path}", self._handle, methods=["POST"])]
-        )
-        self._server = ThreadedServer(app, name="fake-gemini")
+    server_name = "fake-gemini"
 
-    # Lifecycle
-    def start(self) -> FakeGemini:
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def __enter__(self) -> FakeGemini:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def _routes(self) -> list[BaseRoute]:
+        return [Route("/{version}/models/{rest:path}", self._handle, methods=["POST"])]
 
     @property
     def base_url(self) -> str:
         """What to give `HttpOptions(base_url=...)` (or GOOGLE_GEMINI_BASE_URL)."""
         return f"http://127.0.0.1:{self._server.port}"
 
-    # Scripting and inspection
-    def push(self, *replies: GeminiReply) -> None:
-        with self._lock:
-            self._queue.extend(replies)
-
-    def extend(self, replies: Iterable[GeminiReply]) -> None:
-        self.push(*replies)
-
-    @property
-    def pending(self) -> int:
-        with self._lock:
-            return len(self._queue)
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._lock:
-            return list(self._requests)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._queue.clear()
-            self._requests.clear()
-
     # Serving
-    def _next_reply(self, recorded: RecordedRequest) -> GeminiReply | None:
-        with self._lock:
-            if self._queue:
-                return self._queue.popleft()
-        if self.responder is not None:
-            reply = self.responder(recorded)
-            if reply is not None:
-                return reply
-        return self.default
-
     async def _handle(self, request: Request) -> Response:
         match = _MODEL_PATH.match(request.path_params["rest"])
         if match is None:
@@ -263,8 +192,7 @@ class FakeGemini:
             body=normalize_keys(raw),
             extra={"version": request.path_params["version"], "model": match["model"]},
         )
-        with self._lock:
-            self._requests.append(recorded)
+        self._record(recorded)
         reply = self._next_reply(recorded)
         if reply is None:
             reply = error(500, "fake gemini: no scripted reply left")

@@ -13,22 +13,17 @@ Scripting works like the Gemini fake: `push(...)` queues replies served in order
 
 from __future__ import annotations
 
-import itertools
 import json
-import threading
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
-from types import TracebackType
 from typing import Any
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
-from tests.fakes._server import RecordedRequest, ThreadedServer
+from tests.fakes._server import RecordedRequest, ScriptedFake
 
 _USAGE = {"prompt_tokens": 42, "completion_tokens": 7, "total_tokens": 49}
 _ARG_FRAGMENT = 8
@@ -122,84 +117,20 @@ def slow(reply: OpenAIReply, delay_s: float) -> OpenAIReply:
 Responder = Callable[[RecordedRequest], OpenAIReply | None]
 
 
-class FakeOpenAI:
+class FakeOpenAI(ScriptedFake[OpenAIReply]):
     """A scriptable chat-completions endpoint. Thread-safe: the server runs in its own thread."""
 
-    def __init__(
-        self,
-        *,
-        default: OpenAIReply | None = None,
-        responder: Responder | None = None,
-        delay_s: float = 0.0,
-    ) -> None:
-        self.default = default
-        self.responder = responder
-        self.delay_s = delay_s
-        self._queue: deque[OpenAIReply] = deque()
-        self._requests: list[RecordedRequest] = []
-        self._lock = threading.Lock()
-        self._ids = itertools.count(1)
-        app = Starlette(routes=[Route("/v1/chat/completions", self._handle, methods=["POST"])])
-        self._server = ThreadedServer(app, name="fake-openai")
+    server_name = "fake-openai"
 
-    # Lifecycle
-    def start(self) -> FakeOpenAI:
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def __enter__(self) -> FakeOpenAI:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def _routes(self) -> list[BaseRoute]:
+        return [Route("/v1/chat/completions", self._handle, methods=["POST"])]
 
     @property
     def base_url(self) -> str:
         """What to give `AsyncOpenAI(base_url=...)` (LLM_BASE_URL): includes `/v1`."""
         return f"http://127.0.0.1:{self._server.port}/v1"
 
-    # Scripting and inspection
-    def push(self, *replies: OpenAIReply) -> None:
-        with self._lock:
-            self._queue.extend(replies)
-
-    def extend(self, replies: Iterable[OpenAIReply]) -> None:
-        self.push(*replies)
-
-    @property
-    def pending(self) -> int:
-        with self._lock:
-            return len(self._queue)
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._lock:
-            return list(self._requests)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._queue.clear()
-            self._requests.clear()
-
     # Serving
-    def _next_reply(self, recorded: RecordedRequest) -> OpenAIReply | None:
-        with self._lock:
-            if self._queue:
-                return self._queue.popleft()
-        if self.responder is not None:
-            reply = self.responder(recorded)
-            if reply is not None:
-                return reply
-        return self.default
-
     async def _handle(self, request: Request) -> Response:
         try:
             raw = json.loads(await request.body() or b"{}")
@@ -214,8 +145,7 @@ class FakeOpenAI:
             body=raw,
             extra={"model": str(raw.get("model", ""))},
         )
-        with self._lock:
-            self._requests.append(recorded)
+        self._record(recorded)
         reply = self._next_reply(recorded) or error(500, "fake openai: no scripted reply left")
         await self._server.sleep(self.delay_s + reply.delay_s)
         if reply.status != 200:
