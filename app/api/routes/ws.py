@@ -7,6 +7,7 @@ import contextlib
 import json
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -29,12 +30,15 @@ MAX_FRAME_CHARS = 16 * 1024
 _KNOWN_TYPES = ("message", "confirm", "cancel", "ping", "follow")
 
 
-def _origin_allowed(runtime: Runtime, origin: str | None) -> bool:
-    # Non-browser clients (wscat, droplets) send no Origin; browsers always do.
+def _origin_allowed(runtime: Runtime, origin: str | None, host: str | None) -> bool:
+    # Non-browser clients (wscat, droplets) send no Origin; browsers always do. The page this
+    # droplet serves itself is same-origin, whatever name the operator reaches it by.
     if origin is None:
         return True
     allowed = runtime.settings.cors_origins
-    return "*" in allowed or origin in allowed
+    if "*" in allowed or origin in allowed:
+        return True
+    return host is not None and urlsplit(origin).netloc == host
 
 
 @router.get("/ws/connections", summary="Live WebSocket connections on this instance")
@@ -45,7 +49,8 @@ async def connections(runtime: RuntimeDep) -> dict[str, int]:
 @router.websocket("/ws")
 async def chat_socket(websocket: WebSocket) -> None:
     runtime: Runtime = websocket.app.state.runtime
-    if not _origin_allowed(runtime, websocket.headers.get("origin")):
+    origin, host = websocket.headers.get("origin"), websocket.headers.get("host")
+    if not _origin_allowed(runtime, origin, host):
         await websocket.close(code=1008, reason="origin not allowed")
         return
     try:

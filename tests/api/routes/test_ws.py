@@ -80,3 +80,8 @@ def test_connections_are_counted_and_released(mesh_client: Any) -> None:
         ws.receive_json()
         assert mesh_client.get("/ws/connections").json() == {"active_connections": 1}
     assert mesh_client.get("/ws/connections").json() == {"active_connections": 0}
+
+
+def test_same_origin_pages_are_accepted_whatever_the_host_name(mesh_client: Any) -> None:
+    with mesh_client.websocket_connect("/ws", headers={"Origin": "http://testserver"}) as ws:
+        assert ws.receive_json()["type"] == "welcome"
