@@ -14,7 +14,9 @@ from app.utils.jwt import Principal, TokenInvalid, verify_token
 _CHALLENGE = 'Bearer realm="droplet-12"'
 
 
-def get_runtime(request: Request) -> Runtime:
+# Dependencies are `async def` so FastAPI runs them on the loop: a plain `def` would cost a
+# thread-pool hop per dependency per request on the hot path.
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -63,7 +65,7 @@ def authenticate(runtime: Runtime, token: str | None) -> Principal:
         raise _unauthorized(str(exc)) from exc
 
 
-def require_principal(request: Request, runtime: RuntimeDep) -> Principal:
+async def require_principal(request: Request, runtime: RuntimeDep) -> Principal:
     return authenticate(runtime, bearer_token(request.headers.get("authorization")))
 
 
@@ -88,7 +90,7 @@ def chat_principal_from(runtime: Runtime, authorization: str | None, query_token
     return authenticate(runtime, token)
 
 
-def require_chat_principal(request: Request, runtime: RuntimeDep) -> Principal:
+async def require_chat_principal(request: Request, runtime: RuntimeDep) -> Principal:
     return chat_principal_from(runtime, request.headers.get("authorization"), None)
 
 
@@ -113,7 +115,9 @@ def client_in_allowlist(runtime: Runtime, host: str | None) -> bool:
     return False
 
 
-def require_admin(request: Request, runtime: RuntimeDep, principal: ChatPrincipal) -> Principal:
+async def require_admin(
+    request: Request, runtime: RuntimeDep, principal: ChatPrincipal
+) -> Principal:
     """Admin operations: the `admin` permission with CHAT_AUTH=jwt; an operator network without."""
     if principal.authenticated:
         if not principal.can("admin"):

@@ -131,27 +131,18 @@ class ConversationService:
         emit = progress or _no_progress
         if turn.owner is not None and self._max_sessions_per_owner is not None:
             await self._check_session_quota(turn)
-        session = await self._store.get_or_create(
-            session_id=turn.session_id, source=turn.source, owner=turn.owner
-        )
-        if session.owner is not None and session.owner != turn.owner:
-            raise SessionAccessDenied(session.session_id)
-        async with self._store.lock(session.session_id):
-            # Re-read inside the lock: another turn may have changed the pending action.
-            fresh = await self._store.get(session.session_id)
-            session = fresh or session
-            reply, audit, pending, context = await self._run(turn, session, emit)
-            await self._store.record_turn(
-                session_id=session.session_id,
-                user_text=turn.text,
-                answer_text=reply.text,
-                trace_id=turn.trace_id,
-                actions=reply.actions,
-                audit=audit,
-                pending=pending,
-                context_update=context,
-            )
+        if turn.session_id is None:
+            # A new, server-made id: nobody else knows it until this answer, so no lock.
+            session = await self._open_session(turn)
+            reply = await self._run_and_record(turn, session, emit)
+        else:
+            # Read the session once, inside the lock, so a concurrent turn's pending action
+            # and history are seen.
+            async with self._store.lock(turn.session_id):
+                session = await self._open_session(turn)
+                reply = await self._run_and_record(turn, session, emit)
         elapsed = time.perf_counter() - started
+
         self._metrics.turns.labels(turn.channel, reply.planner).inc()
         self._metrics.turn_latency.labels(turn.channel).observe(elapsed)
         await self._publish(
@@ -180,6 +171,28 @@ class ConversationService:
             tools=[a["tool"] for a in reply.actions],
             duration_ms=round(elapsed * 1000, 2),
             trace_id=turn.trace_id,
+        )
+        return reply
+
+    async def _open_session(self, turn: Turn) -> SessionInfo:
+        session = await self._store.get_or_create(
+            session_id=turn.session_id, source=turn.source, owner=turn.owner
+        )
+        if session.owner is not None and session.owner != turn.owner:
+            raise SessionAccessDenied(session.session_id)
+        return session
+
+    async def _run_and_record(self, turn: Turn, session: SessionInfo, emit: ProgressFn) -> Reply:
+        reply, audit, pending, context = await self._run(turn, session, emit)
+        await self._store.record_turn(
+            session_id=session.session_id,
+            user_text=turn.text,
+            answer_text=reply.text,
+            trace_id=turn.trace_id,
+            actions=reply.actions,
+            audit=audit,
+            pending=pending,
+            context_update=context,
         )
         return reply
 

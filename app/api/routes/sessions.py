@@ -72,7 +72,7 @@ async def list_sessions(
     if principal.authenticated and not principal.can("admin"):
         owner: str | None = principal.subject
     else:
-        require_admin(request, runtime, principal)
+        await require_admin(request, runtime, principal)
         owner = None
     sessions, total = await runtime.store.list_sessions(owner=owner, limit=limit, offset=offset)
     return SessionList(sessions=[_summary(s) for s in sessions], total=total)

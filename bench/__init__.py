@@ -1,0 +1,1 @@
+"""The Chat Orchestrator's benchmark harness: `python -m bench.run [--quick]` (`make bench`)."""

@@ -1,0 +1,693 @@
+"""Where a turn's time goes: droplet 12's own parts, timed in-process, and what-if variants.
+
+    python -m bench.anatomy [--turns N] [--output PATH]
+
+Builds the service's runtime exactly as `app.main` does (`build_runtime` + `start_runtime`,
+SQLite in a temporary directory, the sandbox mesh in threads), then runs turns one at a time
+through `ConversationService.handle` with a timer around each part: the session store's calls,
+the session lock, the planner, the tool executor, the renderer, the event publish. Wall time
+and the event-loop thread's own CPU time (`time.thread_time`) are both kept: SQLite runs in
+aiosqlite's worker threads, so its cost shows as wall time, not loop CPU.
+
+What-if variants re-run the same turns with one change applied at runtime (never in the app's
+files), so a proposal in docs/performance.md comes with a measured gain:
+- `extract_cache`: memoise `data_extractor.extract` (the rules planner re-extracts entities from
+  every message of the history window on every turn);
+- `sqlite_normal`: `PRAGMA synchronous=NORMAL` instead of FULL (WAL stays on);
+- `quiet_logs`: drop filtered-out log events before structlog's processors run.
+The LLM part times one Gemini planning call through the SDK against the fake (no delay) and the
+same request body posted with a bare httpx client, which bounds what bypassing the SDK buys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+OUTPUT = ROOT / "bench" / "results" / "anatomy.json"
+TEXT = "show me all droplets"
+LLM_TEXT = "give me the lay of the land across the mesh"
+
+
+class Timers:
+    """Per-part wall and loop-thread CPU samples; only the outermost timed call counts."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, list[float]] = {}
+        self.cpu: dict[str, list[float]] = {}
+        self.depth = 0
+        self.recording = False
+
+    @contextlib.contextmanager
+    def part(self, name: str, *, nested: bool = False) -> Iterator[None]:
+        """Time the block; `nested` parts are timed inside others (and not summed with them)."""
+        if not self.recording or (self.depth and not nested):
+            yield
+            return
+        self.depth += 0 if nested else 1
+        wall, cpu = time.perf_counter(), time.thread_time()
+        try:
+            yield
+        finally:
+            self.depth -= 0 if nested else 1
+            self.wall.setdefault(name, []).append(time.perf_counter() - wall)
+            self.cpu.setdefault(name, []).append(time.thread_time() - cpu)
+
+    def wrap_async(self, owner: Any, attr: str, name: str) -> None:
+        original = getattr(owner, attr, None)
+        if original is None:
+            return
+
+        @functools.wraps(original)
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            with self.part(name):
+                return await original(*args, **kwargs)
+
+        setattr(owner, attr, timed)
+
+    def wrap_sync(self, owner: Any, attr: str, name: str) -> None:
+        original = getattr(owner, attr, None)
+        if original is None:
+            return
+
+        @functools.wraps(original)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            with self.part(name):
+                return original(*args, **kwargs)
+
+        setattr(owner, attr, timed)
+
+    def wrap_lock(self, store: Any) -> None:
+        original = store.lock
+
+        @contextlib.asynccontextmanager
+        async def timed(*args: Any, **kwargs: Any) -> AsyncIterator[None]:
+            manager = original(*args, **kwargs)
+            with self.part("session lock: acquire"):
+                await manager.__aenter__()
+            try:
+                yield
+            except BaseException as exc:
+                with self.part("session lock: release"):
+                    await manager.__aexit__(type(exc), exc, exc.__traceback__)
+                raise
+            else:
+                with self.part("session lock: release"):
+                    await manager.__aexit__(None, None, None)
+
+        store.lock = timed
+
+    def summary(self, turns: int) -> dict[str, dict[str, float]]:
+        out = {}
+        for name, values in self.wall.items():
+            out[name] = {
+                "wall_ms_per_turn": round(sum(values) / turns * 1000, 3),
+                "loop_cpu_ms_per_turn": round(sum(self.cpu[name]) / turns * 1000, 3),
+                "calls_per_turn": round(len(values) / turns, 2),
+            }
+        return out
+
+
+def _settings(data_dir: Path, mesh: Any, **extra: Any) -> Any:
+    from app.config import Settings
+
+    values: dict[str, Any] = {
+        "registry_url": mesh.registry_url,
+        "orchestrator_url": mesh.orchestrator_url,
+        "droplet_secret": mesh.registry_key,
+        "orchestrator_private_key_file": mesh.private_key_path,
+        "registry_public_key_file": mesh.public_key_path,
+        "data_dir": data_dir,
+        "database_url": None,
+        "event_bus_url": None,
+        "environment": "development",
+        "log_level": "WARNING",
+        "log_format": "json",
+        "planner": "rules",
+        "chat_rate_limit_per_minute": 0,
+        "droplet_url": "http://127.0.0.1:9",
+    }
+    values.update(extra)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@contextlib.contextmanager
+def _patched(variant: set[str]) -> Iterator[None]:
+    """Apply the what-if changes of `variant` for the duration of the block."""
+    undo: list[Callable[[], None]] = []
+    if "extract_cache" in variant:
+        from app.services import data_extractor as dx
+
+        original = dx.extract
+
+        @functools.lru_cache(maxsize=8192)
+        def cached(text: str, frozen: tuple[tuple[str, int], ...] | None) -> Any:
+            return original(text, aliases=dict(frozen) if frozen is not None else None)
+
+        def extract(text: str, *, aliases: Any = None) -> Any:
+            frozen = tuple(sorted(aliases.items())) if aliases else None
+            return cached(text, frozen)
+
+        dx.extract = extract  # type: ignore[assignment]
+        undo.append(lambda: setattr(dx, "extract", original))
+    if "sqlite_normal" in variant:
+        from app.services import memory_engine as me
+
+        connect = me._on_sqlite_connect
+
+        def on_connect(dbapi_connection: Any, record: Any) -> None:
+            connect(dbapi_connection, record)
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        me._on_sqlite_connect = on_connect  # type: ignore[assignment]
+        undo.append(lambda: setattr(me, "_on_sqlite_connect", connect))
+    if "prebuilt_sql" in variant:
+        from app.services import memory
+
+        get, history = memory.SessionStore.get, memory.SessionStore.history
+        _prebuilt_history.__wrapped__ = history  # type: ignore[attr-defined]
+        memory.SessionStore.get = _prebuilt_get  # type: ignore[method-assign]
+        memory.SessionStore.history = _prebuilt_history  # type: ignore[method-assign]
+
+        def restore() -> None:
+            memory.SessionStore.get = get  # type: ignore[method-assign]
+            memory.SessionStore.history = history  # type: ignore[method-assign]
+
+        undo.append(restore)
+    try:
+        yield
+    finally:
+        for step in reversed(undo):
+            step()
+
+
+@functools.cache
+def _statements() -> dict[str, Any]:
+    """The store's two hot reads, built once with bound parameters (what `prebuilt_sql` tries)."""
+    from sqlalchemy import Integer, bindparam, select
+
+    from app.models.db import MessageRow, SessionRow
+    from app.services import memory
+
+    return {
+        "get": memory._session_query().where(SessionRow.id == bindparam("sid")),
+        "history": select(
+            MessageRow.seq,
+            MessageRow.role,
+            MessageRow.text,
+            MessageRow.trace_id,
+            MessageRow.created_at,
+            MessageRow.meta,
+        )
+        .where(MessageRow.session_id == bindparam("sid"))
+        .order_by(MessageRow.seq.desc())
+        .limit(bindparam("lim", type_=Integer)),
+    }
+
+
+async def _prebuilt_get(self: Any, session_id: str) -> Any:
+    from app.services import memory
+
+    async with self._read() as conn:
+        row = (await conn.execute(_statements()["get"], {"sid": session_id})).one_or_none()
+    return None if row is None else memory._session_info(row)
+
+
+async def _prebuilt_history(
+    self: Any, session_id: str, *, limit: int | None = None, before_seq: int | None = None
+) -> Any:
+    from app.models.session import StoredMessage
+
+    if before_seq is not None:
+        original = _prebuilt_history.__wrapped__  # type: ignore[attr-defined]
+        return await original(self, session_id, limit=limit, before_seq=before_seq)
+    limit = self.history_window if limit is None else limit
+    if limit <= 0:
+        return []
+    async with self._read() as conn:
+        rows = (
+            await conn.execute(_statements()["history"], {"sid": session_id, "lim": limit})
+        ).all()
+    return [
+        StoredMessage(
+            seq=r.seq,
+            role=r.role,
+            text=r.text,
+            trace_id=r.trace_id,
+            created_at=r.created_at,
+            meta=r.meta or {},
+        )
+        for r in reversed(rows)
+    ]
+
+
+def _quiet_logs() -> None:
+    import structlog
+
+    config = structlog.get_config()
+    structlog.configure(
+        processors=[structlog.stdlib.filter_by_level, *config["processors"]],
+        cache_logger_on_first_use=True,
+    )
+
+
+async def _turns(conversation: Any, n: int, session: str, text: str) -> None:
+    from app.services.conversation import Turn
+
+    for i in range(n):
+        await conversation.handle(
+            Turn(
+                text=text,
+                trace_id=f"{session}-{i}",
+                session_id=session,
+                source="chat",
+                channel="rest",
+                actor="anonymous",
+            )
+        )
+
+
+async def measure_rules(
+    mesh: Any, workdir: Path, variant: set[str], turns: int, warmup: int
+) -> dict[str, Any]:
+    from app.main import _configure_logging
+    from app.services.container import build_runtime, start_runtime, stop_runtime
+
+    with _patched(variant):
+        settings = _settings(workdir / ("rules-" + "-".join(sorted(variant)) or "base"), mesh)
+        _configure_logging(settings)
+        if "quiet_logs" in variant:
+            _quiet_logs()
+        runtime = build_runtime(settings)
+        await start_runtime(runtime)
+        try:
+            conversation = runtime.conversation
+            timers = Timers()
+            store = conversation._store
+            for attr, name in (
+                ("get_or_create", "store.get_or_create"),
+                ("get", "store.get"),
+                ("history", "store.history"),
+                ("record_turn", "store.record_turn"),
+            ):
+                timers.wrap_async(store, attr, name)
+            timers.wrap_lock(store)
+            timers.wrap_async(conversation._planner, "plan", "planner.plan")
+            timers.wrap_async(conversation._executor, "execute", "executor.execute")
+            timers.wrap_sync(conversation._renderer, "outcomes", "renderer.outcomes")
+            timers.wrap_sync(conversation, "_aliases", "directory.aliases")
+            timers.wrap_async(conversation, "_publish", "event publish")
+            session = f"anatomy-{time.monotonic_ns()}"
+            await _turns(conversation, warmup, session, TEXT)
+            timers.recording = True
+            wall, cpu, proc = time.perf_counter(), time.thread_time(), time.process_time()
+            per_turn: list[float] = []
+            for _ in range(turns):
+                started = time.perf_counter()
+                await _turns(conversation, 1, session, TEXT)
+                per_turn.append(time.perf_counter() - started)
+            total_wall = time.perf_counter() - wall
+            total_cpu = time.thread_time() - cpu
+            total_proc = time.process_time() - proc
+            timers.recording = False
+            parts = timers.summary(turns)
+            accounted = sum(p["wall_ms_per_turn"] for p in parts.values())
+            handle_ms = total_wall / turns * 1000
+            parts["(rest of handle)"] = {
+                "wall_ms_per_turn": round(handle_ms - accounted, 3),
+                "loop_cpu_ms_per_turn": round(
+                    total_cpu / turns * 1000
+                    - sum(p["loop_cpu_ms_per_turn"] for p in parts.values()),
+                    3,
+                ),
+                "calls_per_turn": 1.0,
+            }
+            return {
+                "variant": sorted(variant) or ["as is"],
+                "turns": turns,
+                "handle_wall_ms_mean": round(handle_ms, 3),
+                "handle_wall_ms_p50": round(statistics.median(per_turn) * 1000, 3),
+                "handle_loop_cpu_ms_mean": round(total_cpu / turns * 1000, 3),
+                "handle_process_cpu_ms_mean": round(total_proc / turns * 1000, 3),
+                "parts": parts,
+            }
+        finally:
+            await stop_runtime(runtime)
+
+
+async def measure_llm(mesh: Any, workdir: Path, calls: int) -> dict[str, Any]:
+    import httpx
+    from google.genai import models as genai_models
+
+    from app.main import _configure_logging
+    from app.services.container import build_runtime, start_runtime, stop_runtime
+    from tests.fakes.gemini import FakeGemini, function_call
+
+    fake = FakeGemini(default=function_call("list_droplets", {})).start()
+    try:
+        settings = _settings(
+            workdir / "llm",
+            mesh,
+            planner="gemini",
+            gemini_api_key="bench-fake-key",
+            gemini_base_url=fake.base_url,
+        )
+        _configure_logging(settings)
+        runtime = build_runtime(settings)
+        await start_runtime(runtime)
+        timers = Timers()
+        original = genai_models.AsyncModels.generate_content
+
+        async def generate_content(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with timers.part("sdk generate_content", nested=True):
+                return await original(self, *args, **kwargs)
+
+        genai_models.AsyncModels.generate_content = generate_content  # type: ignore[method-assign]
+        try:
+            conversation = runtime.conversation
+            timers.wrap_async(conversation._planner, "plan", "planner.plan (whole)")
+            session = f"anatomy-llm-{time.monotonic_ns()}"
+            await _turns(conversation, 5, session, LLM_TEXT)
+            timers.recording = True
+            wall, cpu, proc = time.perf_counter(), time.thread_time(), time.process_time()
+            for _ in range(calls):
+                await _turns(conversation, 1, session, LLM_TEXT)
+            handle = {
+                "wall_ms_per_turn": round((time.perf_counter() - wall) / calls * 1000, 3),
+                "loop_cpu_ms_per_turn": round((time.thread_time() - cpu) / calls * 1000, 3),
+                "process_cpu_ms_per_turn": round((time.process_time() - proc) / calls * 1000, 3),
+            }
+            timers.recording = False
+            parts = timers.summary(calls)
+        finally:
+            genai_models.AsyncModels.generate_content = original  # type: ignore[method-assign]
+            await stop_runtime(runtime)
+        # The same request without the SDK: the recorded body, posted as JSON.
+        body = fake.requests[-1].raw
+        url = f"{fake.base_url}/v1beta/models/gemini-2.5-flash:generateContent"
+        raw_wall: list[float] = []
+        raw_cpu: list[float] = []
+        async with httpx.AsyncClient() as client:
+            for i in range(calls + 5):
+                wall, cpu = time.perf_counter(), time.thread_time()
+                response = await client.post(url, json=body, headers={"x-goog-api-key": "k"})
+                response.json()
+                if i >= 5:
+                    raw_wall.append(time.perf_counter() - wall)
+                    raw_cpu.append(time.thread_time() - cpu)
+        return {
+            "calls": calls,
+            "request_body_bytes": len(json.dumps(body)),
+            "handle (fake Gemini in this process, no delay)": handle,
+            "planner_plan": parts.get("planner.plan (whole)"),
+            "sdk_generate_content": parts.get("sdk generate_content"),
+            "bare_httpx_post": {
+                "wall_ms_per_call": round(statistics.mean(raw_wall) * 1000, 3),
+                "loop_cpu_ms_per_call": round(statistics.mean(raw_cpu) * 1000, 3),
+            },
+        }
+    finally:
+        fake.stop()
+
+
+VARIANTS: list[set[str]] = [
+    set(),
+    {"extract_cache"},
+    {"prebuilt_sql"},
+    {"quiet_logs"},
+    {"sqlite_normal"},
+    {"extract_cache", "prebuilt_sql", "quiet_logs"},
+]
+
+
+def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over rounds (the machine is shared: one round can be unlucky)."""
+
+    def med(values: list[float]) -> float:
+        return round(statistics.median(values), 3)
+
+    out: dict[str, Any] = {
+        "variant": runs[0]["variant"],
+        "rounds": len(runs),
+        "turns_per_round": runs[0]["turns"],
+    }
+    for key in (
+        "handle_wall_ms_mean",
+        "handle_wall_ms_p50",
+        "handle_loop_cpu_ms_mean",
+        "handle_process_cpu_ms_mean",
+    ):
+        out[key] = med([r[key] for r in runs])
+        out[key + "_rounds"] = [r[key] for r in runs]
+    names = {name for r in runs for name in r["parts"]}
+    out["parts"] = {
+        name: {
+            metric: med([r["parts"][name][metric] for r in runs if name in r["parts"]])
+            for metric in ("wall_ms_per_turn", "loop_cpu_ms_per_turn", "calls_per_turn")
+        }
+        for name in sorted(names)
+    }
+    return out
+
+
+async def measure_db(workdir: Path, n: int) -> dict[str, Any]:
+    """One store operation through the app's async store vs one thread hop of plain SQL.
+
+    Same file, same schema, same pragmas and statements; only the plumbing differs: the app
+    goes through SQLAlchemy's asyncio layer and aiosqlite (several thread round trips per
+    statement), the alternative runs the whole operation in one `asyncio.to_thread` call on a
+    synchronous SQLAlchemy Core connection.
+    """
+    from sqlalchemy import create_engine, event, insert, update
+
+    from app.models.db import AuditRow, MessageRow, SessionRow
+    from app.models.session import AuditEntry, utc_now
+    from app.services import memory
+    from app.services.memory import SessionStore
+
+    path = workdir / "db" / "chat.db"
+    store = SessionStore(database_url=f"sqlite+aiosqlite:///{path.as_posix()}")
+    await store.open()
+    await store.migrate()
+    sid = "anatomy-db"
+    await store.get_or_create(session_id=sid, source="chat", owner=None)
+    audit = [
+        AuditEntry(
+            tool="list_droplets",
+            outcome="ok",
+            session_id=sid,
+            source="rest",
+            actor="anonymous",
+            trace_id="t",
+            planner="rules",
+            duration_ms=1.0,
+        )
+    ]
+    for i in range(12):
+        await store.record_turn(
+            session_id=sid,
+            user_text=TEXT,
+            answer_text="answer " * 80,
+            trace_id=f"t{i}",
+            actions=[{"tool": "list_droplets", "status": "ok"}],
+            audit=audit,
+        )
+
+    engine = create_engine(f"sqlite:///{path.as_posix()}", pool_size=5)
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.close()
+
+    def sync_get() -> Any:
+        with engine.connect() as conn:
+            row = conn.execute(_statements()["get"], {"sid": sid}).one_or_none()
+            return None if row is None else memory._session_info(row)
+
+    def sync_history() -> Any:
+        with engine.connect() as conn:
+            return conn.execute(_statements()["history"], {"sid": sid, "lim": 20}).all()
+
+    def sync_record() -> None:
+        now = utc_now()
+        with engine.connect() as conn:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            row = conn.execute(
+                update(SessionRow)
+                .where(SessionRow.id == sid)
+                .values(message_count=SessionRow.message_count + 2, last_activity=now)
+                .returning(SessionRow.message_count, SessionRow.context)
+            ).one()
+            seq = int(row.message_count)
+            conn.execute(
+                insert(MessageRow),
+                [
+                    {
+                        "session_id": sid,
+                        "seq": seq - 1,
+                        "role": "user",
+                        "text": TEXT,
+                        "trace_id": "t",
+                        "created_at": now,
+                        "meta": {},
+                    },
+                    {
+                        "session_id": sid,
+                        "seq": seq,
+                        "role": "assistant",
+                        "text": "answer " * 80,
+                        "trace_id": "t",
+                        "created_at": now,
+                        "meta": {"actions": []},
+                    },
+                ],
+            )
+            conn.execute(
+                insert(AuditRow),
+                [
+                    {
+                        "at": now,
+                        "actor": "anonymous",
+                        "session_id": sid,
+                        "source": "rest",
+                        "tool": "list_droplets",
+                        "args": {},
+                        "outcome": "ok",
+                        "detail": None,
+                        "duration_ms": 1.0,
+                        "trace_id": "t",
+                        "planner": "rules",
+                    }
+                ],
+            )
+            conn.exec_driver_sql("COMMIT")
+
+    async def timed(op: Callable[[], Awaitable[Any]]) -> dict[str, float]:
+        for _ in range(10):
+            await op()
+        wall, proc = time.perf_counter(), time.process_time()
+        for _ in range(n):
+            await op()
+        return {
+            "wall_ms": round((time.perf_counter() - wall) / n * 1000, 3),
+            "process_cpu_ms": round((time.process_time() - proc) / n * 1000, 3),
+        }
+
+    async def prebuilt_get() -> Any:
+        async with store._read() as conn:
+            return (await conn.execute(_statements()["get"], {"sid": sid})).one_or_none()
+
+    async def prebuilt_history() -> Any:
+        async with store._read() as conn:
+            return (await conn.execute(_statements()["history"], {"sid": sid, "lim": 20})).all()
+
+    async def app_record() -> None:
+        await store.record_turn(
+            session_id=sid,
+            user_text=TEXT,
+            answer_text="answer " * 80,
+            trace_id="t",
+            actions=[],
+            audit=audit,
+        )
+
+    try:
+        out = {
+            "get": {
+                "app (SQLAlchemy asyncio + aiosqlite)": await timed(lambda: store.get(sid)),
+                "app engine, statement built once": await timed(prebuilt_get),
+                "one to_thread hop, sync Core, built once": await timed(
+                    lambda: asyncio.to_thread(sync_get)
+                ),
+            },
+            "history(20)": {
+                "app (SQLAlchemy asyncio + aiosqlite)": await timed(
+                    lambda: store.history(sid, limit=20)
+                ),
+                "app engine, statement built once": await timed(prebuilt_history),
+                "one to_thread hop, sync Core, built once": await timed(
+                    lambda: asyncio.to_thread(sync_history)
+                ),
+            },
+            "record_turn": {
+                "app (SQLAlchemy asyncio + aiosqlite)": await timed(app_record),
+                "one to_thread hop, sync Core, built once": await timed(
+                    lambda: asyncio.to_thread(sync_record)
+                ),
+            },
+        }
+    finally:
+        engine.dispose()
+        await store.close()
+    return out
+
+
+async def _main(turns: int, rounds: int, llm_calls: int, db_ops: int) -> dict[str, Any]:
+    from sandbox.testing import start_mesh
+
+    with tempfile.TemporaryDirectory(prefix="bench-anatomy-") as tmp:
+        workdir = Path(tmp)
+        mesh = start_mesh(key_dir=workdir / "keys", router_interval=3600.0, seed=True)
+        try:
+            runs: dict[int, list[dict[str, Any]]] = {i: [] for i in range(len(VARIANTS))}
+            order = list(range(len(VARIANTS)))
+            for r in range(rounds):
+                for i in order[r % len(order) :] + order[: r % len(order)]:
+                    run_dir = workdir / f"r{r}"
+                    runs[i].append(
+                        await measure_rules(mesh, run_dir, VARIANTS[i], turns, warmup=15)
+                    )
+            rules = [_aggregate(runs[i]) for i in range(len(VARIANTS))]
+            llm = await measure_llm(mesh, workdir, llm_calls)
+            db = await measure_db(workdir, db_ops)
+        finally:
+            mesh.stop()
+    return {"turn_text": TEXT, "rules": rules, "llm": llm, "db": db}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.anatomy",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--turns", type=int, default=150, help="per variant and round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--llm-calls", type=int, default=40)
+    parser.add_argument("--db-ops", type=int, default=200)
+    parser.add_argument("--output", type=Path, default=OUTPUT)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        import uvloop
+
+        runner: Callable[[Awaitable[Any]], Any] = uvloop.run  # the service's loop
+    except ImportError:  # pragma: no cover
+        runner = asyncio.run
+    result = runner(_main(args.turns, args.rounds, args.llm_calls, args.db_ops))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()
