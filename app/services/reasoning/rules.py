@@ -149,13 +149,39 @@ class _Outcome:
 
 @dataclass
 class _Scope:
-    """What a request may refer to: updated as the requests of one message are read."""
+    """What a request may refer to: updated as the requests of one message are read.
+
+    What the history says (the previous request, the last subject) is worked out only when a
+    message needs it: re-reading the whole history window on every turn was most of a turn's
+    planning time.
+    """
 
     aliases: Mapping[str, int]
     last_droplet: int | None
     last_task: int | None
-    previous: ToolCall | None
-    history_subject: Literal["task", "droplet"] | None
+    context: PlanContext
+    _previous: ToolCall | None = None
+    _previous_known: bool = False
+    _subject: Literal["task", "droplet"] | None = None
+    _subject_known: bool = False
+
+    @property
+    def previous(self) -> ToolCall | None:
+        if not self._previous_known:
+            self._previous = _previous_call(self.context, self.aliases)
+            self._previous_known = True
+        return self._previous
+
+    @previous.setter
+    def previous(self, call: ToolCall | None) -> None:
+        self._previous, self._previous_known = call, True
+
+    @property
+    def history_subject(self) -> Literal["task", "droplet"] | None:
+        if not self._subject_known:
+            self._subject = _history_subject(self.context, self.aliases)
+            self._subject_known = True
+        return self._subject
 
 
 def _none() -> _Outcome:
@@ -199,15 +225,13 @@ def plan_message(text: str, context: PlanContext) -> Plan:
         aliases=aliases,
         last_droplet=context.last_droplet_id,
         last_task=context.last_task_id,
-        previous=None,
-        history_subject=_history_subject(context, aliases),
+        context=context,
     )
     if context.pending is not None:
         filled = _fill_pending(raw, fixed, context.pending, scope)
         if filled is not None:
             return _to_plan(filled, penalty, notes=["slot_fill"])
 
-    scope.previous = _previous_call(context, aliases)
     return _to_plan(_plan_requests(fixed, scope), penalty)
 
 
