@@ -134,6 +134,9 @@ def build_runtime(settings: Settings) -> Runtime:
         alerts=alerts.alerts,
         droplet_id=settings.droplet_id,
         timeout_s=max(settings.peer_timeout_s * 2, 5.0),
+        observe_upstream=lambda peer, seconds: metrics.upstream_latency.labels(peer).observe(
+            seconds
+        ),
     )
 
     def aliases() -> dict[str, int]:

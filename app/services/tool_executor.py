@@ -80,7 +80,9 @@ class ToolExecutor:
         alerts: AlertSource,
         droplet_id: int = 12,
         timeout_s: float = 10.0,
+        observe_upstream: Callable[[str, float], None] | None = None,
     ) -> None:
+        self._observe = observe_upstream
         self._directory = directory
         self._orchestrator = orchestrator
         self._alerts = alerts
@@ -108,7 +110,11 @@ class ToolExecutor:
             outcome.status, outcome.message, outcome.peer = "error", exc.message, exc.peer
         except _MeshOff as exc:
             outcome.status, outcome.message = "unavailable", str(exc)
-        outcome.duration_ms = round((time.perf_counter() - started) * 1000, 2)
+        elapsed = time.perf_counter() - started
+        outcome.duration_ms = round(elapsed * 1000, 2)
+        peer = _PEER_OF.get(call.tool)
+        if self._observe is not None and peer is not None:
+            self._observe(peer, elapsed)
         if outcome.status != "ok":
             log.info("tool_failed", tool=call.tool, status=outcome.status,
                      reason=outcome.message, trace_id=trace_id)
@@ -209,6 +215,19 @@ class ToolExecutor:
                 failures.append(failure)
         return SystemOverview(listing=listing, state=state, alerts=self._alerts(5),
                               failures=failures)
+
+
+# Which peer a tool's time is spent on (list_droplets and droplet_status ask both, in parallel).
+_PEER_OF = {
+    "list_droplets": "registry+orchestrator",
+    "droplet_status": "registry+orchestrator",
+    "list_tasks": "orchestrator",
+    "task_status": "orchestrator",
+    "system_status": "registry+orchestrator",
+    "create_task": "orchestrator",
+    "cancel_task": "orchestrator",
+    "send_message": "orchestrator",
+}
 
 
 class _MeshOff(Exception):

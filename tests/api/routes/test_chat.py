@@ -214,3 +214,13 @@ def test_health_reflects_peers(mesh_client: Any) -> None:
         time.sleep(0.2)
     assert body["status"] == "active"
     assert body["checks"]["session_store"] == "ok"
+
+
+def test_turn_metrics_are_exported(mesh_client: Any) -> None:
+    _chat(mesh_client, "show me all droplets", "metrics-1")
+    text = mesh_client.get("/metrics").text
+    assert 'chat_turns_total{channel="rest",planner="rules"}' in text
+    assert 'chat_tool_calls_total{outcome="ok",tool="list_droplets"}' in text
+    assert 'mesh_upstream_duration_seconds_count{peer="registry+orchestrator"}' in text
+    assert "chat_turn_duration_seconds_bucket" in text
+    assert "websocket_connections" in text
