@@ -26,8 +26,14 @@
     button.setAttribute("aria-pressed", String(effective() === "dark"));
   }
 
+  function followSystem() {
+    root.dataset.systemTheme = dark && dark.matches ? "dark" : "light";
+  }
+
   var choice = stored();
   if (choice) root.dataset.theme = choice;
+  followSystem();
+  if (dark && dark.addEventListener) dark.addEventListener("change", followSystem);
 
   document.addEventListener("DOMContentLoaded", function () {
     var button = document.getElementById("theme-toggle");
