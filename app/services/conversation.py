@@ -19,7 +19,7 @@ from app.services.memory import UNSET, SessionStore, Unset
 from app.services.metrics import Metrics
 from app.services.reasoning.base import PendingCall, Plan, PlanContext, Planner, ToolCall
 from app.services.reasoning.rules import is_affirmative, is_negative
-from app.services.tool_executor import ToolExecutor, ToolOutcome
+from app.services.tool_executor import ToolExecutor, ToolOutcome, peers_of
 from app.services.tools import get_spec, missing_arguments, validation_errors
 from app.utils.time import isoformat_z
 
@@ -457,9 +457,9 @@ def _verb_past(tool: str) -> str:
     return _VERBS.get(tool, (f"run {tool}", "done"))[1]
 
 
+_PEER_DROPLET_IDS = {"registry": 1, "orchestrator": 10}
+
+
 def _peer_for(tool: str) -> int | None:
-    if tool in ("help", "system_alerts"):
-        return None
-    if tool == "list_droplets":
-        return 1
-    return 10
+    peers = peers_of(tool)
+    return _PEER_DROPLET_IDS[peers[0]] if peers else None

@@ -112,9 +112,9 @@ class ToolExecutor:
             outcome.status, outcome.message = "unavailable", str(exc)
         elapsed = time.perf_counter() - started
         outcome.duration_ms = round(elapsed * 1000, 2)
-        peer = _PEER_OF.get(call.tool)
-        if self._observe is not None and peer is not None:
-            self._observe(peer, elapsed)
+        peers = peers_of(call.tool)
+        if self._observe is not None and peers:
+            self._observe("registry+orchestrator" if len(peers) > 1 else peers[0], elapsed)
         if outcome.status != "ok":
             log.info("tool_failed", tool=call.tool, status=outcome.status,
                      reason=outcome.message, trace_id=trace_id)
@@ -217,17 +217,21 @@ class ToolExecutor:
                               failures=failures)
 
 
-# Which peer a tool's time is spent on (list_droplets and droplet_status ask both, in parallel).
-_PEER_OF = {
-    "list_droplets": "registry+orchestrator",
-    "droplet_status": "registry+orchestrator",
-    "list_tasks": "orchestrator",
-    "task_status": "orchestrator",
-    "system_status": "registry+orchestrator",
-    "create_task": "orchestrator",
-    "cancel_task": "orchestrator",
-    "send_message": "orchestrator",
+# The peers each tool calls, the one that answers first-hand first (progress names it).
+_PEERS_OF: dict[str, tuple[str, ...]] = {
+    "list_droplets": ("registry", "orchestrator"),
+    "droplet_status": ("orchestrator", "registry"),
+    "list_tasks": ("orchestrator",),
+    "task_status": ("orchestrator",),
+    "system_status": ("orchestrator", "registry"),
+    "create_task": ("orchestrator",),
+    "cancel_task": ("orchestrator",),
+    "send_message": ("orchestrator",),
 }
+
+
+def peers_of(tool: str) -> tuple[str, ...]:
+    return _PEERS_OF.get(tool, ())
 
 
 class _MeshOff(Exception):
