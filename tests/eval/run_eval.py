@@ -25,7 +25,7 @@ from app.services.reasoning.base import Plan, PlanContext, Planner, ToolCall
 from app.services.reasoning.rules import RulesPlanner
 from app.utils.logging import configure_logging
 
-CORPUS = Path(__file__).with_name("corpus.jsonl")
+CORPUS = Path(__file__).parent / "splits" / "train.jsonl"
 
 DEFAULT_ALIASES: Mapping[str, int] = {
     alias.lower(): known.id for known in KNOWN_DROPLETS for alias in (known.name, *known.aliases)
