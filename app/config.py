@@ -7,10 +7,15 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-PLACEHOLDER_MARKERS = ("your-", "secret-from", "changeme", "change-me", "placeholder", "example")
+PLACEHOLDER_MARKERS = (
+    "your-", "your_", "secret-from", "changeme", "change-me", "change_me", "placeholder",
+    "example", "replace", "dummy", "todo", "xxxx", "<", "fixme", "insert",
+)
+MIN_SECRET_CHARS = 16
+MIN_SECRET_DISTINCT = 8
 
 
 class Environment(StrEnum):
@@ -31,6 +36,17 @@ class ConfigError(Exception):
 def _is_placeholder(value: str) -> bool:
     lowered = value.strip().lower()
     return not lowered or any(marker in lowered for marker in PLACEHOLDER_MARKERS)
+
+
+def _weak_secret(value: str) -> str | None:
+    """Why `value` is too weak to be a production secret, or None."""
+    if _is_placeholder(value):
+        return "missing or a placeholder"
+    if len(value) < MIN_SECRET_CHARS:
+        return f"shorter than {MIN_SECRET_CHARS} characters"
+    if len(set(value)) < MIN_SECRET_DISTINCT:
+        return f"low entropy (fewer than {MIN_SECRET_DISTINCT} distinct characters)"
+    return None
 
 
 class Settings(BaseSettings):
@@ -71,6 +87,8 @@ class Settings(BaseSettings):
     registry_public_key_url: str | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    jwt_max_lifetime_s: float = Field(default=25 * 3600, gt=0)
+    """Tokens living longer than this (exp - iat) are refused; the Registry's last ~24 h."""
     inbound_message_auth: Literal["jwt", "jwt_or_allowlist"] = "jwt_or_allowlist"
     inbound_allowlist: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: [
@@ -111,11 +129,26 @@ class Settings(BaseSettings):
         default_factory=lambda: ["http://localhost:8012", "http://127.0.0.1:8012"]
     )
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024)
+    """Request line plus headers; a larger request is refused with 431 before it is read."""
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    """A connection that has not sent a whole request head within this time is closed."""
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.1"]
+    )
+    """Proxies whose X-Forwarded-For/-Proto are believed (addresses or networks, or "*")."""
+    api_docs: Literal["public", "admin", "off"] | None = None
+    """/docs, /redoc, /openapi.json. None: public in development, off in production."""
+    operator_endpoints: Literal["public", "admin"] | None = None
+    """/metrics and /ws/connections. None: public in development, admin in production."""
+    max_ws_per_identity: int = Field(default=20, ge=1)
+    mesh_rate_limit_per_minute: int = Field(default=120, ge=0)
+    """/send, /heartbeat and inbound events per identity (or source address) per minute."""
     chat_rate_limit_per_minute: int = Field(default=120, ge=0)
     """Chat turns per identity (or client address) per minute, all channels; 0 turns it off."""
     max_sessions_per_identity: int = Field(default=1000, ge=1)
 
-    @field_validator("cors_origins", "inbound_allowlist", mode="before")
+    @field_validator("cors_origins", "inbound_allowlist", "forwarded_allow_ips", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):
@@ -127,17 +160,23 @@ class Settings(BaseSettings):
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
-    @model_validator(mode="after")
-    def _no_wildcard_with_credentials(self) -> Settings:
-        if "*" in self.cors_origins and self.is_production:
-            raise ValueError("CORS_ORIGINS may not be '*' in production")
-        return self
-
     @property
     def effective_chat_auth(self) -> Literal["none", "jwt"]:
         if self.chat_auth is not None:
             return self.chat_auth
         return "jwt" if self.is_production else "none"
+
+    @property
+    def effective_api_docs(self) -> Literal["public", "admin", "off"]:
+        if self.api_docs is not None:
+            return self.api_docs
+        return "off" if self.is_production else "public"
+
+    @property
+    def effective_operator_endpoints(self) -> Literal["public", "admin"]:
+        if self.operator_endpoints is not None:
+            return self.operator_endpoints
+        return "admin" if self.is_production else "public"
 
     @property
     def is_production(self) -> bool:
@@ -161,24 +200,36 @@ class Settings(BaseSettings):
         return None
 
     def check_runnable(self) -> None:
-        """Refuse to run production with missing or placeholder secrets.
+        """Refuse to run production with weak settings.
 
         Raises ConfigError naming the first variable to fix, so the start-up fails with one line.
         """
         if not self.is_production:
             return
         secret = self.droplet_secret.get_secret_value() if self.droplet_secret else ""
-        if _is_placeholder(secret):
+        weakness = _weak_secret(secret)
+        if weakness is not None:
             raise ConfigError(
-                "DROPLET_SECRET",
-                "missing or a placeholder; set the secret from the Registry steward",
+                "DROPLET_SECRET", f"{weakness}; set the secret from the Registry steward"
             )
-        if self.gemini_api_key is not None and _is_placeholder(
-            self.gemini_api_key.get_secret_value()
-        ):
-            raise ConfigError(
-                "GEMINI_API_KEY", "is a placeholder; set a real key or remove the variable"
-            )
+        optional = {
+            "REGISTRY_API_KEY": self.registry_api_key,
+            "ORCHESTRATOR_TOKEN": self.orchestrator_token,
+            "GEMINI_API_KEY": self.gemini_api_key,
+            "LLM_API_KEY": self.llm_api_key,
+        }
+        for variable, value in optional.items():
+            if value is not None and _is_placeholder(value.get_secret_value()):
+                raise ConfigError(
+                    variable, "is a placeholder; set the real value or remove the variable"
+                )
+        if self.effective_chat_auth == "none":
+            raise ConfigError("CHAT_AUTH", "must be jwt in production (none lets anyone in)")
+        for origin in self.cors_origins:
+            if origin.strip().lower() in ("*", "null"):
+                raise ConfigError(
+                    "CORS_ORIGINS", f"may not contain {origin!r} in production; list real origins"
+                )
         if self.debug:
             raise ConfigError("DEBUG", "must be false in production")
 

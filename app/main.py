@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
 import structlog
 import uvicorn
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app import __version__
 from app.api.errors import ERROR_RESPONSES, install_error_handlers
+from app.api.gate import Gate
+from app.api.http_limits import guarded_protocol
 from app.api.middleware import RequestMiddleware
 from app.api.routes import chat, mesh, sessions, udc, web, ws
 from app.config import ConfigError, Settings
@@ -76,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings.check_runnable()
     _configure_logging(settings)
     runtime = build_runtime(settings)
+    docs = settings.effective_api_docs
 
     app = FastAPI(
         title="Chat Orchestrator",
@@ -84,11 +91,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=_lifespan(runtime),
         debug=False,
         responses=ERROR_RESPONSES,
+        docs_url="/docs" if docs == "public" else None,
+        redoc_url="/redoc" if docs == "public" else None,
+        openapi_url="/openapi.json" if docs == "public" else None,
     )
     app.state.runtime = runtime
+    app.state.gate = runtime.gate
     install_error_handlers(app)
     for router in (udc.router, mesh.router, chat.router, sessions.router, ws.router):
         app.include_router(router)
+    if docs == "admin":
+        _admin_openapi(app)
     web.mount(app)
 
     app.add_middleware(
@@ -102,7 +115,46 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         RequestMiddleware, metrics=runtime.metrics, max_body_bytes=settings.max_body_bytes
     )
+    # Outermost: the client address every policy sees is the proxy's only when the proxy is
+    # not trusted (FORWARDED_ALLOW_IPS), whoever started the server.
+    app.add_middleware(
+        ProxyHeadersMiddleware,
+        trusted_hosts=settings.forwarded_allow_ips or [],
+    )
     return app
+
+
+def _admin_openapi(app: FastAPI) -> None:
+    """API_DOCS=admin: the OpenAPI document for admin tokens only (no browsable pages)."""
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(_admin_only)])
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+
+async def _admin_only(request: Request) -> None:
+    gate: Gate = request.app.state.gate
+    caller = gate.api_caller(authorization=request.headers.get("authorization"),
+                             address=request.client.host if request.client else None)
+    gate.require(caller, "admin", to="The API description")
+
+
+def server_config(application: FastAPI, settings: Settings, **overrides: Any) -> uvicorn.Config:
+    """The shipped server: header size and time bounded, proxies trusted only as configured."""
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": None,
+        "proxy_headers": False,  # the app's own ProxyHeadersMiddleware does it
+        "http": guarded_protocol(
+            max_head_bytes=settings.max_header_bytes, head_timeout_s=settings.header_timeout_s
+        ),
+        "h11_max_incomplete_event_size": settings.max_header_bytes,
+        "ws_per_message_deflate": False,
+        "ws_max_size": 64 * 1024,
+    }
+    options.update(overrides)
+    return uvicorn.Config(application, **options)
 
 
 def _build_or_exit() -> FastAPI:
@@ -130,15 +182,12 @@ def __getattr__(name: str) -> FastAPI:
 def main() -> None:
     application = _build_or_exit()
     settings: Settings = application.state.runtime.settings
-    uvicorn.run(
-        application,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        proxy_headers=True,
-        ws_per_message_deflate=False,
-        ws_max_size=64 * 1024,
-    )
+    server = uvicorn.Server(server_config(application, settings))
+    # uvicorn re-raises the Ctrl-C it shut down for; a clean stop is not an error (as uvicorn.run).
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        raise SystemExit(3)
 
 
 if __name__ == "__main__":

@@ -484,7 +484,7 @@ async def measure_db(workdir: Path, n: int) -> dict[str, Any]:
     await store.open()
     await store.migrate()
     sid = "anatomy-db"
-    await store.get_or_create(session_id=sid, source="chat", owner=None)
+    await store.get_or_create(session_id=sid, source="chat", owner="user:t")
     audit = [
         AuditEntry(
             tool="list_droplets",

@@ -179,12 +179,12 @@ class LiveApp:
 
         import uvicorn
 
-        from app.main import create_app
+        from app.main import create_app, server_config
 
         self.port = settings.port
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port,
-                                lifespan="on", log_config=None, ws_per_message_deflate=False)
+        # The shipped server configuration (header bounds, proxy trust), on loopback.
+        config = server_config(create_app(settings), settings, host="127.0.0.1", lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

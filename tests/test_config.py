@@ -28,7 +28,7 @@ def test_every_deployment_guide_variable_is_read_from_the_environment(
 ) -> None:
     env = {
         "GEMINI_API_KEY": "real-key-123",
-        "DROPLET_SECRET": "s3cret-value",
+        "DROPLET_SECRET": "s3cret-value-from-the-steward",
         "ORCHESTRATOR_URL": "http://orchestrator:8010/",
         "REGISTRY_URL": "http://registry:8010",
         "ENVIRONMENT": "production",
@@ -74,7 +74,7 @@ def test_production_refuses_placeholder_gemini_key() -> None:
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
         environment="production",
-        droplet_secret="a-real-secret",
+        droplet_secret="a-real-secret-0123456789",
         gemini_api_key="your-actual-gemini-api-key",
     )
     with pytest.raises(ConfigError) as caught:
@@ -90,11 +90,36 @@ def test_development_starts_without_secrets_and_says_what_is_off() -> None:
     assert "DROPLET_SECRET" in off
 
 
-def test_wildcard_cors_refused_in_production() -> None:
-    with pytest.raises(ValueError, match="CORS_ORIGINS"):
-        Settings(  # type: ignore[call-arg]
-            _env_file=None, environment="production", droplet_secret="x-real", cors_origins="*"
-        )
+STRONG = "k7Qp2vX9mL4tR8wZ"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "variable"),
+    [
+        ({"droplet_secret": "a"}, "DROPLET_SECRET"),
+        ({"droplet_secret": "abababababababababab"}, "DROPLET_SECRET"),
+        ({"droplet_secret": "short-Secret1"}, "DROPLET_SECRET"),
+        ({"llm_api_key": "your-llm-api-key"}, "LLM_API_KEY"),
+        ({"registry_api_key": "changeme"}, "REGISTRY_API_KEY"),
+        ({"orchestrator_token": "<paste the token here>"}, "ORCHESTRATOR_TOKEN"),
+        ({"chat_auth": "none"}, "CHAT_AUTH"),
+        ({"cors_origins": "null"}, "CORS_ORIGINS"),
+        ({"cors_origins": "https://ok.example.org,*"}, "CORS_ORIGINS"),
+    ],
+)
+def test_production_refuses_weak_settings(overrides: dict[str, str], variable: str) -> None:
+    values = {"droplet_secret": STRONG, **overrides}
+    settings = Settings(_env_file=None, environment="production", **values)  # type: ignore[call-arg,arg-type]
+    with pytest.raises(ConfigError) as caught:
+        settings.check_runnable()
+    assert caught.value.variable == variable
+
+
+def test_production_accepts_strong_settings() -> None:
+    Settings(  # type: ignore[call-arg]
+        _env_file=None, environment="production", droplet_secret=STRONG,
+        cors_origins="https://ops.example.org",
+    ).check_runnable()
 
 
 def _start(env_overrides: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:

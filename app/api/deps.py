@@ -1,4 +1,4 @@
-"""Typed dependencies: who is calling, and the services a route needs."""
+"""Typed dependencies: who is calling (through the gate), and the services a route needs."""
 
 from __future__ import annotations
 
@@ -6,12 +6,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from app.api.errors import ApiError
-from app.models.udc import ErrorCode
+from app.api.gate import Gate
+from app.models.identity import Caller
 from app.services.runtime import Runtime
-from app.utils.jwt import Principal, TokenInvalid, verify_token
-
-_CHALLENGE = 'Bearer realm="droplet-12"'
 
 
 # Dependencies are `async def` so FastAPI runs them on the loop: a plain `def` would cost a
@@ -24,145 +21,65 @@ async def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def _unauthorized(message: str, *, error: str = "invalid_token") -> ApiError:
-    return ApiError(
-        401,
-        message,
-        code=ErrorCode.UNAUTHORIZED,
-        headers={"WWW-Authenticate": f'{_CHALLENGE}, error="{error}"'},
-    )
+async def get_gate(request: Request) -> Gate:
+    gate: Gate = request.app.state.gate
+    return gate
 
 
-def bearer_token(authorization: str | None) -> str | None:
-    """The token of an `Authorization: Bearer <token>` header, or None when absent."""
-    if authorization is None:
-        return None
-    scheme, _, token = authorization.strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip() or " " in token.strip():
-        raise _unauthorized("Authorization header must be 'Bearer <token>'")
-    return token.strip()
+GateDep = Annotated[Gate, Depends(get_gate)]
 
 
-def authenticate(runtime: Runtime, token: str | None) -> Principal:
-    if token is None:
-        raise ApiError(
-            401,
-            "Authentication required: send 'Authorization: Bearer <token>'",
-            code=ErrorCode.UNAUTHORIZED,
-            headers={"WWW-Authenticate": _CHALLENGE},
-        )
-    pem = runtime.public_keys.pem
-    if pem is None:
-        raise _unauthorized("No verification key is configured on this droplet")
-    try:
-        return verify_token(
-            token,
-            public_key_pem=pem,
-            issuer=runtime.settings.jwt_issuer,
-            audience=runtime.settings.jwt_audience,
-        )
-    except TokenInvalid as exc:
-        raise _unauthorized(str(exc)) from exc
+def client_address(request: Request) -> str | None:
+    """The client's address, after trusted-proxy resolution (FORWARDED_ALLOW_IPS)."""
+    return request.client.host if request.client else None
 
 
-async def require_principal(request: Request, runtime: RuntimeDep) -> Principal:
-    return authenticate(runtime, bearer_token(request.headers.get("authorization")))
+async def require_caller(request: Request, gate: GateDep) -> Caller:
+    """A verified token (the UDC endpoints)."""
+    return gate.api_caller(authorization=request.headers.get("authorization"),
+                           address=client_address(request))
 
 
-CurrentPrincipal = Annotated[Principal, Depends(require_principal)]
+CurrentCaller = Annotated[Caller, Depends(require_caller)]
 
 AUTH_RESPONSES: dict[int | str, dict[str, object]] = {
     401: {"description": "Missing or invalid bearer token (standard error body)"},
+    403: {"description": "The token lacks the permission (standard error body)"},
 }
 
 
-ANONYMOUS = Principal(
-    subject="anonymous", permissions=frozenset({"read", "write"}), authenticated=False
-)
+async def require_chat_caller(request: Request, gate: GateDep) -> Caller:
+    """A chat channel's caller: a token with CHAT_AUTH=jwt, the developer with `none`."""
+    return gate.chat_caller(authorization=request.headers.get("authorization"),
+                            query_token=None, address=client_address(request))
 
 
-def chat_principal_from(runtime: Runtime, authorization: str | None, query_token: str | None
-                        ) -> Principal:
-    """The caller of a chat channel: verified with CHAT_AUTH=jwt, anonymous with `none`."""
-    if runtime.settings.effective_chat_auth == "none":
-        return ANONYMOUS
-    token = bearer_token(authorization) if authorization else (query_token or None)
-    return authenticate(runtime, token)
+ChatCaller = Annotated[Caller, Depends(require_chat_caller)]
 
 
-async def require_chat_principal(request: Request, runtime: RuntimeDep) -> Principal:
-    return chat_principal_from(runtime, request.headers.get("authorization"), None)
+async def throttled_chat_caller(caller: ChatCaller, gate: GateDep) -> Caller:
+    await gate.throttle(caller, "turn")
+    return caller
 
 
-ChatPrincipal = Annotated[Principal, Depends(require_chat_principal)]
+ThrottledChatCaller = Annotated[Caller, Depends(throttled_chat_caller)]
 
 
-def client_in_allowlist(runtime: Runtime, host: str | None) -> bool:
-    import ipaddress
-
-    if host is None:
-        return False
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    for network in runtime.settings.inbound_allowlist:
-        try:
-            if address in ipaddress.ip_network(network, strict=False):
-                return True
-        except ValueError:
-            continue
-    return False
+async def require_admin(caller: ChatCaller, gate: GateDep) -> Caller:
+    gate.require_admin(caller, to="This operation")
+    return caller
 
 
-async def require_admin(
-    request: Request, runtime: RuntimeDep, principal: ChatPrincipal
-) -> Principal:
-    """Admin operations: the `admin` permission with CHAT_AUTH=jwt; an operator network without."""
-    if principal.authenticated:
-        if not principal.can("admin"):
-            raise ApiError(403, "This operation needs the 'admin' permission",
-                           code=ErrorCode.FORBIDDEN)
-        return principal
-    host = request.client.host if request.client else None
-    if not client_in_allowlist(runtime, host):
-        raise ApiError(
-            403,
-            "Listing or clearing all sessions is only allowed from an operator network "
-            "(INBOUND_ALLOWLIST) or with an admin token (CHAT_AUTH=jwt)",
-            code=ErrorCode.FORBIDDEN,
-        )
-    return principal
+AdminCaller = Annotated[Caller, Depends(require_admin)]
 
 
-AdminPrincipal = Annotated[Principal, Depends(require_admin)]
-
-
-def rate_limit_key(principal: Principal, host: str | None) -> str:
-    return f"id:{principal.subject}" if principal.authenticated else f"ip:{host or 'unknown'}"
-
-
-async def check_rate(runtime: Runtime, key: str) -> None:
-    """Raise the standard 429 when `key` is over its chat-turn budget."""
-    if runtime.rate_limiter is None:
+async def operator_caller(request: Request, runtime: RuntimeDep, gate: GateDep) -> None:
+    """/metrics and /ws/connections: public, or (OPERATOR_ENDPOINTS=admin) an admin token."""
+    if runtime.settings.effective_operator_endpoints == "public":
         return
-    decision = await runtime.rate_limiter.hit(key)
-    if not decision.allowed:
-        raise ApiError(
-            429,
-            f"Too many chat turns; try again in {decision.retry_after_s} s",
-            code=ErrorCode.RATE_LIMITED,
-            details={"retry_after_s": decision.retry_after_s,
-                     "limit_per_minute": runtime.settings.chat_rate_limit_per_minute},
-            headers={"Retry-After": str(decision.retry_after_s)},
-        )
+    caller = gate.api_caller(authorization=request.headers.get("authorization"),
+                             address=client_address(request))
+    gate.require(caller, "admin", to="This operator endpoint")
 
 
-async def enforce_chat_rate(request: Request, runtime: RuntimeDep,
-                            principal: ChatPrincipal) -> Principal:
-    host = request.client.host if request.client else None
-    await check_rate(runtime, rate_limit_key(principal, host))
-    return principal
-
-
-RateLimitedPrincipal = Annotated[Principal, Depends(enforce_chat_rate)]
+OperatorAccess = Depends(operator_caller)

@@ -11,7 +11,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.models.udc import ErrorCode, ErrorDetail, ErrorResponse
-from app.services.conversation import SessionAccessDenied, SessionQuotaExceeded
+from app.services.conversation import SessionAccessDenied
+from app.services.memory import SessionQuotaExceeded
 
 log = structlog.get_logger(__name__)
 
@@ -121,9 +122,10 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(SessionAccessDenied)
-    async def _not_yours(_request: Request, _exc: SessionAccessDenied) -> JSONResponse:
-        return error_response(403, "This session belongs to another identity",
-                              code=ErrorCode.FORBIDDEN)
+    async def _not_yours(_request: Request, exc: SessionAccessDenied) -> JSONResponse:
+        # The same answer as for a session that does not exist: ids of others are not confirmed.
+        return error_response(404, f"No session {exc.args[0]!r}", code=ErrorCode.NOT_FOUND,
+                              details={"session_id": exc.args[0]})
 
     @app.exception_handler(SessionQuotaExceeded)
     async def _quota(_request: Request, exc: SessionQuotaExceeded) -> JSONResponse:

@@ -27,6 +27,11 @@ class ChatRequest(BaseModel):
         description="Continue this session; omitted: a new one is created and returned.",
     )
     metadata: dict[str, Any] = Field(default_factory=dict)
+    proposal_id: str | None = Field(
+        default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
+        description="With a yes or no: the proposal it answers (its `pending_confirmation."
+        "proposal_id`). A proposal that changed in the meantime is not executed.",
+    )
 
     _check_message = field_validator("message", mode="before")(_trimmed_message)
 
@@ -75,6 +80,7 @@ class AnalyzeResponse(BaseModel):
 
 class SessionSummary(BaseModel):
     session_id: str
+    owner: str | None = Field(default=None, description="The identity the session belongs to.")
     source: Literal["chat", "voice"]
     created_at: datetime
     last_activity: datetime

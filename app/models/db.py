@@ -37,7 +37,8 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-SESSION_ID_MAX = 128
+SESSION_ID_MAX = 160
+"""Stored session keys: a 12-character owner namespace, a dot, and the client's id (<= 128)."""
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGSERIAL.
 AutoId = BigInteger().with_variant(Integer(), "sqlite")

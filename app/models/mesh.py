@@ -117,6 +117,10 @@ class MeshEvent(BaseModel):
     droplet_id: int | None = None
     task_id: int | None = None
     data: dict[str, Any] = Field(default_factory=dict)
+    verified: bool = True
+    """False for an event a tokenless sender reported (allow-listed network): shown as such."""
+    via: str | None = None
+    """The address an unverified event came from."""
 
 
 class SentMessage(BaseModel):

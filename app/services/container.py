@@ -11,11 +11,13 @@ import httpx
 import structlog
 
 from app import __version__
+from app.api.gate import Gate
 from app.config import Settings
+from app.models.identity import SYSTEM_TASKS
 from app.models.mesh import Task
 from app.services.alerts import AlertLog
 from app.services.answers import AnswerRenderer
-from app.services.conversation import ConversationService, Turn
+from app.services.conversation import ConversationService
 from app.services.events import build_event_bus
 from app.services.health import HealthMonitor, ProbeResult
 from app.services.keys import PublicKeySource
@@ -24,7 +26,7 @@ from app.services.lifecycle import Lifecycle
 from app.services.memory import SessionStore
 from app.services.metrics import Metrics
 from app.services.orchestrator import OrchestratorClient
-from app.services.rate_limit import build_rate_limiter
+from app.services.rate_limit import RateLimiter, build_rate_limiter
 from app.services.reasoning.base import Planner
 from app.services.reasoning.factory import build_planner
 from app.services.reasoning.hybrid import close_planner
@@ -154,22 +156,24 @@ def build_runtime(settings: Settings) -> Runtime:
         max_sessions_per_owner=settings.max_sessions_per_identity,
     )
 
+    redis_url = settings.event_bus_url if (settings.event_bus_url or "").startswith(
+        ("redis://", "rediss://", "unix://")) else None
+    gate = Gate(
+        settings=settings,
+        public_keys=public_keys,
+        turn_limiter=_limiter(settings.chat_rate_limit_per_minute, redis_url, "turn"),
+        mesh_limiter=_limiter(settings.mesh_rate_limit_per_minute, redis_url, "mesh"),
+    )
+
     lifecycle: Lifecycle | None = None
     if registry is not None and orchestrator is not None:
 
         async def run_task(task: Task) -> str:
-            text = _task_text(task)
-            reply = await conversation.handle(
-                Turn(
-                    text=text,
-                    trace_id=task.trace_id or f"task-{task.id}",
-                    session_id=f"task-{task.id}",
-                    source="chat",
-                    channel="task",
-                    actor="droplet-10",
-                    can_write=False,
-                )
-            )
+            # Through the gate like every channel: read-only, in a session only an admin opens.
+            turn = gate.turn(SYSTEM_TASKS, channel="task", text=_task_text(task),
+                             trace_id=task.trace_id or f"task-{task.id}",
+                             session_id=f"task-{task.id}")
+            reply = await conversation.handle(turn)
             return reply.text
 
         lifecycle = Lifecycle(
@@ -199,15 +203,9 @@ def build_runtime(settings: Settings) -> Runtime:
         if lifecycle is not None:
             await lifecycle.stop()
 
-    redis_url = settings.event_bus_url if (settings.event_bus_url or "").startswith(
-        ("redis://", "rediss://", "unix://")) else None
     leader = build_leader(url=redis_url, on_elected=elected, on_demoted=demoted,
                           ttl_s=settings.heartbeat_interval_s)
 
-    rate_limiter = (
-        build_rate_limiter(per_minute=settings.chat_rate_limit_per_minute, redis_url=redis_url)
-        if settings.chat_rate_limit_per_minute > 0 else None
-    )
 
     summarizer = _summarizer(planner) if settings.llm_summarize else None
 
@@ -232,7 +230,7 @@ def build_runtime(settings: Settings) -> Runtime:
         orchestrator=orchestrator,
         registry=registry,
         tokens=tokens,
-        rate_limiter=rate_limiter,
+        gate=gate,
         summarizer=summarizer,
         features=features,
         planner_name=planner.name,
@@ -242,6 +240,13 @@ def build_runtime(settings: Settings) -> Runtime:
     )
     _add_probes(runtime)
     return runtime
+
+
+def _limiter(per_minute: int, redis_url: str | None, name: str) -> RateLimiter | None:
+    if per_minute <= 0:
+        return None
+    return build_rate_limiter(per_minute=per_minute, redis_url=redis_url,
+                              prefix=f"droplet12:rl:{name}")
 
 
 def _summarizer(planner: Planner) -> Summarizer | None:
@@ -336,6 +341,5 @@ async def stop_runtime(runtime: Runtime) -> None:
         if client is not None:
             await client.aclose()
     await close_planner(runtime.conversation.planner)
-    if runtime.rate_limiter is not None:
-        await runtime.rate_limiter.aclose()
+    await runtime.gate.aclose()
     await runtime.store.close()

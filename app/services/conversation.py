@@ -7,6 +7,7 @@ run reads concurrently / hold writes for confirmation -> format -> persist atomi
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from typing import Any, Literal, Protocol
 
 import structlog
 
+from app.models.identity import Caller, session_key, session_name
 from app.models.session import AuditEntry, SessionInfo
 from app.services.memory import UNSET, SessionStore, Unset
 from app.services.metrics import Metrics
@@ -31,40 +33,40 @@ PublishFn = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class SessionAccessDenied(Exception):
-    """The caller may not use this session (it belongs to another identity)."""
-
-
-class SessionQuotaExceeded(Exception):
-    """The identity already has as many sessions as it may keep."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"at most {limit} sessions per identity")
-        self.limit = limit
+    """The caller may not use this session: answered exactly like a missing session (404)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Turn:
+    """One message to answer. Made only by the gate (`app.api.gate.Gate.turn`)."""
+
     text: str
     trace_id: str
-    session_id: str | None = None
+    caller: Caller
+    """Who is speaking and what they may do; the owner of any session this turn creates."""
+    session_key: str | None = None
+    """The session in the caller's namespace; None starts a new one with a server-made id."""
     source: Channel = "chat"
     """How to format the answer and which kind of session it is."""
     channel: str = "rest"
     """Where it came in: rest, ws, process, message, task (for metrics and audit)."""
-    actor: str | None = None
-    """Who is speaking (principal subject), recorded in the audit log."""
-    owner: str | None = None
-    """Who owns a session this turn creates; an existing session with another owner refuses."""
-    can_write: bool = True
     origin: str | None = None
     """The WebSocket connection that sent it, which gets the answer directly."""
+    proposal_id: str | None = None
+    """For a confirmation: the proposal the sender was shown (None: the one waiting)."""
+
+    @property
+    def actor(self) -> str:
+        return str(self.caller.identity)
 
 
 @dataclass(slots=True)
 class Reply:
     text: str
     session_id: str
+    """The id the client sees (its name in the owner's namespace)."""
     trace_id: str
+    session_key: str = ""
     actions: list[dict[str, Any]] = field(default_factory=list)
     pending_confirmation: dict[str, Any] | None = None
     planner: str = "rules"
@@ -87,6 +89,7 @@ def pending_view(pending: PendingCall | None) -> dict[str, Any] | None:
     if pending is None:
         return None
     return {
+        "proposal_id": pending.proposal_id,
         "tool": pending.call.tool,
         "args": pending.call.args,
         "missing": pending.missing,
@@ -129,17 +132,16 @@ class ConversationService:
     async def handle(self, turn: Turn, *, progress: ProgressFn | None = None) -> Reply:
         started = time.perf_counter()
         emit = progress or _no_progress
-        if turn.owner is not None and self._max_sessions_per_owner is not None:
-            await self._check_session_quota(turn)
-        if turn.session_id is None:
+        if turn.session_key is None:
             # A new, server-made id: nobody else knows it until this answer, so no lock.
-            session = await self._open_session(turn)
+            key = session_key(turn.caller.identity, secrets.token_urlsafe(18))
+            session = await self._open_session(turn, key)
             reply = await self._run_and_record(turn, session, emit)
         else:
             # Read the session once, inside the lock, so a concurrent turn's pending action
             # and history are seen.
-            async with self._store.lock(turn.session_id):
-                session = await self._open_session(turn)
+            async with self._store.lock(turn.session_key):
+                session = await self._open_session(turn, turn.session_key)
                 reply = await self._run_and_record(turn, session, emit)
         elapsed = time.perf_counter() - started
 
@@ -148,7 +150,7 @@ class ConversationService:
         await self._publish(
             {
                 "kind": "session",
-                "session_id": reply.session_id,
+                "session_key": reply.session_key,
                 "origin": turn.origin,
                 "frame": {
                     "type": "message",
@@ -165,7 +167,6 @@ class ConversationService:
         )
         log.info(
             "chat_turn",
-            session_id=reply.session_id,
             channel=turn.channel,
             planner=reply.planner,
             tools=[a["tool"] for a in reply.actions],
@@ -174,12 +175,15 @@ class ConversationService:
         )
         return reply
 
-    async def _open_session(self, turn: Turn) -> SessionInfo:
+    async def _open_session(self, turn: Turn, key: str) -> SessionInfo:
+        owner = str(turn.caller.identity)
+        # Work the service does for itself (assigned tasks) is not capped like a client.
+        quota = None if turn.caller.identity.kind == "system" else self._max_sessions_per_owner
         session = await self._store.get_or_create(
-            session_id=turn.session_id, source=turn.source, owner=turn.owner
+            session_id=key, source=turn.source, owner=owner, max_for_owner=quota
         )
-        if session.owner is not None and session.owner != turn.owner:
-            raise SessionAccessDenied(session.session_id)
+        if session.owner != owner:
+            raise SessionAccessDenied(session_name(key))
         return session
 
     async def _run_and_record(self, turn: Turn, session: SessionInfo, emit: ProgressFn) -> Reply:
@@ -196,20 +200,19 @@ class ConversationService:
         )
         return reply
 
-    async def _check_session_quota(self, turn: Turn) -> None:
-        if turn.session_id is not None and await self._store.get(turn.session_id) is not None:
-            return
-        _, total = await self._store.list_sessions(owner=turn.owner, limit=1)
-        if self._max_sessions_per_owner is not None and total >= self._max_sessions_per_owner:
-            raise SessionQuotaExceeded(self._max_sessions_per_owner)
-
     async def _run(
         self, turn: Turn, session: SessionInfo, emit: ProgressFn
     ) -> tuple[Reply, list[AuditEntry], PendingCall | Unset | None, dict[str, Any]]:
         channel: Channel = turn.source
         pending = session.pending
-        reply = Reply(text="", session_id=session.session_id, trace_id=turn.trace_id)
+        reply = Reply(text="", session_id=session_name(session.session_id),
+                      trace_id=turn.trace_id, session_key=session.session_id)
 
+        stale = self._stale_confirmation(turn, pending, channel)
+        if stale is not None:
+            reply.text = stale
+            reply.pending_confirmation = pending_view(pending)
+            return reply, [], UNSET, {}
         if pending is not None and not pending.missing and is_affirmative(turn.text):
             return await self._execute_pending(turn, session, pending, reply, emit)
         if pending is not None and is_negative(turn.text):
@@ -256,7 +259,7 @@ class ConversationService:
                 )
                 return reply, [], UNSET, {}
             missing = plan.missing or missing_arguments(call)
-            new_pending = PendingCall(call=call, missing=missing)
+            new_pending = self._proposal(turn, call, missing)
             reply.text = self._renderer.question(call, missing, channel=channel)
             reply.pending_confirmation = pending_view(new_pending)
             return reply, [], new_pending, {"pending_planner": plan.planner}
@@ -293,7 +296,10 @@ class ConversationService:
                                        "droplet": _peer_for(call.tool)})
             outcomes = list(
                 await asyncio.gather(
-                    *(self._executor.execute(call, trace_id=turn.trace_id) for call in reads)
+                    *(
+                        self._executor.execute(call, caller=turn.caller, trace_id=turn.trace_id)
+                        for call in reads
+                    )
                 )
             )
             for outcome in outcomes:
@@ -313,7 +319,7 @@ class ConversationService:
         new_pending: PendingCall | Unset | None = UNSET
         if writes:
             call = writes[0]
-            if not turn.can_write:
+            if not turn.caller.can("write"):
                 parts.append(self._renderer.plain(
                     f"You do not have permission to {_verb(call.tool)}: that needs the "
                     "'write' permission.",
@@ -323,7 +329,7 @@ class ConversationService:
                 audit.append(self._audit(turn, session, call, "declined", "no write permission",
                                          planner=plan.planner))
             else:
-                new_pending = PendingCall(call=call, missing=[])
+                new_pending = self._proposal(turn, call, [])
                 parts.append(self._renderer.confirmation(call, channel=channel))
                 reply.pending_confirmation = pending_view(new_pending)
                 reply.actions.append({"tool": call.tool, "status": "awaiting_confirmation"})
@@ -353,13 +359,6 @@ class ConversationService:
     ) -> tuple[Reply, list[AuditEntry], PendingCall | Unset | None, dict[str, Any]]:
         channel: Channel = turn.source
         call = pending.call
-        if not turn.can_write:
-            reply.text = self._renderer.plain(
-                f"You do not have permission to {_verb(call.tool)}.", channel=channel
-            )
-            reply.actions = [{"tool": call.tool, "status": "forbidden"}]
-            entry = self._audit(turn, session, call, "declined", "no write permission")
-            return reply, [entry], None, {}
         errors = validation_errors(call)
         if errors:
             reply.text = self._renderer.plain(
@@ -369,7 +368,9 @@ class ConversationService:
             return reply, [], None, {}
         await emit("calling", {"step": "calling", "tool": call.tool,
                                "droplet": _peer_for(call.tool)})
-        outcome = await self._executor.execute(call, trace_id=turn.trace_id, actor=turn.actor)
+        # The executor checks the caller's permission itself: a "yes" from a caller without
+        # `write` executes nothing, whoever proposed it.
+        outcome = await self._executor.execute(call, caller=turn.caller, trace_id=turn.trace_id)
         self._metrics.tool_calls.labels(call.tool, outcome.status).inc()
         await emit("formatting", {"step": "formatting"})
         reply.text = self._renderer.outcomes([outcome], channel=channel)
@@ -378,6 +379,42 @@ class ConversationService:
         reply.planner = planner
         entry = self._audit_outcome(turn, session, outcome, planner)
         return reply, [entry], None, _context_from([outcome])
+
+    @staticmethod
+    def _proposal(turn: Turn, call: ToolCall, missing: list[str]) -> PendingCall:
+        """A new proposal: its own id, bound to the identity it is shown to."""
+        return PendingCall(call=call, missing=missing, proposal_id=secrets.token_urlsafe(12),
+                           proposed_by=str(turn.caller.identity))
+
+    def _stale_confirmation(
+        self, turn: Turn, pending: PendingCall | None, channel: Channel
+    ) -> str | None:
+        """Why a yes/no cannot act on what is waiting, or None when it may.
+
+        A confirmation naming a proposal acts only on that proposal; a waiting proposal acts
+        only for the identity it was shown to (and one stored without an id, by an older
+        version, must be asked again).
+        """
+        if turn.proposal_id is not None:
+            if pending is None:
+                return self._renderer.plain(
+                    "That proposal is no longer waiting: nothing was changed.", channel=channel
+                )
+            if pending.proposal_id != turn.proposal_id:
+                return self._renderer.plain(
+                    "That is not the proposal waiting now, so nothing was changed. "
+                    + self._still_waiting(pending, channel),
+                    channel=channel,
+                )
+        if pending is None or not (is_affirmative(turn.text) or is_negative(turn.text)):
+            return None
+        if pending.proposal_id is None or pending.proposed_by != str(turn.caller.identity):
+            return self._renderer.plain(
+                "That proposal was not made to you, so nothing was changed; "
+                "ask for the change yourself.",
+                channel=channel,
+            )
+        return None
 
     def _still_waiting(self, pending: PendingCall, channel: Channel) -> str:
         if pending.missing:

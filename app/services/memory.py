@@ -77,6 +77,7 @@ __all__ = [
     "BackupError",
     "SessionBusy",
     "SessionNotFound",
+    "SessionQuotaExceeded",
     "SessionStore",
     "StoreInUse",
     "StoreNotOpen",
@@ -101,6 +102,14 @@ UNSET: Final = Unset.UNSET
 class StoreNotOpen(RuntimeError):
     def __init__(self) -> None:
         super().__init__("the session store is not open; call open() first")
+
+
+class SessionQuotaExceeded(Exception):
+    """The identity already has as many sessions as it may keep."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"at most {limit} sessions per identity")
+        self.limit = limit
 
 
 class SessionNotFound(LookupError):
@@ -279,12 +288,19 @@ class SessionStore:
     # ---- sessions --------------------------------------------------------------------------
 
     async def get_or_create(
-        self, *, session_id: str | None, source: SessionSource, owner: str | None
+        self,
+        *,
+        session_id: str | None,
+        source: SessionSource,
+        owner: str,
+        max_for_owner: int | None = None,
     ) -> SessionInfo:
         """The session `session_id`, created (with a fresh id when None) if it does not exist.
 
         An existing session is returned as stored; whether the caller may use it is the
-        caller's decision (compare `owner`).
+        caller's decision (compare `owner`). Creating one counts the owner's sessions in the
+        same transaction as the insert, so concurrent creations never exceed `max_for_owner`
+        (raises SessionQuotaExceeded).
         """
         if source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
@@ -296,6 +312,25 @@ class SessionStore:
             return existing
         now = utc_now()
         async with self._write() as conn:
+            if max_for_owner is not None:
+                if self.dialect == "postgresql":
+                    # Serialise creations per owner; SQLite's write transaction already does.
+                    await conn.execute(
+                        text("SELECT pg_advisory_xact_lock(hashtext(:owner))"), {"owner": owner}
+                    )
+                present = (
+                    await conn.execute(select(SessionRow.id).where(SessionRow.id == session_id))
+                ).one_or_none()
+                if present is None:
+                    count = (
+                        await conn.execute(
+                            select(func.count())
+                            .select_from(SessionRow)
+                            .where(SessionRow.owner == owner)
+                        )
+                    ).scalar_one()
+                    if int(count) >= max_for_owner:
+                        raise SessionQuotaExceeded(max_for_owner)
             await conn.execute(
                 insert_for(self.dialect, SessionRow)
                 .values(

@@ -131,7 +131,9 @@ class RedisRateLimiter:
         await self._redis.aclose()
 
 
-def build_rate_limiter(*, per_minute: int, redis_url: str | None) -> RateLimiter:
+def build_rate_limiter(
+    *, per_minute: int, redis_url: str | None, prefix: str = "droplet12:rl"
+) -> RateLimiter:
     if redis_url:
-        return RedisRateLimiter(url=redis_url, per_minute=per_minute)
+        return RedisRateLimiter(url=redis_url, per_minute=per_minute, prefix=prefix)
     return MemoryRateLimiter(per_minute=per_minute)

@@ -238,7 +238,7 @@ _ACTIONS: Mapping[str, str] = {
     "help": "answer",
 }
 
-FailureKind = Literal["unavailable", "not_found", "rejected", "error"]
+FailureKind = Literal["unavailable", "not_found", "rejected", "error", "forbidden"]
 
 
 def render_failure(
@@ -274,6 +274,8 @@ def render_failure(
     elif kind == "rejected":
         reason = f" ({message})" if message else ""
         text = f"I couldn't {action}: {who} refused{reason}."
+    elif kind == "forbidden":
+        text = f"You may not {action}: {message or 'your token lacks the permission'}."
     else:
         text = f"Something went wrong while trying to {action}."
     return to_voice(text) if channel == "voice" else escape_markdown(text)

@@ -724,14 +724,18 @@ def render_system(report: SystemReport | SystemState, *, channel: Channel) -> st
 def _alert_line(event: MeshEvent) -> str:
     mark = _SEVERITY_MARK.get(event.severity, _INFO_MARK)
     summary = escape_markdown(event.summary, limit=200)
-    return f"{mark} **{event.severity}** · {when(event.at)} · {summary}"
+    unverified = (
+        f" · _unverified, via {escape_markdown(event.via or 'unknown', limit=45)}_"
+        if not event.verified else ""
+    )
+    return f"{mark} **{event.severity}** · {when(event.at)} · {summary}{unverified}"
 
 
 def render_alerts(listing: AlertListing | Sequence[MeshEvent], *, channel: Channel) -> str:
-    """Recent alerts, newest first."""
+    """Recent alerts, newest first; verified ones before unverified ones."""
     if not isinstance(listing, AlertListing):
         listing = AlertListing(list(listing))
-    events = sorted(listing.events, key=lambda e: e.at, reverse=True)
+    events = sorted(listing.events, key=lambda e: (e.verified, e.at), reverse=True)
     note = unavailable_note(
         listing.unavailable,
         known_from=[p for p in PEERS if p not in listing.unavailable],
@@ -742,7 +746,9 @@ def render_alerts(listing: AlertListing | Sequence[MeshEvent], *, channel: Chann
         if not events:
             return _with_note(note, "No alerts. All quiet.", channel)
         said = [
-            f"{e.severity.capitalize()}: {plain_name(e.summary, limit=120)}." for e in events[:3]
+            f"{e.severity.capitalize()}{'' if e.verified else ', unverified'}: "
+            f"{plain_name(e.summary, limit=120)}."
+            for e in events[:3]
         ]
         more = [f"And {n - 3} more."] if n > 3 else []
         body = " ".join([f"{number_word(n, capital=True)} {plural(n, 'alert')}.", *said, *more])

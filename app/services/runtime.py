@@ -6,10 +6,14 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import psutil
 
 from app.config import Settings
+
+if TYPE_CHECKING:
+    from app.api.gate import Gate
 from app.services.alerts import AlertLog
 from app.services.conversation import ConversationService
 from app.services.events import EventBus
@@ -20,7 +24,6 @@ from app.services.lifecycle import Lifecycle
 from app.services.memory import SessionStore
 from app.services.metrics import Metrics
 from app.services.orchestrator import OrchestratorClient
-from app.services.rate_limit import RateLimiter
 from app.services.reasoning.llm_common import Summarizer
 from app.services.registry import RegistryClient
 from app.services.tokens import TokenProvider
@@ -44,11 +47,11 @@ class Runtime:
     bus: EventBus
     alerts: AlertLog
     leader: Leader
+    gate: Gate
     lifecycle: Lifecycle | None = None
     orchestrator: OrchestratorClient | None = None
     registry: RegistryClient | None = None
     tokens: TokenProvider | None = None
-    rate_limiter: RateLimiter | None = None
     summarizer: Summarizer | None = None
     features: list[str] = field(default_factory=list)
     planner_name: str = "rules"

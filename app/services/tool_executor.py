@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import structlog
 
+from app.models.identity import Caller
 from app.models.mesh import (
     CancelledTask,
     CreatedTask,
@@ -28,10 +29,11 @@ from app.services.orchestrator import OrchestratorClient
 from app.services.peers import PeerError, PeerNotFound, PeerRejected, PeerUnavailable
 from app.services.reasoning.base import ToolCall
 from app.services.registry_info import DirectoryListing, DropletDirectory, PeerFailure
+from app.services.tools import get_spec
 
 log = structlog.get_logger(__name__)
 
-OutcomeStatus = Literal["ok", "unavailable", "not_found", "rejected", "error"]
+OutcomeStatus = Literal["ok", "unavailable", "not_found", "rejected", "error", "forbidden"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,11 +91,17 @@ class ToolExecutor:
         self._droplet_id = droplet_id
         self._timeout = timeout_s
 
-    async def execute(
-        self, call: ToolCall, *, trace_id: str, actor: str | None = None
-    ) -> ToolOutcome:
+    async def execute(self, call: ToolCall, *, caller: Caller, trace_id: str) -> ToolOutcome:
         started = time.perf_counter()
         outcome = ToolOutcome(call=call, status="ok")
+        spec = get_spec(call.tool)
+        # The permission is enforced here, where the tool runs, from the caller itself.
+        if spec is not None and spec.permission is not None and not caller.can(spec.permission):
+            outcome.status = "forbidden"
+            outcome.message = f"that needs the '{spec.permission}' permission"
+            log.info("tool_forbidden", tool=call.tool, caller=str(caller.identity),
+                     trace_id=trace_id)
+            return outcome
         try:
             async with asyncio.timeout(self._timeout):
                 await self._dispatch(call, outcome, trace_id)

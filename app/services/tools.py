@@ -11,6 +11,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from app.models.identity import Permission
 from app.services.reasoning.base import ToolCall
 
 TASK_TYPES = ("verify", "build", "deploy", "monitor", "provision", "custom")
@@ -24,6 +25,13 @@ class ToolSpec:
     description: str
     schema: dict[str, Any]
     writes: bool
+
+    @property
+    def permission(self) -> Permission | None:
+        """What the caller needs to run it: writes need `write`, mesh reads `read`."""
+        if self.writes:
+            return "write"
+        return None if self.name == "help" else "read"
 
     @property
     def required(self) -> tuple[str, ...]:

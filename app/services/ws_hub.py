@@ -34,7 +34,11 @@ class Connection:
     queue: asyncio.Queue[str | None]
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     session_id: str | None = None
+    """The followed session as the client names it."""
+    session_key: str | None = None
+    """The followed session's stored key (in the caller's namespace): what events match."""
     owner: str | None = None
+    """Who opened it (the caller's rate key), for the per-identity cap."""
     writer: asyncio.Task[None] | None = None
 
 
@@ -46,9 +50,13 @@ class WebSocketHub:
     def __init__(self, *, queue_size: int = 256) -> None:
         self._queue_size = queue_size
         self._connections: dict[str, Connection] = {}
+        self._per_owner: dict[str, int] = {}
 
     def count(self) -> int:
         return len(self._connections)
+
+    def count_for(self, owner: str) -> int:
+        return self._per_owner.get(owner, 0)
 
     def register(self, *, send_text: SendText, close: Close, owner: str | None) -> Connection:
         conn = Connection(
@@ -56,10 +64,20 @@ class WebSocketHub:
         )
         conn.writer = asyncio.create_task(self._write(conn), name=f"ws-writer-{conn.id[:8]}")
         self._connections[conn.id] = conn
+        if owner is not None:
+            self._per_owner[owner] = self._per_owner.get(owner, 0) + 1
         return conn
 
+    def _forget(self, conn: Connection) -> None:
+        if self._connections.pop(conn.id, None) is not None and conn.owner is not None:
+            left = self._per_owner.get(conn.owner, 1) - 1
+            if left > 0:
+                self._per_owner[conn.owner] = left
+            else:
+                self._per_owner.pop(conn.owner, None)
+
     async def unregister(self, conn: Connection) -> None:
-        self._connections.pop(conn.id, None)
+        self._forget(conn)
         if conn.writer is not None and not conn.writer.done():
             # A None tells the writer to finish what is queued, then stop.
             with contextlib.suppress(asyncio.QueueFull):
@@ -85,14 +103,15 @@ class WebSocketHub:
             conn.queue.put_nowait(json.dumps(payload, default=str))
         except asyncio.QueueFull:
             log.warning("ws_client_too_slow", connection=conn.id[:8])
-            self._connections.pop(conn.id, None)
+            self._forget(conn)
             asyncio.get_running_loop().create_task(
                 conn.close(CLOSE_TOO_SLOW, "client too slow; reconnect and reload history")
             )
             return False
         return True
 
-    def follow(self, conn: Connection, session_id: str) -> None:
+    def follow(self, conn: Connection, key: str, session_id: str) -> None:
+        conn.session_key = key
         conn.session_id = session_id
 
     async def dispatch(self, event: dict[str, Any]) -> None:
@@ -104,11 +123,11 @@ class WebSocketHub:
         if kind == "mesh":
             targets = list(self._connections.values())
         elif kind == "session":
-            session_id = event.get("session_id")
+            key = event.get("session_key")
             origin = event.get("origin")
             targets = [
                 c for c in self._connections.values()
-                if c.session_id == session_id and c.id != origin
+                if key is not None and c.session_key == key and c.id != origin
             ]
         else:
             return

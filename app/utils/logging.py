@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
 import structlog
@@ -16,27 +16,53 @@ _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
 
 
 class Redactor:
-    """Removes secrets from every event: known values, secret-named keys, bearer tokens, JWTs."""
+    """Removes secrets from every event, at any depth: known values, secret-named keys, bearer
+    tokens and JWTs in strings, lists, dicts, exception messages and rendered tracebacks.
+
+    It runs after `format_exc_info`, so a traceback is already text when it is scrubbed.
+    """
+
+    MAX_DEPTH = 8
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self._values = tuple(s for s in secrets if s and len(s) >= 4)
+        self._values = tuple(sorted((s for s in secrets if s and len(s) >= 4), key=len,
+                                    reverse=True))
 
-    def _scrub(self, text: str) -> str:
+    def scrub(self, text: str) -> str:
         for value in self._values:
             text = text.replace(value, "[redacted]")
         text = _BEARER.sub(r"\1[redacted]", text)
         return _JWT.sub("[redacted-jwt]", text)
 
+    def _clean(self, value: Any, depth: int) -> Any:
+        if isinstance(value, str):
+            return self.scrub(value)
+        if depth >= self.MAX_DEPTH:
+            return "[nested too deep]"
+        if isinstance(value, Mapping):
+            return {
+                k: "[redacted]" if isinstance(k, str) and _SECRET_KEYS.search(k)
+                else self._clean(v, depth + 1)
+                for k, v in value.items()
+            }
+        if isinstance(value, list | tuple | set | frozenset):
+            return [self._clean(v, depth + 1) for v in value]
+        if isinstance(value, BaseException):
+            return self.scrub(f"{type(value).__name__}: {value}")
+        if isinstance(value, int | float | bool) or value is None:
+            return value
+        return self.scrub(str(value))
+
     def __call__(
         self, _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
         for key, value in list(event_dict.items()):
-            if _SECRET_KEYS.search(key) and key not in ("event",):
+            if key in ("exc_info", "stack_info") and not isinstance(value, str):
+                continue  # rendered (and then scrubbed) by format_exc_info first
+            if _SECRET_KEYS.search(key) and key != "event":
                 event_dict[key] = "[redacted]"
-            elif isinstance(value, str):
-                event_dict[key] = self._scrub(value)
-            elif isinstance(value, BaseException):
-                event_dict[key] = self._scrub(repr(value))
+            else:
+                event_dict[key] = self._clean(value, 0)
         return event_dict
 
 
@@ -48,6 +74,8 @@ def configure_logging(*, level: str, json_lines: bool, secrets: Iterable[str] = 
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         timestamper,
+        # Tracebacks become text before the redactor, so secrets in them are scrubbed too.
+        structlog.processors.format_exc_info,
         Redactor(secrets),
     ]
     renderer: Any = (
@@ -65,7 +93,6 @@ def configure_logging(*, level: str, json_lines: bool, secrets: Iterable[str] = 
         foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info,
             renderer,
         ],
     )

@@ -20,12 +20,14 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.exc import IntegrityError
 
 from app.models.db import Base
+from app.models.identity import Identity, session_key
 from app.models.session import AuditEntry
 from app.services import memory_migrations
 from app.services.memory import (
     BackupError,
     SessionBusy,
     SessionNotFound,
+    SessionQuotaExceeded,
     SessionStore,
     StoreInUse,
     StoreNotOpen,
@@ -85,7 +87,7 @@ async def test_get_or_create_new_and_existing(store: SessionStore) -> None:
     again = await store.get_or_create(session_id=created.session_id, source="voice", owner="bob")
     assert again == created  # an existing session is returned as stored
 
-    named = await store.get_or_create(session_id="test-123", source="voice", owner=None)
+    named = await store.get_or_create(session_id="test-123", source="voice", owner="user:t")
     assert named.session_id == "test-123"
     assert named.source == "voice"
     assert await store.get("test-123") == named
@@ -101,19 +103,39 @@ async def test_get_or_create_concurrently_creates_one_session(store: SessionStor
     assert total == 1
 
 
+async def test_the_session_quota_holds_under_concurrent_creation(store: SessionStore) -> None:
+    async def create(i: int) -> bool:
+        try:
+            await store.get_or_create(session_id=f"s-{i}", source="chat", owner="user:q",
+                                      max_for_owner=20)
+        except SessionQuotaExceeded:
+            return False
+        return True
+
+    created = await asyncio.gather(*(create(i) for i in range(100)))
+    assert sum(created) == 20
+    _, total = await store.list_sessions(owner="user:q")
+    assert total == 20
+    # A session that exists is not a new one: it is returned even at the quota.
+    existing = next(f"s-{i}" for i, ok in enumerate(created) if ok)
+    again = await store.get_or_create(session_id=existing, source="chat", owner="user:q",
+                                      max_for_owner=20)
+    assert again.session_id == existing
+
+
 async def test_get_or_create_rejects_bad_input(store: SessionStore) -> None:
     with pytest.raises(ValueError, match="source"):
-        await store.get_or_create(session_id=None, source="fax", owner=None)  # type: ignore[arg-type]
+        await store.get_or_create(session_id=None, source="fax", owner="user:t")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="session id"):
-        await store.get_or_create(session_id="x" * 129, source="chat", owner=None)
+        await store.get_or_create(session_id="x" * 161, source="chat", owner="user:t")
     with pytest.raises(ValueError, match="session id"):
-        await store.get_or_create(session_id="", source="chat", owner=None)
+        await store.get_or_create(session_id="", source="chat", owner="user:t")
 
 
 async def test_history_is_oldest_first_and_limited(backend: Backend) -> None:
     async with backend.store(history_window=4) as store:
         await store.migrate()
-        sid = (await store.get_or_create(session_id=None, source="chat", owner=None)).session_id
+        sid = (await store.get_or_create(session_id=None, source="chat", owner="user:t")).session_id
         for n in range(5):
             actions = [{"tool": "list_droplets", "status": "ok"}]
             assert await _turn(store, sid, n, actions=actions) == (2 * n + 1, 2 * n + 2)
@@ -180,7 +202,7 @@ async def test_record_turn_writes_everything_in_one_go(store: SessionStore) -> N
 
 
 async def test_failed_turn_leaves_nothing(store: SessionStore) -> None:
-    sid = (await store.get_or_create(session_id=None, source="chat", owner=None)).session_id
+    sid = (await store.get_or_create(session_id=None, source="chat", owner="user:t")).session_id
     await _turn(store, sid, 0, pending=_pending(), context_update={"k": 1})
     before = (await store.get(sid), await store.history(sid, limit=50), await store.audit())
 
@@ -210,7 +232,7 @@ async def test_record_turn_unknown_session(store: SessionStore) -> None:
 
 
 async def test_set_pending_and_context(store: SessionStore) -> None:
-    sid = (await store.get_or_create(session_id=None, source="voice", owner=None)).session_id
+    sid = (await store.get_or_create(session_id=None, source="voice", owner="user:t")).session_id
     await store.set_pending(sid, _pending("cancel_task", task_id=3))
     assert (await store.get(sid)).pending == _pending("cancel_task", task_id=3)  # type: ignore[union-attr]
     await store.set_pending(sid, None)
@@ -226,7 +248,7 @@ async def test_set_pending_and_context(store: SessionStore) -> None:
 
 
 async def test_hundred_concurrent_turns_on_one_session(store: SessionStore) -> None:
-    sid = (await store.get_or_create(session_id=None, source="chat", owner=None)).session_id
+    sid = (await store.get_or_create(session_id=None, source="chat", owner="user:t")).session_id
 
     async def turn(n: int) -> None:
         async with store.lock(sid):
@@ -248,7 +270,7 @@ async def test_hundred_concurrent_turns_on_one_session(store: SessionStore) -> N
 
 
 async def test_concurrent_turns_without_lock_have_no_gaps(store: SessionStore) -> None:
-    sid = (await store.get_or_create(session_id=None, source="chat", owner=None)).session_id
+    sid = (await store.get_or_create(session_id=None, source="chat", owner="user:t")).session_id
     seqs = await asyncio.gather(*(_turn(store, sid, n) for n in range(40)))
     assert sorted(s for pair in seqs for s in pair) == list(range(1, 81))
     history = await store.history(sid, limit=100)
@@ -263,7 +285,7 @@ async def test_two_store_instances_never_interleave_turns(
 ) -> None:
     # A second store has its own engine, connections and lock files: another "process".
     sid = f"shared-{uuid.uuid4().hex}"
-    await store.get_or_create(session_id=sid, source="chat", owner=None)
+    await store.get_or_create(session_id=sid, source="chat", owner="user:t")
     async with backend.store() as other:
 
         async def turns(instance: SessionStore, label: str) -> None:
@@ -334,7 +356,7 @@ async def test_many_sessions_locked_at_once_leave_no_trace(
 ) -> None:
     sids = [f"many-{n}-{uuid.uuid4().hex[:8]}" for n in range(12)]
     for sid in sids:
-        await store.get_or_create(session_id=sid, source="chat", owner=None)
+        await store.get_or_create(session_id=sid, source="chat", owner="user:t")
 
     async def turn(sid: str, n: int) -> None:
         async with store.lock(sid):
@@ -399,7 +421,7 @@ async def test_lock_held_by_another_process_until_it_dies(
 
 async def test_sigkill_loses_no_answered_turn(backend: Backend, store: SessionStore) -> None:
     sid = f"kill-{uuid.uuid4().hex}"
-    await store.get_or_create(session_id=sid, source="chat", owner=None)
+    await store.get_or_create(session_id=sid, source="chat", owner="user:t")
     proc = await _spawn(backend, "turns", sid)
     try:
         await _read_until(proc, "25")
@@ -477,7 +499,7 @@ async def test_stats(store: SessionStore) -> None:
 
 
 async def test_delete_removes_session_and_messages_but_keeps_audit(store: SessionStore) -> None:
-    await store.get_or_create(session_id="gone", source="chat", owner=None)
+    await store.get_or_create(session_id="gone", source="chat", owner="user:t")
     await _turn(store, "gone", 0, audit=[AuditEntry(tool="list_droplets", outcome="ok")])
     assert await store.delete("gone") is True
     assert await store.delete("gone") is False
@@ -485,7 +507,7 @@ async def test_delete_removes_session_and_messages_but_keeps_audit(store: Sessio
     assert await store.history("gone", limit=10) == []
     assert len(await store.audit(session_id="gone")) == 1
     # The id can be used again, starting from seq 1.
-    await store.get_or_create(session_id="gone", source="chat", owner=None)
+    await store.get_or_create(session_id="gone", source="chat", owner="user:t")
     assert await _turn(store, "gone", 0) == (1, 2)
 
 
@@ -505,10 +527,10 @@ async def test_delete_all_by_owner_and_everything(store: SessionStore) -> None:
 async def test_cleanup_idle_expires_only_idle_sessions(backend: Backend) -> None:
     async with backend.store(idle_expiry_seconds=60) as store:
         await store.migrate()
-        old = await store.get_or_create(session_id="old", source="chat", owner=None)
+        old = await store.get_or_create(session_id="old", source="chat", owner="user:t")
         await _turn(store, "old", 0)
         await asyncio.sleep(0.05)
-        await store.get_or_create(session_id="new", source="chat", owner=None)
+        await store.get_or_create(session_id="new", source="chat", owner="user:t")
         old_activity = (await store.get("old")).last_activity  # type: ignore[union-attr]
 
         assert await store.cleanup_idle(now=old_activity + timedelta(seconds=59)) == 0
@@ -524,7 +546,7 @@ async def test_cleanup_idle_expires_only_idle_sessions(backend: Backend) -> None
 async def test_run_cleanup_loop_expires_sessions(backend: Backend) -> None:
     async with backend.store(idle_expiry_seconds=0.05) as store:
         await store.migrate()
-        await store.get_or_create(session_id="idle", source="chat", owner=None)
+        await store.get_or_create(session_id="idle", source="chat", owner="user:t")
         loop = asyncio.create_task(store.run_cleanup(interval_seconds=0.05))
         try:
             for _ in range(100):
@@ -543,8 +565,8 @@ async def test_run_cleanup_loop_expires_sessions(backend: Backend) -> None:
 
 async def test_audit_filters_and_order(store: SessionStore) -> None:
     base = datetime(2026, 1, 1, tzinfo=UTC)
-    await store.get_or_create(session_id="a1", source="chat", owner=None)
-    await store.get_or_create(session_id="a2", source="voice", owner=None)
+    await store.get_or_create(session_id="a1", source="chat", owner="user:t")
+    await store.get_or_create(session_id="a2", source="voice", owner="user:t")
     await _turn(store, "a1", 0, audit=[
         AuditEntry(at=base, actor="alice", tool="list_droplets", outcome="ok", source="chat"),
         AuditEntry(at=base + timedelta(minutes=1), actor="alice", tool="create_task",
@@ -679,12 +701,16 @@ async def test_migrate_an_existing_database_forward(backend: Backend) -> None:
     async with backend.store() as store:
         await store.migrate()
         assert await store.revision() == memory_migrations.head_revision()
-        info = await store.get("legacy")
+        # The session moved into its owner's namespace (an old owner without a kind is a user).
+        assert await store.get("legacy") is None
+        key = session_key(Identity("user", "voice:18:u"), "legacy")
+        info = await store.get(key)
         assert info is not None
+        assert info.owner == "user:voice:18:u"
         assert info.pending == _pending()
         assert info.context == {"last_task_id": 1}
-        assert [m.text for m in await store.history("legacy")] == ["hi", "hello"]
-        assert await _turn(store, "legacy", 1) == (3, 4)
+        assert [m.text for m in await store.history(key)] == ["hi", "hello"]
+        assert await _turn(store, key, 1) == (3, 4)
         await store.migrate()  # idempotent
 
 
@@ -742,7 +768,7 @@ def _consistent_turns(path: Path) -> int:
 async def test_backup_while_writing_then_restore(tmp_path: Path) -> None:
     async with make_backend("sqlite", tmp_path) as backend, backend.store() as store:
         await store.migrate()
-        sid = (await store.get_or_create(session_id=None, source="chat", owner=None)).session_id
+        sid = (await store.get_or_create(session_id=None, source="chat", owner="user:t")).session_id
         written = 0
         stop = asyncio.Event()
         progressed = asyncio.Event()

@@ -23,7 +23,7 @@ def _last_line(capsys: pytest.CaptureFixture[str]) -> str:
 
 async def _seed(url: str) -> str:
     async with SessionStore(database_url=url) as store:
-        sid = (await store.get_or_create(session_id=None, source="chat", owner=None)).session_id
+        sid = (await store.get_or_create(session_id=None, source="chat", owner="user:t")).session_id
         await store.record_turn(session_id=sid, user_text="hi", answer_text="hello", trace_id=None)
         return sid
 

@@ -7,6 +7,7 @@ import time
 import jwt as pyjwt
 import pytest
 
+from app.models.identity import Identity
 from app.utils.jwt import TokenInvalid, verify_token
 from tests.conftest import KeyPair
 
@@ -17,16 +18,46 @@ def _b64(data: dict[str, object]) -> str:
 
 def test_valid_token_gives_identity_and_permissions(keys: KeyPair) -> None:
     token = keys.token(droplet_id=14, permissions=["read", "write"])
-    principal = verify_token(token, public_key_pem=keys.public_pem)
-    assert principal.subject == "14"
-    assert principal.can("write")
-    assert not principal.can("admin")
+    caller = verify_token(token, public_key_pem=keys.public_pem)
+    assert caller.identity == Identity("droplet", "14")
+    assert caller.can("write")
+    assert not caller.can("admin")
 
 
 def test_scope_claim_counts_as_permissions(keys: KeyPair) -> None:
-    principal = verify_token(keys.token(scope="read admin"), public_key_pem=keys.public_pem)
-    assert principal.subject == "droplet-1"
-    assert principal.can("write")  # admin implies everything
+    caller = verify_token(keys.token(scope="read admin"), public_key_pem=keys.public_pem)
+    assert caller.identity == Identity("user", "droplet-1")
+    assert caller.can("write")  # admin implies everything
+
+
+def test_users_and_droplets_never_share_an_identity(keys: KeyPair) -> None:
+    user = verify_token(keys.token(sub="18"), public_key_pem=keys.public_pem)
+    droplet = verify_token(keys.token(droplet_id=18), public_key_pem=keys.public_pem)
+    registry_issued = verify_token(keys.token(sub="droplet-18", role="droplet"),
+                                   public_key_pem=keys.public_pem)
+    assert str(user.identity) == "user:18"
+    assert str(droplet.identity) == str(registry_issued.identity) == "droplet:18"
+    assert user.identity.namespace != droplet.identity.namespace
+    with pytest.raises(TokenInvalid, match="droplet id"):
+        verify_token(keys.token(droplet_id="eighteen"), public_key_pem=keys.public_pem)
+
+
+def test_a_numeric_string_exp_is_refused(keys: KeyPair) -> None:
+    token = pyjwt.encode({"sub": "x", "exp": str(int(time.time()) + 60)}, keys.private_pem,
+                         algorithm="RS256")
+    with pytest.raises(TokenInvalid):
+        verify_token(token, public_key_pem=keys.public_pem)
+
+
+def test_a_token_living_longer_than_the_maximum_is_refused(keys: KeyPair) -> None:
+    forever = keys.token(ttl=10**10)  # exp in the far future, iat now
+    with pytest.raises(TokenInvalid, match="lifetime"):
+        verify_token(forever, public_key_pem=keys.public_pem, max_lifetime_s=86400)
+    no_iat = pyjwt.encode({"sub": "x", "exp": 253402300799}, keys.private_pem, algorithm="RS256")
+    with pytest.raises(TokenInvalid, match="lifetime"):
+        verify_token(no_iat, public_key_pem=keys.public_pem, max_lifetime_s=86400)
+    day = keys.token(ttl=86000)
+    assert verify_token(day, public_key_pem=keys.public_pem, max_lifetime_s=86400).expires_at
 
 
 def test_expired_token_rejected(keys: KeyPair) -> None:

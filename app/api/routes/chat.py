@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Request
 
-from app.api.deps import ChatPrincipal, RateLimitedPrincipal, RuntimeDep
+from app.api.deps import GateDep, RuntimeDep, ThrottledChatCaller
 from app.api.errors import ApiError
+from app.api.gate import valid_session_id
 from app.models.chat import (
     Action,
     Analysis,
@@ -18,7 +19,7 @@ from app.models.chat import (
     ChatResponse,
 )
 from app.models.udc import Envelope, normalise_droplet_ref
-from app.services.conversation import Reply, Turn
+from app.services.conversation import Reply
 from app.services.delivery import deliver_reply
 from app.services.tools import get_spec
 from app.utils.time import isoformat_z
@@ -27,8 +28,9 @@ router = APIRouter(prefix="/api", tags=["chat"])
 
 _ERRORS: dict[int | str, dict[str, object]] = {
     401: {"description": "CHAT_AUTH=jwt and no valid token"},
-    429: {"description": "Too many chat turns (Retry-After says when to retry)"},
-    403: {"description": "The session belongs to someone else"},
+    403: {"description": "The token lacks the 'read' permission"},
+    404: {"description": "No such session for this identity"},
+    429: {"description": "Too many requests or sessions (Retry-After says when to retry)"},
     422: {"description": "Invalid request (standard error body)"},
 }
 
@@ -52,20 +54,25 @@ def _chat_response(reply: Reply) -> ChatResponse:
 
 @router.post("/chat", summary="One chat turn", responses=_ERRORS)
 async def chat(
-    body: ChatRequest, request: Request, runtime: RuntimeDep, principal: RateLimitedPrincipal
+    body: ChatRequest, request: Request, runtime: RuntimeDep, gate: GateDep,
+    caller: ThrottledChatCaller,
 ) -> ChatResponse:
-    turn = Turn(
-        text=body.message,
-        trace_id=_trace_id(request),
-        session_id=body.session_id,
-        source="chat",
-        channel="rest",
-        actor=principal.subject,
-        owner=principal.subject if principal.authenticated else None,
-        can_write=principal.can("write"),
-    )
-    reply = await runtime.conversation.handle(turn)
-    return _chat_response(reply)
+    turn = gate.turn(caller, channel="rest", text=body.message, trace_id=_trace_id(request),
+                     session_id=body.session_id, proposal_id=body.proposal_id)
+    return _chat_response(await runtime.conversation.handle(turn))
+
+
+def _payload_text(envelope: Envelope, field: str, *, limit: int, required: bool) -> str | None:
+    value = envelope.payload.get(field)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ApiError(422, f"payload.{field} must be a non-empty string",
+                       details={"field": f"payload.{field}"})
+    if len(value.strip()) > limit:
+        raise ApiError(422, f"payload.{field} must be at most {limit} characters",
+                       details={"field": f"payload.{field}"})
+    return value.strip()
 
 
 @router.post(
@@ -77,34 +84,37 @@ async def process(
     envelope: Annotated[Envelope, Body()],
     request: Request,
     runtime: RuntimeDep,
-    principal: RateLimitedPrincipal,
+    gate: GateDep,
+    caller: ThrottledChatCaller,
 ) -> Envelope:
-    message = envelope.payload.get("message", envelope.payload.get("text"))
-    if not isinstance(message, str) or not message.strip():
-        raise ApiError(422, "payload.message must be a non-empty string",
-                       details={"field": "payload.message"})
-    if len(message.strip()) > 5000:
-        raise ApiError(422, "payload.message must be at most 5000 characters",
-                       details={"field": "payload.message"})
+    field = "message" if "message" in envelope.payload else "text"
+    message = _payload_text(envelope, field, limit=5000, required=True)
+    assert message is not None
     source = normalise_droplet_ref(envelope.source)
     metadata = envelope.payload.get("metadata")
     user_id = metadata.get("user_id") if isinstance(metadata, dict) else None
     session_id = envelope.payload.get("session_id")
-    if not isinstance(session_id, str) or not session_id:
-        # One session per (source, user); a caller without a user id gets a session per
-        # trace, so two anonymous callers never share a conversation.
+    if session_id is not None and not valid_session_id(session_id):
+        raise ApiError(
+            422, "payload.session_id must be 1 to 128 characters of letters, digits and . _ : @ -",
+            details={"field": "payload.session_id"},
+        )
+    if session_id is None:
+        # One session per (source, user) in the caller's namespace; a caller without a user id
+        # gets a session per trace, so two anonymous callers never share a conversation.
         who = str(user_id) if user_id else f"trace-{envelope.trace_id}"
-        session_id = f"droplet-{source}:{who}"[:128]
+        session_id = "".join(c if c.isalnum() or c in "._:@-" else "_"
+                             for c in f"droplet-{source}:{who}")[:128]
+    proposal = envelope.payload.get("proposal_id")
     is_voice = source == "18" or envelope.payload.get("channel") == "voice"
-    turn = Turn(
-        text=message.strip(),
+    turn = gate.turn(
+        caller,
+        channel="process",
+        text=message,
         trace_id=envelope.trace_id,
         session_id=session_id,
         source="voice" if is_voice else "chat",
-        channel="process",
-        actor=principal.subject if principal.authenticated else f"droplet-{source}",
-        owner=principal.subject if principal.authenticated else None,
-        can_write=principal.can("write"),
+        proposal_id=proposal if isinstance(proposal, str) and proposal else None,
     )
     reply = await runtime.conversation.handle(turn)
     target = normalise_droplet_ref(envelope.route_back or envelope.source)
@@ -129,8 +139,9 @@ async def process(
 @router.post("/analyze", summary="Parse a message without executing anything",
              responses=_ERRORS)
 async def analyze(
-    body: AnalyzeRequest, runtime: RuntimeDep, _principal: ChatPrincipal
+    body: AnalyzeRequest, runtime: RuntimeDep, gate: GateDep, caller: ThrottledChatCaller
 ) -> AnalyzeResponse:
+    gate.require(caller, "read", to="Analysing a message")
     plan = await runtime.conversation.analyze(body.text)
     return AnalyzeResponse(
         analysis=Analysis(

@@ -1,13 +1,17 @@
-"""Sessions and the audit log. `stats` is declared before `/{session_id}` so it is reachable."""
+"""Sessions and the audit log. `stats` is declared before `/{session_id}` so it is reachable.
+
+A session id names a session in the caller's own namespace: another identity's session is
+answered exactly like one that does not exist. An admin may name another owner (`?owner=`).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query
 
-from app.api.deps import AdminPrincipal, ChatPrincipal, RuntimeDep, require_admin
+from app.api.deps import AdminCaller, ChatCaller, GateDep, RuntimeDep
 from app.api.errors import ApiError
 from app.models.chat import (
     Action,
@@ -20,14 +24,18 @@ from app.models.chat import (
     SessionStatsResponse,
     SessionSummary,
 )
+from app.models.identity import Caller, Identity, session_key, session_name
 from app.models.session import SessionInfo
 from app.models.udc import ErrorCode
 from app.services.conversation import pending_view
-from app.utils.jwt import Principal
 
 router = APIRouter(prefix="/api", tags=["sessions"])
 
 SessionId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$")]
+OwnerParam = Annotated[
+    str | None,
+    Query(max_length=255, description="Admins: the owner identity, e.g. user:alice or droplet:18"),
+]
 _NOT_FOUND: dict[int | str, dict[str, object]] = {
     404: {"description": "No such session (standard error body)"}
 }
@@ -35,7 +43,8 @@ _NOT_FOUND: dict[int | str, dict[str, object]] = {
 
 def _summary(info: SessionInfo) -> SessionSummary:
     return SessionSummary(
-        session_id=info.session_id,
+        session_id=session_name(info.session_id),
+        owner=info.owner,
         source=info.source,
         created_at=info.created_at,
         last_activity=info.last_activity,
@@ -44,17 +53,23 @@ def _summary(info: SessionInfo) -> SessionSummary:
     )
 
 
-def _may_use(principal: Principal, info: SessionInfo) -> bool:
-    # Without chat auth the session id itself is the capability; with it, the owner or an admin.
-    if not principal.authenticated:
-        return True
-    return info.owner in (None, principal.subject) or principal.can("admin")
+def _key_for(caller: Caller, session_id: str, owner: str | None) -> str:
+    identity = caller.identity
+    if owner is not None and caller.authenticated and caller.can("admin"):
+        try:
+            identity = Identity.parse(owner)
+        except ValueError as exc:
+            raise ApiError(422, "owner must be an identity such as user:alice or droplet:18",
+                           details={"field": "owner"}) from exc
+    return session_key(identity, session_id)
 
 
-async def _session_or_404(runtime: RuntimeDep, principal: Principal, session_id: str
-                          ) -> SessionInfo:
-    info = await runtime.store.get(session_id)
-    if info is None or not _may_use(principal, info):
+async def _session_or_404(runtime: RuntimeDep, caller: Caller, session_id: str,
+                          owner: str | None) -> SessionInfo:
+    key = _key_for(caller, session_id, owner)
+    info = await runtime.store.get(key)
+    mine = info is not None and info.owner == str(caller.identity)
+    if info is None or not (mine or (caller.authenticated and caller.can("admin"))):
         # The same answer for "absent" and "not yours": ids of others are not confirmed.
         raise ApiError(404, f"No session {session_id!r}", code=ErrorCode.NOT_FOUND,
                        details={"session_id": session_id})
@@ -63,24 +78,24 @@ async def _session_or_404(runtime: RuntimeDep, principal: Principal, session_id:
 
 @router.get("/sessions", summary="List sessions (yours; all for an admin)")
 async def list_sessions(
-    request: Request,
     runtime: RuntimeDep,
-    principal: ChatPrincipal,
+    gate: GateDep,
+    caller: ChatCaller,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> SessionList:
-    if principal.authenticated and not principal.can("admin"):
-        owner: str | None = principal.subject
+    if caller.authenticated and not caller.can("admin"):
+        owner: str | None = str(caller.identity)
     else:
-        await require_admin(request, runtime, principal)
+        gate.require_admin(caller, to="Listing every session")
         owner = None
     sessions, total = await runtime.store.list_sessions(owner=owner, limit=limit, offset=offset)
     return SessionList(sessions=[_summary(s) for s in sessions], total=total)
 
 
-@router.get("/sessions/stats", summary="Session statistics")
-async def session_stats(runtime: RuntimeDep, principal: ChatPrincipal) -> SessionStatsResponse:
-    owner = principal.subject if principal.authenticated and not principal.can("admin") else None
+@router.get("/sessions/stats", summary="Session statistics (yours; all for an admin)")
+async def session_stats(runtime: RuntimeDep, caller: ChatCaller) -> SessionStatsResponse:
+    owner = None if caller.authenticated and caller.can("admin") else str(caller.identity)
     stats = await runtime.store.stats(owner=owner)
     return SessionStatsResponse(**stats.model_dump())
 
@@ -90,11 +105,12 @@ async def session_stats(runtime: RuntimeDep, principal: ChatPrincipal) -> Sessio
 async def get_session(
     session_id: SessionId,
     runtime: RuntimeDep,
-    principal: ChatPrincipal,
+    caller: ChatCaller,
+    owner: OwnerParam = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> SessionDetail:
-    info = await _session_or_404(runtime, principal, session_id)
-    messages = await runtime.store.history(session_id, limit=limit)
+    info = await _session_or_404(runtime, caller, session_id, owner)
+    messages = await runtime.store.history(info.session_id, limit=limit)
     history = [
         HistoryEntry(
             seq=m.seq,
@@ -116,33 +132,46 @@ async def get_session(
 
 @router.delete("/sessions/{session_id}", summary="Delete one session", responses=_NOT_FOUND)
 async def delete_session(
-    session_id: SessionId, runtime: RuntimeDep, principal: ChatPrincipal
+    session_id: SessionId, runtime: RuntimeDep, caller: ChatCaller, owner: OwnerParam = None
 ) -> Deleted:
-    await _session_or_404(runtime, principal, session_id)
-    deleted = await runtime.store.delete(session_id)
+    info = await _session_or_404(runtime, caller, session_id, owner)
+    deleted = await runtime.store.delete(info.session_id)
     return Deleted(deleted=int(deleted))
 
 
 @router.delete("/sessions", summary="Delete every session (admin)")
-async def delete_all_sessions(runtime: RuntimeDep, _admin: AdminPrincipal) -> Deleted:
+async def delete_all_sessions(runtime: RuntimeDep, _admin: AdminCaller) -> Deleted:
     return Deleted(deleted=await runtime.store.delete_all())
 
 
 @router.get("/audit", summary="The audit log of tool executions (admin)")
 async def audit_log(
     runtime: RuntimeDep,
-    _admin: AdminPrincipal,
+    _admin: AdminCaller,
     session_id: Annotated[str | None, Query(max_length=128)] = None,
+    owner: OwnerParam = None,
     tool: Annotated[str | None, Query(max_length=64)] = None,
-    actor: Annotated[str | None, Query(max_length=128)] = None,
+    actor: Annotated[str | None, Query(max_length=255)] = None,
     outcome: Literal["ok", "error", "declined"] | None = None,
     since: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> AuditList:
+    key = None
+    if session_id is not None:
+        try:
+            identity = Identity.parse(owner) if owner else _admin.identity
+        except ValueError as exc:
+            raise ApiError(422, "owner must be an identity such as user:alice or droplet:18",
+                           details={"field": "owner"}) from exc
+        key = session_key(identity, session_id)
     entries = await runtime.store.audit(
-        session_id=session_id, tool=tool, actor=actor, outcome=outcome, since=since,
+        session_id=key, tool=tool, actor=actor, outcome=outcome, since=since,
         limit=limit, offset=offset,
     )
-    records = [AuditRecord(**e.model_dump()) for e in entries]
+    records = [
+        AuditRecord(**{**e.model_dump(), "session_id": session_name(e.session_id)
+                       if e.session_id else None})
+        for e in entries
+    ]
     return AuditList(entries=records, count=len(records))

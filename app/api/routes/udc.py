@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app import __version__
-from app.api.deps import AUTH_RESPONSES, CurrentPrincipal, RuntimeDep
+from app.api.deps import AUTH_RESPONSES, CurrentCaller, OperatorAccess, RuntimeDep
 from app.models.udc import (
     CapabilitiesResponse,
     DependenciesResponse,
@@ -45,12 +45,12 @@ async def health(runtime: RuntimeDep) -> HealthResponse:
 @router.get(
     "/capabilities", summary="What this droplet can do, as configured", responses=AUTH_RESPONSES
 )
-async def capabilities(runtime: RuntimeDep, _principal: CurrentPrincipal) -> CapabilitiesResponse:
+async def capabilities(runtime: RuntimeDep, _caller: CurrentCaller) -> CapabilitiesResponse:
     return udc_info.capabilities(runtime)
 
 
 @router.get("/state", summary="Live metrics", responses=AUTH_RESPONSES)
-async def state(runtime: RuntimeDep, _principal: CurrentPrincipal) -> StateResponse:
+async def state(runtime: RuntimeDep, _caller: CurrentCaller) -> StateResponse:
     return udc_info.state(runtime)
 
 
@@ -58,12 +58,12 @@ async def state(runtime: RuntimeDep, _principal: CurrentPrincipal) -> StateRespo
     "/dependencies", summary="Peers and backing services, from cached probes",
     responses=AUTH_RESPONSES,
 )
-async def dependencies(runtime: RuntimeDep, _principal: CurrentPrincipal) -> DependenciesResponse:
+async def dependencies(runtime: RuntimeDep, _caller: CurrentCaller) -> DependenciesResponse:
     return udc_info.dependencies(runtime)
 
 
 @router.get("/version", summary="Version, build and environment", responses=AUTH_RESPONSES)
-async def version(runtime: RuntimeDep, _principal: CurrentPrincipal) -> VersionResponse:
+async def version(runtime: RuntimeDep, _caller: CurrentCaller) -> VersionResponse:
     return VersionResponse(
         version=__version__,
         build=runtime.settings.build,
@@ -72,6 +72,7 @@ async def version(runtime: RuntimeDep, _principal: CurrentPrincipal) -> VersionR
     )
 
 
-@router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+@router.get("/metrics", summary="Prometheus metrics (OPERATOR_ENDPOINTS)", include_in_schema=False,
+            dependencies=[OperatorAccess])
 async def metrics(runtime: RuntimeDep) -> Response:
     return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)

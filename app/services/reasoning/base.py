@@ -22,6 +22,10 @@ class PendingCall(BaseModel):
 
     call: ToolCall
     missing: list[str] = Field(default_factory=list)
+    proposal_id: str | None = None
+    """Names exactly this proposal: a confirmation that names another one executes nothing."""
+    proposed_by: str | None = None
+    """The identity it was proposed to; only that identity's "yes" executes it."""
 
 
 class PlanContext(BaseModel):

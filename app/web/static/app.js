@@ -316,13 +316,16 @@ class ChatPage {
 
   pendingCard(pending) {
     return view.pendingCard(pending, {
-      onConfirm: (card) => this.answerPending(card, "confirm"),
-      onCancel: (card) => this.answerPending(card, "cancel"),
+      onConfirm: (card) => this.answerPending(card, "confirm", pending.proposal_id),
+      onCancel: (card) => this.answerPending(card, "cancel", pending.proposal_id),
     });
   }
 
-  answerPending(card, kind) {
-    if (!this.sessionId || !this.socket.send({ type: kind, session_id: this.sessionId })) {
+  /** Confirm or cancel exactly the proposal this card shows: a changed one needs a new click. */
+  answerPending(card, kind, proposalId) {
+    const frame = { type: kind, session_id: this.sessionId };
+    if (proposalId) frame.proposal_id = proposalId;
+    if (!this.sessionId || !this.socket.send(frame)) {
       this.note("Not connected; try again once the page has reconnected.", "warn");
       return;
     }

@@ -35,7 +35,7 @@ def test_production_settings_from_env_example_refuse_unauthenticated_chat(
     env_file = tmp_path / ".env"
     env_file.write_text(
         example.replace("DROPLET_SECRET=secret-from-registry-steward",
-                        "DROPLET_SECRET=9f8e7d6c5b4a")
+                        "DROPLET_SECRET=9f8e7d6c5b4a3f2e1d0c")
         .replace("GEMINI_API_KEY=your-actual-gemini-api-key", "")
         + f"\nREGISTRY_PUBLIC_KEY_FILE={public_key_file}\nMESH_ENABLED=false\n"
         f"DATA_DIR={tmp_path / 'data'}\n"
@@ -58,11 +58,14 @@ def test_sessions_belong_to_their_identity(secured: TestClient, keys: KeyPair) -
     sid = secured.post("/api/chat", json={"message": "hello"}, headers=alice).json()["session_id"]
     assert secured.get(f"/api/sessions/{sid}", headers=alice).status_code == 200
     assert secured.get(f"/api/sessions/{sid}", headers=bob).status_code == 404
-    hijack = secured.post("/api/chat", json={"message": "hello", "session_id": sid}, headers=bob)
-    assert hijack.status_code == 403
-    assert hijack.json()["error"]["code"] == "FORBIDDEN"
+    # The same id names bob's own session: alice's is neither reached nor revealed.
+    hijack = secured.post("/api/chat", json={"message": "hi", "session_id": sid}, headers=bob)
+    assert hijack.status_code == 200
+    assert secured.get(f"/api/sessions/{sid}", headers=alice).json()["message_count"] == 2
+    bobs = secured.get(f"/api/sessions/{sid}", headers=bob).json()
+    assert next(h["content"] for h in bobs["history"]) == "hi"
     mine = secured.get("/api/sessions", headers=bob).json()
-    assert all(s["session_id"] != sid for s in mine["sessions"])
+    assert {s["owner"] for s in mine["sessions"]} == {"user:bob"}
 
 
 def test_writes_need_the_write_permission(secured: TestClient, keys: KeyPair) -> None:

@@ -89,8 +89,11 @@ def test_message_policy(client: Any, keys: KeyPair) -> None:
     bad = client.post("/message", json=envelope, headers={"Authorization": "Bearer nope"})
     assert bad.status_code == 401
     good = client.post("/message", json=envelope,
-                       headers={"Authorization": f"Bearer {keys.token()}"})
+                       headers={"Authorization": f"Bearer {keys.token(droplet_id=10)}"})
     assert good.status_code == 202
+    impostor = client.post("/message", json=envelope,
+                           headers={"Authorization": f"Bearer {keys.token(droplet_id=14)}"})
+    assert impostor.status_code == 403
     invalid = client.post("/message", json={"message_type": "heartbeat", "source": "1"})
     assert invalid.status_code == 422
     assert invalid.json()["error"]["code"] == "INVALID_REQUEST"
@@ -125,13 +128,15 @@ def test_heartbeat_and_send_need_a_token(client: Any, keys: KeyPair) -> None:
     hb = {"source": "droplet-14", "message_type": "status",
           "payload": {"status": "active", "metrics": {"cpu": 3}}}
     assert client.post("/heartbeat", json=hb).status_code == 401
-    ok = client.post("/heartbeat", json=hb, headers={"Authorization": f"Bearer {keys.token()}"})
+    ok = client.post("/heartbeat", json=hb,
+                     headers={"Authorization": f"Bearer {keys.token(droplet_id=14)}"})
     assert ok.status_code == 200
     assert ok.json()["received"] is True
     assert ok.json()["next_heartbeat_deadline"] > time.time()
     assert client.post("/send", json={"target": 1, "payload": {}}).status_code == 401
+    writer = keys.token(droplet_id=14, permissions=["read", "write"])
     no_mesh = client.post("/send", json={"target": "droplet-1", "payload": {}},
-                          headers={"Authorization": f"Bearer {keys.token()}"})
+                          headers={"Authorization": f"Bearer {writer}"})
     assert no_mesh.status_code == 503
     assert no_mesh.json()["error"]["code"] == "DEPENDENCY_UNAVAILABLE"
 
