@@ -16,15 +16,15 @@ from logging.config import fileConfig
 from sqlalchemy import Connection, text
 
 from alembic import context
-from app.models.db import Base
-from app.services.memory_engine import (
+from app.store.tables import Base
+from app.store.engine import (
     build_engine,
     enable_wal,
     normalise_url,
     sqlite_path,
     write_engine,
 )
-from app.services.memory_migrations import MIGRATION_LOCK_KEY
+from app.store.migrations import MIGRATION_LOCK_KEY
 
 config = context.config
 target_metadata = Base.metadata

@@ -17,15 +17,15 @@ from pydantic import ValidationError
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app import __version__
-from app.api.errors import ERROR_RESPONSES, install_error_handlers
-from app.api.gate import Gate
-from app.api.http_limits import guarded_protocol
-from app.api.middleware import RequestMiddleware
-from app.api.routes import chat, mesh, sessions, udc, web, ws
+from app.channels.errors import ERROR_RESPONSES, install_error_handlers
+from app.channels.gate import Gate
+from app.channels.http_limits import guarded_protocol
+from app.channels.middleware import RequestMiddleware
+from app.channels.routes import chat, mesh, sessions, udc, web, ws
 from app.config import ConfigError, Settings
-from app.services.container import build_runtime, start_runtime, stop_runtime
-from app.services.runtime import Runtime
+from app.runtime import Runtime
 from app.utils.logging import configure_logging
+from app.wiring import build_runtime, start_runtime, stop_runtime
 
 log = structlog.get_logger("app.main")
 

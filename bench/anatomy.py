@@ -148,7 +148,7 @@ def _patched(variant: set[str]) -> Iterator[None]:
     """Apply the what-if changes of `variant` for the duration of the block."""
     undo: list[Callable[[], None]] = []
     if "extract_cache" in variant:
-        from app.services import data_extractor as dx
+        from app.conversation.planners import entities as dx
 
         original = dx.extract
 
@@ -163,7 +163,7 @@ def _patched(variant: set[str]) -> Iterator[None]:
         dx.extract = extract  # type: ignore[assignment]
         undo.append(lambda: setattr(dx, "extract", original))
     if "sqlite_normal" in variant:
-        from app.services import memory_engine as me
+        from app.store import engine as me
 
         connect = me._on_sqlite_connect
 
@@ -176,7 +176,7 @@ def _patched(variant: set[str]) -> Iterator[None]:
         me._on_sqlite_connect = on_connect  # type: ignore[assignment]
         undo.append(lambda: setattr(me, "_on_sqlite_connect", connect))
     if "prebuilt_sql" in variant:
-        from app.services import memory
+        from app.store import sessions as memory
 
         get, history = memory.SessionStore.get, memory.SessionStore.history
         _prebuilt_history.__wrapped__ = history  # type: ignore[attr-defined]
@@ -200,8 +200,8 @@ def _statements() -> dict[str, Any]:
     """The store's two hot reads, built once with bound parameters (what `prebuilt_sql` tries)."""
     from sqlalchemy import Integer, bindparam, select
 
-    from app.models.db import MessageRow, SessionRow
-    from app.services import memory
+    from app.store import sessions as memory
+    from app.store.tables import MessageRow, SessionRow
 
     return {
         "get": memory._session_query().where(SessionRow.id == bindparam("sid")),
@@ -220,7 +220,7 @@ def _statements() -> dict[str, Any]:
 
 
 async def _prebuilt_get(self: Any, session_id: str) -> Any:
-    from app.services import memory
+    from app.store import sessions as memory
 
     async with self._read() as conn:
         row = (await conn.execute(_statements()["get"], {"sid": session_id})).one_or_none()
@@ -230,7 +230,7 @@ async def _prebuilt_get(self: Any, session_id: str) -> Any:
 async def _prebuilt_history(
     self: Any, session_id: str, *, limit: int | None = None, before_seq: int | None = None
 ) -> Any:
-    from app.models.session import StoredMessage
+    from app.domain.session import StoredMessage
 
     if before_seq is not None:
         original = _prebuilt_history.__wrapped__  # type: ignore[attr-defined]
@@ -266,7 +266,7 @@ def _quiet_logs() -> None:
 
 
 async def _turns(conversation: Any, n: int, session: str, text: str) -> None:
-    from app.services.conversation import Turn
+    from app.conversation.service import Turn
 
     for i in range(n):
         await conversation.handle(
@@ -285,7 +285,7 @@ async def measure_rules(
     mesh: Any, workdir: Path, variant: set[str], turns: int, warmup: int
 ) -> dict[str, Any]:
     from app.main import _configure_logging
-    from app.services.container import build_runtime, start_runtime, stop_runtime
+    from app.wiring import build_runtime, start_runtime, stop_runtime
 
     with _patched(variant):
         settings = _settings(workdir / ("rules-" + "-".join(sorted(variant)) or "base"), mesh)
@@ -354,7 +354,7 @@ async def measure_llm(mesh: Any, workdir: Path, calls: int) -> dict[str, Any]:
     from google.genai import models as genai_models
 
     from app.main import _configure_logging
-    from app.services.container import build_runtime, start_runtime, stop_runtime
+    from app.wiring import build_runtime, start_runtime, stop_runtime
     from tests.fakes.gemini import FakeGemini, function_call
 
     fake = FakeGemini(default=function_call("list_droplets", {})).start()
@@ -474,10 +474,10 @@ async def measure_db(workdir: Path, n: int) -> dict[str, Any]:
     """
     from sqlalchemy import create_engine, event, insert, update
 
-    from app.models.db import AuditRow, MessageRow, SessionRow
-    from app.models.session import AuditEntry, utc_now
-    from app.services import memory
-    from app.services.memory import SessionStore
+    from app.domain.session import AuditEntry, utc_now
+    from app.store import sessions as memory
+    from app.store.sessions import SessionStore
+    from app.store.tables import AuditRow, MessageRow, SessionRow
 
     path = workdir / "db" / "chat.db"
     store = SessionStore(database_url=f"sqlite+aiosqlite:///{path.as_posix()}")

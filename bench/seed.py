@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from app.services.memory import SessionStore
+from app.store.sessions import SessionStore
 
 QUESTION = "show me all droplets"
 ANSWER = (

@@ -34,7 +34,7 @@ _KINDS = ("user", "droplet", "anonymous", "inbound", "system")
 _MESH_OWNED = re.compile(r"^(task-\d+|droplet-[^:]+:message)$")
 
 
-# Frozen copy of app.models.identity.Identity.namespace at this revision.
+# Frozen copy of app.domain.identity.Identity.namespace at this revision.
 def _namespace(identity: str) -> str:
     return base64.b32encode(hashlib.sha256(identity.encode()).digest()).decode()[:12].lower()
 

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from app.services.reasoning.base import PlanContext, Planner
-from app.services.reasoning.factory import build_planner
-from app.services.reasoning.rules import RulesPlanner, plan_message
+from app.conversation.planners.factory import build_planner
+from app.conversation.planners.rules import RulesPlanner, plan_message
+from app.domain.plan import PlanContext, Planner
 from tests.eval.run_eval import DEFAULT_ALIASES
 from tests.fakes import gemini as g
 from tests.fakes import openai as o

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.services.droplet_catalogue import KNOWN_DROPLETS
-from app.services.reasoning.base import Plan, PlanContext, Planner, ToolCall
-from app.services.reasoning.rules import RulesPlanner
+from app.conversation.planners.rules import RulesPlanner
+from app.domain.plan import Plan, PlanContext, Planner, ToolCall
+from app.mesh.catalogue import KNOWN_DROPLETS
 from app.utils.logging import configure_logging
 
 CORPUS = Path(__file__).parent / "splits" / "train.jsonl"
@@ -35,7 +35,7 @@ DEFAULT_ALIASES: Mapping[str, int] = {
 FREE_KEYS: Mapping[str, frozenset[str]] = {"create_task": frozenset({"title", "description"})}
 """Arguments a planner may generate without the case labelling them."""
 
-PLANNERS: Mapping[str, str] = {"rules": "app.services.reasoning.rules:RulesPlanner"}
+PLANNERS: Mapping[str, str] = {"rules": "app.conversation.planners.rules:RulesPlanner"}
 
 
 @dataclass(frozen=True)

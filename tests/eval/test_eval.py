@@ -6,8 +6,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from app.services.reasoning.base import Plan, ToolCall
-from app.services.reasoning.rules import RulesPlanner
+from app.conversation.planners.rules import RulesPlanner
+from app.domain.plan import Plan, ToolCall
 from tests.eval.run_eval import CORPUS, Case, evaluate, judge, load_corpus, render
 
 MIN_ACCURACY = 0.95

@@ -1,0 +1,118 @@
+"""Verifying inbound RS256 tokens (from other droplets and chat users) into a Caller."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jwt
+from jwt.types import Options
+
+from app.domain.identity import Caller, Identity
+
+ALGORITHMS = ("RS256",)
+LEEWAY_S = 30
+
+
+class TokenInvalid(Exception):
+    """The token cannot be accepted; the message is safe to return to the caller."""
+
+
+def _permissions(claims: dict[str, Any]) -> frozenset[str]:
+    raw = claims.get("permissions", claims.get("scope", []))
+    if isinstance(raw, str):
+        raw = raw.replace(",", " ").split()
+    if not isinstance(raw, list):
+        return frozenset()
+    return frozenset(str(p) for p in raw if isinstance(p, str))
+
+
+def _droplet_number(value: object) -> str | None:
+    """ "18", 18 and "droplet-18" name droplet 18; anything else is not a droplet id."""
+    if isinstance(value, bool):
+        return None
+    text = str(value).strip()
+    if text.lower().startswith("droplet-"):
+        text = text[len("droplet-") :]
+    return text if text.isdigit() and len(text) <= 9 and int(text) > 0 else None
+
+
+def identity_of(claims: dict[str, Any]) -> Identity:
+    """A droplet when the token says so (`droplet_id`, `service_id`, or `role: droplet` with a
+    droplet `sub`); otherwise a user named by `sub`. The kinds never share a namespace."""
+    for key in ("droplet_id", "service_id"):
+        value = claims.get(key)
+        if value is not None:
+            number = _droplet_number(value)
+            if number is None:
+                raise TokenInvalid(f"token claim {key!r} is not a droplet id")
+            return Identity("droplet", number)
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not subject.strip() or len(subject) > 200:
+        raise TokenInvalid("token has no identity claim (droplet_id, service_id or sub)")
+    if claims.get("role") == "droplet":
+        number = _droplet_number(subject)
+        if number is None:
+            raise TokenInvalid("a droplet token's 'sub' must be a droplet id")
+        return Identity("droplet", number)
+    return Identity("user", subject.strip())
+
+
+def verify_token(
+    token: str,
+    *,
+    public_key_pem: bytes,
+    issuer: str | None = None,
+    audience: str | None = None,
+    max_lifetime_s: float | None = None,
+    now: float | None = None,
+) -> Caller:
+    """Verify an RS256 token and return its caller.
+
+    Only RS256 is accepted, so neither `alg: none` nor an HS256 token "signed" with the public
+    key as a shared secret can pass. `exp` is required and must be a number (a numeric string
+    is refused); a token living longer than `max_lifetime_s` is refused; `iss`/`aud` are
+    checked when configured.
+    """
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise TokenInvalid("malformed token") from exc
+    if header.get("alg") not in ALGORITHMS:
+        raise TokenInvalid("token algorithm not accepted")
+    options: Options = {"require": ["exp"], "verify_aud": audience is not None}
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            public_key_pem,
+            algorithms=list(ALGORITHMS),
+            issuer=issuer,
+            audience=audience,
+            options=options,
+            leeway=LEEWAY_S,
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise TokenInvalid("token expired") from exc
+    except jwt.MissingRequiredClaimError as exc:
+        raise TokenInvalid(f"token is missing the {exc.claim!r} claim") from exc
+    except (jwt.InvalidIssuerError, jwt.InvalidAudienceError) as exc:
+        raise TokenInvalid("token issuer or audience not accepted") from exc
+    except jwt.PyJWTError as exc:
+        raise TokenInvalid("token signature or claims invalid") from exc
+    expires = claims["exp"]
+    if not isinstance(expires, int | float) or isinstance(expires, bool):
+        raise TokenInvalid("token 'exp' must be a number")
+    issued = claims.get("iat")
+    if issued is not None and (not isinstance(issued, int | float) or isinstance(issued, bool)):
+        raise TokenInvalid("token 'iat' must be a number")
+    if max_lifetime_s is not None:
+        start = issued if issued is not None else (now if now is not None else time.time())
+        if float(expires) - float(start) > max_lifetime_s + LEEWAY_S:
+            raise TokenInvalid(
+                f"token lifetime exceeds the maximum of {int(max_lifetime_s)} s"
+            )
+    return Caller(
+        identity=identity_of(claims),
+        permissions=_permissions(claims),
+        expires_at=float(expires),
+    )

@@ -1,0 +1,313 @@
+"""WebSocket chat: `/ws` streams ack, progress and the answer; mesh events arrive as they happen.
+
+Every frame passes the same gate as REST: the connection's caller (checked at connect, and the
+socket is closed when its token expires), rate limits per identity, session ids in the caller's
+own namespace, and confirmations bound to the proposal they answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+import structlog
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketState
+
+from app.channels.deps import OperatorAccess, RuntimeDep
+from app.channels.errors import ApiError
+from app.channels.gate import Gate, valid_session_id
+from app.channels.schemas import MAX_MESSAGE_CHARS
+from app.channels.ws_hub import Connection, WebSocketHub, frame
+from app.conversation.service import SessionAccessDenied
+from app.domain.identity import Caller, session_key
+from app.runtime import Runtime
+from app.store.sessions import SessionQuotaExceeded
+
+log = structlog.get_logger(__name__)
+
+router = APIRouter(tags=["websocket"])
+
+MAX_TURNS_IN_FLIGHT = 4
+MAX_FRAME_CHARS = 16 * 1024
+_KNOWN_TYPES = ("message", "confirm", "cancel", "ping", "follow")
+CLOSE_TOKEN_EXPIRED = 4401
+CLOSE_TOO_MANY = 4429
+
+
+def _origin_allowed(runtime: Runtime, origin: str | None, host: str | None) -> bool:
+    # Non-browser clients (wscat, droplets) send no Origin; browsers always do. The page this
+    # droplet serves itself is same-origin (Origin's host equals Host), whatever name the
+    # operator reaches it by; any other origin must be listed in CORS_ORIGINS.
+    if origin is None:
+        return True
+    allowed = runtime.settings.cors_origins
+    if "*" in allowed or origin in allowed:
+        return True
+    return host is not None and urlsplit(origin).netloc == host
+
+
+@router.get("/ws/connections", summary="Live WebSocket connections on this instance",
+            dependencies=[OperatorAccess])
+async def connections(runtime: RuntimeDep) -> dict[str, int]:
+    return {"active_connections": runtime.hub.count()}
+
+
+@router.websocket("/ws")
+async def chat_socket(websocket: WebSocket) -> None:
+    runtime: Runtime = websocket.app.state.runtime
+    gate: Gate = websocket.app.state.gate
+    origin, host = websocket.headers.get("origin"), websocket.headers.get("host")
+    if not _origin_allowed(runtime, origin, host):
+        await websocket.close(code=1008, reason="origin not allowed")
+        return
+    address = websocket.client.host if websocket.client else None
+    try:
+        caller = gate.chat_caller(authorization=websocket.headers.get("authorization"),
+                                  query_token=websocket.query_params.get("token"),
+                                  address=address)
+        gate.require(caller, "read", to="Talking to the Chat Orchestrator")
+    except ApiError as exc:
+        await websocket.close(code=1008, reason=exc.message[:120])
+        return
+    hub = runtime.hub
+    await websocket.accept()
+    if hub.count_for(caller.rate_key) >= runtime.settings.max_ws_per_identity:
+        await websocket.close(
+            code=CLOSE_TOO_MANY,
+            reason=f"at most {runtime.settings.max_ws_per_identity} connections per identity",
+        )
+        return
+
+    async def close(code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await websocket.close(code=code, reason=reason)
+
+    conn = hub.register(send_text=websocket.send_text, close=close, owner=caller.rate_key)
+    runtime.metrics.ws_connections.set(hub.count())
+    expiry = _close_at_expiry(conn, caller)
+    followed = websocket.query_params.get("session_id")
+    if followed is not None:
+        if valid_session_id(followed):
+            hub.follow(conn, session_key(caller.identity, followed), followed)
+        else:
+            hub.send(conn, frame("error", None, error=_SESSION_ID_RULE))
+    hub.send(conn, frame("welcome", conn.session_id, connection_id=conn.id,
+                         droplet_id=runtime.settings.droplet_id,
+                         message="Connected to the Chat Orchestrator. Say 'help' to begin."))
+    in_flight: set[asyncio.Task[None]] = set()
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            if _expired(caller):
+                await close(CLOSE_TOKEN_EXPIRED, "token expired; reconnect with a new token")
+                break
+            text = message.get("text")
+            if text is not None and len(text) > MAX_FRAME_CHARS:
+                hub.send(conn, frame("error", conn.session_id,
+                                     error=f"Frame too large (limit {MAX_FRAME_CHARS} characters)"))
+                continue
+            if text is None:
+                hub.send(conn, frame("error", conn.session_id,
+                                     error="Binary frames are not supported; send JSON text"))
+                continue
+            _handle_frame(runtime, gate, hub, conn, caller, text, in_flight)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        if expiry is not None:
+            expiry.cancel()
+        for task in in_flight:
+            task.cancel()
+        await hub.unregister(conn)
+        runtime.metrics.ws_connections.set(hub.count())
+        if websocket.client_state is WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                await websocket.close()
+
+
+_SESSION_ID_RULE = "session_id must be 1 to 128 characters of letters, digits and . _ : @ -"
+
+
+def _expired(caller: Caller) -> bool:
+    return caller.expires_at is not None and time.time() >= caller.expires_at
+
+
+def _close_at_expiry(conn: Connection, caller: Caller) -> asyncio.TimerHandle | None:
+    """A socket lives no longer than the token that opened it."""
+    if caller.expires_at is None:
+        return None
+    loop = asyncio.get_running_loop()
+    delay = max(0.0, caller.expires_at - time.time())
+    return loop.call_later(
+        delay,
+        lambda: loop.create_task(
+            conn.close(CLOSE_TOKEN_EXPIRED, "token expired; reconnect with a new token")
+        ),
+    )
+
+
+def _parse(text: str) -> tuple[dict[str, Any] | None, str | None]:
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return None, ("Invalid JSON: send an object like "
+                      '{"type":"message","content":"hello","session_id":"..."}')
+    if not isinstance(data, dict):
+        return None, "Each frame must be a JSON object with a 'type'"
+    return data, None
+
+
+def _handle_frame(
+    runtime: Runtime,
+    gate: Gate,
+    hub: WebSocketHub,
+    conn: Connection,
+    caller: Caller,
+    text: str,
+    in_flight: set[asyncio.Task[None]],
+) -> None:
+    def error(message: str, **extra: Any) -> None:
+        hub.send(conn, frame("error", conn.session_id, error=message, **extra))
+
+    data, problem = _parse(text)
+    if data is None:
+        error(problem or "Invalid frame")
+        return
+    kind = data.get("type")
+    if kind not in _KNOWN_TYPES:
+        error(f"Unknown frame type {str(kind)[:40]!r}; expected one of: {', '.join(_KNOWN_TYPES)}")
+        return
+    if kind == "ping":
+        hub.send(conn, frame("pong", conn.session_id))
+        return
+    session_id = data.get("session_id", conn.session_id)
+    if session_id is not None and not valid_session_id(session_id):
+        error(_SESSION_ID_RULE)
+        return
+    if kind == "follow":
+        if not session_id:
+            error("follow needs a session_id")
+            return
+        # Only the caller's own namespace can be followed: another identity's session id
+        # names a different (empty) session here, so nothing of theirs is ever streamed.
+        hub.follow(conn, session_key(caller.identity, session_id), session_id)
+        hub.send(conn, frame("ack", session_id, received="follow"))
+        return
+    proposal_id: str | None = None
+    if kind == "message":
+        content = data.get("content")
+        if not isinstance(content, str) or not content.strip():
+            error("'content' must be a non-empty string")
+            return
+        content = content.strip()
+        if len(content) > MAX_MESSAGE_CHARS:
+            error(f"'content' must be at most {MAX_MESSAGE_CHARS} characters")
+            return
+    else:
+        if not session_id:
+            error(f"{kind} needs the session_id of the pending action")
+            return
+        raw = data.get("proposal_id")
+        if raw is not None and (not isinstance(raw, str) or not 0 < len(raw) <= 64):
+            error("proposal_id must be the id of the proposal you were shown")
+            return
+        proposal_id = raw
+        content = "yes" if kind == "confirm" else "no"
+    if len(in_flight) >= MAX_TURNS_IN_FLIGHT:
+        error("Too many messages in flight on this connection; wait for an answer")
+        return
+    trace_id = str(uuid.uuid4())
+    hub.send(conn, frame("ack", session_id, trace_id=trace_id, received=kind))
+    task = asyncio.create_task(_run_turn(runtime, gate, hub, conn, caller, content,
+                                         session_id, trace_id, proposal_id))
+    in_flight.add(task)
+    task.add_done_callback(in_flight.discard)
+
+
+async def _run_turn(
+    runtime: Runtime,
+    gate: Gate,
+    hub: WebSocketHub,
+    conn: Connection,
+    caller: Caller,
+    content: str,
+    session_id: str | None,
+    trace_id: str,
+    proposal_id: str | None,
+) -> None:
+    try:
+        await gate.throttle(caller, "turn")
+        turn = gate.turn(caller, channel="ws", text=content, trace_id=trace_id,
+                         session_id=session_id, origin=conn.id, proposal_id=proposal_id)
+    except ApiError as exc:
+        extra = {"retry_after_s": exc.details["retry_after_s"]} if exc.status_code == 429 else {}
+        hub.send(conn, frame("error", session_id, trace_id=trace_id, error=exc.message,
+                             code=exc.code.value, **extra))
+        return
+    hub.send(conn, frame("typing", session_id, trace_id=trace_id))
+
+    async def progress(step: str, data: dict[str, Any]) -> None:
+        hub.send(conn, frame("progress", session_id, trace_id=trace_id, **data))
+
+    try:
+        reply = await runtime.conversation.handle(turn, progress=progress)
+    except SessionAccessDenied:
+        hub.send(conn, frame("error", session_id, trace_id=trace_id, code="NOT_FOUND",
+                             error=f"No session {session_id!r}"))
+        return
+    except SessionQuotaExceeded as exc:
+        hub.send(conn, frame("error", session_id, trace_id=trace_id, code="RATE_LIMITED",
+                             error=f"Session limit reached ({exc.limit} per identity)"))
+        return
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        runtime.metrics.record_error()
+        log.error("ws_turn_failed", error_type=type(exc).__name__, trace_id=trace_id,
+                  exc_info=exc)
+        hub.send(conn, frame("error", session_id, trace_id=trace_id,
+                             error="The turn failed inside the Chat Orchestrator; try again"))
+        return
+    if conn.session_key != reply.session_key:
+        hub.follow(conn, reply.session_key, reply.session_id)
+    message = frame(
+        "message", reply.session_id,
+        role="assistant",
+        content=reply.text,
+        actions=reply.actions,
+        pending_confirmation=reply.pending_confirmation,
+        planner=reply.planner,
+        notes=reply.notes,
+        trace_id=reply.trace_id,
+    )
+    hub.send(conn, message)
+    if runtime.summarizer is not None and any(a["status"] == "ok" for a in reply.actions):
+        await _stream_summary(runtime, hub, conn, reply.session_id, reply.text, trace_id)
+
+
+async def _stream_summary(
+    runtime: Runtime, hub: WebSocketHub, conn: Connection, session_id: str, facts: str,
+    trace_id: str,
+) -> None:
+    """A model's phrasing of the answer, piece by piece; the deterministic answer stays the
+    record. Any model failure just ends the stream: the client already has the facts."""
+    assert runtime.summarizer is not None
+    pieces: list[str] = []
+    try:
+        async for piece in runtime.summarizer.summarize_stream(facts):
+            pieces.append(piece)
+            hub.send(conn, frame("summary_delta", session_id, trace_id=trace_id, content=piece))
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.info("summary_failed", reason=type(exc).__name__, trace_id=trace_id)
+    hub.send(conn, frame("summary", session_id, trace_id=trace_id, content="".join(pieces),
+                         complete=bool(pieces)))

@@ -1,0 +1,107 @@
+"""One HTTP exchange with a peer, reduced to (status, parsed body) or a safe `PeerError`.
+
+Transport failures, timeouts, 5xx answers and unreadable bodies all become `PeerUnavailable`
+with a message fit for a user: a peer's 500 body may carry SQL, so it is never read into an
+error. 4xx answers come back to the adapter, which alone knows what they mean for its call.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import structlog
+
+from app.mesh.peers import PeerUnavailable
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PeerResponse:
+    status_code: int
+    body: Any
+    """Parsed JSON, or None when a 4xx body was empty or not JSON."""
+
+
+async def exchange(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    peer: str,
+    label: str,
+    headers: Mapping[str, str] | None = None,
+    params: Mapping[str, str | int | float] | None = None,
+    json_body: Any = None,
+    passthrough: Collection[int] = (),
+) -> PeerResponse:
+    """Send one request. `passthrough` lists 5xx codes that describe something other than the
+    peer's own health (e.g. the Orchestrator's 502 when a *target* droplet is down)."""
+    try:
+        response = await client.request(
+            method, url, headers=headers, params=params, json=json_body
+        )
+    except httpx.TimeoutException as exc:
+        log.warning("peer_timeout", peer=peer, method=method, path=_path(url))
+        raise PeerUnavailable(peer, f"the {label} did not answer in time") from exc
+    except httpx.HTTPError as exc:
+        log.warning("peer_unreachable", peer=peer, method=method, path=_path(url),
+                    error=type(exc).__name__)
+        raise PeerUnavailable(peer, f"the {label} is unreachable") from exc
+
+    status = response.status_code
+    if status >= 500 and status not in passthrough:
+        # The body is deliberately not logged: it may carry SQL or stack traces.
+        log.warning("peer_server_error", peer=peer, method=method, path=_path(url),
+                    status=status)
+        raise PeerUnavailable(peer, f"the {label} failed to process the request",
+                              status_code=status)
+    body = _parse(response)
+    if body is _UNREADABLE and status < 400:
+        log.warning("peer_unreadable_answer", peer=peer, method=method, path=_path(url),
+                    status=status)
+        raise PeerUnavailable(peer, f"the {label} answered with something unreadable",
+                              status_code=status)
+    return PeerResponse(status_code=status, body=None if body is _UNREADABLE else body)
+
+
+_UNREADABLE = object()
+
+
+def _parse(response: httpx.Response) -> Any:
+    if not response.content:
+        return None if response.status_code >= 400 or response.status_code == 204 else _UNREADABLE
+    try:
+        return json.loads(response.content)
+    except (ValueError, UnicodeDecodeError):
+        return _UNREADABLE
+
+
+def _path(url: str) -> str:
+    # Query strings may carry tokens (?token=); only the path is logged.
+    return httpx.URL(url).path
+
+
+def detail_text(body: Any) -> str:
+    """The `detail` string of a FastAPI error body, for matching known answers (never shown)."""
+    if isinstance(body, dict):
+        detail = body.get("detail", body.get("message"))
+        if isinstance(detail, str):
+            return detail
+    return ""
+
+
+def invalid_fields(body: Any) -> list[str]:
+    """Field names from a 422 `{"detail":[{"loc":[...]}]}` body: safe to show, unlike messages."""
+    fields: list[str] = []
+    if isinstance(body, dict) and isinstance(body.get("detail"), list):
+        for item in body["detail"]:
+            if isinstance(item, dict) and isinstance(item.get("loc"), list):
+                names = [str(p) for p in item["loc"] if p not in ("body", "payload", "query")]
+                if names:
+                    fields.append(".".join(names))
+    return sorted(set(fields))

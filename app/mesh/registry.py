@@ -1,0 +1,350 @@
+"""Adapter for the Registry (droplet 1): registration, heartbeats, the droplet list.
+
+Wire facts absorbed here (see contracts/mesh.md section 1): ids are strings like "droplet-12",
+`last_seen` is epoch seconds, omitted registration fields are overwritten with null (so every
+field is always sent), and the token/key routes exist only on the deployed variant.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import jwt
+import structlog
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from app.domain.mesh import Droplet
+from app.mesh.catalogue import known_name
+from app.mesh.peer_http import PeerResponse, exchange
+from app.mesh.peers import PeerNotFound, PeerRejected, PeerUnavailable
+from app.mesh.resilience import CircuitBreaker, Clock, RetryPolicy, retry
+from app.utils.time import parse_timestamp
+
+log = structlog.get_logger(__name__)
+
+PEER = "registry"
+LABEL = "Registry"
+# The deployed registry's tokens live about a day; used when a token states no expiry.
+_DEFAULT_TOKEN_LIFETIME = timedelta(hours=24)
+
+class _Row(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str | int | None = None
+    name: str | None = None
+    fqdn: str | None = None
+    ip: str | None = None
+    role: str | None = None
+    env: str | None = None
+    version: str | None = None
+    cost_hour: float | None = None
+    cpu: float | None = None
+    mem: float | None = None
+    disk: float | None = None
+    last_seen: float | str | None = None
+    status: str | None = None
+
+
+class _Summary(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    total: int = 0
+    healthy: int = 0
+    down: int = 0
+    cost_hour_total: float = 0.0
+
+
+class RegistryDashboard(BaseModel):
+    total: int
+    healthy: int
+    down: int
+    cost_hour_total: float
+    droplets: list[Droplet]
+
+
+_ID = re.compile(r"^\s*(?:droplet[-_ ]?|drop|d)?#?(\d+)\s*$", re.IGNORECASE)
+_FQDN_ID = re.compile(r"^drop(?:let)?-?(\d+)(?:\.|$)", re.IGNORECASE)
+
+
+def droplet_id_from_wire(value: str | int | None, fqdn: str | None = None) -> int | None:
+    """"droplet-12" -> 12; a row registered by fqdn only ("drop14.local") -> 14."""
+    if isinstance(value, int):
+        return value
+    if value:
+        match = _ID.match(value)
+        if match:
+            return int(match.group(1))
+    for candidate in (value, fqdn):
+        if candidate:
+            match = _FQDN_ID.match(candidate)
+            if match:
+                return int(match.group(1))
+    return None
+
+
+def wire_id(droplet_id: int) -> str:
+    return f"droplet-{droplet_id}"
+
+
+class RegistryClient:
+    """One shared `httpx.AsyncClient` and one circuit breaker for every call to the Registry."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        timeout: float = 5.0,
+        client: httpx.AsyncClient | None = None,
+        retry_policy: RetryPolicy | None = None,
+        failure_threshold: int = 5,
+        reset_timeout: float = 30.0,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self._owns_client = client is None
+        self._client = client or httpx.AsyncClient(timeout=timeout)
+        self._retry_policy = retry_policy or RetryPolicy()
+        self.breaker = CircuitBreaker(
+            peer=PEER, label=LABEL, failure_threshold=failure_threshold,
+            reset_timeout=reset_timeout, clock=clock,
+        )
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _headers(self, trace_id: str | None, *, authed: bool = True) -> dict[str, str]:
+        headers = {"X-Trace-Id": trace_id or str(uuid.uuid4()), "X-Source": "droplet-12"}
+        if authed:
+            headers["X-Registry-Key"] = self._api_key
+        return headers
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        trace_id: str | None,
+        json_body: Any = None,
+        params: Mapping[str, str | int] | None = None,
+        idempotent: bool,
+        authed: bool = True,
+    ) -> PeerResponse:
+        headers = self._headers(trace_id, authed=authed)
+
+        async def attempt() -> PeerResponse:
+            return await self.breaker.call(
+                lambda: exchange(
+                    self._client, method, self._base_url + path, peer=PEER, label=LABEL,
+                    headers=headers, params=params, json_body=json_body,
+                )
+            )
+
+        if idempotent:
+            response = await retry(attempt, policy=self._retry_policy)
+        else:
+            response = await attempt()
+        if response.status_code == 401:
+            raise PeerRejected(PEER, "the Registry rejected our registry key", status_code=401)
+        return response
+
+    @staticmethod
+    def _rejected(response: PeerResponse, what: str) -> PeerRejected:
+        return PeerRejected(PEER, f"the Registry refused to {what}",
+                            status_code=response.status_code)
+
+    # -- calls -------------------------------------------------------------------------------
+
+    async def register(
+        self,
+        *,
+        droplet_id: int,
+        name: str,
+        fqdn: str,
+        ip: str,
+        role: str,
+        env: str,
+        version: str,
+        cost_hour: float,
+        trace_id: str | None = None,
+    ) -> None:
+        body = {
+            "id": wire_id(droplet_id), "name": name, "fqdn": fqdn, "ip": ip, "role": role,
+            "env": env, "version": version, "cost_hour": cost_hour,
+        }
+        response = await self._call("POST", "/registry/register", trace_id=trace_id,
+                                    json_body=body, idempotent=False)
+        if response.status_code not in (200, 201):
+            raise self._rejected(response, f"register droplet {droplet_id}")
+
+    async def heartbeat(
+        self, *, droplet_id: int, cpu: float, mem: float, disk: float,
+        trace_id: str | None = None,
+    ) -> None:
+        body = {"id": wire_id(droplet_id), "cpu": _pct(cpu), "mem": _pct(mem),
+                "disk": _pct(disk)}
+        response = await self._call("POST", "/registry/heartbeat", trace_id=trace_id,
+                                    json_body=body, idempotent=True)
+        if response.status_code == 404:
+            raise PeerNotFound(PEER, f"droplet {droplet_id} is not registered with the Registry",
+                               status_code=404)
+        if response.status_code != 200:
+            raise self._rejected(response, "accept our heartbeat")
+
+    async def list_droplets(self, *, trace_id: str | None = None) -> list[Droplet]:
+        response = await self._call("GET", "/registry/droplets", trace_id=trace_id,
+                                    idempotent=True)
+        if response.status_code != 200:
+            raise self._rejected(response, "list droplets")
+        body = response.body
+        if not isinstance(body, list):
+            raise PeerUnavailable(PEER, "the Registry answered in an unexpected format")
+        return _droplets(body)
+
+    async def dashboard(self, *, trace_id: str | None = None) -> RegistryDashboard:
+        response = await self._call("GET", "/dashboard", trace_id=trace_id, idempotent=True)
+        if response.status_code != 200 or not isinstance(response.body, dict):
+            if response.status_code == 200:
+                raise PeerUnavailable(PEER, "the Registry answered in an unexpected format")
+            raise self._rejected(response, "show its dashboard")
+        body = response.body
+        try:
+            summary = _Summary.model_validate(body.get("summary") or {})
+        except ValidationError as exc:
+            raise PeerUnavailable(PEER, "the Registry answered in an unexpected format") from exc
+        rows = body.get("droplets")
+        return RegistryDashboard(
+            total=summary.total, healthy=summary.healthy, down=summary.down,
+            cost_hour_total=summary.cost_hour_total,
+            droplets=_droplets(rows if isinstance(rows, list) else []),
+        )
+
+    async def health(self, *, trace_id: str | None = None) -> bool:
+        """True when the Registry answers `{"status":"ok"}`; never raises, bypasses the breaker
+        so it can tell when a peer is back."""
+        try:
+            response = await exchange(
+                self._client, "GET", self._base_url + "/health", peer=PEER, label=LABEL,
+                headers=self._headers(trace_id, authed=False),
+            )
+        except PeerUnavailable:
+            return False
+        return (
+            response.status_code == 200
+            and isinstance(response.body, dict)
+            and response.body.get("status") == "ok"
+        )
+
+    async def fetch_token(
+        self, droplet_id: int, *, trace_id: str | None = None
+    ) -> tuple[str, datetime]:
+        """Deployed variant only: `POST /auth/token?droplet_id=` -> (RS256 JWT, expiry)."""
+        response = await self._call(
+            "POST", "/auth/token", trace_id=trace_id, params={"droplet_id": droplet_id},
+            idempotent=False,
+        )
+        if response.status_code == 404:
+            raise PeerNotFound(PEER, "the Registry does not issue tokens", status_code=404)
+        body = response.body
+        if response.status_code not in (200, 201) or not isinstance(body, dict):
+            raise self._rejected(response, "issue a token")
+        token = body.get("token") or body.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise PeerUnavailable(PEER, "the Registry answered in an unexpected format")
+        return token, _token_expiry(token, body)
+
+    async def fetch_public_key(self, *, trace_id: str | None = None) -> str:
+        """Deployed variant only: the PEM published at `/.well-known/jwks.json`."""
+        response = await self._call("GET", "/.well-known/jwks.json", trace_id=trace_id,
+                                    idempotent=True, authed=False)
+        if response.status_code == 404:
+            raise PeerNotFound(PEER, "the Registry does not publish a public key",
+                               status_code=404)
+        body = response.body
+        if response.status_code != 200 or not isinstance(body, dict):
+            raise self._rejected(response, "publish its public key")
+        pem = body.get("public_key")
+        if isinstance(pem, str) and "BEGIN PUBLIC KEY" in pem:
+            return pem
+        keys = body.get("keys")
+        # Tolerate a real JWKS should the deployment ever serve one.
+        if isinstance(keys, list) and keys and isinstance(keys[0], dict):
+            return _jwk_to_pem(keys[0])
+        raise PeerUnavailable(PEER, "the Registry answered in an unexpected format")
+
+
+def _pct(value: float) -> float:
+    return round(min(100.0, max(0.0, float(value))), 1)
+
+
+def _droplets(rows: list[Any]) -> list[Droplet]:
+    droplets: list[Droplet] = []
+    for raw in rows:
+        try:
+            row = _Row.model_validate(raw)
+        except ValidationError:
+            log.warning("registry_row_unreadable")
+            continue
+        droplet_id = droplet_id_from_wire(row.id, row.fqdn)
+        if droplet_id is None:
+            log.debug("registry_row_without_numeric_id")
+            continue
+        droplets.append(
+            Droplet(
+                id=droplet_id,
+                name=row.name or known_name(droplet_id) or f"droplet {droplet_id}",
+                status=row.status or "unknown",
+                role=row.role,
+                version=row.version,
+                last_seen=parse_timestamp(row.last_seen),
+                cpu=row.cpu,
+                mem=row.mem,
+                disk=row.disk,
+                sources=["registry"],
+            )
+        )
+    return droplets
+
+
+def _token_expiry(token: str, body: dict[str, Any]) -> datetime:
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        claims = {}
+    for candidate in (claims.get("exp"), body.get("expires_at")):
+        parsed = parse_timestamp(candidate) if isinstance(candidate, int | float | str) else None
+        if parsed is not None:
+            return parsed
+    expires_in = body.get("expires_in")
+    if isinstance(expires_in, int | float) and expires_in > 0:
+        return datetime.now(UTC) + timedelta(seconds=float(expires_in))
+    return datetime.now(UTC) + _DEFAULT_TOKEN_LIFETIME
+
+
+def _jwk_to_pem(jwk: dict[str, Any]) -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+    try:
+        key = jwt.algorithms.RSAAlgorithm.from_jwk(jwk)
+    except (jwt.PyJWTError, ValueError, KeyError) as exc:
+        raise PeerUnavailable(PEER, "the Registry answered in an unexpected format") from exc
+    if not isinstance(key, RSAPublicKey):
+        raise PeerUnavailable(PEER, "the Registry answered in an unexpected format")
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()

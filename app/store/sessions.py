@@ -1,0 +1,827 @@
+"""The durable session store: sessions, their messages, pending actions, the audit log.
+
+SQLAlchemy 2 async on SQLite (default, a file in DATA_DIR, WAL mode) or PostgreSQL
+(`postgresql+asyncpg://...`), one code path and one set of Alembic migrations.
+
+A turn is used like this by the conversation service::
+
+    async with store.lock(session_id):           # one turn per session at a time, all processes
+        info = await store.get(session_id)
+        history = await store.history(session_id)
+        ...plan, execute...
+        await store.record_turn(session_id=..., user_text=..., answer_text=..., ...)
+
+`record_turn` writes the user message, the answer, the audit rows, the pending-action change
+and the context change in one transaction: once it returns, the turn survives SIGKILL.
+
+CLI: `python -m app.store.sessions migrate | backup DEST | restore SRC` (see memory_cli).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import datetime, timedelta
+from enum import Enum
+from pathlib import Path
+from typing import Any, Final
+
+import structlog
+from pydantic import ValidationError
+from pydantic_core import to_jsonable_python
+from sqlalchemy import Select, case, delete, func, insert, select, text, update
+from sqlalchemy.engine import URL, Row
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.domain.plan import PendingCall
+from app.domain.session import (
+    AuditEntry,
+    AuditOutcome,
+    SessionInfo,
+    SessionSource,
+    SessionStats,
+    StoredMessage,
+    utc_now,
+)
+from app.store import migrations as memory_migrations
+from app.store.backup import (
+    BackupError,
+    backup_sqlite,
+    lock_directory_for,
+    open_marker_for,
+)
+from app.store.engine import (
+    build_engine,
+    enable_wal,
+    insert_for,
+    normalise_url,
+    safe_url,
+    sqlite_path,
+    write_engine,
+)
+from app.store.locks import (
+    FileLocks,
+    OpenMarker,
+    PostgresAdvisoryLocks,
+    SessionBusy,
+    SessionLocks,
+    StoreInUse,
+)
+from app.store.tables import SESSION_ID_MAX, AuditRow, ClaimedTaskRow, MessageRow, SessionRow
+
+__all__ = [
+    "UNSET",
+    "BackupError",
+    "SessionBusy",
+    "SessionNotFound",
+    "SessionQuotaExceeded",
+    "SessionStore",
+    "StoreInUse",
+    "StoreNotOpen",
+    "Unset",
+]
+
+log = structlog.get_logger(__name__)
+
+SOURCES: Final = ("chat", "voice")
+TITLE_MAX = 80
+
+
+class Unset(Enum):
+    """Marker for "leave it as it is" where None is a meaningful value (clear the pending)."""
+
+    UNSET = "unset"
+
+
+UNSET: Final = Unset.UNSET
+
+
+class StoreNotOpen(RuntimeError):
+    def __init__(self) -> None:
+        super().__init__("the session store is not open; call open() first")
+
+
+class SessionQuotaExceeded(Exception):
+    """The identity already has as many sessions as it may keep."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"at most {limit} sessions per identity")
+        self.limit = limit
+
+
+class SessionNotFound(LookupError):
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"no session {session_id!r}")
+        self.session_id = session_id
+
+
+class SessionStore:
+    def __init__(
+        self,
+        *,
+        database_url: str,
+        history_window: int = 20,
+        idle_expiry_seconds: float = 86400 * 7,
+        connect_args: Mapping[str, Any] | None = None,
+        pool_size: int = 10,
+        lock_pool_size: int = 10,
+        instance_id: str | None = None,
+    ) -> None:
+        """`history_window`: messages given to the planner by default (every turn is stored).
+
+        `connect_args` go to the driver (e.g. asyncpg `server_settings`, `ssl`).
+        `lock_pool_size`: PostgreSQL connections kept for per-session locks (each turn in
+        flight holds one; more are opened on demand).
+        """
+        if history_window < 0:
+            raise ValueError("history_window must be >= 0")
+        if idle_expiry_seconds <= 0:
+            raise ValueError("idle_expiry_seconds must be > 0")
+        self._url: URL = normalise_url(database_url)
+        self.history_window = history_window
+        self.idle_expiry = timedelta(seconds=idle_expiry_seconds)
+        self._connect_args = dict(connect_args or {})
+        self._pool_size = pool_size
+        self._lock_pool_size = lock_pool_size
+        self.instance_id = instance_id
+        self._engine: AsyncEngine | None = None
+        self._writer: AsyncEngine | None = None
+        self._lock_engine: AsyncEngine | None = None
+        self._marker: OpenMarker | None = None
+        self._write_gate: asyncio.Lock | None = None
+        self._locks = SessionLocks(cross_process=None)
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def dialect(self) -> str:
+        """ "sqlite" or "postgresql"."""
+        return "postgresql" if self._url.drivername.startswith("postgresql") else "sqlite"
+
+    @property
+    def url(self) -> str:
+        """The database URL without its password."""
+        return safe_url(self._url)
+
+    @property
+    def sqlite_file(self) -> Path | None:
+        return sqlite_path(self._url)
+
+    @property
+    def is_open(self) -> bool:
+        return self._engine is not None
+
+    @property
+    def locks_in_use(self) -> int:
+        return self._locks.in_use
+
+    async def open(self) -> None:
+        """Create the engines (idempotent). Does not migrate: call migrate() after."""
+        if self._engine is not None:
+            return
+        path = self.sqlite_file
+        if path is not None:
+            marker = open_marker_for(path)
+            marker.hold_shared()
+            self._marker = marker
+        try:
+            if path is not None:
+                await asyncio.to_thread(enable_wal, path)
+            self._create_engines(path)
+        except BaseException:
+            await self.close()
+            raise
+        log.info("session_store_opened", url=self.url, dialect=self.dialect)
+
+    def _create_engines(self, path: Path | None) -> None:
+        engine = build_engine(
+            self._url,
+            connect_args=self._connect_args,
+            pool_size=self._pool_size,
+            max_overflow=self._pool_size * 2,
+        )
+        self._engine = engine
+        self._writer = write_engine(engine)
+        if path is not None:
+            directory = lock_directory_for(path) / "sessions"
+            directory.mkdir(parents=True, exist_ok=True)
+            self._locks = SessionLocks(cross_process=FileLocks(directory=directory))
+            self._write_gate = asyncio.Lock()
+        else:
+            self._lock_engine = build_engine(
+                self._url,
+                connect_args=self._connect_args,
+                pool_size=self._lock_pool_size,
+                max_overflow=self._lock_pool_size * 4,
+                isolation_level="AUTOCOMMIT",
+            )
+            self._locks = SessionLocks(
+                cross_process=PostgresAdvisoryLocks(engine=self._lock_engine)
+            )
+
+    async def close(self) -> None:
+        engines = [e for e in (self._lock_engine, self._engine) if e is not None]
+        self._engine = self._writer = self._lock_engine = None
+        for engine in engines:
+            await engine.dispose()
+        if self._marker is not None:
+            self._marker.release()
+            self._marker = None
+        if engines:
+            log.info("session_store_closed", url=self.url)
+
+    async def __aenter__(self) -> SessionStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def migrate(self, *, revision: str = "head") -> None:
+        """Apply Alembic migrations up to `revision` (safe with several instances starting)."""
+        async with self._write() as conn:
+            # Taken before Alembic runs (env.py takes it again, harmlessly): Alembic's context
+            # is process-global, so even two stores in one process must not overlap in it.
+            # On SQLite the write transaction's BEGIN IMMEDIATE already serialises.
+            if self.dialect == "postgresql":
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:k)"),
+                    {"k": memory_migrations.MIGRATION_LOCK_KEY},
+                )
+            before = await conn.run_sync(memory_migrations.current_revision)
+            await conn.run_sync(lambda sync: memory_migrations.upgrade(sync, revision=revision))
+            after = await conn.run_sync(memory_migrations.current_revision)
+        log.info("session_store_migrated", url=self.url, from_revision=before, to_revision=after)
+
+    async def revision(self) -> str | None:
+        """The schema revision of the database (None before the first migration)."""
+        async with self._read() as conn:
+            return await conn.run_sync(memory_migrations.current_revision)
+
+    async def ping(self, *, within_seconds: float = 2.0) -> bool:
+        """Cheap health probe: the database answers a trivial query in `within_seconds`."""
+        if self._engine is None:
+            return False
+        try:
+            async with asyncio.timeout(within_seconds), self._engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:  # a health probe reports; it never raises
+            log.warning("session_store_ping_failed", error=type(exc).__name__)
+            return False
+        return True
+
+    def lock(
+        self, session_id: str, *, timeout: float | None = None
+    ) -> AbstractAsyncContextManager[None]:
+        """Hold `session_id` for one turn, in this process and across processes.
+
+        Raises SessionBusy if not obtained within `timeout` seconds (None: wait).
+        See memory_locks for how the cross-process part works on each database.
+        """
+        if self._engine is None:
+            raise StoreNotOpen()
+        return self._locks.hold(session_id, max_wait=timeout)
+
+    # ---- sessions --------------------------------------------------------------------------
+
+    async def get_or_create(
+        self,
+        *,
+        session_id: str | None,
+        source: SessionSource,
+        owner: str,
+        max_for_owner: int | None = None,
+    ) -> SessionInfo:
+        """The session `session_id`, created (with a fresh id when None) if it does not exist.
+
+        An existing session is returned as stored; whether the caller may use it is the
+        caller's decision (compare `owner`). Creating one counts the owner's sessions in the
+        same transaction as the insert, so concurrent creations never exceed `max_for_owner`
+        (raises SessionQuotaExceeded).
+        """
+        if source not in SOURCES:
+            raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
+        if session_id is None:
+            session_id = secrets.token_urlsafe(18)
+        _check_session_id(session_id)
+        existing = await self.get(session_id)
+        if existing is not None:
+            return existing
+        now = utc_now()
+        async with self._write() as conn:
+            if max_for_owner is not None:
+                if self.dialect == "postgresql":
+                    # Serialise creations per owner; SQLite's write transaction already does.
+                    await conn.execute(
+                        text("SELECT pg_advisory_xact_lock(hashtext(:owner))"), {"owner": owner}
+                    )
+                present = (
+                    await conn.execute(select(SessionRow.id).where(SessionRow.id == session_id))
+                ).one_or_none()
+                if present is None:
+                    count = (
+                        await conn.execute(
+                            select(func.count())
+                            .select_from(SessionRow)
+                            .where(SessionRow.owner == owner)
+                        )
+                    ).scalar_one()
+                    if int(count) >= max_for_owner:
+                        raise SessionQuotaExceeded(max_for_owner)
+            await conn.execute(
+                insert_for(self.dialect, SessionRow)
+                .values(
+                    id=session_id,
+                    source=source,
+                    owner=owner,
+                    created_at=now,
+                    last_activity=now,
+                    message_count=0,
+                    pending_action=None,
+                    context={},
+                )
+                .on_conflict_do_nothing(index_elements=["id"])
+            )
+            row = (await conn.execute(_session_query().where(SessionRow.id == session_id))).one()
+        return _session_info(row)
+
+    async def get(self, session_id: str) -> SessionInfo | None:
+        async with self._read() as conn:
+            row = (
+                await conn.execute(_session_query().where(SessionRow.id == session_id))
+            ).one_or_none()
+        return None if row is None else _session_info(row)
+
+    async def history(
+        self, session_id: str, *, limit: int | None = None, before_seq: int | None = None
+    ) -> list[StoredMessage]:
+        """The last `limit` messages (default: history_window), oldest first.
+
+        `before_seq` pages backwards: only messages with a smaller seq.
+        """
+        limit = self.history_window if limit is None else limit
+        if limit <= 0:
+            return []
+        query = (
+            select(
+                MessageRow.seq,
+                MessageRow.role,
+                MessageRow.text,
+                MessageRow.trace_id,
+                MessageRow.created_at,
+                MessageRow.meta,
+            )
+            .where(MessageRow.session_id == session_id)
+            .order_by(MessageRow.seq.desc())
+            .limit(limit)
+        )
+        if before_seq is not None:
+            query = query.where(MessageRow.seq < before_seq)
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            StoredMessage(
+                seq=r.seq,
+                role=r.role,
+                text=r.text,
+                trace_id=r.trace_id,
+                created_at=r.created_at,
+                meta=r.meta or {},
+            )
+            for r in reversed(rows)
+        ]
+
+    async def record_turn(
+        self,
+        *,
+        session_id: str,
+        user_text: str,
+        answer_text: str,
+        trace_id: str | None,
+        actions: Sequence[Mapping[str, Any]] = (),
+        audit: Sequence[AuditEntry] = (),
+        pending: PendingCall | Unset | None = UNSET,
+        context_update: Mapping[str, Any] | None = None,
+        answer_meta: Mapping[str, Any] | None = None,
+    ) -> tuple[int, int]:
+        """Store one turn atomically; returns the (user, answer) message seq numbers.
+
+        In one transaction: the user message and the answer (consecutive seq numbers taken
+        from the session row, which the UPDATE locks until commit, so concurrent writers to
+        the same session queue and never leave gaps), the audit rows, the pending action
+        (UNSET leaves it, None clears it) and `context_update` merged into the context
+        (shallow; a key set to None is stored as None). Raises SessionNotFound.
+        """
+        now = utc_now()
+        values: dict[str, Any] = {
+            "message_count": SessionRow.message_count + 2,
+            "last_activity": now,
+            "title": func.coalesce(SessionRow.title, _title(user_text)),
+        }
+        if not isinstance(pending, Unset):
+            values["pending_action"] = _pending_json(pending)
+        meta = {"actions": _jsonable(list(actions)), **_jsonable(dict(answer_meta or {}))}
+        async with self._write() as conn:
+            row = (
+                await conn.execute(
+                    update(SessionRow)
+                    .where(SessionRow.id == session_id)
+                    .values(**values)
+                    .returning(SessionRow.message_count, SessionRow.context)
+                )
+            ).one_or_none()
+            if row is None:
+                raise SessionNotFound(session_id)
+            answer_seq = int(row.message_count)
+            user_seq = answer_seq - 1
+            await conn.execute(
+                insert(MessageRow),
+                [
+                    {
+                        "session_id": session_id,
+                        "seq": user_seq,
+                        "role": "user",
+                        "text": user_text,
+                        "trace_id": trace_id,
+                        "created_at": now,
+                        "meta": {},
+                    },
+                    {
+                        "session_id": session_id,
+                        "seq": answer_seq,
+                        "role": "assistant",
+                        "text": answer_text,
+                        "trace_id": trace_id,
+                        "created_at": now,
+                        "meta": meta,
+                    },
+                ],
+            )
+            await _insert_audit(conn, audit, session_id=session_id, trace_id=trace_id)
+            if context_update:
+                merged = {**(row.context or {}), **_jsonable(dict(context_update))}
+                await conn.execute(
+                    update(SessionRow).where(SessionRow.id == session_id).values(context=merged)
+                )
+        return user_seq, answer_seq
+
+    async def set_pending(self, session_id: str, pending: PendingCall | None) -> None:
+        """Replace (or with None clear) the session's pending action. Raises SessionNotFound."""
+        async with self._write() as conn:
+            result = await conn.execute(
+                update(SessionRow)
+                .where(SessionRow.id == session_id)
+                .values(pending_action=_pending_json(pending))
+            )
+            if result.rowcount == 0:
+                raise SessionNotFound(session_id)
+
+    async def set_context(
+        self, session_id: str, context: Mapping[str, Any], *, replace: bool = False
+    ) -> dict[str, Any]:
+        """Merge `context` into the session's context (or replace it); returns the result."""
+        async with self._write() as conn:
+            current = (
+                await conn.execute(select(SessionRow.context).where(SessionRow.id == session_id))
+            ).one_or_none()
+            if current is None:
+                raise SessionNotFound(session_id)
+            base = {} if replace else dict(current.context or {})
+            merged = {**base, **_jsonable(dict(context))}
+            await conn.execute(
+                update(SessionRow).where(SessionRow.id == session_id).values(context=merged)
+            )
+        return merged
+
+    async def list_sessions(
+        self, *, owner: str | None = None, limit: int = 50, offset: int = 0
+    ) -> tuple[list[SessionInfo], int]:
+        """Sessions, most recently active first, and the total count (for paging)."""
+        query = _session_query()
+        count = select(func.count()).select_from(SessionRow)
+        if owner is not None:
+            query = query.where(SessionRow.owner == owner)
+            count = count.where(SessionRow.owner == owner)
+        query = (
+            query.order_by(SessionRow.last_activity.desc(), SessionRow.id)
+            .limit(max(limit, 0))
+            .offset(max(offset, 0))
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+            total = int((await conn.execute(count)).scalar_one())
+        return [_session_info(r) for r in rows], total
+
+    async def count_active(self, *, since: datetime) -> int:
+        """Sessions with activity at or after `since` (for /state's active_sessions)."""
+        async with self._read() as conn:
+            result = await conn.execute(
+                select(func.count())
+                .select_from(SessionRow)
+                .where(SessionRow.last_activity >= since)
+            )
+            return int(result.scalar_one())
+
+    async def stats(self, *, owner: str | None = None) -> SessionStats:
+        query = select(
+            func.count(),
+            func.coalesce(func.sum(case((SessionRow.source == "chat", 1), else_=0)), 0),
+            func.coalesce(func.sum(case((SessionRow.source == "voice", 1), else_=0)), 0),
+            func.coalesce(func.sum(case((SessionRow.pending_action.is_not(None), 1), else_=0)), 0),
+            func.coalesce(func.sum(SessionRow.message_count), 0),
+        ).select_from(SessionRow)
+        if owner is not None:
+            query = query.where(SessionRow.owner == owner)
+        async with self._read() as conn:
+            total, chat, voice, pending, messages = (await conn.execute(query)).one()
+        return SessionStats(
+            total_sessions=int(total),
+            by_source={"chat": int(chat), "voice": int(voice)},
+            with_pending_actions=int(pending),
+            total_messages=int(messages),
+        )
+
+    async def delete(self, session_id: str) -> bool:
+        """Delete a session and its messages (the audit trail stays). False if absent."""
+        async with self._write() as conn:
+            result = await conn.execute(delete(SessionRow).where(SessionRow.id == session_id))
+        return result.rowcount > 0
+
+    async def delete_all(self, *, owner: str | None = None) -> int:
+        """Delete every session (or every session of `owner`); returns how many."""
+        statement = delete(SessionRow)
+        if owner is not None:
+            statement = statement.where(SessionRow.owner == owner)
+        async with self._write() as conn:
+            result = await conn.execute(statement)
+        log.info("sessions_deleted", count=result.rowcount, owner=owner)
+        return int(result.rowcount)
+
+    async def cleanup_idle(self, *, now: datetime | None = None) -> int:
+        """Delete sessions idle for longer than idle_expiry; returns how many."""
+        cutoff = (now or utc_now()) - self.idle_expiry
+        async with self._write() as conn:
+            result = await conn.execute(delete(SessionRow).where(SessionRow.last_activity < cutoff))
+        if result.rowcount:
+            log.info("idle_sessions_expired", count=result.rowcount, cutoff=cutoff.isoformat())
+        return int(result.rowcount)
+
+    async def run_cleanup(self, *, interval_seconds: float) -> None:
+        """Expire idle sessions every `interval_seconds`, until cancelled (a lifespan task).
+
+        Idempotent, so every instance may run it.
+        """
+        while True:
+            await asyncio.sleep(interval_seconds)
+            try:
+                await self.cleanup_idle()
+            except (SQLAlchemyError, OSError) as exc:
+                log.warning("idle_session_cleanup_failed", error=type(exc).__name__)
+
+    # ---- audit -----------------------------------------------------------------------------
+
+    async def record_audit(self, entries: Sequence[AuditEntry]) -> None:
+        """Audit tool executions that happen outside a chat turn (e.g. assigned tasks)."""
+        if not entries:
+            return
+        async with self._write() as conn:
+            await _insert_audit(conn, entries, session_id=None, trace_id=None)
+
+    async def audit(
+        self,
+        *,
+        session_id: str | None = None,
+        tool: str | None = None,
+        actor: str | None = None,
+        outcome: AuditOutcome | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[AuditEntry]:
+        """Audit entries matching every given filter, newest first."""
+        query = select(AuditRow)
+        if session_id is not None:
+            query = query.where(AuditRow.session_id == session_id)
+        if tool is not None:
+            query = query.where(AuditRow.tool == tool)
+        if actor is not None:
+            query = query.where(AuditRow.actor == actor)
+        if outcome is not None:
+            query = query.where(AuditRow.outcome == outcome)
+        if since is not None:
+            query = query.where(AuditRow.at >= since)
+        query = (
+            query.order_by(AuditRow.at.desc(), AuditRow.id.desc())
+            .limit(max(limit, 0))
+            .offset(max(offset, 0))
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            AuditEntry(
+                id=r.id,
+                at=r.at,
+                actor=r.actor,
+                session_id=r.session_id,
+                source=r.source,
+                tool=r.tool,
+                args=r.args or {},
+                outcome=r.outcome,
+                detail=r.detail,
+                duration_ms=r.duration_ms,
+                trace_id=r.trace_id,
+                planner=r.planner,
+            )
+            for r in rows
+        ]
+
+    # ---- tasks assigned to this droplet ----------------------------------------------------
+
+    async def claim_task(self, task_id: int) -> bool:
+        """True for exactly one caller per task id, across processes and restarts."""
+        now = utc_now()
+        statement = (
+            insert_for(self.dialect, ClaimedTaskRow)
+            .values(
+                task_id=task_id,
+                claimed_at=now,
+                updated_at=now,
+                state="claimed",
+                claimed_by=self.instance_id,
+            )
+            .on_conflict_do_nothing(index_elements=["task_id"])
+            .returning(ClaimedTaskRow.task_id)
+        )
+        async with self._write() as conn:
+            claimed = (await conn.execute(statement)).one_or_none() is not None
+        log.debug("task_claim", task_id=task_id, claimed=claimed)
+        return claimed
+
+    async def mark_task(self, task_id: int, *, state: str) -> None:
+        """Record a task's state (running, completed, failed...); claims it if unclaimed."""
+        now = utc_now()
+        statement = (
+            insert_for(self.dialect, ClaimedTaskRow)
+            .values(
+                task_id=task_id,
+                claimed_at=now,
+                updated_at=now,
+                state=state,
+                claimed_by=self.instance_id,
+            )
+            .on_conflict_do_update(
+                index_elements=["task_id"], set_={"state": state, "updated_at": now}
+            )
+        )
+        async with self._write() as conn:
+            await conn.execute(statement)
+
+    async def task_seen(self, task_id: int) -> bool:
+        async with self._read() as conn:
+            row = (
+                await conn.execute(
+                    select(ClaimedTaskRow.task_id).where(ClaimedTaskRow.task_id == task_id)
+                )
+            ).one_or_none()
+        return row is not None
+
+    async def task_state(self, task_id: int) -> str | None:
+        async with self._read() as conn:
+            row = (
+                await conn.execute(
+                    select(ClaimedTaskRow.state).where(ClaimedTaskRow.task_id == task_id)
+                )
+            ).one_or_none()
+        return None if row is None else str(row.state)
+
+    # ---- backup ----------------------------------------------------------------------------
+
+    async def backup(self, dest: Path) -> Path:
+        """A consistent copy of the live SQLite database at `dest` (safe while serving).
+
+        PostgreSQL: raises BackupError; use `pg_dump` (see DEPLOYMENT.md).
+        """
+        path = self.sqlite_file
+        if path is None:
+            raise BackupError(
+                "online backup is built in for SQLite only; for PostgreSQL use "
+                "pg_dump --format=custom (and pg_restore) against DATABASE_URL"
+            )
+        written = await asyncio.to_thread(backup_sqlite, source=path, dest=dest)
+        log.info("session_store_backup_written", dest=str(written))
+        return written
+
+    # ---- internals -------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        if self._engine is None:
+            raise StoreNotOpen()
+        async with self._engine.connect() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        if self._writer is None:
+            raise StoreNotOpen()
+        if self._write_gate is None:
+            async with self._writer.begin() as conn:
+                yield conn
+            return
+        # SQLite has one writer at a time anyway; queueing here (FIFO, no polling) is much
+        # cheaper than letting pooled connections sleep in SQLite's busy handler.
+        async with self._write_gate, self._writer.begin() as conn:
+            yield conn
+
+
+def _check_session_id(session_id: str) -> None:
+    if not session_id or len(session_id) > SESSION_ID_MAX:
+        raise ValueError(f"session id must be 1..{SESSION_ID_MAX} characters")
+
+
+def _title(user_text: str) -> str:
+    line = " ".join(user_text.split())
+    return line if len(line) <= TITLE_MAX else line[: TITLE_MAX - 1] + "…"
+
+
+def _jsonable(value: Any) -> Any:
+    # Tool arguments may hold datetimes, enums or models; store what JSON can say about them.
+    return to_jsonable_python(value, fallback=str)
+
+
+def _pending_json(pending: PendingCall | None) -> dict[str, Any] | None:
+    return None if pending is None else pending.model_dump(mode="json")
+
+
+def _session_query() -> Select[Any]:
+    return select(
+        SessionRow.id,
+        SessionRow.source,
+        SessionRow.owner,
+        SessionRow.title,
+        SessionRow.created_at,
+        SessionRow.last_activity,
+        SessionRow.message_count,
+        SessionRow.pending_action,
+        SessionRow.context,
+    )
+
+
+def _session_info(row: Row[Any]) -> SessionInfo:
+    pending: PendingCall | None = None
+    if row.pending_action is not None:
+        try:
+            pending = PendingCall.model_validate(row.pending_action)
+        except ValidationError:
+            # Stored by an older version with another shape: drop it rather than fail the turn.
+            log.warning("session_pending_unreadable", session_id=row.id)
+    return SessionInfo(
+        session_id=row.id,
+        source=row.source,
+        owner=row.owner,
+        title=row.title,
+        created_at=row.created_at,
+        last_activity=row.last_activity,
+        message_count=row.message_count,
+        pending=pending,
+        context=row.context or {},
+    )
+
+
+async def _insert_audit(
+    conn: AsyncConnection,
+    entries: Sequence[AuditEntry],
+    *,
+    session_id: str | None,
+    trace_id: str | None,
+) -> None:
+    if not entries:
+        return
+    await conn.execute(
+        insert(AuditRow),
+        [
+            {
+                "at": entry.at,
+                "actor": entry.actor,
+                "session_id": entry.session_id or session_id,
+                "source": entry.source,
+                "tool": entry.tool,
+                "args": _jsonable(entry.args),
+                "outcome": entry.outcome,
+                "detail": entry.detail,
+                "duration_ms": entry.duration_ms,
+                "trace_id": entry.trace_id or trace_id,
+                "planner": entry.planner,
+            }
+            for entry in entries
+        ],
+    )
+
+
+if __name__ == "__main__":
+    from app.store.cli import main
+
+    raise SystemExit(main())

@@ -1,0 +1,494 @@
+"""The offline planner: phrasings, several requests, references, slots, honesty, validity."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from app.conversation.planners.rules import (
+    LLM_CONFIDENCE_THRESHOLD,
+    RulesPlanner,
+    is_affirmative,
+    is_negative,
+    plan_message,
+)
+from app.domain.plan import (
+    HistoryTurn,
+    PendingCall,
+    Plan,
+    PlanContext,
+    Planner,
+    ToolCall,
+)
+from app.tools.catalogue import validation_errors
+
+ALIASES = {
+    "registry": 1,
+    "orchestrator": 10,
+    "chat orchestrator": 12,
+    "voice": 18,
+    "visibility deck": 14,
+}
+
+
+def plan(text: str, **context: Any) -> Plan:
+    context.setdefault("aliases", ALIASES)
+    return plan_message(text, PlanContext(**context))
+
+
+def calls(p: Plan) -> list[tuple[str, dict[str, Any]]]:
+    return [(c.tool, c.args) for c in p.calls]
+
+
+def history(*texts: str) -> list[HistoryTurn]:
+    return [
+        HistoryTurn(role="user" if i % 2 == 0 else "assistant", text=t) for i, t in enumerate(texts)
+    ]
+
+
+async def test_is_a_planner_named_rules() -> None:
+    planner: Planner = RulesPlanner()
+    result = await planner.plan("list droplets", PlanContext())
+    assert planner.name == "rules"
+    assert result.planner == "rules"
+    assert calls(result) == [("list_droplets", {})]
+
+
+# ---- the examples every client relies on ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("show me all registered items", [("list_droplets", {})]),
+        ("show me all registered droplets", [("list_droplets", {})]),
+        ("Get the latest system alerts", [("system_alerts", {})]),
+        ("any alerts?", [("system_alerts", {})]),
+        ("is droplet 14 healthy?", [("droplet_status", {"droplet_id": 14})]),
+        ("help", [("help", {})]),
+        ("what can you do?", [("help", {})]),
+    ],
+)
+def test_documented_examples(text: str, expected: list[tuple[str, dict[str, Any]]]) -> None:
+    result = plan(text)
+    assert result.kind == "tools"
+    assert calls(result) == expected
+    assert result.confidence >= LLM_CONFIDENCE_THRESHOLD
+
+
+def test_create_verification_task_with_code_url_and_priority() -> None:
+    result = plan(
+        "create a verification task for droplet 14, code at "
+        "https://github.com/fullpotential-ai/droplet-14, priority 3"
+    )
+    assert result.kind == "tools"
+    assert calls(result) == [
+        (
+            "create_task",
+            {
+                "task_type": "verify",
+                "title": "Verify droplet 14",
+                "priority": 3,
+                "payload": {
+                    "target_droplet_id": 14,
+                    "code_url": "https://github.com/fullpotential-ai/droplet-14",
+                },
+            },
+        )
+    ]
+
+
+def test_priority_defaults_to_normal_when_not_said() -> None:
+    (call,) = plan("create a build task for droplet 3").calls
+    assert call.args["priority"] == 5
+
+
+def test_greeting_is_a_short_friendly_answer() -> None:
+    result = plan("hello")
+    assert result.kind == "answer"
+    assert result.intent == "smalltalk"
+    assert result.answer and result.answer.startswith("Hello")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "what's the weather in Paris",
+        "tell me a joke",
+        "what's the status of my pizza order?",
+        "set an alarm for 7am",
+        "asdfghjkl",
+    ],
+)
+def test_out_of_scope_gets_an_honest_answer_with_low_confidence(text: str) -> None:
+    result = plan(text)
+    assert result.kind == "answer"
+    assert result.calls == []
+    assert result.confidence < LLM_CONFIDENCE_THRESHOLD
+    assert result.answer and "droplet" in result.answer
+
+
+# ---- phrasing, typos, several requests ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "is droplet 14 healthy?",
+        "how is droplet 14 doing",
+        "droplet 14 status",
+        "could you check on droplet 14 for me please",
+        "is dropelt 14 healthy",
+        "stauts of droplet 14",
+        "d14?",
+        "what's the health of the visibility deck?",
+    ],
+)
+def test_paraphrases_of_one_request(text: str) -> None:
+    assert calls(plan(text)) == [("droplet_status", {"droplet_id": 14})]
+
+
+def test_typos_lower_the_confidence() -> None:
+    clean = plan("show system status")
+    typo = plan("shwo sytem stauts")
+    assert calls(clean) == calls(typo) == [("system_status", {})]
+    assert typo.confidence < clean.confidence
+
+
+def test_status_of_two_droplets_is_two_calls() -> None:
+    assert calls(plan("status of droplets 1 and 10")) == [
+        ("droplet_status", {"droplet_id": 1}),
+        ("droplet_status", {"droplet_id": 10}),
+    ]
+
+
+def test_two_requests_in_one_message() -> None:
+    result = plan("list tasks and show alerts")
+    assert result.intent == "multi"
+    assert calls(result) == [("list_tasks", {}), ("system_alerts", {})]
+
+
+def test_a_later_request_can_refer_to_an_earlier_one() -> None:
+    assert calls(plan("check droplet 14 and list its tasks")) == [
+        ("droplet_status", {"droplet_id": 14}),
+        ("list_tasks", {"assigned_droplet_id": 14}),
+    ]
+
+
+def test_filters_for_lists() -> None:
+    assert calls(plan("which droplets are down?")) == [("list_droplets", {"status": "down"})]
+    assert calls(plan("pending tasks for droplet 7")) == [
+        ("list_tasks", {"status": "pending", "assigned_droplet_id": 7})
+    ]
+    assert calls(plan("last 5 alerts")) == [("system_alerts", {"limit": 5})]
+
+
+# ---- conversation references -------------------------------------------------------------------
+
+
+def test_what_about_repeats_the_previous_request() -> None:
+    ctx = history("is droplet 10 healthy?", "Orchestrator (droplet 10) is active.")
+    assert calls(plan("what about droplet 14?", history=ctx)) == [
+        ("droplet_status", {"droplet_id": 14})
+    ]
+    ctx = history("tasks assigned to droplet 14", "2 tasks")
+    assert calls(plan("and for droplet 3?", history=ctx)) == [
+        ("list_tasks", {"assigned_droplet_id": 3})
+    ]
+
+
+def test_cancel_it_uses_the_last_task() -> None:
+    assert calls(plan("cancel it", last_task_id=42)) == [("cancel_task", {"task_id": 42})]
+
+
+def test_cancel_it_without_a_known_task_asks_which() -> None:
+    result = plan("cancel it")
+    assert result.kind == "ask"
+    assert result.missing == ["task_id"]
+    assert calls(result) == [("cancel_task", {})]
+
+
+def test_it_means_the_droplet_or_the_task_by_the_words_used() -> None:
+    both = {"last_task_id": 7, "last_droplet_id": 14}
+    assert calls(plan("is it healthy?", **both)) == [("droplet_status", {"droplet_id": 14})]
+    assert calls(plan("is it done yet?", **both)) == [("task_status", {"task_id": 7})]
+
+
+def test_bare_cancel_without_anything_pending_is_not_a_cancel_call() -> None:
+    result = plan("cancel")
+    assert result.kind == "answer"
+    assert result.calls == []
+
+
+# ---- missing slots and pending calls -----------------------------------------------------------
+
+
+def test_create_without_a_type_asks_for_it() -> None:
+    result = plan("create a task for droplet 14, priority 2")
+    assert result.kind == "ask"
+    assert result.missing == ["task_type"]
+    assert calls(result) == [("create_task", {"priority": 2, "payload": {"target_droplet_id": 14}})]
+
+
+def _pending(tool: str, args: dict[str, Any], missing: list[str] | None = None) -> PendingCall:
+    return PendingCall(call=ToolCall(tool=tool, args=args), missing=missing or [])
+
+
+def test_slot_answer_completes_the_pending_call() -> None:
+    pending = _pending(
+        "create_task", {"priority": 5, "payload": {"target_droplet_id": 14}}, ["task_type"]
+    )
+    result = plan("verify", pending=pending)
+    assert result.kind == "tools"
+    assert calls(result) == [
+        (
+            "create_task",
+            {
+                "priority": 5,
+                "payload": {"target_droplet_id": 14},
+                "task_type": "verify",
+                "title": "Verify droplet 14",
+            },
+        )
+    ]
+
+
+def test_other_details_keep_asking_for_what_is_still_missing() -> None:
+    pending = _pending("create_task", {"priority": 5, "payload": {}}, ["task_type"])
+    result = plan("priority 2", pending=pending)
+    assert result.kind == "ask"
+    assert result.missing == ["task_type"]
+    assert result.calls[0].args["priority"] == 2
+
+
+WAITING = _pending(
+    "create_task",
+    {
+        "task_type": "verify",
+        "title": "Verify droplet 14",
+        "priority": 3,
+        "payload": {"target_droplet_id": 14},
+    },
+)
+
+
+@pytest.mark.parametrize(
+    ("reply", "changes"),
+    [
+        ("make it priority 2", {"priority": 2}),
+        ("actually make it urgent", {"priority": 1}),
+        (
+            "for droplet 16 instead",
+            {"payload": {"target_droplet_id": 16}, "title": "Verify droplet 16"},
+        ),
+        ("title: Audit droplet 14", {"title": "Audit droplet 14"}),
+        ("make it a build task", {"task_type": "build", "title": "Build droplet 14"}),
+    ],
+)
+def test_edits_to_a_call_awaiting_confirmation(reply: str, changes: dict[str, Any]) -> None:
+    result = plan(reply, pending=WAITING)
+    assert result.kind == "tools"
+    assert calls(result) == [("create_task", {**WAITING.call.args, **changes})]
+    assert "slot_fill" in result.notes
+
+
+def test_a_user_chosen_title_survives_a_retarget() -> None:
+    pending = _pending(
+        "create_task",
+        {
+            "task_type": "verify",
+            "title": "Audit",
+            "priority": 3,
+            "payload": {"target_droplet_id": 14},
+        },
+    )
+    (call,) = plan("for droplet 16 instead", pending=pending).calls
+    assert call.args["title"] == "Audit"
+
+
+def test_a_new_request_while_a_call_is_pending_is_planned_as_such() -> None:
+    assert calls(plan("show alerts", pending=WAITING)) == [("system_alerts", {})]
+    assert calls(plan("is droplet 3 healthy?", pending=WAITING)) == [
+        ("droplet_status", {"droplet_id": 3})
+    ]
+
+
+def test_message_slot_takes_the_reply_as_typed() -> None:
+    pending = _pending("send_message", {"target_droplet_id": 18}, ["message"])
+    result = plan("Deploy finished, all green", pending=pending)
+    assert calls(result) == [
+        ("send_message", {"target_droplet_id": 18, "message": "Deploy finished, all green"})
+    ]
+
+
+def test_task_id_slot_accepts_a_bare_number() -> None:
+    pending = _pending("cancel_task", {}, ["task_id"])
+    assert calls(plan("7", pending=pending)) == [("cancel_task", {"task_id": 7})]
+
+
+def test_send_message_parts() -> None:
+    assert calls(plan("tell droplet 5 to restart")) == [
+        ("send_message", {"target_droplet_id": 5, "message": "restart"})
+    ]
+    assert calls(plan("message droplet 7: deploy finished at 10:30")) == [
+        ("send_message", {"target_droplet_id": 7, "message": "deploy finished at 10:30"})
+    ]
+    result = plan("send a message to droplet 18")
+    assert result.kind == "ask"
+    assert result.missing == ["message"]
+
+
+# ---- confirmations -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "yes",
+        "Y",
+        "yep",
+        "confirm",
+        "go ahead",
+        "do it",
+        "sure",
+        "ok",
+        "Yes, go ahead!",
+        "yes please",
+        "👍",
+        "confrim",
+    ],
+)
+def test_affirmative(text: str) -> None:
+    assert is_affirmative(text)
+    assert not is_negative(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["no", "nope", "cancel", "stop", "abort", "never mind", "don't", "No thanks.", "forget it"],
+)
+def test_negative(text: str) -> None:
+    assert is_negative(text)
+    assert not is_affirmative(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "cancel task 7",
+        "cancel it",
+        "no, show me the alerts",
+        "yes and list droplets",
+        "don't cancel task 7",
+        "stop task 3",
+        "",
+        "ok show tasks",
+        "yes no",
+    ],
+)
+def test_requests_are_neither_yes_nor_no(text: str) -> None:
+    assert not is_negative(text)
+    assert not (is_affirmative(text) and text != "")
+
+
+# ---- every plan is valid -----------------------------------------------------------------------
+
+
+def _only_missing_required(call: ToolCall) -> bool:
+    return all("is a required property" in e for e in validation_errors(call))
+
+
+def _assert_valid(result: Plan) -> None:
+    assert 0.0 <= result.confidence <= 1.0
+    if result.kind == "tools":
+        assert result.calls
+        for call in result.calls:
+            assert validation_errors(call) == [], (call, validation_errors(call))
+    elif result.kind == "ask":
+        assert len(result.calls) == 1 and result.missing
+        assert _only_missing_required(result.calls[0])
+    else:
+        assert result.answer
+
+
+CONTEXTS = st.builds(
+    PlanContext,
+    last_task_id=st.none() | st.integers(1, 10_000),
+    last_droplet_id=st.none() | st.integers(1, 100),
+    pending=st.none()
+    | st.sampled_from(
+        [
+            WAITING,
+            _pending("create_task", {"priority": 5, "payload": {}}, ["task_type"]),
+            _pending("send_message", {"target_droplet_id": 18}, ["message"]),
+            _pending("cancel_task", {}, ["task_id"]),
+        ]
+    ),
+    history=st.lists(
+        st.builds(
+            HistoryTurn, role=st.sampled_from(["user", "assistant"]), text=st.text(max_size=80)
+        ),
+        max_size=3,
+    ),
+    aliases=st.just(ALIASES),
+)
+WORDS = st.sampled_from(
+    [
+        "create",
+        "cancel",
+        "task",
+        "droplet",
+        "14",
+        "#7",
+        "priority",
+        "p0",
+        "p11",
+        "0",
+        "title:",
+        "send",
+        "tell",
+        "to",
+        "it",
+        "and",
+        "status",
+        "alerts",
+        "verify",
+        "https://x.io/y",
+        "'q'",
+        '"',
+        ":",
+        ",",
+        "registry",
+        "list",
+        "limit",
+        "999",
+        "1000",
+        "last",
+        "for",
+        "instead",
+        "make",
+        "message",
+        "voice",
+        "new",
+        "spec",
+        "capability",
+        "x" * 300,
+        "??",
+        "\n",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(max_size=400), CONTEXTS)
+def test_any_text_gives_a_valid_plan(text: str, context: PlanContext) -> None:
+    _assert_valid(plan_message(text, context))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(WORDS, max_size=25).map(" ".join), CONTEXTS)
+def test_command_like_text_gives_a_valid_plan(text: str, context: PlanContext) -> None:
+    _assert_valid(plan_message(text, context))

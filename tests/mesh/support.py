@@ -1,0 +1,73 @@
+"""Helpers for tests that run against the sandbox mesh (real HTTP on loopback)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from app.mesh.orchestrator import OrchestratorClient
+from app.mesh.registry import RegistryClient
+from app.mesh.resilience import RetryPolicy
+from app.mesh.tokens import TokenProvider
+from sandbox.testing import MeshHandle
+
+FAST_RETRY = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02)
+
+
+@dataclass
+class Peers:
+    registry: RegistryClient
+    orchestrator: OrchestratorClient
+    tokens: TokenProvider
+
+    async def aclose(self) -> None:
+        await self.registry.aclose()
+        await self.orchestrator.aclose()
+        await self.tokens.aclose()
+
+
+def peers_for(
+    handle: MeshHandle, *, droplet_id: int = 12, timeout: float = 2.0, **breaker: Any
+) -> Peers:
+    registry = RegistryClient(base_url=handle.registry_url, api_key=handle.registry_key,
+                              timeout=timeout, retry_policy=FAST_RETRY, **breaker)
+    tokens = TokenProvider(droplet_id=droplet_id, private_key_path=handle.private_key_path)
+    orchestrator = OrchestratorClient(base_url=handle.orchestrator_url, tokens=tokens,
+                                      timeout=timeout, droplet_id=droplet_id,
+                                      retry_policy=FAST_RETRY, **breaker)
+    return Peers(registry=registry, orchestrator=orchestrator, tokens=tokens)
+
+
+async def sandbox_post(base_url: str, path: str, body: Any = None) -> Any:
+    async with httpx.AsyncClient(base_url=base_url, timeout=5.0) as client:
+        response = await client.post(path, json=body)
+        response.raise_for_status()
+        return response.json()
+
+
+async def set_fault(base_url: str, mode: str, delay: float | None = None) -> None:
+    body: dict[str, Any] = {"mode": mode}
+    if delay is not None:
+        body["delay"] = delay
+    await sandbox_post(base_url, "/_sandbox/fault", body)
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool] | bool], *, within: float = 10.0, every: float = 0.05
+) -> None:
+    """Wait until `check()` holds; fail with a clear message when it never does."""
+    deadline = time.monotonic() + within
+    while True:
+        result = check()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within} s")
+        await asyncio.sleep(every)
