@@ -47,7 +47,7 @@ unit: $(STAMP)
 
 # The tests that run the whole service again on PostgreSQL (the store's own tests and the
 # scale-out tests cover both stores in the first pass already).
-PG_SUITE := tests/api tests/test_durability.py tests/test_llm_planning.py \
+PG_SUITE := tests/channels tests/test_durability.py tests/test_llm_planning.py \
 	tests/test_fault_injection.py tests/test_secrets.py tests/test_fuzz_api.py
 
 ## Everything CI runs: set-up, lint, strict typing, the whole suite on SQLite, then on PostgreSQL.
