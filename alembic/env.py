@@ -16,7 +16,6 @@ from logging.config import fileConfig
 from sqlalchemy import Connection, text
 
 from alembic import context
-from app.store.tables import Base
 from app.store.engine import (
     build_engine,
     enable_wal,
@@ -25,6 +24,7 @@ from app.store.engine import (
     write_engine,
 )
 from app.store.migrations import MIGRATION_LOCK_KEY
+from app.store.tables import Base
 
 config = context.config
 target_metadata = Base.metadata

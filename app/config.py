@@ -11,8 +11,21 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PLACEHOLDER_MARKERS = (
-    "your-", "your_", "secret-from", "changeme", "change-me", "change_me", "placeholder",
-    "example", "replace", "dummy", "todo", "xxxx", "<", "fixme", "insert",
+    "your-",
+    "your_",
+    "secret-from",
+    "changeme",
+    "change-me",
+    "change_me",
+    "placeholder",
+    "example",
+    "replace",
+    "dummy",
+    "todo",
+    "xxxx",
+    "<",
+    "fixme",
+    "insert",
 )
 MIN_SECRET_CHARS = 16
 MIN_SECRET_DISTINCT = 8
@@ -92,7 +105,11 @@ class Settings(BaseSettings):
     inbound_message_auth: Literal["jwt", "jwt_or_allowlist"] = "jwt_or_allowlist"
     inbound_allowlist: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: [
-            "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"
+            "127.0.0.0/8",
+            "::1/128",
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
         ]
     )
 

@@ -134,8 +134,10 @@ def _admin_openapi(app: FastAPI) -> None:
 
 async def _admin_only(request: Request) -> None:
     gate: Gate = request.app.state.gate
-    caller = gate.api_caller(authorization=request.headers.get("authorization"),
-                             address=request.client.host if request.client else None)
+    caller = gate.api_caller(
+        authorization=request.headers.get("authorization"),
+        address=request.client.host if request.client else None,
+    )
     gate.require(caller, "admin", to="The API description")
 
 

@@ -156,8 +156,11 @@ def build_runtime(settings: Settings) -> Runtime:
         max_sessions_per_owner=settings.max_sessions_per_identity,
     )
 
-    redis_url = settings.event_bus_url if (settings.event_bus_url or "").startswith(
-        ("redis://", "rediss://", "unix://")) else None
+    redis_url = (
+        settings.event_bus_url
+        if (settings.event_bus_url or "").startswith(("redis://", "rediss://", "unix://"))
+        else None
+    )
     gate = Gate(
         settings=settings,
         public_keys=public_keys,
@@ -170,9 +173,13 @@ def build_runtime(settings: Settings) -> Runtime:
 
         async def run_task(task: Task) -> str:
             # Through the gate like every channel: read-only, in a session only an admin opens.
-            turn = gate.turn(SYSTEM_TASKS, channel="task", text=_task_text(task),
-                             trace_id=task.trace_id or f"task-{task.id}",
-                             session_id=f"task-{task.id}")
+            turn = gate.turn(
+                SYSTEM_TASKS,
+                channel="task",
+                text=_task_text(task),
+                trace_id=task.trace_id or f"task-{task.id}",
+                session_id=f"task-{task.id}",
+            )
             reply = await conversation.handle(turn)
             return reply.text
 
@@ -203,9 +210,9 @@ def build_runtime(settings: Settings) -> Runtime:
         if lifecycle is not None:
             await lifecycle.stop()
 
-    leader = build_leader(url=redis_url, on_elected=elected, on_demoted=demoted,
-                          ttl_s=settings.heartbeat_interval_s)
-
+    leader = build_leader(
+        url=redis_url, on_elected=elected, on_demoted=demoted, ttl_s=settings.heartbeat_interval_s
+    )
 
     summarizer = _summarizer(planner) if settings.llm_summarize else None
 
@@ -245,8 +252,9 @@ def build_runtime(settings: Settings) -> Runtime:
 def _limiter(per_minute: int, redis_url: str | None, name: str) -> RateLimiter | None:
     if per_minute <= 0:
         return None
-    return build_rate_limiter(per_minute=per_minute, redis_url=redis_url,
-                              prefix=f"droplet12:rl:{name}")
+    return build_rate_limiter(
+        per_minute=per_minute, redis_url=redis_url, prefix=f"droplet12:rl:{name}"
+    )
 
 
 def _summarizer(planner: Planner) -> Summarizer | None:
@@ -318,14 +326,17 @@ async def start_runtime(runtime: Runtime) -> None:
     await runtime.store.migrate()
     await runtime.bus.start(runtime.hub.dispatch)
     runtime.background.append(
-        asyncio.create_task(
-            runtime.store.run_cleanup(interval_seconds=600), name="session-cleanup"
-        )
+        asyncio.create_task(runtime.store.run_cleanup(interval_seconds=600), name="session-cleanup")
     )
     await runtime.health.start()
     await runtime.leader.start()
-    log.info("runtime_started", at=utcnow().isoformat(), store=runtime.store.url,
-             planner=runtime.planner_name, event_bus=runtime.bus.backend)
+    log.info(
+        "runtime_started",
+        at=utcnow().isoformat(),
+        store=runtime.store.url,
+        planner=runtime.planner_name,
+        event_bus=runtime.bus.backend,
+    )
 
 
 async def stop_runtime(runtime: Runtime) -> None:

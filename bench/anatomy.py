@@ -31,7 +31,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +140,7 @@ def _settings(data_dir: Path, mesh: Any, **extra: Any) -> Any:
         "droplet_url": "http://127.0.0.1:9",
     }
     values.update(extra)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 @contextlib.contextmanager
@@ -160,7 +160,7 @@ def _patched(variant: set[str]) -> Iterator[None]:
             frozen = tuple(sorted(aliases.items())) if aliases else None
             return cached(text, frozen)
 
-        dx.extract = extract  # type: ignore[assignment]
+        dx.extract = extract
         undo.append(lambda: setattr(dx, "extract", original))
     if "sqlite_normal" in variant:
         from app.store import engine as me
@@ -173,7 +173,7 @@ def _patched(variant: set[str]) -> Iterator[None]:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 
-        me._on_sqlite_connect = on_connect  # type: ignore[assignment]
+        me._on_sqlite_connect = on_connect
         undo.append(lambda: setattr(me, "_on_sqlite_connect", connect))
     if "prebuilt_sql" in variant:
         from app.store import sessions as memory
@@ -267,16 +267,18 @@ def _quiet_logs() -> None:
 
 async def _turns(conversation: Any, n: int, session: str, text: str) -> None:
     from app.conversation.service import Turn
+    from app.domain.identity import Caller, Identity, session_key
 
+    caller = Caller(Identity("anonymous", "developer"), frozenset({"read", "write"}))
     for i in range(n):
         await conversation.handle(
             Turn(
                 text=text,
                 trace_id=f"{session}-{i}",
-                session_id=session,
+                caller=caller,
+                session_key=session_key(caller.identity, session),
                 source="chat",
                 channel="rest",
-                actor="anonymous",
             )
         )
 
@@ -680,7 +682,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         import uvloop
 
-        runner: Callable[[Awaitable[Any]], Any] = uvloop.run  # the service's loop
+        runner: Callable[[Coroutine[Any, Any, Any]], Any] = uvloop.run  # the service's loop
     except ImportError:  # pragma: no cover
         runner = asyncio.run
     result = runner(_main(args.turns, args.rounds, args.llm_calls, args.db_ops))

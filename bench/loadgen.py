@@ -421,7 +421,7 @@ class WsConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-        transport.write(self._request)
+        self.transport.write(self._request)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -695,7 +695,11 @@ async def run_ws(job: dict[str, Any]) -> dict[str, Any]:
         state.marker = None
         await asyncio.sleep(0.5)
     result["events"] = events
-    complete = [e["all_ms"] for e in events if e["delivered"] >= state.expected]
+    complete: list[float] = [
+        e["all_ms"]
+        for e in events
+        if int(e["delivered"] or 0) >= state.expected and e["all_ms"] is not None
+    ]
     result["event_reach_all_ms_median"] = sorted(complete)[len(complete) // 2] if complete else None
     result["event_reach_all_ms_max"] = max(complete) if len(complete) == len(events) else None
 

@@ -552,7 +552,7 @@ class Bench:
             sizes = list(plan.growth_sizes)
             for r in range(plan.growth_rounds):
                 for size in sizes if r % 2 == 0 else list(reversed(sizes)):
-                    for probe, prefix in (
+                    for kind, prefix in (
                         ("new", f"growth-new-r{r}"),
                         ("history", "bench-history"),
                     ):
@@ -564,18 +564,18 @@ class Bench:
                             duration=plan.growth_duration_s,
                             warmup=0.5,
                         )
-                        runs.setdefault((size, probe), []).append(res)
+                        runs.setdefault((size, kind), []).append(res)
             out: dict[str, Any] = {"seeded": seeded, "startup_s": startup, "sizes": {}}
             reference = _pool(runs[(sizes[0], "new")], "read")["p50_ms"]
             worst = 0.0
             for size in sizes:
                 entry: dict[str, Any] = {}
-                for probe in ("new", "history"):
-                    pooled = _pool(runs[(size, probe)], "read")
+                for kind in ("new", "history"):
+                    pooled = _pool(runs[(size, kind)], "read")
                     if reference and pooled.get("p50_ms") is not None:
                         pooled["p50_vs_smallest_new"] = round(pooled["p50_ms"] / reference, 3)
                         worst = max(worst, pooled["p50_vs_smallest_new"])
-                    entry[probe] = pooled
+                    entry[kind] = pooled
                 out["sizes"][str(size)] = entry
             out["worst_p50_ratio"] = round(worst, 3) if worst else None
             return out

@@ -1,6 +1,6 @@
 """Print a development token for the JWT-protected endpoints of a `make run` droplet 12.
 
-    curl -H "Authorization: Bearer $(.venv/bin/python -m scripts.dev_token)" localhost:8012/state
+curl -H "Authorization: Bearer $(.venv/bin/python -m scripts.dev_token)" localhost:8012/state
 """
 
 from __future__ import annotations

@@ -42,8 +42,9 @@ class KeyPair:
         now = int(time.time())
         body: dict[str, Any] = {"sub": "droplet-1", "iat": now, "exp": now + int(ttl)}
         body.update(claims)
-        return jwt.encode({k: v for k, v in body.items() if v is not None}, self.private_pem,
-                          algorithm="RS256")
+        return jwt.encode(
+            {k: v for k, v in body.items() if v is not None}, self.private_pem, algorithm="RS256"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -90,7 +91,7 @@ def make_settings(
             "chat_rate_limit_per_minute": 0,
         }
         values.update(overrides)
-        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+        return Settings(_env_file=None, **values)
 
     return build
 

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_defaults_are_the_deployment_guide_values() -> None:
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     assert settings.droplet_id == 12
     assert settings.port == 8012
     assert settings.steward == "Zainab"
@@ -40,7 +41,7 @@ def test_every_deployment_guide_variable_is_read_from_the_environment(
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     assert settings.gemini_api_key is not None
     assert settings.gemini_api_key.get_secret_value() == "real-key-123"
     assert settings.orchestrator_url == "http://orchestrator:8010"
@@ -55,23 +56,21 @@ def test_every_deployment_guide_variable_is_read_from_the_environment(
 def test_dotenv_file_is_read(tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
     env_file.write_text("STEWARD=Someone\nPORT=8099\n")
-    settings = Settings(_env_file=env_file)  # type: ignore[call-arg]
+    settings = Settings(_env_file=env_file)
     assert settings.steward == "Someone"
     assert settings.port == 8099
 
 
 @pytest.mark.parametrize("secret", [None, "", "secret-from-registry-steward", "changeme"])
 def test_production_refuses_missing_or_placeholder_secret(secret: str | None) -> None:
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None, environment="production", droplet_secret=secret
-    )
+    settings = Settings(_env_file=None, environment="production", droplet_secret=secret)
     with pytest.raises(ConfigError) as caught:
         settings.check_runnable()
     assert caught.value.variable == "DROPLET_SECRET"
 
 
 def test_production_refuses_placeholder_gemini_key() -> None:
-    settings = Settings(  # type: ignore[call-arg]
+    settings = Settings(
         _env_file=None,
         environment="production",
         droplet_secret="a-real-secret-0123456789",
@@ -83,7 +82,7 @@ def test_production_refuses_placeholder_gemini_key() -> None:
 
 
 def test_development_starts_without_secrets_and_says_what_is_off() -> None:
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     settings.check_runnable()
     off = " ".join(settings.disabled_features())
     assert "GEMINI_API_KEY" in off and "LLM_BASE_URL" in off
@@ -108,27 +107,36 @@ STRONG = "k7Qp2vX9mL4tR8wZ"
     ],
 )
 def test_production_refuses_weak_settings(overrides: dict[str, str], variable: str) -> None:
-    values = {"droplet_secret": STRONG, **overrides}
-    settings = Settings(_env_file=None, environment="production", **values)  # type: ignore[call-arg,arg-type]
+    values: dict[str, Any] = {"environment": "production", "droplet_secret": STRONG, **overrides}
+    settings = Settings(_env_file=None, **values)
     with pytest.raises(ConfigError) as caught:
         settings.check_runnable()
     assert caught.value.variable == variable
 
 
 def test_production_accepts_strong_settings() -> None:
-    Settings(  # type: ignore[call-arg]
-        _env_file=None, environment="production", droplet_secret=STRONG,
+    Settings(
+        _env_file=None,
+        environment="production",
+        droplet_secret=STRONG,
         cors_origins="https://ops.example.org",
     ).check_runnable()
 
 
 def _start(env_overrides: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k.upper() not in {
-        f.upper() for f in Settings.model_fields}}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k.upper() not in {f.upper() for f in Settings.model_fields}
+    }
     env.update(env_overrides)
     env["PYTHONPATH"] = str(ROOT)
     return subprocess.run(
-        [sys.executable, "-m", "app.main"], cwd=cwd, env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "app.main"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=60,
     )
 

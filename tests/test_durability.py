@@ -27,14 +27,16 @@ async def test_hundred_concurrent_messages_on_one_session(
 ) -> None:
     app = live_app(mesh_enabled=False)
     async with httpx.AsyncClient(base_url=app.url, timeout=60) as client:
-        replies = await asyncio.gather(*(
-            client.post("/api/chat", json={"message": f"hello number {i}",
-                                           "session_id": "crowded"})
-            for i in range(100)
-        ))
+        replies = await asyncio.gather(
+            *(
+                client.post(
+                    "/api/chat", json={"message": f"hello number {i}", "session_id": "crowded"}
+                )
+                for i in range(100)
+            )
+        )
         assert all(r.status_code == 200 for r in replies)
-        detail = (await client.get("/api/sessions/crowded",
-                                   params={"limit": 1000})).json()
+        detail = (await client.get("/api/sessions/crowded", params={"limit": 1000})).json()
     history = detail["history"]
     assert len(history) == 200
     assert [h["seq"] for h in history] == list(range(1, 201))
@@ -50,14 +52,22 @@ def test_session_and_pending_confirmation_survive_a_restart(
 
     def start() -> LiveApp:
         port = free_port()
-        return LiveApp(mesh_settings(port=port, droplet_url=f"http://127.0.0.1:{port}",
-                                     data_dir=tmp_path / "kept")).start()
+        return LiveApp(
+            mesh_settings(
+                port=port, droplet_url=f"http://127.0.0.1:{port}", data_dir=tmp_path / "kept"
+            )
+        ).start()
 
     first = start()
     try:
-        proposal = httpx.post(f"{first.url}/api/chat", json={
-            "message": "create a build task for droplet 16, priority 2",
-            "session_id": "keep-me"}, timeout=30).json()
+        proposal = httpx.post(
+            f"{first.url}/api/chat",
+            json={
+                "message": "create a build task for droplet 16, priority 2",
+                "session_id": "keep-me",
+            },
+            timeout=30,
+        ).json()
         assert proposal["pending_confirmation"]["tool"] == "create_task"
     finally:
         first.stop()
@@ -66,23 +76,39 @@ def test_session_and_pending_confirmation_survive_a_restart(
         detail = httpx.get(f"{second.url}/api/sessions/keep-me").json()
         assert detail["pending_confirmation"]["tool"] == "create_task"
         assert len(detail["history"]) == 2
-        done = httpx.post(f"{second.url}/api/chat", json={"message": "yes",
-                                                          "session_id": "keep-me"},
-                          timeout=30).json()
+        done = httpx.post(
+            f"{second.url}/api/chat", json={"message": "yes", "session_id": "keep-me"}, timeout=30
+        ).json()
         assert done["actions"] == [{"tool": "create_task", "status": "ok"}]
     finally:
         second.stop()
 
 
 def _spawn(port: int, data_dir: Path, database_url: str | None) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items()
-           if k.upper() not in {f.upper() for f in Settings.model_fields}}
-    env.update({"PYTHONPATH": str(ROOT), "PORT": str(port), "DATA_DIR": str(data_dir),
-                "MESH_ENABLED": "false", "LOG_FORMAT": "json", "LOG_LEVEL": "WARNING"})
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k.upper() not in {f.upper() for f in Settings.model_fields}
+    }
+    env.update(
+        {
+            "PYTHONPATH": str(ROOT),
+            "PORT": str(port),
+            "DATA_DIR": str(data_dir),
+            "MESH_ENABLED": "false",
+            "LOG_FORMAT": "json",
+            "LOG_LEVEL": "WARNING",
+        }
+    )
     if database_url:
         env["DATABASE_URL"] = database_url
-    return subprocess.Popen([sys.executable, "-m", "app.main"], env=env, cwd=data_dir.parent,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "app.main"],
+        env=env,
+        cwd=data_dir.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _wait_up(url: str) -> None:
@@ -132,8 +158,9 @@ def test_sigkill_loses_no_acknowledged_turn(
             while not stop.is_set():
                 text = f"help me {i}"
                 try:
-                    response = client.post("/api/chat", json={"message": text,
-                                                              "session_id": "killed"})
+                    response = client.post(
+                        "/api/chat", json={"message": text, "session_id": "killed"}
+                    )
                 except httpx.HTTPError:
                     return
                 if response.status_code == 200:
@@ -160,6 +187,7 @@ def test_sigkill_loses_no_acknowledged_turn(
     assert missing == []
     seqs = [h["seq"] for h in detail["history"]]
     assert seqs == list(range(1, len(seqs) + 1))
-    audit = httpx.get(f"{url}/api/audit", params={"session_id": "killed",
-                                                  "limit": 1000}).json()["entries"]
+    audit = httpx.get(f"{url}/api/audit", params={"session_id": "killed", "limit": 1000}).json()[
+        "entries"
+    ]
     assert len(audit) >= len(acknowledged)

@@ -36,13 +36,17 @@ def test_turns_answer_and_say_what_failed(
     app = live_app(peer_timeout_s=1.0, chat_rate_limit_per_minute=0)
     sid = f"fault-{peer}-{mode}"
     with httpx.Client(base_url=app.url, timeout=30) as client:
-        assert client.post("/api/chat", json={"message": "hello", "session_id": sid}
-                           ).status_code == 200
+        assert (
+            client.post("/api/chat", json={"message": "hello", "session_id": sid}).status_code
+            == 200
+        )
         _fault(sandbox, peer, mode, delay)
         try:
             question = "list tasks" if peer == "orchestrator" else "show me all droplets"
-            replies = [client.post("/api/chat", json={"message": question, "session_id": sid})
-                       for _ in range(3)]
+            replies = [
+                client.post("/api/chat", json={"message": question, "session_id": sid})
+                for _ in range(3)
+            ]
             for reply in replies:
                 assert reply.status_code == 200, reply.text
                 body = reply.json()
@@ -64,8 +68,7 @@ def test_turns_answer_and_say_what_failed(
         deadline = time.monotonic() + 15
         status = ""
         while time.monotonic() < deadline:
-            body = client.post("/api/chat", json={"message": question,
-                                                  "session_id": sid}).json()
+            body = client.post("/api/chat", json={"message": question, "session_id": sid}).json()
             status = body["actions"][0]["status"]
             if status == "ok" and "unreachable" not in body["response"]:
                 break

@@ -21,7 +21,7 @@ def _spec() -> dict[str, Any]:
     from app.main import create_app
 
     # Building the app reads no environment file and does no I/O; only the document is used.
-    spec: dict[str, Any] = create_app(Settings(_env_file=None, mesh_enabled=False)).openapi()  # type: ignore[call-arg]
+    spec: dict[str, Any] = create_app(Settings(_env_file=None, mesh_enabled=False)).openapi()
     return spec
 
 
@@ -48,9 +48,15 @@ def live(make_settings: Callable[..., Settings]) -> Iterator[LiveApp]:
 
 
 @schema.parametrize()
-@settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
-                                 HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+        HealthCheck.function_scoped_fixture,
+    ],
+)
 def test_api_never_fails_and_keeps_its_schema(case: Any, keys: KeyPair, live: LiveApp) -> None:
     token = keys.token(permissions=["read", "write", "admin"])
     case.call_and_validate(

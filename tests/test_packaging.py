@@ -28,8 +28,13 @@ def test_compose_matches_the_deployment_guide() -> None:
 def test_dockerfile_essentials() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert text.startswith("#") and "FROM python:3.11-slim" in text
-    for label in ("droplet.id", "droplet.name", "droplet.version", "droplet.udc_compliant",
-                  "droplet.capabilities"):
+    for label in (
+        "droplet.id",
+        "droplet.name",
+        "droplet.version",
+        "droplet.udc_compliant",
+        "droplet.capabilities",
+    ):
         assert label in text
     assert re.search(r"^USER (?!root)\w+", text, re.M)
     assert "HEALTHCHECK" in text and "/health" in text
@@ -52,8 +57,9 @@ def test_ignored_files_keep_secrets_out() -> None:
 
 
 def test_env_example_documents_every_setting() -> None:
-    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(),
-                                re.M))
+    documented = set(
+        re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M)
+    )
     settings = {name.upper() for name in Settings.model_fields}
     assert settings - documented == set()
 

@@ -55,23 +55,39 @@ def instances(
 
     def start(name: str) -> Instance:
         port = free_port()
-        env = {k: v for k, v in os.environ.items()
-               if k.upper() not in {f.upper() for f in Settings.model_fields}}
-        env.update({
-            "PYTHONPATH": str(ROOT), "PORT": str(port),
-            "DROPLET_URL": f"http://127.0.0.1:{port}",
-            "DATA_DIR": str(tmp_path / name), "DATABASE_URL": pg_database_url,
-            "EVENT_BUS_URL": REDIS_URL, "LOG_FORMAT": "json",
-            "REGISTRY_URL": sandbox.registry_url, "ORCHESTRATOR_URL": sandbox.orchestrator_url,
-            "DROPLET_SECRET": sandbox.registry_key,
-            "ORCHESTRATOR_PRIVATE_KEY_FILE": str(sandbox.private_key_path),
-            "REGISTRY_PUBLIC_KEY_FILE": str(sandbox.public_key_path),
-            "HEARTBEAT_INTERVAL_S": str(INTERVAL), "TASK_POLL_INTERVAL_S": "1",
-            "PEER_BREAKER_RESET_S": "1", "REGISTRATION_BACKOFF_MAX_S": "1",
-        })
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k.upper() not in {f.upper() for f in Settings.model_fields}
+        }
+        env.update(
+            {
+                "PYTHONPATH": str(ROOT),
+                "PORT": str(port),
+                "DROPLET_URL": f"http://127.0.0.1:{port}",
+                "DATA_DIR": str(tmp_path / name),
+                "DATABASE_URL": pg_database_url,
+                "EVENT_BUS_URL": REDIS_URL,
+                "LOG_FORMAT": "json",
+                "REGISTRY_URL": sandbox.registry_url,
+                "ORCHESTRATOR_URL": sandbox.orchestrator_url,
+                "DROPLET_SECRET": sandbox.registry_key,
+                "ORCHESTRATOR_PRIVATE_KEY_FILE": str(sandbox.private_key_path),
+                "REGISTRY_PUBLIC_KEY_FILE": str(sandbox.public_key_path),
+                "HEARTBEAT_INTERVAL_S": str(INTERVAL),
+                "TASK_POLL_INTERVAL_S": "1",
+                "PEER_BREAKER_RESET_S": "1",
+                "REGISTRATION_BACKOFF_MAX_S": "1",
+            }
+        )
         with (tmp_path / f"{name}.log").open("wb") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "app.main"], env=env, cwd=tmp_path,
-                                    stdout=log, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "app.main"],
+                env=env,
+                cwd=tmp_path,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -109,8 +125,11 @@ def _next(ws: Any, wanted: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
 
 def _heartbeats(sandbox: Any) -> list[datetime]:
     token = sandbox.mint_token(droplet_id=1, permissions=["read", "admin"])
-    response = httpx.get(f"{sandbox.orchestrator_url}/droplets/12",
-                         headers={"Authorization": f"Bearer {token}"}, timeout=5)
+    response = httpx.get(
+        f"{sandbox.orchestrator_url}/droplets/12",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=5,
+    )
     if response.status_code != 200:
         return []
     history = response.json()["payload"]["droplet"].get("health_history_24h", [])
@@ -121,8 +140,11 @@ def test_conversation_continues_across_instances_and_events_cross(
     instances: Callable[[str], Instance],
 ) -> None:
     a, b = instances("a"), instances("b")
-    proposal = httpx.post(f"{a.url}/api/chat", timeout=30, json={
-        "message": "create a build task for droplet 16, priority 2", "session_id": "roam"}).json()
+    proposal = httpx.post(
+        f"{a.url}/api/chat",
+        timeout=30,
+        json={"message": "create a build task for droplet 16, priority 2", "session_id": "roam"},
+    ).json()
     assert proposal["pending_confirmation"]["tool"] == "create_task"
     on_b = httpx.get(f"{b.url}/api/sessions/roam").json()
     assert on_b["pending_confirmation"]["tool"] == "create_task"
@@ -131,16 +153,23 @@ def test_conversation_continues_across_instances_and_events_cross(
     ws_url = a.url.replace("http://", "ws://") + "/ws?session_id=roam"
     with connect(ws_url, open_timeout=10) as ws:
         assert json.loads(ws.recv(timeout=10))["type"] == "welcome"
-        done = httpx.post(f"{b.url}/api/chat", timeout=30,
-                          json={"message": "yes", "session_id": "roam"}).json()
+        done = httpx.post(
+            f"{b.url}/api/chat", timeout=30, json={"message": "yes", "session_id": "roam"}
+        ).json()
         assert done["actions"] == [{"tool": "create_task", "status": "ok"}]
         pushed = _next(ws, lambda f: f["type"] == "message")
         assert pushed["content"] == done["response"]
-        httpx.post(f"{b.url}/message", json={
-            "source": "droplet-14", "message_type": "event",
-            "payload": {"summary": "snapshot finished", "severity": "info"}})
-        event = _next(ws, lambda f: f["type"] == "event"
-                      and f["event"]["summary"] == "snapshot finished")
+        httpx.post(
+            f"{b.url}/message",
+            json={
+                "source": "droplet-14",
+                "message_type": "event",
+                "payload": {"summary": "snapshot finished", "severity": "info"},
+            },
+        )
+        event = _next(
+            ws, lambda f: f["type"] == "event" and f["event"]["summary"] == "snapshot finished"
+        )
         assert event["event"]["source"] == "droplet-14"
 
 

@@ -39,13 +39,27 @@ def test_a_full_session_leaks_no_secret(
     admin = {"Authorization": f"Bearer {keys.token(permissions=['read', 'write', 'admin'])}"}
     bodies: list[str] = []
     with httpx.Client(base_url=app.url, timeout=30) as client:
-        for message in ("show me all droplets", "could you maybe do the thing from before",
-                        "create a build task for droplet 16 priority 2", "yes", "list tasks",
-                        f"my password is {sandbox.registry_key}"):
-            bodies.append(client.post("/api/chat", json={"message": message,
-                                                         "session_id": "secrets"}).text)
-        for path in ("/state", "/capabilities", "/dependencies", "/version", "/health",
-                     "/api/audit", "/metrics", "/api/sessions/stats"):
+        for message in (
+            "show me all droplets",
+            "could you maybe do the thing from before",
+            "create a build task for droplet 16 priority 2",
+            "yes",
+            "list tasks",
+            f"my password is {sandbox.registry_key}",
+        ):
+            bodies.append(
+                client.post("/api/chat", json={"message": message, "session_id": "secrets"}).text
+            )
+        for path in (
+            "/state",
+            "/capabilities",
+            "/dependencies",
+            "/version",
+            "/health",
+            "/api/audit",
+            "/metrics",
+            "/api/sessions/stats",
+        ):
             bodies.append(client.get(path, headers=admin).text)
         bodies.append(client.get("/state", headers={"Authorization": "Bearer bad"}).text)
         bodies.append(client.post("/api/chat", json={"message": ""}).text)

@@ -36,8 +36,9 @@ def client_address(request: Request) -> str | None:
 
 async def require_caller(request: Request, gate: GateDep) -> Caller:
     """A verified token (the UDC endpoints)."""
-    return gate.api_caller(authorization=request.headers.get("authorization"),
-                           address=client_address(request))
+    return gate.api_caller(
+        authorization=request.headers.get("authorization"), address=client_address(request)
+    )
 
 
 CurrentCaller = Annotated[Caller, Depends(require_caller)]
@@ -50,8 +51,11 @@ AUTH_RESPONSES: dict[int | str, dict[str, object]] = {
 
 async def require_chat_caller(request: Request, gate: GateDep) -> Caller:
     """A chat channel's caller: a token with CHAT_AUTH=jwt, the developer with `none`."""
-    return gate.chat_caller(authorization=request.headers.get("authorization"),
-                            query_token=None, address=client_address(request))
+    return gate.chat_caller(
+        authorization=request.headers.get("authorization"),
+        query_token=None,
+        address=client_address(request),
+    )
 
 
 ChatCaller = Annotated[Caller, Depends(require_chat_caller)]
@@ -77,8 +81,9 @@ async def operator_caller(request: Request, runtime: RuntimeDep, gate: GateDep) 
     """/metrics and /ws/connections: public, or (OPERATOR_ENDPOINTS=admin) an admin token."""
     if runtime.settings.effective_operator_endpoints == "public":
         return
-    caller = gate.api_caller(authorization=request.headers.get("authorization"),
-                             address=client_address(request))
+    caller = gate.api_caller(
+        authorization=request.headers.get("authorization"), address=client_address(request)
+    )
     gate.require(caller, "admin", to="This operator endpoint")
 
 

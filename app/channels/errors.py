@@ -124,15 +124,20 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SessionAccessDenied)
     async def _not_yours(_request: Request, exc: SessionAccessDenied) -> JSONResponse:
         # The same answer as for a session that does not exist: ids of others are not confirmed.
-        return error_response(404, f"No session {exc.args[0]!r}", code=ErrorCode.NOT_FOUND,
-                              details={"session_id": exc.args[0]})
+        return error_response(
+            404,
+            f"No session {exc.args[0]!r}",
+            code=ErrorCode.NOT_FOUND,
+            details={"session_id": exc.args[0]},
+        )
 
     @app.exception_handler(SessionQuotaExceeded)
     async def _quota(_request: Request, exc: SessionQuotaExceeded) -> JSONResponse:
         return error_response(
             429,
             f"Session limit reached ({exc.limit} per identity); delete old sessions first",
-            code=ErrorCode.RATE_LIMITED, details={"limit": exc.limit},
+            code=ErrorCode.RATE_LIMITED,
+            details={"limit": exc.limit},
         )
 
     @app.exception_handler(Exception)

@@ -34,8 +34,9 @@ Bucket = Literal["turn", "mesh"]
 
 def unauthorized(message: str, *, error: str | None = "invalid_token") -> ApiError:
     challenge = f'{_CHALLENGE}, error="{error}"' if error else _CHALLENGE
-    return ApiError(401, message, code=ErrorCode.UNAUTHORIZED,
-                    headers={"WWW-Authenticate": challenge})
+    return ApiError(
+        401, message, code=ErrorCode.UNAUTHORIZED, headers={"WWW-Authenticate": challenge}
+    )
 
 
 def forbidden(message: str) -> ApiError:
@@ -107,8 +108,9 @@ class Gate:
             )
         except TokenInvalid as exc:
             raise unauthorized(str(exc)) from exc
-        return Caller(caller.identity, caller.permissions, expires_at=caller.expires_at,
-                      address=address)
+        return Caller(
+            caller.identity, caller.permissions, expires_at=caller.expires_at, address=address
+        )
 
     def api_caller(self, *, authorization: str | None, address: str | None) -> Caller:
         """The UDC endpoints: always a verified token."""
@@ -122,8 +124,9 @@ class Gate:
         token = bearer_token(authorization) if authorization else (query_token or None)
         if token is not None or self._settings.effective_chat_auth == "jwt":
             return self.verify(token, address=address)
-        return Caller(Identity("anonymous", "developer"), DEVELOPER, authenticated=False,
-                      address=address)
+        return Caller(
+            Identity("anonymous", "developer"), DEVELOPER, authenticated=False, address=address
+        )
 
     def inbound_caller(
         self, *, authorization: str | None, address: str | None, source: str
@@ -133,11 +136,13 @@ class Gate:
         token = bearer_token(authorization)
         if token is not None:
             return self.verify(token, address=address)
-        if self._settings.inbound_message_auth == "jwt_or_allowlist" and self.allowlisted(
-            address
-        ):
-            return Caller(Identity("inbound", f"{address}/{source[:64]}"), frozenset({"read"}),
-                          authenticated=False, address=address)
+        if self._settings.inbound_message_auth == "jwt_or_allowlist" and self.allowlisted(address):
+            return Caller(
+                Identity("inbound", f"{address}/{source[:64]}"),
+                frozenset({"read"}),
+                authenticated=False,
+                address=address,
+            )
         return self.verify(None)
 
     def allowlisted(self, address: str | None) -> bool:

@@ -108,9 +108,7 @@ def verify_token(
     if max_lifetime_s is not None:
         start = issued if issued is not None else (now if now is not None else time.time())
         if float(expires) - float(start) > max_lifetime_s + LEEWAY_S:
-            raise TokenInvalid(
-                f"token lifetime exceeds the maximum of {int(max_lifetime_s)} s"
-            )
+            raise TokenInvalid(f"token lifetime exceeds the maximum of {int(max_lifetime_s)} s")
     return Caller(
         identity=identity_of(claims),
         permissions=_permissions(claims),

@@ -52,7 +52,10 @@ class MemoryRateLimiter:
     backend = "memory"
 
     def __init__(
-        self, *, per_minute: int, max_keys: int = 50_000,
+        self,
+        *,
+        per_minute: int,
+        max_keys: int = 50_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._limit = per_minute
@@ -94,7 +97,11 @@ class RedisRateLimiter:
     backend = "redis"
 
     def __init__(
-        self, *, url: str, per_minute: int, prefix: str = "droplet12:rl",
+        self,
+        *,
+        url: str,
+        per_minute: int,
+        prefix: str = "droplet12:rl",
         clock: Callable[[], float] = time.time,
     ) -> None:
         from redis.asyncio import Redis

@@ -23,12 +23,18 @@ def _trimmed_message(value: object) -> object:
 class ChatRequest(BaseModel):
     message: str = Field(description="What the operator said (1 to 5000 characters).")
     session_id: str | None = Field(
-        default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$",
+        default=None,
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9._:@-]+$",
         description="Continue this session; omitted: a new one is created and returned.",
     )
     metadata: dict[str, Any] = Field(default_factory=dict)
     proposal_id: str | None = Field(
-        default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
+        default=None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]+$",
         description="With a yes or no: the proposal it answers (its `pending_confirmation."
         "proposal_id`). A proposal that changed in the meantime is not executed.",
     )

@@ -126,7 +126,8 @@ class WebSocketHub:
             key = event.get("session_key")
             origin = event.get("origin")
             targets = [
-                c for c in self._connections.values()
+                c
+                for c in self._connections.values()
                 if key is not None and c.session_key == key and c.id != origin
             ]
         else:

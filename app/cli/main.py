@@ -28,14 +28,27 @@ DEFAULT_URL = "http://localhost:8012"
 EXIT_SERVER_ERROR = 1
 EXIT_UNREACHABLE = 3
 
-UrlOption = Annotated[str, typer.Option(
-    "--url", "-u", envvar="CHAT_ORCHESTRATOR_URL",
-    help="Base URL of the Chat Orchestrator (http(s):// or ws(s)://).")]
-SessionOption = Annotated[str | None, typer.Option(
-    "--session", "-s", help="Continue this session (default: a new one).")]
-TokenOption = Annotated[str | None, typer.Option(
-    "--token", "-t", envvar="CHAT_ORCHESTRATOR_TOKEN",
-    help="Bearer JWT, when the service runs with CHAT_AUTH=jwt.")]
+UrlOption = Annotated[
+    str,
+    typer.Option(
+        "--url",
+        "-u",
+        envvar="CHAT_ORCHESTRATOR_URL",
+        help="Base URL of the Chat Orchestrator (http(s):// or ws(s)://).",
+    ),
+]
+SessionOption = Annotated[
+    str | None, typer.Option("--session", "-s", help="Continue this session (default: a new one).")
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        "-t",
+        envvar="CHAT_ORCHESTRATOR_TOKEN",
+        help="Bearer JWT, when the service runs with CHAT_AUTH=jwt.",
+    ),
+]
 
 
 def endpoints(url: str) -> tuple[str, str]:
@@ -68,8 +81,9 @@ def _error_message(response: httpx.Response) -> str:
     return f"HTTP {response.status_code} {response.reason_phrase}"
 
 
-def chat(url: UrlOption = DEFAULT_URL, session: SessionOption = None,
-         token: TokenOption = None) -> None:
+def chat(
+    url: UrlOption = DEFAULT_URL, session: SessionOption = None, token: TokenOption = None
+) -> None:
     """Chat interactively over the WebSocket (markdown answers, live progress, y/n prompts)."""
     from app.cli.repl import ChatConnectionError, ChatRepl
 
@@ -89,8 +103,9 @@ def ask(
     url: UrlOption = DEFAULT_URL,
     session: SessionOption = None,
     token: TokenOption = None,
-    as_json: Annotated[bool, typer.Option(
-        "--json", help="Print the response object as JSON (for scripts).")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the response object as JSON (for scripts).")
+    ] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer.")] = 60.0,
 ) -> None:
     """Ask one question over REST and print the answer; non-zero exit on any error."""
@@ -101,8 +116,7 @@ def ask(
         body["session_id"] = session
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        response = httpx.post(f"{http_base}/api/chat", json=body, headers=headers,
-                              timeout=timeout)
+        response = httpx.post(f"{http_base}/api/chat", json=body, headers=headers, timeout=timeout)
     except httpx.HTTPError as exc:
         render_error(errors, f"cannot reach {http_base}: {exc or type(exc).__name__}")
         raise typer.Exit(EXIT_UNREACHABLE) from None
@@ -111,8 +125,12 @@ def ask(
     except ValueError:
         data = None
     if response.is_error or not isinstance(data, dict):
-        render_error(errors, _error_message(response) if response.is_error
-                     else f"not a JSON answer from {http_base}")
+        render_error(
+            errors,
+            _error_message(response)
+            if response.is_error
+            else f"not a JSON answer from {http_base}",
+        )
         if as_json and data is not None:
             sys.stdout.write(json.dumps(data, indent=2) + "\n")
         raise typer.Exit(EXIT_SERVER_ERROR)
@@ -125,8 +143,12 @@ def ask(
     if isinstance(pending, dict):
         render_pending(Console(), pending)
         if not pending.get("missing"):
-            render_note(errors, f"to confirm: chat-orchestrator ask yes --session {session_id}  "
-                        f"(or: ask no --session {session_id})", style="yellow")
+            render_note(
+                errors,
+                f"to confirm: chat-orchestrator ask yes --session {session_id}  "
+                f"(or: ask no --session {session_id})",
+                style="yellow",
+            )
     render_note(errors, f"session: {session_id}")
 
 
@@ -155,8 +177,13 @@ def build_cli() -> typer.Typer:
     cli.command()(chat)
     cli.command()(ask)
     cli.command()(serve)
-    cli.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
-                                  "help_option_names": []})(sandbox)
+    cli.command(
+        context_settings={
+            "allow_extra_args": True,
+            "ignore_unknown_options": True,
+            "help_option_names": [],
+        }
+    )(sandbox)
     return cli
 
 

@@ -23,19 +23,63 @@ _UNSAFE_CHARS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u20
 
 _STATUS_WORDS: dict[str, str] = {
     **dict.fromkeys(
-        ("active", "healthy", "ok", "online", "up", "connected", "completed", "complete", "done",
-         "success", "succeeded", "delivered", "available", "confirmed", "executed"),
-        "ok"),
+        (
+            "active",
+            "healthy",
+            "ok",
+            "online",
+            "up",
+            "connected",
+            "completed",
+            "complete",
+            "done",
+            "success",
+            "succeeded",
+            "delivered",
+            "available",
+            "confirmed",
+            "executed",
+        ),
+        "ok",
+    ),
     **dict.fromkeys(
-        ("pending", "assigned", "in_progress", "in progress", "queued", "running", "starting",
-         "retrying", "waiting", "scheduled", "awaiting_confirmation", "awaiting confirmation"),
-        "info"),
+        (
+            "pending",
+            "assigned",
+            "in_progress",
+            "in progress",
+            "queued",
+            "running",
+            "starting",
+            "retrying",
+            "waiting",
+            "scheduled",
+            "awaiting_confirmation",
+            "awaiting confirmation",
+        ),
+        "info",
+    ),
     **dict.fromkeys(("inactive", "degraded", "warning", "stale", "unknown"), "warn"),
     **dict.fromkeys(
-        ("error", "failed", "failure", "down", "offline", "unhealthy", "unavailable",
-         "unreachable", "critical", "timeout", "timed out", "rejected", "denied", "forbidden",
-         "invalid"),
-        "bad"),
+        (
+            "error",
+            "failed",
+            "failure",
+            "down",
+            "offline",
+            "unhealthy",
+            "unavailable",
+            "unreachable",
+            "critical",
+            "timeout",
+            "timed out",
+            "rejected",
+            "denied",
+            "forbidden",
+            "invalid",
+        ),
+        "bad",
+    ),
     **dict.fromkeys(("cancelled", "canceled", "skipped", "declined", "dropped"), "muted"),
 }
 # A leading mark is the answer's own verdict, so it wins over the word after it.
@@ -47,7 +91,11 @@ _STATUS_MARKS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("muted", ("🚫", "⚪", "⚫")),
 )
 STATUS_STYLES = {
-    "ok": "bold green", "info": "cyan", "warn": "bold yellow", "bad": "bold red", "muted": "dim",
+    "ok": "bold green",
+    "info": "cyan",
+    "warn": "bold yellow",
+    "bad": "bold red",
+    "muted": "dim",
 }
 SEVERITY_STYLES = {"info": "cyan", "warning": "bold yellow", "critical": "bold red"}
 
@@ -104,8 +152,11 @@ def progress_label(frame: dict[str, Any]) -> str:
     if step == "calling":
         tool = clean(frame.get("tool") or "a tool")
         droplet = frame.get("droplet", frame.get("droplet_id"))
-        return f"Calling {tool} on droplet {clean(droplet)}" if droplet is not None else (
-            f"Calling {tool}")
+        return (
+            f"Calling {tool} on droplet {clean(droplet)}"
+            if droplet is not None
+            else (f"Calling {tool}")
+        )
     return step
 
 
@@ -136,7 +187,7 @@ def render_pending(console: Console, pending: dict[str, Any]) -> None:
     table.add_column(style="dim")
     table.add_column()
     args = pending.get("args")
-    for name, value in (args.items() if isinstance(args, dict) else []):
+    for name, value in args.items() if isinstance(args, dict) else []:
         shown = value if isinstance(value, str) else json.dumps(value)
         table.add_row(Text(clean(name)), Text(clean(shown)))
     title = Text("Pending action: ", style="bold yellow")
@@ -146,9 +197,13 @@ def render_pending(console: Console, pending: dict[str, Any]) -> None:
         console.print(table)
     missing = pending.get("missing")
     if isinstance(missing, list) and missing:
-        console.print(Text(
-            f"Still needed: {clean(', '.join(map(str, missing)))}. "
-            "Reply with the details, or say 'cancel'.", style="yellow"))
+        console.print(
+            Text(
+                f"Still needed: {clean(', '.join(map(str, missing)))}. "
+                "Reply with the details, or say 'cancel'.",
+                style="yellow",
+            )
+        )
 
 
 def render_event(console: Console, event: dict[str, Any]) -> None:
@@ -158,8 +213,10 @@ def render_event(console: Console, event: dict[str, Any]) -> None:
     line.append(f"{clean(severity)} ", style=SEVERITY_STYLES.get(severity, "cyan"))
     line.append(f"{clean(event.get('kind', 'event'))}: ", style="dim")
     line.append(clean(event.get("summary", "")))
-    ids = [f"droplet {clean(event['droplet_id'])}" if event.get("droplet_id") is not None else "",
-           f"task {clean(event['task_id'])}" if event.get("task_id") is not None else ""]
+    ids = [
+        f"droplet {clean(event['droplet_id'])}" if event.get("droplet_id") is not None else "",
+        f"task {clean(event['task_id'])}" if event.get("task_id") is not None else "",
+    ]
     shown = " · ".join(i for i in ids if i)
     if shown:
         line.append(f"  ({shown})", style="dim")

@@ -123,8 +123,9 @@ class ChatRepl:
     def _reconnect(self) -> None:
         self._close()
         for delay in RECONNECT_DELAYS_S:
-            render_note(self.console, f"connection lost; reconnecting in {delay:g} s",
-                        style="yellow")
+            render_note(
+                self.console, f"connection lost; reconnecting in {delay:g} s", style="yellow"
+            )
             time.sleep(delay)
             try:
                 self._open()
@@ -160,8 +161,9 @@ class ChatRepl:
         self._open()
         self._readline.load()
         who = f"session {self.session_id}" if self.session_id else "a new session"
-        self.console.print(Text(f"Connected to {self.ws_url} ({who}). Type /help for help.",
-                                style="green"))
+        self.console.print(
+            Text(f"Connected to {self.ws_url} ({who}). Type /help for help.", style="green")
+        )
         try:
             while True:
                 try:
@@ -191,8 +193,9 @@ class ChatRepl:
     def _command(self, line: str) -> None:
         name = line.split()[0].lower()
         if name == "/session":
-            render_note(self.console, f"session: {self.session_id or '(new; none yet)'}",
-                        style="bold")
+            render_note(
+                self.console, f"session: {self.session_id or '(new; none yet)'}", style="bold"
+            )
         elif name == "/new":
             self.session_id = None
             self._close()
@@ -248,8 +251,9 @@ class ChatRepl:
             self._send(frame)
             answer = self._await_answer()
         except Disconnected:
-            render_error(self.console, "the connection dropped before the answer arrived; "
-                         "ask again")
+            render_error(
+                self.console, "the connection dropped before the answer arrived; ask again"
+            )
             self._reconnect()
             return
         except KeyboardInterrupt:

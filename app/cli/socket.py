@@ -60,20 +60,21 @@ class ChatSocket:
     def open(self) -> None:
         headers = {"Authorization": f"Bearer {self._token}"} if self._token else None
         try:
-            ws = connect(self.url, additional_headers=headers, open_timeout=10,
-                         compression=None)
+            ws = connect(self.url, additional_headers=headers, open_timeout=10, compression=None)
         except InvalidURI as exc:
             raise ChatConnectionError(f"not a WebSocket URL: {exc.uri}") from None
         except InvalidHandshake as exc:
-            raise ChatConnectionError(f"the server refused the WebSocket: {exc}",
-                                      refused=True) from None
+            raise ChatConnectionError(
+                f"the server refused the WebSocket: {exc}", refused=True
+            ) from None
         except (OSError, TimeoutError) as exc:
             raise ChatConnectionError(f"cannot reach {self.url}: {exc}") from None
         inbox: queue.Queue[object] = queue.Queue()
         with self._lock:
             self._ws, self._inbox = ws, inbox
-        threading.Thread(target=self._read, args=(ws, inbox), name="chat-ws-reader",
-                         daemon=True).start()
+        threading.Thread(
+            target=self._read, args=(ws, inbox), name="chat-ws-reader", daemon=True
+        ).start()
 
     def _read(self, ws: ClientConnection, inbox: queue.Queue[object]) -> None:
         try:

@@ -29,11 +29,17 @@ class AnswerRenderer:
         if outcome.status == "ok" or (
             outcome.result is not None and outcome.status == "unavailable"
         ):
-            return render(tool=outcome.call.tool, result=outcome.result, channel=channel,
-                          call=outcome.call)
+            return render(
+                tool=outcome.call.tool, result=outcome.result, channel=channel, call=outcome.call
+            )
         kind: FailureKind = outcome.status
-        return render_failure(call=outcome.call, kind=kind, channel=channel, peer=outcome.peer,
-                              message=outcome.message)
+        return render_failure(
+            call=outcome.call,
+            kind=kind,
+            channel=channel,
+            peer=outcome.peer,
+            message=outcome.message,
+        )
 
     def confirmation(self, call: ToolCall, *, channel: Channel) -> str:
         return render_confirmation(call, channel=channel)

@@ -205,8 +205,12 @@ class ConversationService:
     ) -> tuple[Reply, list[AuditEntry], PendingCall | Unset | None, dict[str, Any]]:
         channel: Channel = turn.source
         pending = session.pending
-        reply = Reply(text="", session_id=session_name(session.session_id),
-                      trace_id=turn.trace_id, session_key=session.session_id)
+        reply = Reply(
+            text="",
+            session_id=session_name(session.session_id),
+            trace_id=turn.trace_id,
+            session_key=session.session_id,
+        )
 
         stale = self._stale_confirmation(turn, pending, channel)
         if stale is not None:
@@ -292,8 +296,10 @@ class ConversationService:
         audit: list[AuditEntry] = []
         if reads:
             for call in reads:
-                await emit("calling", {"step": "calling", "tool": call.tool,
-                                       "droplet": _peer_for(call.tool)})
+                await emit(
+                    "calling",
+                    {"step": "calling", "tool": call.tool, "droplet": _peer_for(call.tool)},
+                )
             outcomes = list(
                 await asyncio.gather(
                     *(
@@ -312,31 +318,41 @@ class ConversationService:
         if outcomes:
             parts.append(self._renderer.outcomes(outcomes, channel=channel))
         if problems:
-            parts.append(self._renderer.plain(
-                "I could not use part of that request: " + "; ".join(problems), channel=channel
-            ))
+            parts.append(
+                self._renderer.plain(
+                    "I could not use part of that request: " + "; ".join(problems), channel=channel
+                )
+            )
 
         new_pending: PendingCall | Unset | None = UNSET
         if writes:
             call = writes[0]
             if not turn.caller.can("write"):
-                parts.append(self._renderer.plain(
-                    f"You do not have permission to {_verb(call.tool)}: that needs the "
-                    "'write' permission.",
-                    channel=channel,
-                ))
+                parts.append(
+                    self._renderer.plain(
+                        f"You do not have permission to {_verb(call.tool)}: that needs the "
+                        "'write' permission.",
+                        channel=channel,
+                    )
+                )
                 reply.actions.append({"tool": call.tool, "status": "forbidden"})
-                audit.append(self._audit(turn, session, call, "declined", "no write permission",
-                                         planner=plan.planner))
+                audit.append(
+                    self._audit(
+                        turn, session, call, "declined", "no write permission", planner=plan.planner
+                    )
+                )
             else:
                 new_pending = self._proposal(turn, call, [])
                 parts.append(self._renderer.confirmation(call, channel=channel))
                 reply.pending_confirmation = pending_view(new_pending)
                 reply.actions.append({"tool": call.tool, "status": "awaiting_confirmation"})
                 if len(writes) > 1:
-                    parts.append(self._renderer.plain(
-                        "One change at a time: ask for the next one after this.", channel=channel
-                    ))
+                    parts.append(
+                        self._renderer.plain(
+                            "One change at a time: ask for the next one after this.",
+                            channel=channel,
+                        )
+                    )
         elif pending is not None:
             parts.append(self._still_waiting(pending, channel))
             reply.pending_confirmation = pending_view(pending)
@@ -366,8 +382,9 @@ class ConversationService:
             )
             reply.actions = [{"tool": call.tool, "status": "invalid"}]
             return reply, [], None, {}
-        await emit("calling", {"step": "calling", "tool": call.tool,
-                               "droplet": _peer_for(call.tool)})
+        await emit(
+            "calling", {"step": "calling", "tool": call.tool, "droplet": _peer_for(call.tool)}
+        )
         # The executor checks the caller's permission itself: a "yes" from a caller without
         # `write` executes nothing, whoever proposed it.
         outcome = await self._executor.execute(call, caller=turn.caller, trace_id=turn.trace_id)
@@ -383,8 +400,12 @@ class ConversationService:
     @staticmethod
     def _proposal(turn: Turn, call: ToolCall, missing: list[str]) -> PendingCall:
         """A new proposal: its own id, bound to the identity it is shown to."""
-        return PendingCall(call=call, missing=missing, proposal_id=secrets.token_urlsafe(12),
-                           proposed_by=str(turn.caller.identity))
+        return PendingCall(
+            call=call,
+            missing=missing,
+            proposal_id=secrets.token_urlsafe(12),
+            proposed_by=str(turn.caller.identity),
+        )
 
     def _stale_confirmation(
         self, turn: Turn, pending: PendingCall | None, channel: Channel

@@ -41,7 +41,7 @@ MessageType = Literal[
 
 
 def normalise_droplet_ref(value: object) -> str:
-    """"droplet-18", "18" and 18 all mean droplet 18; keep other names as given."""
+    """ "droplet-18", "18" and 18 all mean droplet 18; keep other names as given."""
     text = str(value).strip()
     if text.lower().startswith("droplet-"):
         text = text[len("droplet-") :]

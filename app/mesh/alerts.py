@@ -21,9 +21,7 @@ FEED = "feed"
 
 
 class AlertLog:
-    def __init__(
-        self, *, publish: Publish, per_sender: int = 200, max_senders: int = 256
-    ) -> None:
+    def __init__(self, *, publish: Publish, per_sender: int = 200, max_senders: int = 256) -> None:
         self._buckets: OrderedDict[str, deque[MeshEvent]] = OrderedDict()
         self._per_sender = per_sender
         self._max_senders = max_senders
@@ -63,9 +61,14 @@ class AlertLog:
     def alerts(self, limit: int = 10) -> list[MeshEvent]:
         """Recent events worth an operator's attention (warnings and worse): verified ones
         newest first, then unverified ones."""
+
         def worth(verified: bool) -> Iterable[MeshEvent]:
-            return (e for ring in self._buckets.values() for e in ring
-                    if e.severity != "info" and e.verified is verified)
+            return (
+                e
+                for ring in self._buckets.values()
+                for e in ring
+                if e.severity != "info" and e.verified is verified
+            )
 
         first = self._newest(worth(True), limit)
         return first + self._newest(worth(False), limit - len(first))

@@ -31,6 +31,6 @@ def known_name(droplet_id: int) -> str | None:
 
 
 def display_name(droplet_id: int, name: str | None = None) -> str:
-    """"Visibility Deck (droplet 14)", or "droplet 14" when nothing better is known."""
+    """ "Visibility Deck (droplet 14)", or "droplet 14" when nothing better is known."""
     name = name or known_name(droplet_id)
     return f"{name} (droplet {droplet_id})" if name else f"droplet {droplet_id}"

@@ -78,7 +78,8 @@ def _merge(
         merged.append(
             Droplet(
                 id=droplet_id,
-                name=(orch.name if orch else None) or known_name(droplet_id)
+                name=(orch.name if orch else None)
+                or known_name(droplet_id)
                 or (reg.name if reg else f"droplet {droplet_id}"),
                 # The Orchestrator's status drives task routing, so it wins when present.
                 status=orch.status if orch else (reg.status if reg else "unknown"),
@@ -99,8 +100,10 @@ def _merge(
 
 
 def _catalogue_only() -> list[Droplet]:
-    return [Droplet(id=k.id, name=k.name, status="unknown", sources=["catalogue"])
-            for k in KNOWN_DROPLETS]
+    return [
+        Droplet(id=k.id, name=k.name, status="unknown", sources=["catalogue"])
+        for k in KNOWN_DROPLETS
+    ]
 
 
 def status_matches(droplet_status: str, wanted: str) -> bool:
@@ -146,7 +149,7 @@ class DropletDirectory:
         return result
 
     def resolve(self, text: str) -> int | None:
-        """"the registry" -> 1, "voice droplet" -> 18, "droplet #14" / "drop14" -> 14."""
+        """ "the registry" -> 1, "voice droplet" -> 18, "droplet #14" / "drop14" -> 14."""
         lowered = text.lower()
         match = _NUMBERED.search(lowered) or _BARE_NUMBER.match(lowered)
         if match:
@@ -164,9 +167,9 @@ class DropletDirectory:
         listing = await self._listing(trace_id)
         if status is None:
             return listing
-        return listing.model_copy(update={
-            "droplets": [d for d in listing.droplets if status_matches(d.status, status)]
-        })
+        return listing.model_copy(
+            update={"droplets": [d for d in listing.droplets if status_matches(d.status, status)]}
+        )
 
     async def get(
         self, droplet_id: int, *, trace_id: str | None = None
@@ -203,8 +206,7 @@ class DropletDirectory:
         failures: _Failures = []
         registry_rows: _Rows | None = None
         orchestrator_rows: _Rows | None = None
-        for peer, result in (("registry", registry_result),
-                             ("orchestrator", orchestrator_result)):
+        for peer, result in (("registry", registry_result), ("orchestrator", orchestrator_result)):
             if isinstance(result, PeerError):
                 failures.append(PeerFailure(peer=peer, message=result.message))
                 log.info("directory_peer_failed", peer=peer, reason=result.message)

@@ -138,8 +138,9 @@ class Lifecycle:
         self._ip = ip
         self._cost_hour = cost_hour
         self._heartbeat_interval = heartbeat_interval
-        self._heartbeat_jitter = (min(5.0, heartbeat_interval * 0.1)
-                                  if heartbeat_jitter is None else heartbeat_jitter)
+        self._heartbeat_jitter = (
+            min(5.0, heartbeat_interval * 0.1) if heartbeat_jitter is None else heartbeat_jitter
+        )
         self._poll_interval = poll_interval
         self._watch_interval = watch_interval
         self._miss_after = heartbeat_miss_after
@@ -186,7 +187,8 @@ class Lifecycle:
             event.set()
             self._needs_registration[peer] = event
             self._registration_backoffs[peer] = Backoff(
-                base=self._registration_backoff[0], cap=self._registration_backoff[1],
+                base=self._registration_backoff[0],
+                cap=self._registration_backoff[1],
                 rng=self._rng,
             )
             self._spawn(self._registration_loop(peer), f"register-{peer}")
@@ -215,8 +217,9 @@ class Lifecycle:
         if self._orchestrator is not None and orchestrator is not None and orchestrator.registered:
             try:
                 async with asyncio.timeout(_SHUTDOWN_REPORT_TIMEOUT):
-                    await self._orchestrator.heartbeat(status="inactive",
-                                                       metrics=await self._orchestrator_metrics())
+                    await self._orchestrator.heartbeat(
+                        status="inactive", metrics=await self._orchestrator_metrics()
+                    )
                 log.info("final_heartbeat_sent", status="inactive")
             except (PeerError, TimeoutError) as exc:
                 log.warning("final_heartbeat_failed", reason=_reason(exc))
@@ -249,9 +252,12 @@ class Lifecycle:
         results = await asyncio.gather(*(self._heartbeat_peer(p, sample) for p in peers))
         outcome: dict[str, bool] = dict(zip(peers, results, strict=True))
         unregistered = sorted(p for p in self._peers if p not in outcome)
-        log.info("heartbeat_sent", ok=sorted(p for p, v in outcome.items() if v),
-                 failed=sorted(p for p, v in outcome.items() if not v),
-                 unregistered=unregistered)
+        log.info(
+            "heartbeat_sent",
+            ok=sorted(p for p, v in outcome.items() if v),
+            failed=sorted(p for p, v in outcome.items() if not v),
+            unregistered=unregistered,
+        )
         return outcome | dict.fromkeys(unregistered, False)
 
     # -- loops --------------------------------------------------------------------------------
@@ -293,14 +299,21 @@ class Lifecycle:
         if peer == "registry":
             assert self._registry is not None
             await self._registry.register(
-                droplet_id=self._droplet_id, name=self._name, fqdn=self._fqdn,
-                ip=await self._our_ip(), role=self._role, env=self._env,
-                version=self._version, cost_hour=self._cost_hour,
+                droplet_id=self._droplet_id,
+                name=self._name,
+                fqdn=self._fqdn,
+                ip=await self._our_ip(),
+                role=self._role,
+                env=self._env,
+                version=self._version,
+                cost_hour=self._cost_hour,
             )
         else:
             assert self._orchestrator is not None
             await self._orchestrator.register(
-                name=self._name, endpoint=self._endpoint, steward=self._steward,
+                name=self._name,
+                endpoint=self._endpoint,
+                steward=self._steward,
                 capabilities=self._capabilities,
             )
 
@@ -318,20 +331,25 @@ class Lifecycle:
                 await self.heartbeat_once()
             except Exception as exc:
                 log.exception("heartbeat_round_failed", reason=type(exc).__name__)
-            await asyncio.sleep(self._heartbeat_interval
-                                + self._rng.uniform(0.0, self._heartbeat_jitter))
+            await asyncio.sleep(
+                self._heartbeat_interval + self._rng.uniform(0.0, self._heartbeat_jitter)
+            )
 
     async def _heartbeat_peer(self, peer: PeerName, sample: HostSample) -> bool:
         try:
             if peer == "registry":
                 assert self._registry is not None
-                await self._registry.heartbeat(droplet_id=self._droplet_id,
-                                               cpu=sample.cpu_percent, mem=sample.mem_percent,
-                                               disk=sample.disk_percent)
+                await self._registry.heartbeat(
+                    droplet_id=self._droplet_id,
+                    cpu=sample.cpu_percent,
+                    mem=sample.mem_percent,
+                    disk=sample.disk_percent,
+                )
             else:
                 assert self._orchestrator is not None
-                await self._orchestrator.heartbeat(status="active",
-                                                   metrics=self._orchestrator_figures(sample))
+                await self._orchestrator.heartbeat(
+                    status="active", metrics=self._orchestrator_figures(sample)
+                )
         except PeerNotFound as exc:
             await self._record(peer, exc)
             log.warning("heartbeat_unknown_droplet", peer=peer)
@@ -362,7 +380,9 @@ class Lifecycle:
         if not self._peers["orchestrator"].registered:
             return  # nothing can be assigned to a droplet the Orchestrator does not know
         tasks = await self._orchestrator.list_tasks(
-            assigned_droplet_id=self._droplet_id, status=TaskState.ASSIGNED, limit=50,
+            assigned_droplet_id=self._droplet_id,
+            status=TaskState.ASSIGNED,
+            limit=50,
         )
         await self._record("orchestrator", None)
         for task in sorted(tasks, key=lambda t: (t.priority, t.id)):
@@ -396,9 +416,14 @@ class Lifecycle:
         except PeerError as exc:
             log.info("task_claim_lost", task_id=task_id, reason=exc.message)
             return
-        await self._report(task_id, TaskState.FAILED, error_message=(
-            f"droplet {self._droplet_id} already took this task once (before a restart or a "
-            "lost update) and never runs a task twice"))
+        await self._report(
+            task_id,
+            TaskState.FAILED,
+            error_message=(
+                f"droplet {self._droplet_id} already took this task once (before a restart or a "
+                "lost update) and never runs a task twice"
+            ),
+        )
 
     async def _handle_task(self, task_id: int) -> None:
         assert self._orchestrator is not None and self._task_runner is not None
@@ -423,29 +448,47 @@ class Lifecycle:
 
         text = task_text(task)
         if text is None:
-            await self._report(task_id, TaskState.FAILED, error_message=(
-                "the task payload has no 'message' or 'text' for the Chat Orchestrator to answer"
-            ))
+            await self._report(
+                task_id,
+                TaskState.FAILED,
+                error_message=(
+                    "the task payload has no 'message' or 'text' "
+                    "for the Chat Orchestrator to answer"
+                ),
+            )
             return
         try:
             async with asyncio.timeout(self._task_timeout):
                 answer = await self._task_runner(task)
         except TimeoutError:
-            await self._report(task_id, TaskState.FAILED, error_message=(
-                f"the Chat Orchestrator did not answer within {self._task_timeout:g} s"))
+            await self._report(
+                task_id,
+                TaskState.FAILED,
+                error_message=(
+                    f"the Chat Orchestrator did not answer within {self._task_timeout:g} s"
+                ),
+            )
         except asyncio.CancelledError:
             with contextlib.suppress(PeerError, TimeoutError):
                 async with asyncio.timeout(_SHUTDOWN_REPORT_TIMEOUT):
-                    await self._report(task_id, TaskState.FAILED, error_message=(
-                        "the Chat Orchestrator shut down before answering"), attempts=1)
+                    await self._report(
+                        task_id,
+                        TaskState.FAILED,
+                        error_message=("the Chat Orchestrator shut down before answering"),
+                        attempts=1,
+                    )
             raise
         except PeerError as exc:
-            await self._report(task_id, TaskState.FAILED,
-                               error_message=f"could not answer: {exc.message}")
+            await self._report(
+                task_id, TaskState.FAILED, error_message=f"could not answer: {exc.message}"
+            )
         except Exception as exc:
             log.exception("task_runner_failed", task_id=task_id, reason=type(exc).__name__)
-            await self._report(task_id, TaskState.FAILED, error_message=(
-                "the Chat Orchestrator failed while answering this task"))
+            await self._report(
+                task_id,
+                TaskState.FAILED,
+                error_message=("the Chat Orchestrator failed while answering this task"),
+            )
         else:
             await self._report(task_id, TaskState.COMPLETED, result={"answer": answer})
 
@@ -462,18 +505,25 @@ class Lifecycle:
         backoff = Backoff(base=0.5, cap=5.0, rng=self._rng)
         for attempt in range(1, attempts + 1):
             try:
-                await self._orchestrator.update_task(task_id, status, result=result,
-                                                     error_message=error_message)
+                await self._orchestrator.update_task(
+                    task_id, status, result=result, error_message=error_message
+                )
             except PeerRejected as exc:
                 # After a lost answer the first PATCH may have landed; a repeat is then illegal.
                 if attempt > 1:
                     break
-                log.warning("task_report_rejected", task_id=task_id, status=status.value,
-                            reason=exc.message)
+                log.warning(
+                    "task_report_rejected", task_id=task_id, status=status.value, reason=exc.message
+                )
                 return
             except PeerError as exc:
-                log.warning("task_report_failed", task_id=task_id, status=status.value,
-                            attempt=attempt, reason=exc.message)
+                log.warning(
+                    "task_report_failed",
+                    task_id=task_id,
+                    status=status.value,
+                    attempt=attempt,
+                    reason=exc.message,
+                )
                 if attempt == attempts:
                     return
                 await asyncio.sleep(backoff.next_delay())
@@ -491,8 +541,9 @@ class Lifecycle:
 
         while True:
             try:
-                await self._orchestrator.stream_events(channel, self._on_feed_event,
-                                                       on_connected=connected)
+                await self._orchestrator.stream_events(
+                    channel, self._on_feed_event, on_connected=connected
+                )
                 log.info("event_feed_closed", channel=channel)
             except PeerError as exc:
                 log.info("event_feed_lost", channel=channel, reason=exc.message)
@@ -525,21 +576,33 @@ class Lifecycle:
                 if droplet.status == "active" and since is not None and since > self._miss_after:
                     silent.add(droplet.id)
                     if droplet.id not in self._flagged_missing:
-                        await self._emit(MeshEvent(
-                            kind="heartbeat_missed", severity="warning",
-                            summary=(f"{display_name(droplet.id, droplet.name)} has sent no "
-                                     f"heartbeat for {int(since)} s but is still marked active"),
-                            at=utcnow(), source=_EVENT_SOURCE, droplet_id=droplet.id,
-                            data={"seconds_since_heartbeat": since},
-                        ))
+                        await self._emit(
+                            MeshEvent(
+                                kind="heartbeat_missed",
+                                severity="warning",
+                                summary=(
+                                    f"{display_name(droplet.id, droplet.name)} has sent no "
+                                    f"heartbeat for {int(since)} s but is still marked active"
+                                ),
+                                at=utcnow(),
+                                source=_EVENT_SOURCE,
+                                droplet_id=droplet.id,
+                                data={"seconds_since_heartbeat": since},
+                            )
+                        )
             self._flagged_missing = silent
 
     # -- helpers ------------------------------------------------------------------------------
 
     async def _emit(self, event: MeshEvent) -> None:
         self._events.append(event)
-        log.info("mesh_event", kind=event.kind, severity=event.severity,
-                 droplet_id=event.droplet_id, task_id=event.task_id)
+        log.info(
+            "mesh_event",
+            kind=event.kind,
+            severity=event.severity,
+            droplet_id=event.droplet_id,
+            task_id=event.task_id,
+        )
         if self._event_sink is None:
             return
         try:
@@ -564,16 +627,29 @@ class Lifecycle:
         self._reachable_known[peer] = reachable
         label = "Registry" if peer == "registry" else "Orchestrator"
         if not reachable and previous is not False:
-            await self._emit(MeshEvent(
-                kind="peer_unreachable", severity="critical",
-                summary=f"the {label} is unreachable: {error.message if error else ''}".rstrip(),
-                at=utcnow(), source=_EVENT_SOURCE, droplet_id=1 if peer == "registry" else 10,
-            ))
+            await self._emit(
+                MeshEvent(
+                    kind="peer_unreachable",
+                    severity="critical",
+                    summary=(
+                        f"the {label} is unreachable: {error.message if error else ''}".rstrip()
+                    ),
+                    at=utcnow(),
+                    source=_EVENT_SOURCE,
+                    droplet_id=1 if peer == "registry" else 10,
+                )
+            )
         elif reachable and previous is False:
-            await self._emit(MeshEvent(
-                kind="peer_recovered", severity="info", summary=f"the {label} is reachable again",
-                at=utcnow(), source=_EVENT_SOURCE, droplet_id=1 if peer == "registry" else 10,
-            ))
+            await self._emit(
+                MeshEvent(
+                    kind="peer_recovered",
+                    severity="info",
+                    summary=f"the {label} is reachable again",
+                    at=utcnow(),
+                    source=_EVENT_SOURCE,
+                    droplet_id=1 if peer == "registry" else 10,
+                )
+            )
 
     async def _sample(self) -> HostSample:
         if self._host_metrics is None:
@@ -607,8 +683,7 @@ class Lifecycle:
         except ValueError:
             pass
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, None,
-                                                                 family=socket.AF_INET)
+            infos = await asyncio.get_running_loop().getaddrinfo(host, None, family=socket.AF_INET)
             self._ip = str(infos[0][4][0])
         except (OSError, IndexError):
             return "127.0.0.1"

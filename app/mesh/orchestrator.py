@@ -204,8 +204,11 @@ def _task(row: _TaskRow) -> Task:
         error_message=row.error_message,
         history=[
             TaskTransition(
-                from_status=h.from_status, to_status=h.to_status, changed_by=h.changed_by,
-                reason=h.reason, changed_at=parse_timestamp(h.changed_at),
+                from_status=h.from_status,
+                to_status=h.to_status,
+                changed_by=h.changed_by,
+                reason=h.reason,
+                changed_at=parse_timestamp(h.changed_at),
             )
             for h in row.state_history or []
         ],
@@ -243,8 +246,11 @@ class OrchestratorClient:
         self._retry_policy = retry_policy or RetryPolicy()
         self._ws_open_timeout = ws_open_timeout
         self.breaker = CircuitBreaker(
-            peer=PEER, label=LABEL, failure_threshold=failure_threshold,
-            reset_timeout=reset_timeout, clock=clock,
+            peer=PEER,
+            label=LABEL,
+            failure_threshold=failure_threshold,
+            reset_timeout=reset_timeout,
+            clock=clock,
         )
 
     @property
@@ -295,8 +301,15 @@ class OrchestratorClient:
                 headers["Authorization"] = f"Bearer {token}"
             return await self.breaker.call(
                 lambda: exchange(
-                    self._client, method, self._base_url + path, peer=PEER, label=LABEL,
-                    headers=headers, params=params, json_body=body, passthrough=passthrough,
+                    self._client,
+                    method,
+                    self._base_url + path,
+                    peer=PEER,
+                    label=LABEL,
+                    headers=headers,
+                    params=params,
+                    json_body=body,
+                    passthrough=passthrough,
                 )
             )
 
@@ -312,12 +325,12 @@ class OrchestratorClient:
                 response = await once(token)
                 if response.status_code == 401:
                     await self._tokens.invalidate(token)
-                    raise PeerRejected(PEER, "the Orchestrator rejected our credentials",
-                                       status_code=401)
+                    raise PeerRejected(
+                        PEER, "the Orchestrator rejected our credentials", status_code=401
+                    )
             return response
 
-        response = await (retry(attempt, policy=self._retry_policy) if idempotent
-                          else attempt())
+        response = await (retry(attempt, policy=self._retry_policy) if idempotent else attempt())
         return PeerResponse(status_code=response.status_code, body=_unwrap(response.body))
 
     @staticmethod
@@ -326,13 +339,15 @@ class OrchestratorClient:
         if status == 404 and not_found:
             return PeerNotFound(PEER, not_found, status_code=404)
         if status == 403:
-            return PeerRejected(PEER, f"the Orchestrator does not allow us to {what}",
-                                status_code=403)
+            return PeerRejected(
+                PEER, f"the Orchestrator does not allow us to {what}", status_code=403
+            )
         if status == 422:
             fields = invalid_fields(response.body)
             suffix = f" (invalid: {', '.join(fields)})" if fields else ""
-            return PeerRejected(PEER, f"the Orchestrator rejected the request to {what}{suffix}",
-                                status_code=422)
+            return PeerRejected(
+                PEER, f"the Orchestrator rejected the request to {what}{suffix}", status_code=422
+            )
         return PeerRejected(PEER, f"the Orchestrator refused to {what}", status_code=status)
 
     @staticmethod
@@ -354,19 +369,32 @@ class OrchestratorClient:
     ) -> OrchestratorRegistration:
         # Capabilities are always sent: re-registering without them wipes them.
         payload = {
-            "droplet_id": self._droplet_id, "name": name, "endpoint": endpoint,
-            "steward": steward, "capabilities": list(capabilities),
+            "droplet_id": self._droplet_id,
+            "name": name,
+            "endpoint": endpoint,
+            "steward": steward,
+            "capabilities": list(capabilities),
         }
         try:
-            response = await self._call("POST", "/droplets/register", trace_id=trace_id,
-                                        message_type="command", payload=payload)
+            response = await self._call(
+                "POST",
+                "/droplets/register",
+                trace_id=trace_id,
+                message_type="command",
+                payload=payload,
+            )
         except PeerUnavailable as exc:
             if exc.status_code != 500:
                 raise
             # Known bug: a new id's row is inserted, then the answer is a 500. Again -> 201.
             log.info("orchestrator_first_registration_quirk", droplet_id=self._droplet_id)
-            response = await self._call("POST", "/droplets/register", trace_id=trace_id,
-                                        message_type="command", payload=payload)
+            response = await self._call(
+                "POST",
+                "/droplets/register",
+                trace_id=trace_id,
+                message_type="command",
+                payload=payload,
+            )
         if response.status_code not in (200, 201):
             raise self._refusal(response, what=f"register droplet {self._droplet_id}")
         try:
@@ -374,7 +402,8 @@ class OrchestratorClient:
         except ValidationError as exc:
             raise _unexpected(exc) from exc
         return OrchestratorRegistration(
-            droplet_id=wire.droplet_id, status=wire.status,
+            droplet_id=wire.droplet_id,
+            status=wire.status,
             heartbeat_interval_seconds=wire.heartbeat_interval_seconds,
             next_heartbeat_deadline=parse_timestamp(wire.next_heartbeat_deadline),
         )
@@ -388,13 +417,17 @@ class OrchestratorClient:
     ) -> datetime | None:
         """Returns the next deadline. `PeerNotFound` means "register again"."""
         response = await self._call(
-            "POST", f"/droplets/{self._droplet_id}/heartbeat", trace_id=trace_id,
-            message_type="status", payload={"status": status, "metrics": dict(metrics or {})},
+            "POST",
+            f"/droplets/{self._droplet_id}/heartbeat",
+            trace_id=trace_id,
+            message_type="status",
+            payload={"status": status, "metrics": dict(metrics or {})},
             idempotent=True,
         )
         if response.status_code != 200:
             raise self._refusal(
-                response, what="accept our heartbeat",
+                response,
+                what="accept our heartbeat",
                 not_found=f"droplet {self._droplet_id} is not registered with the Orchestrator",
             )
         deadline = self._payload(response).get("next_heartbeat_deadline")
@@ -412,8 +445,9 @@ class OrchestratorClient:
             params["status"] = status
         if capability:
             params["capability"] = capability
-        response = await self._call("GET", "/droplets", trace_id=trace_id, params=params,
-                                    idempotent=True)
+        response = await self._call(
+            "GET", "/droplets", trace_id=trace_id, params=params, idempotent=True
+        )
         if response.status_code != 200:
             raise self._refusal(response, what="list droplets")
         rows = self._payload(response).get("droplets")
@@ -432,24 +466,30 @@ class OrchestratorClient:
         for droplet in await self.list_droplets(trace_id=trace_id):
             if droplet.id == droplet_id:
                 return droplet
-        raise PeerNotFound(PEER, f"droplet {droplet_id} is not registered with the Orchestrator",
-                           status_code=404)
+        raise PeerNotFound(
+            PEER, f"droplet {droplet_id} is not registered with the Orchestrator", status_code=404
+        )
 
     # -- tasks --------------------------------------------------------------------------------
 
     async def create_task(self, task: NewTask, *, trace_id: str | None = None) -> CreatedTask:
         payload = task.model_dump(exclude_none=True)
         # Never retried: a lost answer to a POST may still have created the task.
-        response = await self._call("POST", "/tasks", trace_id=trace_id,
-                                    message_type="command", payload=payload)
+        response = await self._call(
+            "POST", "/tasks", trace_id=trace_id, message_type="command", payload=payload
+        )
         if response.status_code not in (200, 201):
             raise self._refusal(response, what="create the task")
         try:
             wire = _Created.model_validate(self._payload(response))
         except ValidationError as exc:
             raise _unexpected(exc) from exc
-        return CreatedTask(task_id=wire.task_id, status=wire.status, trace_id=wire.trace_id,
-                           created_at=parse_timestamp(wire.created_at))
+        return CreatedTask(
+            task_id=wire.task_id,
+            status=wire.status,
+            trace_id=wire.trace_id,
+            created_at=parse_timestamp(wire.created_at),
+        )
 
     async def list_tasks(
         self,
@@ -463,15 +503,22 @@ class OrchestratorClient:
         offset: int = 0,
         trace_id: str | None = None,
     ) -> list[Task]:
-        params: dict[str, str | int | float] = {"limit": max(1, min(500, limit)),
-                                                "offset": max(0, offset)}
-        for key, value in (("status", status), ("task_type", task_type),
-                           ("assigned_droplet_id", assigned_droplet_id),
-                           ("priority_min", priority_min), ("priority_max", priority_max)):
+        params: dict[str, str | int | float] = {
+            "limit": max(1, min(500, limit)),
+            "offset": max(0, offset),
+        }
+        for key, value in (
+            ("status", status),
+            ("task_type", task_type),
+            ("assigned_droplet_id", assigned_droplet_id),
+            ("priority_min", priority_min),
+            ("priority_max", priority_max),
+        ):
             if value is not None:
                 params[key] = str(value) if isinstance(value, str) else value
-        response = await self._call("GET", "/tasks", trace_id=trace_id, params=params,
-                                    idempotent=True)
+        response = await self._call(
+            "GET", "/tasks", trace_id=trace_id, params=params, idempotent=True
+        )
         if response.status_code != 200:
             raise self._refusal(response, what="list tasks")
         rows = self._payload(response).get("tasks")
@@ -489,11 +536,11 @@ class OrchestratorClient:
         return tasks
 
     async def get_task(self, task_id: int, *, trace_id: str | None = None) -> Task:
-        response = await self._call("GET", f"/tasks/{task_id}", trace_id=trace_id,
-                                    idempotent=True)
+        response = await self._call("GET", f"/tasks/{task_id}", trace_id=trace_id, idempotent=True)
         if response.status_code != 200:
-            raise self._refusal(response, what=f"show task {task_id}",
-                                not_found=f"task {task_id} does not exist")
+            raise self._refusal(
+                response, what=f"show task {task_id}", not_found=f"task {task_id} does not exist"
+            )
         raw = self._payload(response).get("task")
         try:
             return _task(_TaskRow.model_validate(raw))
@@ -514,21 +561,28 @@ class OrchestratorClient:
             payload["result"] = dict(result)
         if error_message is not None:
             payload["error_message"] = error_message
-        response = await self._call("PATCH", f"/tasks/{task_id}", trace_id=trace_id,
-                                    message_type="command", payload=payload)
+        response = await self._call(
+            "PATCH", f"/tasks/{task_id}", trace_id=trace_id, message_type="command", payload=payload
+        )
         if response.status_code == 400:
             current = await self._current_status(task_id)
             where = f"is {current.value.replace('_', ' ')}" if current else "is in another state"
             raise PeerRejected(
-                PEER, f"task {task_id} {where} and cannot move to "
-                f"{TaskState(status).value.replace('_', ' ')}", status_code=400,
+                PEER,
+                f"task {task_id} {where} and cannot move to "
+                f"{TaskState(status).value.replace('_', ' ')}",
+                status_code=400,
             )
         if response.status_code == 403:
-            raise PeerRejected(PEER, f"task {task_id} is not assigned to droplet "
-                               f"{self._droplet_id}", status_code=403)
+            raise PeerRejected(
+                PEER,
+                f"task {task_id} is not assigned to droplet {self._droplet_id}",
+                status_code=403,
+            )
         if response.status_code != 200:
-            raise self._refusal(response, what=f"update task {task_id}",
-                                not_found=f"task {task_id} does not exist")
+            raise self._refusal(
+                response, what=f"update task {task_id}", not_found=f"task {task_id} does not exist"
+            )
         new_status = self._payload(response).get("status", payload["status"])
         try:
             return TaskState(new_status)
@@ -540,25 +594,32 @@ class OrchestratorClient:
         if response.status_code == 400:
             current = await self._current_status(task_id)
             if current is not None:
-                message = (f"task {task_id} is {current.value.replace('_', ' ')} and can no "
-                           "longer be cancelled")
+                message = (
+                    f"task {task_id} is {current.value.replace('_', ' ')} and can no "
+                    "longer be cancelled"
+                )
             else:
                 message = f"task {task_id} can no longer be cancelled"
             raise PeerRejected(PEER, message, status_code=400)
         if response.status_code == 403:
             raise PeerRejected(
-                PEER, f"only the droplet that created task {task_id} (or an admin) may cancel it",
+                PEER,
+                f"only the droplet that created task {task_id} (or an admin) may cancel it",
                 status_code=403,
             )
         if response.status_code != 200:
-            raise self._refusal(response, what=f"cancel task {task_id}",
-                                not_found=f"task {task_id} does not exist")
+            raise self._refusal(
+                response, what=f"cancel task {task_id}", not_found=f"task {task_id} does not exist"
+            )
         try:
             wire = _Cancelled.model_validate(self._payload(response))
         except ValidationError as exc:
             raise _unexpected(exc) from exc
-        return CancelledTask(task_id=wire.task_id, status=wire.status,
-                             cancelled_at=parse_timestamp(wire.cancelled_at))
+        return CancelledTask(
+            task_id=wire.task_id,
+            status=wire.status,
+            cancelled_at=parse_timestamp(wire.cancelled_at),
+        )
 
     async def _current_status(self, task_id: int) -> TaskState | None:
         """Best effort, only to word a refusal; any failure just makes the message vaguer."""
@@ -580,30 +641,42 @@ class OrchestratorClient:
         """Relay `payload` to another droplet; the Orchestrator wraps it in an envelope."""
         target = display_name(target_droplet_id)
         response = await self._call(
-            "POST", "/send", trace_id=trace_id, raw_body=dict(payload),
+            "POST",
+            "/send",
+            trace_id=trace_id,
+            raw_body=dict(payload),
             params={"target_droplet_id": target_droplet_id, "message_type": message_type},
             passthrough=tuple(_SEND_FAILURES),
         )
         if response.status_code in _SEND_FAILURES:
             # The Orchestrator answered, so it is the target that failed: keep the breaker out.
-            raise PeerUnavailable(PEER, f"{target} {_SEND_FAILURES[response.status_code]}",
-                                  status_code=response.status_code)
+            raise PeerUnavailable(
+                PEER,
+                f"{target} {_SEND_FAILURES[response.status_code]}",
+                status_code=response.status_code,
+            )
         if response.status_code != 200:
-            raise self._refusal(response, what=f"send a message to {target}",
-                                not_found=f"{target} is not registered with the Orchestrator")
+            raise self._refusal(
+                response,
+                what=f"send a message to {target}",
+                not_found=f"{target} is not registered with the Orchestrator",
+            )
         try:
             wire = _Sent.model_validate(self._payload(response))
         except ValidationError as exc:
             raise _unexpected(exc) from exc
         return SentMessage(
-            target_droplet_id=wire.target_droplet_id or target_droplet_id, delivered=wire.sent,
-            target_name=wire.target_droplet, trace_id=wire.trace_id,
+            target_droplet_id=wire.target_droplet_id or target_droplet_id,
+            delivered=wire.sent,
+            target_name=wire.target_droplet,
+            trace_id=wire.trace_id,
             delivered_at=parse_timestamp(wire.message_delivered_at),
         )
 
     async def state(self, *, trace_id: str | None = None) -> SystemState:
-        response = await self._call("GET", "/state", trace_id=trace_id, idempotent=True,
-                                    authed=False)
+        response = await self._call(
+            "GET", "/state", trace_id=trace_id, idempotent=True, authed=False
+        )
         if response.status_code != 200:
             raise self._refusal(response, what="report its state")
         try:
@@ -617,10 +690,14 @@ class OrchestratorClient:
             return int(value) if isinstance(value, int | float) else None
 
         return SystemState(
-            tasks_active=count("tasks_active"), tasks_pending=count("tasks_pending"),
-            droplets_active=count("droplets_active"), droplets_total=count("droplets_total"),
-            cpu_percent=wire.cpu_percent, memory_mb=wire.memory_mb,
-            uptime_seconds=wire.uptime_seconds, extra=custom,
+            tasks_active=count("tasks_active"),
+            tasks_pending=count("tasks_pending"),
+            droplets_active=count("droplets_active"),
+            droplets_total=count("droplets_total"),
+            cpu_percent=wire.cpu_percent,
+            memory_mb=wire.memory_mb,
+            uptime_seconds=wire.uptime_seconds,
+            extra=custom,
         )
 
     async def health(self, *, trace_id: str | None = None) -> bool:
@@ -628,7 +705,11 @@ class OrchestratorClient:
         so it can tell when the peer is back."""
         try:
             response = await exchange(
-                self._client, "GET", self._base_url + "/health", peer=PEER, label=LABEL,
+                self._client,
+                "GET",
+                self._base_url + "/health",
+                peer=PEER,
+                label=LABEL,
                 headers={"X-Trace-Id": trace_id or str(uuid.uuid4())},
             )
         except PeerUnavailable:
@@ -653,11 +734,18 @@ class OrchestratorClient:
         `PeerRejected` when it refuses our token (which is then invalidated)."""
         token = await self._tokens.get()
         scheme = "wss" if self._base_url.startswith("https") else "ws"
-        url = (f"{scheme}{self._base_url.removeprefix('https').removeprefix('http')}"
-               f"/ws/{channel}?token={quote(token, safe='')}")
+        url = (
+            f"{scheme}{self._base_url.removeprefix('https').removeprefix('http')}"
+            f"/ws/{channel}?token={quote(token, safe='')}"
+        )
         try:
-            async with ws_connect(url, open_timeout=self._ws_open_timeout, ping_interval=20,
-                                  ping_timeout=20, max_size=2**20) as websocket:
+            async with ws_connect(
+                url,
+                open_timeout=self._ws_open_timeout,
+                ping_interval=20,
+                ping_timeout=20,
+                max_size=2**20,
+            ) as websocket:
                 log.info("event_feed_connected", channel=channel)
                 if on_connected is not None:
                     on_connected()
@@ -670,10 +758,14 @@ class OrchestratorClient:
             status = exc.response.status_code
             if status in (401, 403):
                 await self._tokens.invalidate(token)
-                raise PeerRejected(PEER, "the Orchestrator's event feed refused our credentials",
-                                   status_code=status) from exc
-            raise PeerUnavailable(PEER, "the Orchestrator's event feed is unavailable",
-                                  status_code=status) from exc
+                raise PeerRejected(
+                    PEER,
+                    "the Orchestrator's event feed refused our credentials",
+                    status_code=status,
+                ) from exc
+            raise PeerUnavailable(
+                PEER, "the Orchestrator's event feed is unavailable", status_code=status
+            ) from exc
         except ConnectionClosed as exc:
             raise PeerUnavailable(PEER, "the Orchestrator's event feed dropped") from exc
         except (OSError, InvalidHandshake, TimeoutError) as exc:
@@ -719,30 +811,62 @@ def translate_event(raw: str | bytes, *, channel: str) -> MeshEvent | None:
         old = str(payload.get("old_status") or "unknown")
         new = str(payload.get("new_status") or "unknown")
         if new in _UNHEALTHY_SEVERITY:
-            return MeshEvent(kind=kind, severity=_UNHEALTHY_SEVERITY[new],
-                             summary=f"{who} went {new} (was {old})", at=at,
-                             droplet_id=droplet_id, data=data)
-        summary = (f"{who} recovered: now {new} (was {old})" if old in _UNHEALTHY_SEVERITY
-                   else f"{who} is now {new} (was {old})")
-        return MeshEvent(kind=kind, severity="info", summary=summary, at=at,
-                         droplet_id=droplet_id, data=data)
+            return MeshEvent(
+                kind=kind,
+                severity=_UNHEALTHY_SEVERITY[new],
+                summary=f"{who} went {new} (was {old})",
+                at=at,
+                droplet_id=droplet_id,
+                data=data,
+            )
+        summary = (
+            f"{who} recovered: now {new} (was {old})"
+            if old in _UNHEALTHY_SEVERITY
+            else f"{who} is now {new} (was {old})"
+        )
+        return MeshEvent(
+            kind=kind, severity="info", summary=summary, at=at, droplet_id=droplet_id, data=data
+        )
     if kind == "droplet_heartbeat_missed" and droplet_id is not None:
-        return MeshEvent(kind=kind, severity="warning", summary=f"{who} missed its heartbeat",
-                         at=at, droplet_id=droplet_id, data=data)
+        return MeshEvent(
+            kind=kind,
+            severity="warning",
+            summary=f"{who} missed its heartbeat",
+            at=at,
+            droplet_id=droplet_id,
+            data=data,
+        )
     if kind == "droplet_registered" and droplet_id is not None:
-        return MeshEvent(kind=kind, summary=f"{who} registered with the Orchestrator", at=at,
-                         droplet_id=droplet_id, data=data)
+        return MeshEvent(
+            kind=kind,
+            summary=f"{who} registered with the Orchestrator",
+            at=at,
+            droplet_id=droplet_id,
+            data=data,
+        )
     if kind.startswith("task_"):
         verb = kind.removeprefix("task_").replace("_", " ")
         title = task.get("title") or payload.get("title")
         label = f"task {task_id}" if task_id is not None else "a task"
         if isinstance(title, str) and title:
             label += f" ({title})"
-        return MeshEvent(kind=kind, severity="warning" if kind == "task_failed" else "info",
-                         summary=f"{label} {verb}", at=at, task_id=task_id,
-                         droplet_id=droplet_id, data=data)
-    return MeshEvent(kind=kind, summary=f"Orchestrator event: {kind.replace('_', ' ')}", at=at,
-                     droplet_id=droplet_id, task_id=task_id, data=data)
+        return MeshEvent(
+            kind=kind,
+            severity="warning" if kind == "task_failed" else "info",
+            summary=f"{label} {verb}",
+            at=at,
+            task_id=task_id,
+            droplet_id=droplet_id,
+            data=data,
+        )
+    return MeshEvent(
+        kind=kind,
+        summary=f"Orchestrator event: {kind.replace('_', ' ')}",
+        at=at,
+        droplet_id=droplet_id,
+        task_id=task_id,
+        data=data,
+    )
 
 
 def _int(value: Any) -> int | None:

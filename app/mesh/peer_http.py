@@ -42,30 +42,31 @@ async def exchange(
     """Send one request. `passthrough` lists 5xx codes that describe something other than the
     peer's own health (e.g. the Orchestrator's 502 when a *target* droplet is down)."""
     try:
-        response = await client.request(
-            method, url, headers=headers, params=params, json=json_body
-        )
+        response = await client.request(method, url, headers=headers, params=params, json=json_body)
     except httpx.TimeoutException as exc:
         log.warning("peer_timeout", peer=peer, method=method, path=_path(url))
         raise PeerUnavailable(peer, f"the {label} did not answer in time") from exc
     except httpx.HTTPError as exc:
-        log.warning("peer_unreachable", peer=peer, method=method, path=_path(url),
-                    error=type(exc).__name__)
+        log.warning(
+            "peer_unreachable", peer=peer, method=method, path=_path(url), error=type(exc).__name__
+        )
         raise PeerUnavailable(peer, f"the {label} is unreachable") from exc
 
     status = response.status_code
     if status >= 500 and status not in passthrough:
         # The body is deliberately not logged: it may carry SQL or stack traces.
-        log.warning("peer_server_error", peer=peer, method=method, path=_path(url),
-                    status=status)
-        raise PeerUnavailable(peer, f"the {label} failed to process the request",
-                              status_code=status)
+        log.warning("peer_server_error", peer=peer, method=method, path=_path(url), status=status)
+        raise PeerUnavailable(
+            peer, f"the {label} failed to process the request", status_code=status
+        )
     body = _parse(response)
     if body is _UNREADABLE and status < 400:
-        log.warning("peer_unreadable_answer", peer=peer, method=method, path=_path(url),
-                    status=status)
-        raise PeerUnavailable(peer, f"the {label} answered with something unreadable",
-                              status_code=status)
+        log.warning(
+            "peer_unreadable_answer", peer=peer, method=method, path=_path(url), status=status
+        )
+        raise PeerUnavailable(
+            peer, f"the {label} answered with something unreadable", status_code=status
+        )
     return PeerResponse(status_code=status, body=None if body is _UNREADABLE else body)
 
 

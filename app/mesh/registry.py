@@ -33,6 +33,7 @@ LABEL = "Registry"
 # The deployed registry's tokens live about a day; used when a token states no expiry.
 _DEFAULT_TOKEN_LIFETIME = timedelta(hours=24)
 
+
 class _Row(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -73,7 +74,7 @@ _FQDN_ID = re.compile(r"^drop(?:let)?-?(\d+)(?:\.|$)", re.IGNORECASE)
 
 
 def droplet_id_from_wire(value: str | int | None, fqdn: str | None = None) -> int | None:
-    """"droplet-12" -> 12; a row registered by fqdn only ("drop14.local") -> 14."""
+    """ "droplet-12" -> 12; a row registered by fqdn only ("drop14.local") -> 14."""
     if isinstance(value, int):
         return value
     if value:
@@ -113,8 +114,11 @@ class RegistryClient:
         self._client = client or httpx.AsyncClient(timeout=timeout)
         self._retry_policy = retry_policy or RetryPolicy()
         self.breaker = CircuitBreaker(
-            peer=PEER, label=LABEL, failure_threshold=failure_threshold,
-            reset_timeout=reset_timeout, clock=clock,
+            peer=PEER,
+            label=LABEL,
+            failure_threshold=failure_threshold,
+            reset_timeout=reset_timeout,
+            clock=clock,
         )
 
     @property
@@ -149,8 +153,14 @@ class RegistryClient:
         async def attempt() -> PeerResponse:
             return await self.breaker.call(
                 lambda: exchange(
-                    self._client, method, self._base_url + path, peer=PEER, label=LABEL,
-                    headers=headers, params=params, json_body=json_body,
+                    self._client,
+                    method,
+                    self._base_url + path,
+                    peer=PEER,
+                    label=LABEL,
+                    headers=headers,
+                    params=params,
+                    json_body=json_body,
                 )
             )
 
@@ -164,8 +174,9 @@ class RegistryClient:
 
     @staticmethod
     def _rejected(response: PeerResponse, what: str) -> PeerRejected:
-        return PeerRejected(PEER, f"the Registry refused to {what}",
-                            status_code=response.status_code)
+        return PeerRejected(
+            PEER, f"the Registry refused to {what}", status_code=response.status_code
+        )
 
     # -- calls -------------------------------------------------------------------------------
 
@@ -183,31 +194,43 @@ class RegistryClient:
         trace_id: str | None = None,
     ) -> None:
         body = {
-            "id": wire_id(droplet_id), "name": name, "fqdn": fqdn, "ip": ip, "role": role,
-            "env": env, "version": version, "cost_hour": cost_hour,
+            "id": wire_id(droplet_id),
+            "name": name,
+            "fqdn": fqdn,
+            "ip": ip,
+            "role": role,
+            "env": env,
+            "version": version,
+            "cost_hour": cost_hour,
         }
-        response = await self._call("POST", "/registry/register", trace_id=trace_id,
-                                    json_body=body, idempotent=False)
+        response = await self._call(
+            "POST", "/registry/register", trace_id=trace_id, json_body=body, idempotent=False
+        )
         if response.status_code not in (200, 201):
             raise self._rejected(response, f"register droplet {droplet_id}")
 
     async def heartbeat(
-        self, *, droplet_id: int, cpu: float, mem: float, disk: float,
+        self,
+        *,
+        droplet_id: int,
+        cpu: float,
+        mem: float,
+        disk: float,
         trace_id: str | None = None,
     ) -> None:
-        body = {"id": wire_id(droplet_id), "cpu": _pct(cpu), "mem": _pct(mem),
-                "disk": _pct(disk)}
-        response = await self._call("POST", "/registry/heartbeat", trace_id=trace_id,
-                                    json_body=body, idempotent=True)
+        body = {"id": wire_id(droplet_id), "cpu": _pct(cpu), "mem": _pct(mem), "disk": _pct(disk)}
+        response = await self._call(
+            "POST", "/registry/heartbeat", trace_id=trace_id, json_body=body, idempotent=True
+        )
         if response.status_code == 404:
-            raise PeerNotFound(PEER, f"droplet {droplet_id} is not registered with the Registry",
-                               status_code=404)
+            raise PeerNotFound(
+                PEER, f"droplet {droplet_id} is not registered with the Registry", status_code=404
+            )
         if response.status_code != 200:
             raise self._rejected(response, "accept our heartbeat")
 
     async def list_droplets(self, *, trace_id: str | None = None) -> list[Droplet]:
-        response = await self._call("GET", "/registry/droplets", trace_id=trace_id,
-                                    idempotent=True)
+        response = await self._call("GET", "/registry/droplets", trace_id=trace_id, idempotent=True)
         if response.status_code != 200:
             raise self._rejected(response, "list droplets")
         body = response.body
@@ -228,7 +251,9 @@ class RegistryClient:
             raise PeerUnavailable(PEER, "the Registry answered in an unexpected format") from exc
         rows = body.get("droplets")
         return RegistryDashboard(
-            total=summary.total, healthy=summary.healthy, down=summary.down,
+            total=summary.total,
+            healthy=summary.healthy,
+            down=summary.down,
             cost_hour_total=summary.cost_hour_total,
             droplets=_droplets(rows if isinstance(rows, list) else []),
         )
@@ -238,7 +263,11 @@ class RegistryClient:
         so it can tell when a peer is back."""
         try:
             response = await exchange(
-                self._client, "GET", self._base_url + "/health", peer=PEER, label=LABEL,
+                self._client,
+                "GET",
+                self._base_url + "/health",
+                peer=PEER,
+                label=LABEL,
                 headers=self._headers(trace_id, authed=False),
             )
         except PeerUnavailable:
@@ -254,7 +283,10 @@ class RegistryClient:
     ) -> tuple[str, datetime]:
         """Deployed variant only: `POST /auth/token?droplet_id=` -> (RS256 JWT, expiry)."""
         response = await self._call(
-            "POST", "/auth/token", trace_id=trace_id, params={"droplet_id": droplet_id},
+            "POST",
+            "/auth/token",
+            trace_id=trace_id,
+            params={"droplet_id": droplet_id},
             idempotent=False,
         )
         if response.status_code == 404:
@@ -269,11 +301,11 @@ class RegistryClient:
 
     async def fetch_public_key(self, *, trace_id: str | None = None) -> str:
         """Deployed variant only: the PEM published at `/.well-known/jwks.json`."""
-        response = await self._call("GET", "/.well-known/jwks.json", trace_id=trace_id,
-                                    idempotent=True, authed=False)
+        response = await self._call(
+            "GET", "/.well-known/jwks.json", trace_id=trace_id, idempotent=True, authed=False
+        )
         if response.status_code == 404:
-            raise PeerNotFound(PEER, "the Registry does not publish a public key",
-                               status_code=404)
+            raise PeerNotFound(PEER, "the Registry does not publish a public key", status_code=404)
         body = response.body
         if response.status_code != 200 or not isinstance(body, dict):
             raise self._rejected(response, "publish its public key")

@@ -164,8 +164,9 @@ async def retry(
             attempt += 1
             if attempt >= policy.attempts:
                 raise
-            await sleep(backoff_delay(attempt - 1, base=policy.base_delay,
-                                      cap=policy.max_delay, rng=rng))
+            await sleep(
+                backoff_delay(attempt - 1, base=policy.base_delay, cap=policy.max_delay, rng=rng)
+            )
 
 
 class Backoff:
@@ -179,8 +180,10 @@ class Backoff:
 
     def next_delay(self) -> float:
         # Never zero: a loop retrying at full jitter's lower bound would spin.
-        delay = max(self._base / 2, backoff_delay(self._attempt, base=self._base,
-                                                  cap=self._cap, rng=self._rng))
+        delay = max(
+            self._base / 2,
+            backoff_delay(self._attempt, base=self._base, cap=self._cap, rng=self._rng),
+        )
         self._attempt += 1
         return delay
 

@@ -160,9 +160,12 @@ class TokenProvider:
             "configured_sources": [s.value for s in self.configured_sources()],
             "expires_at": _iso(current.expires_at) if current else None,
             "refresh_at": (
-                _iso(current.issued_at
-                     + (current.expires_at - current.issued_at) * self._refresh_ratio)
-                if current and current.expires_at is not None else None
+                _iso(
+                    current.issued_at
+                    + (current.expires_at - current.issued_at) * self._refresh_ratio
+                )
+                if current and current.expires_at is not None
+                else None
             ),
             "last_error": self._last_error,
         }
@@ -175,8 +178,9 @@ class TokenProvider:
             self._last_error = "no credentials for the Orchestrator are configured"
             raise TokenUnavailable(PEER, self._last_error)
         now = self._clock()
-        fresh = [s for s in sources
-                 if now - self._rejected_at.get(s, -1e18) >= self._rejection_cooldown]
+        fresh = [
+            s for s in sources if now - self._rejected_at.get(s, -1e18) >= self._rejection_cooldown
+        ]
         # Sources a peer recently rejected are a last resort, tried only after the others.
         ordered = fresh + [s for s in sources if s not in fresh]
         errors: list[str] = []
@@ -191,8 +195,11 @@ class TokenProvider:
             if issued is None:
                 continue
             self._last_error = None
-            log.info("token_acquired", source=source.value,
-                     expires_at=_iso(issued.expires_at) if issued.expires_at else None)
+            log.info(
+                "token_acquired",
+                source=source.value,
+                expires_at=_iso(issued.expires_at) if issued.expires_at else None,
+            )
             return issued
         self._last_error = "; ".join(errors) or "no usable credentials for the Orchestrator"
         raise TokenUnavailable(PEER, "no usable credentials for the Orchestrator")
@@ -215,8 +222,12 @@ class TokenProvider:
         if expires_at is not None and now >= expires_at:
             log.warning("static_credential_expired")
             return None
-        return _Issued(self._static_token, TokenSource.STATIC,
-                       issued_at if issued_at is not None else now, expires_at)
+        return _Issued(
+            self._static_token,
+            TokenSource.STATIC,
+            issued_at if issued_at is not None else now,
+            expires_at,
+        )
 
     async def _mint(self) -> _Issued:
         if self._private_key is None:
@@ -237,7 +248,10 @@ class TokenProvider:
     async def _orchestrator_token(self) -> _Issued:
         assert self._orchestrator_url is not None
         response = await exchange(
-            self._client, "POST", self._orchestrator_url + "/auth/token", peer=PEER,
+            self._client,
+            "POST",
+            self._orchestrator_url + "/auth/token",
+            peer=PEER,
             label="Orchestrator",
             json_body={"droplet_id": self._droplet_id, "secret_key": self._orchestrator_secret},
         )
@@ -245,8 +259,9 @@ class TokenProvider:
         if response.status_code == 404:
             raise PeerUnavailable(PEER, "the Orchestrator does not issue tokens", status_code=404)
         if response.status_code != 200 or not isinstance(body, dict):
-            raise PeerUnavailable(PEER, "the Orchestrator refused to issue a token",
-                                  status_code=response.status_code)
+            raise PeerUnavailable(
+                PEER, "the Orchestrator refused to issue a token", status_code=response.status_code
+            )
         token = body.get("access_token")
         if not isinstance(token, str) or not token:
             raise PeerUnavailable(PEER, "the Orchestrator answered in an unexpected format")
@@ -256,16 +271,20 @@ class TokenProvider:
             expires_in = body.get("expires_in")
             if isinstance(expires_in, int | float) and expires_in > 0:
                 expires_at = now + float(expires_in)
-        return _Issued(token, TokenSource.ORCHESTRATOR,
-                       issued_at if issued_at is not None else now, expires_at)
+        return _Issued(
+            token, TokenSource.ORCHESTRATOR, issued_at if issued_at is not None else now, expires_at
+        )
 
     async def _registry_token(self) -> _Issued:
         assert self._registry is not None
         token, expires = await self._registry.fetch_token(self._droplet_id)
         issued_at, _ = _claimed_times(token)
-        return _Issued(token, TokenSource.REGISTRY,
-                       issued_at if issued_at is not None else self._clock(),
-                       expires.timestamp())
+        return _Issued(
+            token,
+            TokenSource.REGISTRY,
+            issued_at if issued_at is not None else self._clock(),
+            expires.timestamp(),
+        )
 
 
 def _claimed_times(token: str) -> tuple[float | None, float | None]:

@@ -24,8 +24,9 @@ class HostSample:
 
 
 class HostMetrics:
-    def __init__(self, *, disk_path: str = "/", clock: Callable[[], float] = time.monotonic
-                 ) -> None:
+    def __init__(
+        self, *, disk_path: str = "/", clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._disk_path = disk_path
         self._clock = clock
         self._started = clock()

@@ -56,26 +56,37 @@ class Metrics:
         # Recent latencies only: an average over the service's whole life hides today's problems.
         self._recent_latency: deque[float] = deque(maxlen=1000)
         self.http_requests = Counter(
-            "http_requests_total", "HTTP requests", ["method", "route", "status"],
+            "http_requests_total",
+            "HTTP requests",
+            ["method", "route", "status"],
             registry=self.registry,
         )
         self.http_latency = Histogram(
-            "http_request_duration_seconds", "HTTP request latency", ["method", "route"],
-            buckets=_LATENCY_BUCKETS, registry=self.registry,
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.turns = Counter(
             "chat_turns_total", "Chat turns", ["channel", "planner"], registry=self.registry
         )
         self.turn_latency = Histogram(
-            "chat_turn_duration_seconds", "Chat turn latency", ["channel"],
-            buckets=_LATENCY_BUCKETS, registry=self.registry,
+            "chat_turn_duration_seconds",
+            "Chat turn latency",
+            ["channel"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.tool_calls = Counter(
             "chat_tool_calls_total", "Tool executions", ["tool", "outcome"], registry=self.registry
         )
         self.upstream_latency = Histogram(
-            "mesh_upstream_duration_seconds", "Latency of calls to mesh peers", ["peer"],
-            buckets=_LATENCY_BUCKETS, registry=self.registry,
+            "mesh_upstream_duration_seconds",
+            "Latency of calls to mesh peers",
+            ["peer"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.ws_connections = Gauge(
             "websocket_connections", "Live WebSocket connections", registry=self.registry

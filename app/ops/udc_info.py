@@ -40,9 +40,19 @@ def capabilities(runtime: Runtime) -> CapabilitiesResponse:
             "session_store": runtime.store_backend,
             "event_bus": runtime.event_bus_backend,
             "endpoints": [
-                "/health", "/capabilities", "/state", "/dependencies", "/version", "/message",
-                "/send", "/heartbeat", "/api/chat", "/api/process", "/api/analyze",
-                "/api/sessions", "/ws",
+                "/health",
+                "/capabilities",
+                "/state",
+                "/dependencies",
+                "/version",
+                "/message",
+                "/send",
+                "/heartbeat",
+                "/api/chat",
+                "/api/process",
+                "/api/analyze",
+                "/api/sessions",
+                "/ws",
             ],
         },
     )
@@ -73,8 +83,12 @@ def dependencies(runtime: Runtime) -> DependenciesResponse:
         status = _dep_status(check.state if check else None)
         required.append(
             DependencyStatus.model_validate(
-                {"id": droplet_id, "name": name, "status": status,
-                 "detail": check.detail if check else None}
+                {
+                    "id": droplet_id,
+                    "name": name,
+                    "status": status,
+                    "detail": check.detail if check else None,
+                }
             )
         )
         if status in ("unavailable", "disabled"):

@@ -99,8 +99,9 @@ class ToolExecutor:
         if spec is not None and spec.permission is not None and not caller.can(spec.permission):
             outcome.status = "forbidden"
             outcome.message = f"that needs the '{spec.permission}' permission"
-            log.info("tool_forbidden", tool=call.tool, caller=str(caller.identity),
-                     trace_id=trace_id)
+            log.info(
+                "tool_forbidden", tool=call.tool, caller=str(caller.identity), trace_id=trace_id
+            )
             return outcome
         try:
             async with asyncio.timeout(self._timeout):
@@ -124,8 +125,13 @@ class ToolExecutor:
         if self._observe is not None and peers:
             self._observe("registry+orchestrator" if len(peers) > 1 else peers[0], elapsed)
         if outcome.status != "ok":
-            log.info("tool_failed", tool=call.tool, status=outcome.status,
-                     reason=outcome.message, trace_id=trace_id)
+            log.info(
+                "tool_failed",
+                tool=call.tool,
+                status=outcome.status,
+                reason=outcome.message,
+                trace_id=trace_id,
+            )
         return outcome
 
     def _orch(self) -> OrchestratorClient:
@@ -221,8 +227,9 @@ class ToolExecutor:
         for failure in listing.failures:
             if all(f.peer != failure.peer for f in failures):
                 failures.append(failure)
-        return SystemOverview(listing=listing, state=state, alerts=self._alerts(5),
-                              failures=failures)
+        return SystemOverview(
+            listing=listing, state=state, alerts=self._alerts(5), failures=failures
+        )
 
 
 # The peers each tool calls, the one that answers first-hand first (progress names it).

@@ -726,7 +726,8 @@ def _alert_line(event: MeshEvent) -> str:
     summary = escape_markdown(event.summary, limit=200)
     unverified = (
         f" · _unverified, via {escape_markdown(event.via or 'unknown', limit=45)}_"
-        if not event.verified else ""
+        if not event.verified
+        else ""
     )
     return f"{mark} **{event.severity}** · {when(event.at)} · {summary}{unverified}"
 

@@ -25,8 +25,9 @@ class Redactor:
     MAX_DEPTH = 8
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self._values = tuple(sorted((s for s in secrets if s and len(s) >= 4), key=len,
-                                    reverse=True))
+        self._values = tuple(
+            sorted((s for s in secrets if s and len(s) >= 4), key=len, reverse=True)
+        )
 
     def scrub(self, text: str) -> str:
         for value in self._values:
@@ -41,7 +42,8 @@ class Redactor:
             return "[nested too deep]"
         if isinstance(value, Mapping):
             return {
-                k: "[redacted]" if isinstance(k, str) and _SECRET_KEYS.search(k)
+                k: "[redacted]"
+                if isinstance(k, str) and _SECRET_KEYS.search(k)
                 else self._clean(v, depth + 1)
                 for k, v in value.items()
             }

@@ -48,7 +48,9 @@ class Prod:
         return jwt.encode(claims, self._key, algorithm="RS256")
 
     def droplet(self, number: int, *permissions: str, ttl: float = 600) -> str:
-        token: str = self.sandbox.mint_token(droplet_id=number, permissions=permissions, ttl=ttl)
+        token: str = self.sandbox.mint_token(
+            droplet_id=number, permissions=list(permissions), ttl=ttl
+        )
         return token
 
     @staticmethod
@@ -57,21 +59,36 @@ class Prod:
 
     def chat(self, token: str | None, message: str, **extra: Any) -> httpx.Response:
         headers = self.bearer(token) if token else {}
-        return httpx.post(f"{self.url}/api/chat", json={"message": message, **extra},
-                          headers=headers, timeout=20)
+        return httpx.post(
+            f"{self.url}/api/chat", json={"message": message, **extra}, headers=headers, timeout=20
+        )
 
-    def message(self, text: str, *, token: str | None = None, source: str = "droplet-16",
-                message_type: str = "command", headers: dict[str, str] | None = None,
-                ) -> httpx.Response:
+    def message(
+        self,
+        text: str,
+        *,
+        token: str | None = None,
+        source: str = "droplet-16",
+        message_type: str = "command",
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
         all_headers = {**(self.bearer(token) if token else {}), **(headers or {})}
-        envelope = {"source": source, "target": "droplet-12", "message_type": message_type,
-                    "payload": {"message": text}}
+        envelope = {
+            "source": source,
+            "target": "droplet-12",
+            "message_type": message_type,
+            "payload": {"message": text},
+        }
         return httpx.post(f"{self.url}/message", json=envelope, headers=all_headers, timeout=20)
 
     def tasks(self) -> list[dict[str, Any]]:
         token = self.sandbox.mint_token(droplet_id=1, permissions=["read", "admin"])
-        body = httpx.get(f"{self.sandbox.orchestrator_url}/tasks", params={"limit": 500},
-                         headers=self.bearer(token), timeout=10).json()
+        body = httpx.get(
+            f"{self.sandbox.orchestrator_url}/tasks",
+            params={"limit": 500},
+            headers=self.bearer(token),
+            timeout=10,
+        ).json()
         tasks: list[dict[str, Any]] = body["payload"]["tasks"]
         return tasks
 
@@ -99,8 +116,11 @@ class Prod:
 @pytest.fixture
 def production(live_app: Callable[..., Any], sandbox: Any) -> Callable[..., Prod]:
     def start(**overrides: Any) -> Prod:
-        values: dict[str, Any] = {"environment": "production", "chat_auth": "jwt",
-                                  "log_format": "json"}
+        values: dict[str, Any] = {
+            "environment": "production",
+            "chat_auth": "jwt",
+            "log_format": "json",
+        }
         values.update(overrides)
         return Prod(live_app(**values), sandbox)
 
@@ -178,16 +198,18 @@ def test_3_send_needs_write_and_keeps_the_caller_in_the_audit(prod: Prod) -> Non
         assert refused.status_code == 403
         assert refused.json()["error"]["code"] == "FORBIDDEN"
     writer = prod.droplet(18, "read", "write")
-    loop = httpx.post(f"{prod.url}/send", json={**payload, "target": 12},
-                      headers=prod.bearer(writer))
+    loop = httpx.post(
+        f"{prod.url}/send", json={**payload, "target": 12}, headers=prod.bearer(writer)
+    )
     assert loop.status_code == 422
     # Droplet 16 has no endpoint in the sandbox: the Orchestrator cannot deliver (502), and the
     # attempt is audited under the real caller and the trace id the receiver would have seen.
     sent = httpx.post(f"{prod.url}/send", json=payload, headers=prod.bearer(writer), timeout=20)
     assert sent.status_code == 502, sent.text
     admin = prod.user("root", "read", "admin")
-    audit = httpx.get(f"{prod.url}/api/audit", params={"tool": "relay_message"},
-                      headers=prod.bearer(admin)).json()["entries"]
+    audit = httpx.get(
+        f"{prod.url}/api/audit", params={"tool": "relay_message"}, headers=prod.bearer(admin)
+    ).json()["entries"]
     assert [(e["actor"], e["outcome"]) for e in audit] == [("droplet:18", "error")]
     assert audit[0]["trace_id"] == sent.headers["x-trace-id"]
 
@@ -303,17 +325,26 @@ def test_7_a_slow_header_is_closed_after_the_header_timeout(
 
 
 def test_8_forged_events_and_heartbeats_cannot_impersonate_or_evict(prod: Prod) -> None:
-    event = {"source": "droplet-1", "target": "droplet-12", "message_type": "event",
-             "payload": {"event_type": "registry_down", "severity": "critical",
-                         "summary": "REAL: registry disk full"}}
+    event: dict[str, Any] = {
+        "source": "droplet-1",
+        "target": "droplet-12",
+        "message_type": "event",
+        "payload": {
+            "event_type": "registry_down",
+            "severity": "critical",
+            "summary": "REAL: registry disk full",
+        },
+    }
     mine = prod.droplet(14, "read")
     impostor = httpx.post(f"{prod.url}/message", json=event, headers=prod.bearer(mine))
     assert impostor.status_code == 403
     beat = {"source": "droplet-1", "message_type": "status", "payload": {"status": "error"}}
-    assert httpx.post(f"{prod.url}/heartbeat", json=beat,
-                      headers=prod.bearer(mine)).status_code == 403
-    real = httpx.post(f"{prod.url}/message", json=event,
-                      headers=prod.bearer(prod.droplet(1, "read")))
+    assert (
+        httpx.post(f"{prod.url}/heartbeat", json=beat, headers=prod.bearer(mine)).status_code == 403
+    )
+    real = httpx.post(
+        f"{prod.url}/message", json=event, headers=prod.bearer(prod.droplet(1, "read"))
+    )
     assert real.status_code == 202
     forged = {**event, "payload": {**event["payload"], "summary": "FAKE " + "x" * 60_000}}
     statuses = [httpx.post(f"{prod.url}/message", json=forged).status_code for _ in range(200)]
@@ -333,19 +364,30 @@ def test_9_analyze_message_send_heartbeat_are_rate_limited(
 ) -> None:
     app = production(chat_rate_limit_per_minute=5, mesh_rate_limit_per_minute=5)
     alice = app.user("alice", "read", "write")
-    codes = [httpx.post(f"{app.url}/api/analyze", json={"text": "list tasks"},
-                        headers=app.bearer(alice)).status_code for _ in range(7)]
+    codes = [
+        httpx.post(
+            f"{app.url}/api/analyze", json={"text": "list tasks"}, headers=app.bearer(alice)
+        ).status_code
+        for _ in range(7)
+    ]
     assert codes[:5] == [200] * 5 and codes[5:] == [429, 429]
     droplet = app.droplet(16, "read", "write")
     turns = [app.message("hello", token=droplet).status_code for _ in range(7)]
     assert turns.count(429) == 2
     beat = {"source": "droplet-16", "message_type": "status", "payload": {"status": "active"}}
-    beats = [httpx.post(f"{app.url}/heartbeat", json=beat,
-                        headers=app.bearer(droplet)).status_code for _ in range(7)]
+    beats = [
+        httpx.post(f"{app.url}/heartbeat", json=beat, headers=app.bearer(droplet)).status_code
+        for _ in range(7)
+    ]
     assert beats[:5] == [200] * 5 and 429 in beats
-    sends = [httpx.post(f"{app.url}/send", json={"target": 14, "payload": {}},
-                        headers=app.bearer(app.droplet(18, "read", "write"))).status_code
-             for _ in range(7)]
+    sends = [
+        httpx.post(
+            f"{app.url}/send",
+            json={"target": 14, "payload": {}},
+            headers=app.bearer(app.droplet(18, "read", "write")),
+        ).status_code
+        for _ in range(7)
+    ]
     assert 429 in sends
     too_many = httpx.post(f"{app.url}/api/analyze", json={"text": "x"}, headers=app.bearer(alice))
     assert int(too_many.headers["retry-after"]) >= 1
@@ -360,10 +402,14 @@ def test_9_the_session_quota_is_atomic_and_counts_every_channel(
     def new_session(i: int) -> int:
         if i % 2:
             return app.chat(token, "hello").status_code
-        envelope = {"source": "18", "message_type": "query",
-                    "payload": {"message": "hello", "metadata": {"user_id": f"u{i}"}}}
-        return httpx.post(f"{app.url}/api/process", json=envelope, headers=app.bearer(token),
-                          timeout=30).status_code
+        envelope = {
+            "source": "18",
+            "message_type": "query",
+            "payload": {"message": "hello", "metadata": {"user_id": f"u{i}"}},
+        }
+        return httpx.post(
+            f"{app.url}/api/process", json=envelope, headers=app.bearer(token), timeout=30
+        ).status_code
 
     with ThreadPoolExecutor(max_workers=25) as pool:
         codes = list(pool.map(new_session, range(100)))
@@ -394,14 +440,20 @@ def test_10_websockets_per_identity_are_capped(production: Callable[..., Prod]) 
 
 def test_12_long_session_ids_and_deep_json_get_standard_errors(prod: Prod) -> None:
     token = prod.droplet(18, "read")
-    envelope = {"source": "18", "message_type": "query",
-                "payload": {"message": "hello", "session_id": "s" * 200}}
+    envelope = {
+        "source": "18",
+        "message_type": "query",
+        "payload": {"message": "hello", "session_id": "s" * 200},
+    }
     long_id = httpx.post(f"{prod.url}/api/process", json=envelope, headers=prod.bearer(token))
     assert long_id.status_code == 422
     assert long_id.json()["error"]["code"] == "INVALID_REQUEST"
     deep = '{"message": "hi", "metadata": ' + '{"a": ' * 5000 + "1" + "}" * 5000 + "}"
-    rest = httpx.post(f"{prod.url}/api/chat", content=deep, headers={
-        **prod.bearer(token), "Content-Type": "application/json"})
+    rest = httpx.post(
+        f"{prod.url}/api/chat",
+        content=deep,
+        headers={**prod.bearer(token), "Content-Type": "application/json"},
+    )
     assert 400 <= rest.status_code < 500
     with prod.socket(token) as ws:
         ws.send('{"type": "message", "content": ' + "[" * 5000 + "]" * 5000 + "}")
@@ -415,16 +467,21 @@ def test_12_long_session_ids_and_deep_json_get_standard_errors(prod: Prod) -> No
 
 def test_13_a_user_named_18_cannot_read_droplet_18s_sessions(prod: Prod) -> None:
     voice = prod.droplet(18, "read")
-    envelope = {"source": "18", "message_type": "query",
-                "payload": {"message": "any alerts?", "metadata": {"user_id": "user-voice-77"}}}
+    envelope = {
+        "source": "18",
+        "message_type": "query",
+        "payload": {"message": "any alerts?", "metadata": {"user_id": "user-voice-77"}},
+    }
     made = httpx.post(f"{prod.url}/api/process", json=envelope, headers=prod.bearer(voice))
     sid = made.json()["payload"]["session_id"]
     assert sid == "droplet-18:user-voice-77"
     as_user = prod.user("18", "read", "write")
-    assert httpx.get(f"{prod.url}/api/sessions/{sid}",
-                     headers=prod.bearer(as_user)).status_code == 404
-    assert httpx.get(f"{prod.url}/api/sessions/{sid}",
-                     headers=prod.bearer(voice)).status_code == 200
+    assert (
+        httpx.get(f"{prod.url}/api/sessions/{sid}", headers=prod.bearer(as_user)).status_code == 404
+    )
+    assert (
+        httpx.get(f"{prod.url}/api/sessions/{sid}", headers=prod.bearer(voice)).status_code == 200
+    )
 
 
 def test_14_a_squatted_session_id_does_not_lock_out_its_real_user(prod: Prod) -> None:
@@ -432,8 +489,11 @@ def test_14_a_squatted_session_id_does_not_lock_out_its_real_user(prod: Prod) ->
     sid = "droplet-18:user-voice-77"
     assert prod.chat(squatter, "I was here first", session_id=sid).status_code == 200
     voice = prod.droplet(18, "read")
-    envelope = {"source": "18", "message_type": "query",
-                "payload": {"message": "hello", "metadata": {"user_id": "user-voice-77"}}}
+    envelope = {
+        "source": "18",
+        "message_type": "query",
+        "payload": {"message": "hello", "metadata": {"user_id": "user-voice-77"}},
+    }
     turn = httpx.post(f"{prod.url}/api/process", json=envelope, headers=prod.bearer(voice))
     assert turn.status_code == 200
     history = httpx.get(f"{prod.url}/api/sessions/{sid}", headers=prod.bearer(voice)).json()
@@ -463,12 +523,26 @@ def test_15_production_refuses_to_start_with_weak_settings(
 ) -> None:
     from app.config import Settings
 
-    clean = {k: v for k, v in __import__("os").environ.items()
-             if k.upper() not in {f.upper() for f in Settings.model_fields}}
-    values = {**clean, "ENVIRONMENT": "production", "DROPLET_SECRET": "k7Qp2vX9mL4tR8wZ",
-              "PYTHONPATH": str(ROOT), **env}
-    result = subprocess.run([sys.executable, "-m", "app.main"], cwd=tmp_path, env=values,
-                            capture_output=True, text=True, timeout=60)
+    clean = {
+        k: v
+        for k, v in __import__("os").environ.items()
+        if k.upper() not in {f.upper() for f in Settings.model_fields}
+    }
+    values = {
+        **clean,
+        "ENVIRONMENT": "production",
+        "DROPLET_SECRET": "k7Qp2vX9mL4tR8wZ",
+        "PYTHONPATH": str(ROOT),
+        **env,
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "app.main"],
+        cwd=tmp_path,
+        env=values,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert result.stderr.strip().startswith(f"configuration error: {variable}")
 
@@ -480,15 +554,22 @@ def test_16_a_token_without_read_reads_nothing(prod: Prod) -> None:
     empty = prod.user("nobody")
     assert prod.chat(empty, "show me all droplets").status_code == 403
     envelope = {"source": "18", "message_type": "query", "payload": {"message": "any alerts?"}}
-    assert httpx.post(f"{prod.url}/api/process", json=envelope,
-                      headers=prod.bearer(empty)).status_code == 403
-    assert httpx.post(f"{prod.url}/api/analyze", json={"text": "list tasks"},
-                      headers=prod.bearer(empty)).status_code == 403
+    assert (
+        httpx.post(f"{prod.url}/api/process", json=envelope, headers=prod.bearer(empty)).status_code
+        == 403
+    )
+    assert (
+        httpx.post(
+            f"{prod.url}/api/analyze", json={"text": "list tasks"}, headers=prod.bearer(empty)
+        ).status_code
+        == 403
+    )
     with pytest.raises(InvalidStatus), prod.socket(empty):  # refused before the handshake
         pass
     reader = prod.user("reader", "read")
     assert prod.chat(reader, "show me all droplets").json()["actions"] == [
-        {"tool": "list_droplets", "status": "ok"}]
+        {"tool": "list_droplets", "status": "ok"}
+    ]
 
 
 # ---- Also: operator endpoints, token lifetime, the page's confirm --------------------------------
@@ -518,11 +599,17 @@ def test_the_confirm_frame_executes_the_proposal_it_names(prod: Prod) -> None:
     with prod.socket(alice) as ws:
         ws.send(json.dumps({"type": "message", "content": BUILD, "session_id": "page-1"}))
         proposal = prod.until(ws, "message")["pending_confirmation"]
-        ws.send(json.dumps({"type": "confirm", "session_id": "page-1",
-                            "proposal_id": "not-the-one-you-saw"}))
+        ws.send(
+            json.dumps(
+                {"type": "confirm", "session_id": "page-1", "proposal_id": "not-the-one-you-saw"}
+            )
+        )
         assert prod.until(ws, "message")["actions"] == []
-        ws.send(json.dumps({"type": "confirm", "session_id": "page-1",
-                            "proposal_id": proposal["proposal_id"]}))
+        ws.send(
+            json.dumps(
+                {"type": "confirm", "session_id": "page-1", "proposal_id": proposal["proposal_id"]}
+            )
+        )
         assert prod.until(ws, "message")["actions"] == [{"tool": "create_task", "status": "ok"}]
     assert len(prod.tasks()) == before + 1
 

@@ -33,8 +33,9 @@ def test_scope_claim_counts_as_permissions(keys: KeyPair) -> None:
 def test_users_and_droplets_never_share_an_identity(keys: KeyPair) -> None:
     user = verify_token(keys.token(sub="18"), public_key_pem=keys.public_pem)
     droplet = verify_token(keys.token(droplet_id=18), public_key_pem=keys.public_pem)
-    registry_issued = verify_token(keys.token(sub="droplet-18", role="droplet"),
-                                   public_key_pem=keys.public_pem)
+    registry_issued = verify_token(
+        keys.token(sub="droplet-18", role="droplet"), public_key_pem=keys.public_pem
+    )
     assert str(user.identity) == "user:18"
     assert str(droplet.identity) == str(registry_issued.identity) == "droplet:18"
     assert user.identity.namespace != droplet.identity.namespace
@@ -43,8 +44,9 @@ def test_users_and_droplets_never_share_an_identity(keys: KeyPair) -> None:
 
 
 def test_a_numeric_string_exp_is_refused(keys: KeyPair) -> None:
-    token = pyjwt.encode({"sub": "x", "exp": str(int(time.time()) + 60)}, keys.private_pem,
-                         algorithm="RS256")
+    token = pyjwt.encode(
+        {"sub": "x", "exp": str(int(time.time()) + 60)}, keys.private_pem, algorithm="RS256"
+    )
     with pytest.raises(TokenInvalid):
         verify_token(token, public_key_pem=keys.public_pem)
 
@@ -103,14 +105,24 @@ def test_tampered_payload_rejected(keys: KeyPair) -> None:
 
 def test_issuer_and_audience_checked_when_configured(keys: KeyPair) -> None:
     good = keys.token(iss="registry.fullpotential.ai", aud="fullpotential.droplets")
-    verify_token(good, public_key_pem=keys.public_pem, issuer="registry.fullpotential.ai",
-                 audience="fullpotential.droplets")
+    verify_token(
+        good,
+        public_key_pem=keys.public_pem,
+        issuer="registry.fullpotential.ai",
+        audience="fullpotential.droplets",
+    )
     with pytest.raises(TokenInvalid, match="issuer or audience"):
-        verify_token(keys.token(iss="evil"), public_key_pem=keys.public_pem,
-                     issuer="registry.fullpotential.ai")
+        verify_token(
+            keys.token(iss="evil"),
+            public_key_pem=keys.public_pem,
+            issuer="registry.fullpotential.ai",
+        )
     with pytest.raises(TokenInvalid, match="issuer or audience"):
-        verify_token(keys.token(aud="other"), public_key_pem=keys.public_pem,
-                     audience="fullpotential.droplets")
+        verify_token(
+            keys.token(aud="other"),
+            public_key_pem=keys.public_pem,
+            audience="fullpotential.droplets",
+        )
 
 
 def test_garbage_rejected(keys: KeyPair) -> None:

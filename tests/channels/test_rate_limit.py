@@ -45,10 +45,12 @@ async def test_memory_keys_are_bounded() -> None:
 async def test_redis_limit_is_shared_between_limiters() -> None:
     prefix = f"test-rl-{uuid.uuid4().hex[:8]}"
     clock = Clock()
-    first = RedisRateLimiter(url="redis://127.0.0.1:6379/0", per_minute=4, prefix=prefix,
-                             clock=clock)
-    second = RedisRateLimiter(url="redis://127.0.0.1:6379/0", per_minute=4, prefix=prefix,
-                              clock=clock)
+    first = RedisRateLimiter(
+        url="redis://127.0.0.1:6379/0", per_minute=4, prefix=prefix, clock=clock
+    )
+    second = RedisRateLimiter(
+        url="redis://127.0.0.1:6379/0", per_minute=4, prefix=prefix, clock=clock
+    )
     try:
         assert (await first.hit("id:alice")).allowed
         assert (await second.hit("id:alice")).allowed
@@ -80,8 +82,9 @@ def test_chat_turns_are_rate_limited(make_settings: object, channel: str) -> Non
     settings = make_settings(chat_rate_limit_per_minute=3)  # type: ignore[operator]
     with TestClient(create_app(settings), client=("127.0.0.1", 1)) as client:
         if channel == "rest":
-            codes = [client.post("/api/chat", json={"message": "hello"}).status_code
-                     for _ in range(4)]
+            codes = [
+                client.post("/api/chat", json={"message": "hello"}).status_code for _ in range(4)
+            ]
             assert codes == [200, 200, 200, 429]
             limited = client.post("/api/chat", json={"message": "hello"})
             assert int(limited.headers["retry-after"]) >= 1

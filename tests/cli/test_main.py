@@ -16,8 +16,11 @@ from app.cli.main import build_cli, endpoints
         ("http://localhost:8012/", "http://localhost:8012", "ws://localhost:8012/ws"),
         ("ws://127.0.0.1:9000/ws", "http://127.0.0.1:9000", "ws://127.0.0.1:9000/ws"),
         ("wss://chat.example.com/ws/", "https://chat.example.com", "wss://chat.example.com/ws"),
-        ("https://example.com/droplet12", "https://example.com/droplet12",
-         "wss://example.com/droplet12/ws"),
+        (
+            "https://example.com/droplet12",
+            "https://example.com/droplet12",
+            "wss://example.com/droplet12/ws",
+        ),
         ("localhost:8012", "http://localhost:8012", "ws://localhost:8012/ws"),
     ],
 )

@@ -34,8 +34,9 @@ def sandbox(sandbox_key_dir: Path) -> Iterator[Any]:
     """The suite's sandbox mesh, with a short inactive window for the alert scenarios."""
     from sandbox.testing import mesh
 
-    with mesh(key_dir=sandbox_key_dir, inactive_after=INACTIVE_AFTER_S,
-              router_interval=0.2) as handle:
+    with mesh(
+        key_dir=sandbox_key_dir, inactive_after=INACTIVE_AFTER_S, router_interval=0.2
+    ) as handle:
         yield handle
 
 
@@ -55,8 +56,9 @@ def proxy_socket() -> Iterator[socket.socket]:
 
 
 @pytest.fixture
-def start_live_server(mesh_settings: Callable[..., Settings], proxy_socket: socket.socket
-                      ) -> Iterator[Callable[..., str]]:
+def start_live_server(
+    mesh_settings: Callable[..., Settings], proxy_socket: socket.socket
+) -> Iterator[Callable[..., str]]:
     """`start_live_server(**settings)` -> the base URL of droplet 12 served by uvicorn in a
     thread, wired to the sandbox mesh; stopped after the test."""
     from app.main import create_app
@@ -69,8 +71,11 @@ def start_live_server(mesh_settings: Callable[..., Settings], proxy_socket: sock
         port = sock.getsockname()[1]
         url = f"http://127.0.0.1:{port}"
         proxy_origin = f"http://127.0.0.1:{proxy_socket.getsockname()[1]}"
-        values: dict[str, Any] = {"port": port, "droplet_url": url,
-                                  "cors_origins": [url, proxy_origin]}
+        values: dict[str, Any] = {
+            "port": port,
+            "droplet_url": url,
+            "cors_origins": [url, proxy_origin],
+        }
         values.update(overrides)
         server = ServerThread(create_app(mesh_settings(**values)), sock, name="droplet-12")
         server.start()
@@ -106,8 +111,9 @@ def summarizing_server(start_live_server: Callable[..., str]) -> Iterator[tuple[
     from tests.fakes.gemini import FakeGemini
 
     with FakeGemini() as fake:
-        url = start_live_server(gemini_api_key="test-key", gemini_base_url=fake.base_url,
-                                llm_summarize=True)
+        url = start_live_server(
+            gemini_api_key="test-key", gemini_base_url=fake.base_url, llm_summarize=True
+        )
         yield url, fake
 
 
@@ -115,8 +121,9 @@ def summarizing_server(start_live_server: Callable[..., str]) -> Iterator[tuple[
 def orchestrator(sandbox: Any) -> Iterator[httpx.Client]:
     """An HTTP client for the sandbox Orchestrator, authenticated as droplet 12."""
     token = sandbox.mint_token(droplet_id=12)
-    client = httpx.Client(base_url=sandbox.orchestrator_url, timeout=10,
-                          headers={"Authorization": f"Bearer {token}"})
+    client = httpx.Client(
+        base_url=sandbox.orchestrator_url, timeout=10, headers={"Authorization": f"Bearer {token}"}
+    )
     yield client
     client.close()
 
@@ -130,8 +137,9 @@ def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: run `make browser` (scripts/ensure-browser.sh)")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-                                             headless=True)
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
         yield browser
         browser.close()
 
@@ -168,10 +176,17 @@ def open_page(browser: Any) -> Iterator[Callable[..., Any]]:
     contexts: list[Any] = []
     problems = PageProblems()
 
-    def _open(url: str, *, width: int = 1280, height: int = 860,
-              color_scheme: str = "light", connected: bool = True) -> Any:
-        context = browser.new_context(viewport={"width": width, "height": height},
-                                      color_scheme=color_scheme)
+    def _open(
+        url: str,
+        *,
+        width: int = 1280,
+        height: int = 860,
+        color_scheme: str = "light",
+        connected: bool = True,
+    ) -> Any:
+        context = browser.new_context(
+            viewport={"width": width, "height": height}, color_scheme=color_scheme
+        )
         context.set_default_timeout(20_000)
         contexts.append(context)
         page = context.new_page()

@@ -27,15 +27,17 @@ ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[()][A-Z0-9]|
 
 def cli_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_ORCHESTRATOR_")}
-    env.update({
-        "PYTHONPATH": str(REPO_ROOT),
-        "HOME": str(tmp_path),
-        "XDG_STATE_HOME": str(tmp_path / "state"),
-        "TERM": "xterm-256color",
-        "COLUMNS": "120",
-        "LINES": "40",
-        "NO_PROXY": "127.0.0.1,localhost",
-    })
+    env.update(
+        {
+            "PYTHONPATH": str(REPO_ROOT),
+            "HOME": str(tmp_path),
+            "XDG_STATE_HOME": str(tmp_path / "state"),
+            "TERM": "xterm-256color",
+            "COLUMNS": "120",
+            "LINES": "40",
+            "NO_PROXY": "127.0.0.1,localhost",
+        }
+    )
     env.pop("NO_COLOR", None)
     return env
 
@@ -43,7 +45,7 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
 class Terminal:
     """A pexpect child read through an ANSI filter: waits for text as a person would see it."""
 
-    def __init__(self, child: pexpect.spawn) -> None:
+    def __init__(self, child: pexpect.spawn[str]) -> None:
         self.child = child
         self.seen = ""
 
@@ -66,15 +68,28 @@ class Terminal:
 
 
 def chat(tmp_path: Path, *args: str) -> Terminal:
-    child = pexpect.spawn(sys.executable, ["-m", "app.cli", "chat", *args], env=cli_env(tmp_path),
-                          cwd=str(tmp_path), encoding="utf-8", dimensions=(40, 120), timeout=30)
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "app.cli", "chat", *args],
+        env=cli_env(tmp_path),
+        cwd=str(tmp_path),
+        encoding="utf-8",
+        dimensions=(40, 120),
+        timeout=30,
+    )
     return Terminal(child)
 
 
 def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], env=cli_env(tmp_path),
-                          cwd=str(tmp_path), capture_output=True, text=True, timeout=60,
-                          check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        env=cli_env(tmp_path),
+        cwd=str(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def unused_port() -> int:
@@ -103,8 +118,11 @@ def test_chat_repl_table_and_a_confirmed_action(
     assert "create_task ok" in screen
 
     token = sandbox.mint_token(droplet_id=12)
-    listed = httpx.get(f"{sandbox.orchestrator_url}/tasks", params={"task_type": "build"},
-                       headers={"Authorization": f"Bearer {token}"}).json()["payload"]["tasks"]
+    listed = httpx.get(
+        f"{sandbox.orchestrator_url}/tasks",
+        params={"task_type": "build"},
+        headers={"Authorization": f"Bearer {token}"},
+    ).json()["payload"]["tasks"]
     assert any(t["priority"] == 2 for t in listed)
 
     # Up recalls the last line (readline history); /session shows the session kept.
@@ -154,8 +172,9 @@ def test_chat_shows_model_summaries_as_they_arrive(
     from tests.fakes.gemini import text_chunks
 
     url, fake = summarizing_server
-    fake.push(text_chunks("Seven droplets ", "are registered."),
-              text_chunks("Six tasks, ", "one failed."))
+    fake.push(
+        text_chunks("Seven droplets ", "are registered."), text_chunks("Six tasks, ", "one failed.")
+    )
     term = chat(tmp_path, "--url", url)
     term.wait_for("you> ")
     term.child.sendline("show me all droplets")
@@ -173,8 +192,9 @@ def test_chat_shows_mesh_alerts_while_the_prompt_waits(
     term = chat(tmp_path, "--url", live_server)
     term.wait_for("you> ")
     term.child.send("show me")  # half-typed: the alert must not eat it
-    httpx.post(f"{sandbox.orchestrator_url}/_sandbox/droplets/14/stop-heartbeats"
-               ).raise_for_status()
+    httpx.post(
+        f"{sandbox.orchestrator_url}/_sandbox/droplets/14/stop-heartbeats"
+    ).raise_for_status()
     term.wait_for("(droplet 14)")
     term.wait_for("you> show me")
     term.child.sendline(" all droplets")
@@ -204,15 +224,17 @@ def test_ask_json_prints_the_response_object_and_keeps_the_session(
     live_server: str, tmp_path: Path
 ) -> None:
     ws_url = live_server.replace("http://", "ws://") + "/ws"
-    first = run_cli(tmp_path, "ask", "create a build task for droplet 16 priority 2",
-                    "--url", ws_url, "--json")
+    first = run_cli(
+        tmp_path, "ask", "create a build task for droplet 16 priority 2", "--url", ws_url, "--json"
+    )
     assert first.returncode == 0, first.stderr
     body = json.loads(first.stdout)
     assert {"response", "session_id", "trace_id", "actions", "pending_confirmation"} <= body.keys()
     assert body["pending_confirmation"]["tool"] == "create_task"
 
-    second = run_cli(tmp_path, "ask", "no", "--url", live_server, "--session",
-                     body["session_id"], "--json")
+    second = run_cli(
+        tmp_path, "ask", "no", "--url", live_server, "--session", body["session_id"], "--json"
+    )
     assert second.returncode == 0, second.stderr
     answer = json.loads(second.stdout)
     assert answer["session_id"] == body["session_id"]
@@ -259,11 +281,21 @@ def _interrupt(process: subprocess.Popen[str]) -> int:
 
 def test_serve_starts_the_service(tmp_path: Path) -> None:
     port = unused_port()
-    env = cli_env(tmp_path) | {"HOST": "127.0.0.1", "PORT": str(port), "MESH_ENABLED": "false",
-                               "DATA_DIR": str(tmp_path / "data"), "ENVIRONMENT": "development"}
-    process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], env=env,
-                               cwd=str(tmp_path), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, text=True)
+    env = cli_env(tmp_path) | {
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "MESH_ENABLED": "false",
+        "DATA_DIR": str(tmp_path / "data"),
+        "ENVIRONMENT": "development",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve"],
+        env=env,
+        cwd=str(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         _wait_healthy(f"http://127.0.0.1:{port}/health", process)
         page = httpx.get(f"http://127.0.0.1:{port}/")
@@ -275,10 +307,24 @@ def test_serve_starts_the_service(tmp_path: Path) -> None:
 def test_sandbox_starts_the_mesh(tmp_path: Path) -> None:
     registry, orchestrator = unused_port(), unused_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "sandbox", "--registry-port", str(registry),
-         "--orchestrator-port", str(orchestrator), "--key-dir", str(tmp_path / "keys")],
-        env=cli_env(tmp_path), cwd=str(tmp_path), stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, text=True)
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "sandbox",
+            "--registry-port",
+            str(registry),
+            "--orchestrator-port",
+            str(orchestrator),
+            "--key-dir",
+            str(tmp_path / "keys"),
+        ],
+        env=cli_env(tmp_path),
+        cwd=str(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         _wait_healthy(f"http://127.0.0.1:{registry}/health", process)
         _wait_healthy(f"http://127.0.0.1:{orchestrator}/health", process)

@@ -30,7 +30,8 @@ def send(page: Any, text: str) -> None:
 def wait_for_answers(page: Any, count: int) -> Any:
     """The `count`-th answer, once it is there (a locator pinned to it, not to "the last")."""
     page.wait_for_function(
-        "n => document.querySelectorAll('article.msg-assistant').length >= n", arg=count)
+        "n => document.querySelectorAll('article.msg-assistant').length >= n", arg=count
+    )
     return page.locator("article.msg-assistant").nth(count - 1)
 
 
@@ -91,7 +92,8 @@ def test_confirm_creates_the_task_in_the_orchestrator(
     card.wait_for()
     assert "create_task" in card.inner_text()
     assert tasks(orchestrator) and {t["id"] for t in tasks(orchestrator)} == before, (
-        "nothing is created before the confirmation")
+        "nothing is created before the confirmation"
+    )
 
     card.get_by_role("button", name="Confirm").click()
     assert card.get_by_role("button", name="Confirm").is_disabled()
@@ -122,9 +124,16 @@ def test_a_task_can_be_cancelled_through_the_page(
     live_server: str, open_page: Callable[..., Any], orchestrator: httpx.Client
 ) -> None:
     # A capability nobody has keeps the task pending (the router would hand it out otherwise).
-    response = orchestrator.post("/tasks", json={
-        "task_type": "build", "title": "nightly build", "priority": 3, "payload": {},
-        "required_capability": "nobody_has_this"})
+    response = orchestrator.post(
+        "/tasks",
+        json={
+            "task_type": "build",
+            "title": "nightly build",
+            "priority": 3,
+            "payload": {},
+            "required_capability": "nobody_has_this",
+        },
+    )
     response.raise_for_status()
     task_id = response.json()["payload"]["task_id"]
     page = open_page(live_server)
@@ -141,8 +150,9 @@ def test_stopped_heartbeats_raise_an_alert_in_the_events_panel(
     live_server: str, open_page: Callable[..., Any], sandbox: Any
 ) -> None:
     page = open_page(live_server)
-    httpx.post(f"{sandbox.orchestrator_url}/_sandbox/droplets/14/stop-heartbeats"
-               ).raise_for_status()
+    httpx.post(
+        f"{sandbox.orchestrator_url}/_sandbox/droplets/14/stop-heartbeats"
+    ).raise_for_status()
     alert = page.locator("#events li.event:not(.sev-info)", has_text="14").first
     alert.wait_for(timeout=30_000)
     assert "inactive" in alert.inner_text().lower() or "heartbeat" in alert.inner_text().lower()
@@ -184,12 +194,21 @@ def test_reload_restores_the_conversation_and_the_session(
 def test_injected_names_and_titles_render_as_inert_text(
     live_server: str, open_page: Callable[..., Any], orchestrator: httpx.Client
 ) -> None:
-    response = orchestrator.post("/tasks", json={
-        "task_type": "build", "title": HOSTILE_TITLE, "priority": 1,
-        "description": f"{HOSTILE_NAME} [click](javascript:window.__xss=3)", "payload": {}})
+    response = orchestrator.post(
+        "/tasks",
+        json={
+            "task_type": "build",
+            "title": HOSTILE_TITLE,
+            "priority": 1,
+            "description": f"{HOSTILE_NAME} [click](javascript:window.__xss=3)",
+            "payload": {},
+        },
+    )
     response.raise_for_status()
-    orchestrator.post("/droplets/register", json={
-        "droplet_id": 77, "name": HOSTILE_NAME, "endpoint": "", "capabilities": []})
+    orchestrator.post(
+        "/droplets/register",
+        json={"droplet_id": 77, "name": HOSTILE_NAME, "endpoint": "", "capabilities": []},
+    )
     page = open_page(live_server)
     send(page, "list the tasks")
     tasks_answer = wait_for_answers(page, 1)
@@ -234,8 +253,30 @@ def test_markdown_renderer_keeps_hostile_input_inert(
             "```\n<script>window.__xss=6</script>\n```",
         ],
     )
-    allowed = {"p", "br", "strong", "em", "code", "a", "div", "table", "thead", "tbody", "tr",
-               "th", "td", "pre", "ul", "ol", "li", "h3", "h4", "h5", "h6", "hr"}
+    allowed = {
+        "p",
+        "br",
+        "strong",
+        "em",
+        "code",
+        "a",
+        "div",
+        "table",
+        "thead",
+        "tbody",
+        "tr",
+        "th",
+        "td",
+        "pre",
+        "ul",
+        "ol",
+        "li",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "hr",
+    }
     for sample in rendered:
         assert set(sample["tags"]) <= allowed, sample
     assert rendered[0]["text"] == HOSTILE_NAME
@@ -348,8 +389,9 @@ def test_screenshot_of_a_working_session(
     page = open_page(live_server, width=1280, height=900)
     send(page, "show me all droplets")
     wait_for_answers(page, 1).locator("table").wait_for()
-    httpx.post(f"{sandbox.orchestrator_url}/_sandbox/droplets/14/stop-heartbeats"
-               ).raise_for_status()
+    httpx.post(
+        f"{sandbox.orchestrator_url}/_sandbox/droplets/14/stop-heartbeats"
+    ).raise_for_status()
     send(page, "create a build task for droplet 16 priority 2")
     wait_for_answers(page, 2).locator(".pending").wait_for()
     page.locator("#events li.event:not(.sev-info)").first.wait_for(timeout=30_000)

@@ -47,30 +47,51 @@ def _echo_openai(request: RecordedRequest) -> o.OpenAIReply:
 @contextmanager
 def llm_planner(kind: str) -> Iterator[LLMSetup]:
     """`kind`: gemini, openai, hybrid (rules first, the model when they are unsure)."""
-    backend = "gemini" if kind in ("gemini", "hybrid") and os.environ.get("GEMINI_API_KEY") \
-        else "openai" if kind == "openai" or os.environ.get("LLM_BASE_URL") else "gemini"
+    backend = (
+        "gemini"
+        if kind in ("gemini", "hybrid") and os.environ.get("GEMINI_API_KEY")
+        else "openai"
+        if kind == "openai" or os.environ.get("LLM_BASE_URL")
+        else "gemini"
+    )
     mode = "hybrid" if kind == "hybrid" else backend
     real_key = os.environ.get("GEMINI_API_KEY")
     real_url = os.environ.get("LLM_BASE_URL")
     if (backend == "gemini" and real_key) or (backend == "openai" and real_url):
         planner = build_planner(
-            mode=mode, rules=RulesPlanner(), gemini_api_key=real_key,
+            mode=mode,
+            rules=RulesPlanner(),
+            gemini_api_key=real_key,
             gemini_model=os.environ.get("GEMINI_MODEL", "gemini-2.5-flash"),
-            llm_base_url=real_url, llm_model=os.environ.get("LLM_MODEL", "qwen2.5"),
+            llm_base_url=real_url,
+            llm_model=os.environ.get("LLM_MODEL", "qwen2.5"),
             llm_api_key=os.environ.get("LLM_API_KEY"),
         )
         yield LLMSetup(planner, "real")
         return
     if backend == "gemini":
         with g.FakeGemini(responder=_echo_gemini) as fake:
-            yield LLMSetup(build_planner(mode=mode, rules=RulesPlanner(),
-                                         gemini_api_key="fake-key", gemini_base_url=fake.base_url),
-                           "fake Gemini echoing a context-free rules plan")
+            yield LLMSetup(
+                build_planner(
+                    mode=mode,
+                    rules=RulesPlanner(),
+                    gemini_api_key="fake-key",
+                    gemini_base_url=fake.base_url,
+                ),
+                "fake Gemini echoing a context-free rules plan",
+            )
     else:
         with o.FakeOpenAI(responder=_echo_openai) as fake:
-            yield LLMSetup(build_planner(mode=mode, rules=RulesPlanner(), gemini_api_key=None,
-                                         llm_base_url=fake.base_url, llm_model="fake"),
-                           "fake OpenAI-compatible server echoing a context-free rules plan")
+            yield LLMSetup(
+                build_planner(
+                    mode=mode,
+                    rules=RulesPlanner(),
+                    gemini_api_key=None,
+                    llm_base_url=fake.base_url,
+                    llm_model="fake",
+                ),
+                "fake OpenAI-compatible server echoing a context-free rules plan",
+            )
 
 
 def llm_calls(notes: list[str]) -> int:

@@ -198,7 +198,8 @@ def render(report: Report, *, show_passes: bool = False) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--planner", default="rules",
+        "--planner",
+        default="rules",
         help="rules, gemini, openai, hybrid (a real model when configured, else local fakes), "
         "or module:Class",
     )

@@ -34,12 +34,22 @@ class Peers:
 def peers_for(
     handle: MeshHandle, *, droplet_id: int = 12, timeout: float = 2.0, **breaker: Any
 ) -> Peers:
-    registry = RegistryClient(base_url=handle.registry_url, api_key=handle.registry_key,
-                              timeout=timeout, retry_policy=FAST_RETRY, **breaker)
+    registry = RegistryClient(
+        base_url=handle.registry_url,
+        api_key=handle.registry_key,
+        timeout=timeout,
+        retry_policy=FAST_RETRY,
+        **breaker,
+    )
     tokens = TokenProvider(droplet_id=droplet_id, private_key_path=handle.private_key_path)
-    orchestrator = OrchestratorClient(base_url=handle.orchestrator_url, tokens=tokens,
-                                      timeout=timeout, droplet_id=droplet_id,
-                                      retry_policy=FAST_RETRY, **breaker)
+    orchestrator = OrchestratorClient(
+        base_url=handle.orchestrator_url,
+        tokens=tokens,
+        timeout=timeout,
+        droplet_id=droplet_id,
+        retry_policy=FAST_RETRY,
+        **breaker,
+    )
     return Peers(registry=registry, orchestrator=orchestrator, tokens=tokens)
 
 

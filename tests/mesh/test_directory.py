@@ -31,10 +31,12 @@ async def peers(mesh: MeshHandle) -> AsyncIterator[Peers]:
 async def offline() -> AsyncIterator[DropletDirectory]:
     """A directory whose peers are both unreachable (nothing listens on port 9)."""
     tokens = TokenProvider(static_token="opaque")
-    registry = RegistryClient(base_url="http://127.0.0.1:9", api_key="k", timeout=0.5,
-                              retry_policy=FAST_RETRY)
-    orchestrator = OrchestratorClient(base_url="http://127.0.0.1:9", tokens=tokens,
-                                      timeout=0.5, retry_policy=FAST_RETRY)
+    registry = RegistryClient(
+        base_url="http://127.0.0.1:9", api_key="k", timeout=0.5, retry_policy=FAST_RETRY
+    )
+    orchestrator = OrchestratorClient(
+        base_url="http://127.0.0.1:9", tokens=tokens, timeout=0.5, retry_policy=FAST_RETRY
+    )
     yield DropletDirectory(registry=registry, orchestrator=orchestrator, ttl=0)
     for closable in (registry, orchestrator, tokens):
         await closable.aclose()
@@ -42,11 +44,23 @@ async def offline() -> AsyncIterator[DropletDirectory]:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("the registry", 1), ("is the voice droplet up?", 18), ("droplet #14", 14), ("drop14", 14),
-     ("show the visibility deck", 14), ("Droplet 16 status", 16), ("d18", 18), ("12", 12),
-     ("how is the chat orchestrator?", 12), ("ping the orchestrator", 10),
-     ("the Dashboard droplet", 2), ("onboarding", 16), ("droplet-99", 99),
-     ("what is the weather", None), ("priority 3", None)],
+    [
+        ("the registry", 1),
+        ("is the voice droplet up?", 18),
+        ("droplet #14", 14),
+        ("drop14", 14),
+        ("show the visibility deck", 14),
+        ("Droplet 16 status", 16),
+        ("d18", 18),
+        ("12", 12),
+        ("how is the chat orchestrator?", 12),
+        ("ping the orchestrator", 10),
+        ("the Dashboard droplet", 2),
+        ("onboarding", 16),
+        ("droplet-99", 99),
+        ("what is the weather", None),
+        ("priority 3", None),
+    ],
 )
 def test_resolve_names_and_numbers_without_any_peer(
     offline: DropletDirectory, text: str, expected: int | None
@@ -63,8 +77,14 @@ def test_aliases_cover_the_catalogue(offline: DropletDirectory) -> None:
 
 @pytest.mark.parametrize(
     ("status", "wanted", "matches"),
-    [("healthy", "active", True), ("active", "healthy", True), ("down", "inactive", True),
-     ("active", "inactive", False), ("error", "error", True), ("unknown", "active", False)],
+    [
+        ("healthy", "active", True),
+        ("active", "healthy", True),
+        ("down", "inactive", True),
+        ("active", "inactive", False),
+        ("error", "error", True),
+        ("unknown", "active", False),
+    ],
 )
 def test_status_words_of_both_peers_match(status: str, wanted: str, matches: bool) -> None:
     assert status_matches(status, wanted) is matches
@@ -89,8 +109,7 @@ async def test_listing_merges_both_peers(peers: Peers) -> None:
 async def test_a_dead_orchestrator_leaves_what_the_registry_knows(
     mesh: MeshHandle, peers: Peers
 ) -> None:
-    directory = DropletDirectory(registry=peers.registry, orchestrator=peers.orchestrator,
-                                 ttl=0)
+    directory = DropletDirectory(registry=peers.registry, orchestrator=peers.orchestrator, ttl=0)
     await asyncio.to_thread(mesh.stop_orchestrator)
     try:
         listing = await directory.list()
@@ -117,8 +136,7 @@ async def test_with_no_peer_the_catalogue_still_answers(offline: DropletDirector
 
 
 async def test_listings_are_cached_briefly(mesh: MeshHandle, peers: Peers) -> None:
-    directory = DropletDirectory(registry=peers.registry, orchestrator=peers.orchestrator,
-                                 ttl=60)
+    directory = DropletDirectory(registry=peers.registry, orchestrator=peers.orchestrator, ttl=60)
     first = await directory.list()
     await asyncio.to_thread(mesh.stop_registry)
     try:
@@ -130,9 +148,16 @@ async def test_listings_are_cached_briefly(mesh: MeshHandle, peers: Peers) -> No
 
 
 async def test_live_names_become_aliases(peers: Peers) -> None:
-    await peers.registry.register(droplet_id=33, name="Billing Bot", fqdn="drop33.local",
-                                  ip="127.0.0.1", role="billing", env="test", version="1",
-                                  cost_hour=0.0)
+    await peers.registry.register(
+        droplet_id=33,
+        name="Billing Bot",
+        fqdn="drop33.local",
+        ip="127.0.0.1",
+        role="billing",
+        env="test",
+        version="1",
+        cost_hour=0.0,
+    )
     directory = DropletDirectory(registry=peers.registry, orchestrator=peers.orchestrator)
     assert directory.resolve("ask the billing bot") is None
     await directory.list()

@@ -57,12 +57,21 @@ async def running(peers: Peers) -> AsyncIterator[Any]:
 
     async def start(**overrides: Any) -> Lifecycle:
         options: dict[str, Any] = {
-            "registry": peers.registry, "orchestrator": peers.orchestrator,
-            "tokens": peers.tokens, "droplet_id": 12, "name": "Chat Orchestrator",
-            "steward": "Zainab", "endpoint": "http://127.0.0.1:8012",
-            "capabilities": ["chat", "natural_language_understanding"], "version": "1.0.0",
-            "env": "test", "heartbeat_interval": 0.3, "heartbeat_jitter": 0.05,
-            "poll_interval": 0.1, "watch_interval": 0.2, "registration_backoff": (0.05, 0.3),
+            "registry": peers.registry,
+            "orchestrator": peers.orchestrator,
+            "tokens": peers.tokens,
+            "droplet_id": 12,
+            "name": "Chat Orchestrator",
+            "steward": "Zainab",
+            "endpoint": "http://127.0.0.1:8012",
+            "capabilities": ["chat", "natural_language_understanding"],
+            "version": "1.0.0",
+            "env": "test",
+            "heartbeat_interval": 0.3,
+            "heartbeat_jitter": 0.05,
+            "poll_interval": 0.1,
+            "watch_interval": 0.2,
+            "registration_backoff": (0.05, 0.3),
             "feed_backoff": (0.05, 0.3),
         }
         options.update(overrides)
@@ -83,8 +92,9 @@ def registered(lifecycle: Lifecycle, *peers: str) -> bool:
 
 async def registry_row(mesh: MeshHandle, droplet_id: int = 12) -> dict[str, Any] | None:
     async with httpx.AsyncClient() as client:
-        response = await client.get(f"{mesh.registry_url}/registry/droplets",
-                                    headers={"X-Registry-Key": mesh.registry_key})
+        response = await client.get(
+            f"{mesh.registry_url}/registry/droplets", headers={"X-Registry-Key": mesh.registry_key}
+        )
     rows: list[dict[str, Any]] = response.json()
     return next((r for r in rows if r["id"] == f"droplet-{droplet_id}"), None)
 
@@ -96,9 +106,13 @@ async def test_registers_with_both_peers_heartbeats_and_goes_inactive_on_stop(
         lifecycle = await running()
         await lifecycle.start()  # a second start is a no-op
         await eventually(lambda: registered(lifecycle, "registry", "orchestrator"), within=5)
-        await eventually(lambda: any(
-            e["event"] == "heartbeat_sent" and e["ok"] == ["orchestrator", "registry"]
-            for e in logs), within=5)
+        await eventually(
+            lambda: any(
+                e["event"] == "heartbeat_sent" and e["ok"] == ["orchestrator", "registry"]
+                for e in logs
+            ),
+            within=5,
+        )
     events = [e["event"] for e in logs]
     assert events.count("registry_registration_success") == 1
     # The Orchestrator's first answer to a new id is a 500; it must not show as a failure.
@@ -131,14 +145,16 @@ async def test_a_peer_down_at_start_is_registered_once_it_comes_up(
     with capture_logs() as logs:
         lifecycle = await running(event_sink=sink)
         await eventually(lambda: registered(lifecycle, "orchestrator"), within=5)
-        await eventually(lambda: any(e["event"] == "registry_registration_failed"
-                                     for e in logs), within=5)
+        await eventually(
+            lambda: any(e["event"] == "registry_registration_failed" for e in logs), within=5
+        )
     status = lifecycle.status()["registry"]
     assert (status.registered, status.reachable) == (False, False)
     # After a few failed attempts the breaker opens and the wording says so; both are safe text.
     assert status.last_error is not None
-    assert status.last_error.startswith(("the Registry is unreachable",
-                                         "the Registry is unavailable"))
+    assert status.last_error.startswith(
+        ("the Registry is unreachable", "the Registry is unavailable")
+    )
     failure = next(e for e in logs if e["event"] == "registry_registration_failed")
     assert failure["reason"] == "the Registry is unreachable"
     unreachable = [e for e in lifecycle.recent_events() if e.kind == "peer_unreachable"]
@@ -156,8 +172,13 @@ async def test_a_peer_dying_mid_run_is_reported_and_picked_up_again(
 ) -> None:
     sink = Sink()
     lifecycle = await running(event_sink=sink)
-    await eventually(lambda: registered(lifecycle, "registry", "orchestrator")
-                     and bool(lifecycle.status()["orchestrator"].event_feed), within=5)
+    await eventually(
+        lambda: (
+            registered(lifecycle, "registry", "orchestrator")
+            and bool(lifecycle.status()["orchestrator"].event_feed)
+        ),
+        within=5,
+    )
 
     await asyncio.to_thread(mesh.stop_orchestrator)
     try:
@@ -168,8 +189,13 @@ async def test_a_peer_dying_mid_run_is_reported_and_picked_up_again(
         assert status["registry"].reachable
     finally:
         await asyncio.to_thread(mesh.start_orchestrator)
-    await eventually(lambda: lifecycle.status()["orchestrator"].reachable
-                     and bool(lifecycle.status()["orchestrator"].event_feed), within=5)
+    await eventually(
+        lambda: (
+            lifecycle.status()["orchestrator"].reachable
+            and bool(lifecycle.status()["orchestrator"].event_feed)
+        ),
+        within=5,
+    )
     assert sink.kinds(10) == ["peer_unreachable", "peer_recovered"]
     assert lifecycle.recent_events(1)[0].kind == "peer_recovered"
 
@@ -185,12 +211,16 @@ async def test_a_peer_that_forgets_us_answers_404_and_we_register_again(
     await asyncio.to_thread(mesh.stop)
     with capture_logs() as logs:
         fresh = await asyncio.to_thread(
-            start_mesh, key_dir=key_dir, registry_port=registry_port,
+            start_mesh,
+            key_dir=key_dir,
+            registry_port=registry_port,
             orchestrator_port=orchestrator_port,
         )
         try:
-            await eventually(lambda: sum(e["event"].endswith("_registration_success")
-                                         for e in logs) == 2, within=8)
+            await eventually(
+                lambda: sum(e["event"].endswith("_registration_success") for e in logs) == 2,
+                within=8,
+            )
             assert await registry_row(fresh) is not None
             unknown = {e["peer"] for e in logs if e["event"] == "heartbeat_unknown_droplet"}
             assert unknown == {"registry", "orchestrator"}
@@ -200,9 +230,7 @@ async def test_a_peer_that_forgets_us_answers_404_and_we_register_again(
             await asyncio.to_thread(fresh.stop)
 
 
-async def test_assigned_tasks_are_answered_by_the_runner(
-    running: Any, peers: Peers
-) -> None:
+async def test_assigned_tasks_are_answered_by_the_runner(running: Any, peers: Peers) -> None:
     asked: list[str] = []
 
     async def runner(task: Task) -> str:
@@ -218,10 +246,14 @@ async def test_assigned_tasks_are_answered_by_the_runner(
     await eventually(lambda: registered(lifecycle, "orchestrator"), within=5)
 
     async def create(payload: dict[str, Any]) -> int:
-        created = await peers.orchestrator.create_task(NewTask(
-            task_type="custom", title="Answer user question", required_capability="chat",
-            payload=payload,
-        ))
+        created = await peers.orchestrator.create_task(
+            NewTask(
+                task_type="custom",
+                title="Answer user question",
+                required_capability="chat",
+                payload=payload,
+            )
+        )
         return created.task_id
 
     async def finished(task_id: int) -> Task:
@@ -261,10 +293,14 @@ async def test_a_task_already_claimed_before_a_restart_is_never_run_again(
         runs.append(task.id)
         return "again?"
 
-    created = await peers.orchestrator.create_task(NewTask(
-        task_type="custom", title="claimed earlier", required_capability="chat",
-        payload={"message": "hello"},
-    ))
+    created = await peers.orchestrator.create_task(
+        NewTask(
+            task_type="custom",
+            title="claimed earlier",
+            required_capability="chat",
+            payload={"message": "hello"},
+        )
+    )
     store = InMemoryClaimedStore()
     await store.mark(created.task_id)  # what a previous process recorded
     lifecycle = await running(task_runner=runner, claimed_store=store)
@@ -285,17 +321,20 @@ async def test_a_task_already_claimed_before_a_restart_is_never_run_again(
 
 
 @pytest.mark.parametrize("mesh_options", [{"inactive_after": 1.0}])
-async def test_event_feed_turns_health_changes_into_alerts(
-    running: Any, mesh: MeshHandle
-) -> None:
+async def test_event_feed_turns_health_changes_into_alerts(running: Any, mesh: MeshHandle) -> None:
     sink = Sink()
     lifecycle = await running(event_sink=sink, watch_interval=0)
-    await eventually(lambda: bool(lifecycle.status().get("orchestrator")
-                                  and lifecycle.status()["orchestrator"].event_feed), within=5)
+    await eventually(
+        lambda: bool(
+            lifecycle.status().get("orchestrator") and lifecycle.status()["orchestrator"].event_feed
+        ),
+        within=5,
+    )
     await sandbox_post(mesh.orchestrator_url, "/_sandbox/droplets/14/stop-heartbeats")
     await eventually(lambda: "droplet_health_changed" in sink.kinds(14), within=5)
-    went_down = next(e for e in sink.events
-                     if e.kind == "droplet_health_changed" and e.droplet_id == 14)
+    went_down = next(
+        e for e in sink.events if e.kind == "droplet_health_changed" and e.droplet_id == 14
+    )
     assert went_down.severity == "warning"
     assert went_down.summary == "Visibility Deck (droplet 14) went inactive (was active)"
 
@@ -313,8 +352,7 @@ async def test_heartbeat_misses_we_observe_ourselves_are_reported_once(
 ) -> None:
     sink = Sink()
     await sandbox_post(mesh.orchestrator_url, "/_sandbox/droplets/18/stop-heartbeats")
-    await running(event_sink=sink, event_feed=False, watch_interval=0.1,
-                  heartbeat_miss_after=0.5)
+    await running(event_sink=sink, event_feed=False, watch_interval=0.1, heartbeat_miss_after=0.5)
     await eventually(lambda: "heartbeat_missed" in sink.kinds(18), within=5)
     await asyncio.sleep(0.4)  # more watch rounds; still active, still silent
     missed = [e for e in sink.events if e.kind == "heartbeat_missed" and e.droplet_id == 18]
@@ -324,9 +362,17 @@ async def test_heartbeat_misses_we_observe_ourselves_are_reported_once(
 
 
 async def test_without_peers_nothing_runs_and_stop_is_safe() -> None:
-    lifecycle = Lifecycle(registry=None, orchestrator=None, name="Chat Orchestrator",
-                          steward="Zainab", endpoint="http://127.0.0.1:8012", capabilities=[],
-                          version="1.0.0", env="test", heartbeat_interval=0.05)
+    lifecycle = Lifecycle(
+        registry=None,
+        orchestrator=None,
+        name="Chat Orchestrator",
+        steward="Zainab",
+        endpoint="http://127.0.0.1:8012",
+        capabilities=[],
+        version="1.0.0",
+        env="test",
+        heartbeat_interval=0.05,
+    )
     await lifecycle.start()
     assert lifecycle.status() == {}
     assert await lifecycle.heartbeat_once() == {}

@@ -56,15 +56,21 @@ class Client:
         token_options.update(options.pop("token_options", {}))
         self.tokens = TokenProvider(droplet_id=droplet_id, **token_options)
         self.orchestrator = OrchestratorClient(
-            base_url=mesh.orchestrator_url, tokens=self.tokens, droplet_id=droplet_id,
-            timeout=options.pop("timeout", 2.0), retry_policy=FAST_RETRY, **options,
+            base_url=mesh.orchestrator_url,
+            tokens=self.tokens,
+            droplet_id=droplet_id,
+            timeout=options.pop("timeout", 2.0),
+            retry_policy=FAST_RETRY,
+            **options,
         )
         self.droplet_id = droplet_id
 
     async def register(self, *capabilities: str) -> None:
         await self.orchestrator.register(
-            name=f"Test Droplet {self.droplet_id}", endpoint="http://127.0.0.1:9",
-            steward="tests", capabilities=list(capabilities) or ["testing"],
+            name=f"Test Droplet {self.droplet_id}",
+            endpoint="http://127.0.0.1:9",
+            steward="tests",
+            capabilities=list(capabilities) or ["testing"],
         )
 
     async def aclose(self) -> None:
@@ -92,12 +98,16 @@ async def test_first_registration_500_is_absorbed_and_capabilities_arrive_as_a_l
 ) -> None:
     client = make()
     first = await client.orchestrator.register(
-        name="Chat Orchestrator", endpoint="http://127.0.0.1:9", steward="Zainab",
+        name="Chat Orchestrator",
+        endpoint="http://127.0.0.1:9",
+        steward="Zainab",
         capabilities=["chat", "conversation_memory"],
     )
     assert first.droplet_id == client.droplet_id
     again = await client.orchestrator.register(
-        name="Chat Orchestrator", endpoint="http://127.0.0.1:9", steward="Zainab",
+        name="Chat Orchestrator",
+        endpoint="http://127.0.0.1:9",
+        steward="Zainab",
         capabilities=["chat", "conversation_memory"],
     )
     assert again.status == "updated"
@@ -139,29 +149,39 @@ async def test_task_round_trip_through_the_router(make: Any) -> None:
     client = make()
     capability = f"cap_{client.droplet_id}"
     await client.register(capability)
-    created = await client.orchestrator.create_task(NewTask(
-        task_type="custom", title="Answer user question", required_capability=capability,
-        priority=3, payload={"session_id": "s-1", "message": "hello"},
-    ))
+    created = await client.orchestrator.create_task(
+        NewTask(
+            task_type="custom",
+            title="Answer user question",
+            required_capability=capability,
+            priority=3,
+            payload={"session_id": "s-1", "message": "hello"},
+        )
+    )
     assert created.status is TaskState.PENDING
     assert created.created_at is not None and created.created_at.tzinfo is UTC
 
     async def assigned() -> bool:
-        tasks = await client.orchestrator.list_tasks(assigned_droplet_id=client.droplet_id,
-                                                     status=TaskState.ASSIGNED)
+        tasks = await client.orchestrator.list_tasks(
+            assigned_droplet_id=client.droplet_id, status=TaskState.ASSIGNED
+        )
         return [t.id for t in tasks] == [created.task_id]
 
     await eventually(assigned, within=5)
     assert await client.orchestrator.update_task(created.task_id, TaskState.IN_PROGRESS) is (
         TaskState.IN_PROGRESS
     )
-    await client.orchestrator.update_task(created.task_id, TaskState.COMPLETED,
-                                          result={"answer": "hi there"})
+    await client.orchestrator.update_task(
+        created.task_id, TaskState.COMPLETED, result={"answer": "hi there"}
+    )
     task = await client.orchestrator.get_task(created.task_id)
     assert task.payload == {"session_id": "s-1", "message": "hello"}
     assert task.result == {"answer": "hi there"}
     assert [h.to_status for h in task.history] == [
-        "pending", "assigned", "in_progress", "completed"
+        "pending",
+        "assigned",
+        "in_progress",
+        "completed",
     ]
     with pytest.raises(PeerRejected) as illegal:
         await client.orchestrator.update_task(created.task_id, TaskState.IN_PROGRESS)
@@ -177,9 +197,13 @@ async def test_task_round_trip_through_the_router(make: Any) -> None:
 
 async def test_cancel_missing_and_foreign_tasks(make: Any) -> None:
     owner, stranger = make(), make()
-    created = await owner.orchestrator.create_task(NewTask(
-        task_type="verify", title="to cancel", required_capability="nobody_has_this",
-    ))
+    created = await owner.orchestrator.create_task(
+        NewTask(
+            task_type="verify",
+            title="to cancel",
+            required_capability="nobody_has_this",
+        )
+    )
     with pytest.raises(PeerRejected) as forbidden:
         await stranger.orchestrator.cancel_task(created.task_id)
     assert "only the droplet that created" in forbidden.value.message
@@ -244,10 +268,12 @@ async def test_an_expired_pre_issued_token_with_no_fallback_is_unavailable(
 
 
 async def test_orchestrator_token_endpoint_source(key_dir: Path) -> None:
-    handle = await asyncio.to_thread(start_mesh, key_dir=key_dir, seed=False,
-                                     auth_secret="orch-secret")
-    tokens = TokenProvider(droplet_id=12, orchestrator_url=handle.orchestrator_url,
-                           orchestrator_secret="orch-secret")
+    handle = await asyncio.to_thread(
+        start_mesh, key_dir=key_dir, seed=False, auth_secret="orch-secret"
+    )
+    tokens = TokenProvider(
+        droplet_id=12, orchestrator_url=handle.orchestrator_url, orchestrator_secret="orch-secret"
+    )
     client = OrchestratorClient(base_url=handle.orchestrator_url, tokens=tokens)
     try:
         assert [d.id for d in await client.list_droplets()] == [10]
@@ -276,9 +302,11 @@ async def test_registry_tokens_carry_aud_and_the_orchestrator_refuses_them(
 
 @pytest.mark.parametrize(
     ("mode", "message"),
-    [("error500", "the Orchestrator failed to process the request"),
-     ("garbage", "the Orchestrator answered with something unreadable"),
-     ("drop", "the Orchestrator is unreachable")],
+    [
+        ("error500", "the Orchestrator failed to process the request"),
+        ("garbage", "the Orchestrator answered with something unreadable"),
+        ("drop", "the Orchestrator is unreachable"),
+    ],
 )
 async def test_faults_never_leak_upstream_bodies(
     make: Any, mesh: MeshHandle, mode: str, message: str
@@ -327,14 +355,16 @@ async def test_send_relays_to_a_live_droplet_and_reports_dead_ones(make: Any) ->
         received.append({"headers": dict(request.headers), "body": await request.json()})
         return JSONResponse({"status": "accepted"})
 
-    target_server = ThreadedServer(Starlette(routes=[Route("/message", message,
-                                                           methods=["POST"])]),
-                                   name="fake-target")
+    target_server = ThreadedServer(
+        Starlette(routes=[Route("/message", message, methods=["POST"])]), name="fake-target"
+    )
     await asyncio.to_thread(target_server.start)
     target, sender = make(), make()
     try:
         await target.orchestrator.register(
-            name="Target", endpoint=f"http://127.0.0.1:{target_server.port}", steward="tests",
+            name="Target",
+            endpoint=f"http://127.0.0.1:{target_server.port}",
+            steward="tests",
             capabilities=["testing"],
         )
         receipt = await sender.orchestrator.send(target.droplet_id, "event", {"hello": 1})
@@ -368,8 +398,11 @@ async def test_task_feed_delivers_task_created(make: Any, other_keys: KeyPair) -
     try:
         await asyncio.wait_for(connected.wait(), 5)
         created = await client.orchestrator.create_task(
-            NewTask(task_type="verify", title="Verify Droplet #14",
-                    required_capability="nobody_has_this")
+            NewTask(
+                task_type="verify",
+                title="Verify Droplet #14",
+                required_capability="nobody_has_this",
+            )
         )
         await eventually(lambda: any(e.task_id == created.task_id for e in events), within=5)
         event = next(e for e in events if e.task_id == created.task_id)
@@ -380,30 +413,43 @@ async def test_task_feed_delivers_task_created(make: Any, other_keys: KeyPair) -
         with pytest.raises(asyncio.CancelledError):
             await stream
 
-    refused = make(token_options={"static_token": other_keys.token(droplet_id=12),
-                                  "private_key_path": None})
+    refused = make(
+        token_options={"static_token": other_keys.token(droplet_id=12), "private_key_path": None}
+    )
     with pytest.raises(PeerRejected):
         await refused.orchestrator.stream_events("droplets", collect)
 
 
 def test_health_change_events_get_severities() -> None:
     def frame(**payload: Any) -> str:
-        return json.dumps({"udc_version": "1.0", "message_type": "event",
-                           "timestamp": "2026-11-27T16:10:22.899844",
-                           "payload": {"event": "droplet_health_changed", **payload}})
+        return json.dumps(
+            {
+                "udc_version": "1.0",
+                "message_type": "event",
+                "timestamp": "2026-11-27T16:10:22.899844",
+                "payload": {"event": "droplet_health_changed", **payload},
+            }
+        )
 
-    down = translate_event(frame(droplet_id=14, old_status="active", new_status="inactive"),
-                           channel="droplets")
-    broken = translate_event(frame(droplet_id=18, old_status="active", new_status="error"),
-                             channel="droplets")
-    back = translate_event(frame(droplet_id=14, old_status="inactive", new_status="active"),
-                           channel="droplets")
+    down = translate_event(
+        frame(droplet_id=14, old_status="active", new_status="inactive"), channel="droplets"
+    )
+    broken = translate_event(
+        frame(droplet_id=18, old_status="active", new_status="error"), channel="droplets"
+    )
+    back = translate_event(
+        frame(droplet_id=14, old_status="inactive", new_status="active"), channel="droplets"
+    )
     assert down is not None and broken is not None and back is not None
     assert (down.severity, down.summary) == (
-        "warning", "Visibility Deck (droplet 14) went inactive (was active)")
+        "warning",
+        "Visibility Deck (droplet 14) went inactive (was active)",
+    )
     assert down.at.tzinfo is UTC
     assert broken.severity == "critical"
     assert (back.severity, back.summary) == (
-        "info", "Visibility Deck (droplet 14) recovered: now active (was inactive)")
+        "info",
+        "Visibility Deck (droplet 14) recovered: now active (was inactive)",
+    )
     assert translate_event(json.dumps({"payload": {"event": "ping"}}), channel="tasks") is None
     assert translate_event("not json", channel="tasks") is None

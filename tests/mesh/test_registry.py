@@ -33,8 +33,14 @@ def mesh(key_dir: Path) -> Iterator[MeshHandle]:
 
 @pytest.fixture
 async def registry(mesh: MeshHandle) -> AsyncIterator[RegistryClient]:
-    client = RegistryClient(base_url=mesh.registry_url, api_key=mesh.registry_key, timeout=1.0,
-                            retry_policy=FAST_RETRY, failure_threshold=3, reset_timeout=0.3)
+    client = RegistryClient(
+        base_url=mesh.registry_url,
+        api_key=mesh.registry_key,
+        timeout=1.0,
+        retry_policy=FAST_RETRY,
+        failure_threshold=3,
+        reset_timeout=0.3,
+    )
     yield client
     await client.aclose()
     await set_fault(mesh.registry_url, "none")
@@ -42,17 +48,24 @@ async def registry(mesh: MeshHandle) -> AsyncIterator[RegistryClient]:
 
 async def raw_rows(mesh: MeshHandle) -> list[dict[str, object]]:
     async with httpx.AsyncClient() as client:
-        response = await client.get(f"{mesh.registry_url}/registry/droplets",
-                                    headers={"X-Registry-Key": mesh.registry_key})
+        response = await client.get(
+            f"{mesh.registry_url}/registry/droplets", headers={"X-Registry-Key": mesh.registry_key}
+        )
         rows: list[dict[str, object]] = response.json()
         return rows
 
 
 @pytest.mark.parametrize(
     ("wire", "fqdn", "expected"),
-    [("droplet-12", None, 12), ("droplet_7", None, 7), ("14", None, 14), (5, None, 5),
-     ("drop14.local", "drop14.local", 14), (None, "drop18.fullpotential.ai", 18),
-     ("chat.example.com", "chat.example.com", None)],
+    [
+        ("droplet-12", None, 12),
+        ("droplet_7", None, 7),
+        ("14", None, 14),
+        (5, None, 5),
+        ("drop14.local", "drop14.local", 14),
+        (None, "drop18.fullpotential.ai", 18),
+        ("chat.example.com", "chat.example.com", None),
+    ],
 )
 def test_wire_ids(wire: str | int | None, fqdn: str | None, expected: int | None) -> None:
     assert droplet_id_from_wire(wire, fqdn) == expected
@@ -61,13 +74,26 @@ def test_wire_ids(wire: str | int | None, fqdn: str | None, expected: int | None
 async def test_register_sends_every_field_and_heartbeat_updates_the_row(
     registry: RegistryClient, mesh: MeshHandle
 ) -> None:
-    await registry.register(droplet_id=41, name="chat-orchestrator", fqdn="drop41.local",
-                            ip="127.0.0.1", role="chat_orchestrator", env="test",
-                            version="1.2.3", cost_hour=0.5, trace_id="trace-1")
+    await registry.register(
+        droplet_id=41,
+        name="chat-orchestrator",
+        fqdn="drop41.local",
+        ip="127.0.0.1",
+        role="chat_orchestrator",
+        env="test",
+        version="1.2.3",
+        cost_hour=0.5,
+        trace_id="trace-1",
+    )
     row = next(r for r in await raw_rows(mesh) if r["id"] == "droplet-41")
     assert {k: row[k] for k in ("name", "fqdn", "ip", "role", "env", "version", "cost_hour")} == {
-        "name": "chat-orchestrator", "fqdn": "drop41.local", "ip": "127.0.0.1",
-        "role": "chat_orchestrator", "env": "test", "version": "1.2.3", "cost_hour": 0.5,
+        "name": "chat-orchestrator",
+        "fqdn": "drop41.local",
+        "ip": "127.0.0.1",
+        "role": "chat_orchestrator",
+        "env": "test",
+        "version": "1.2.3",
+        "cost_hour": 0.5,
     }
     await registry.heartbeat(droplet_id=41, cpu=12.5, mem=140.0, disk=-3)
     droplet = next(d for d in await registry.list_droplets() if d.id == 41)
@@ -106,9 +132,11 @@ async def test_a_wrong_key_is_rejected(mesh: MeshHandle) -> None:
 
 @pytest.mark.parametrize(
     ("mode", "message"),
-    [("error500", "the Registry failed to process the request"),
-     ("garbage", "the Registry answered with something unreadable"),
-     ("drop", "the Registry is unreachable")],
+    [
+        ("error500", "the Registry failed to process the request"),
+        ("garbage", "the Registry answered with something unreadable"),
+        ("drop", "the Registry is unreachable"),
+    ],
 )
 async def test_faults_become_safe_unavailability(
     registry: RegistryClient, mesh: MeshHandle, mode: str, message: str
@@ -121,8 +149,9 @@ async def test_faults_become_safe_unavailability(
 
 
 async def test_slow_answers_time_out(registry: RegistryClient, mesh: MeshHandle) -> None:
-    impatient = RegistryClient(base_url=mesh.registry_url, api_key=mesh.registry_key,
-                               timeout=0.2, retry_policy=FAST_RETRY)
+    impatient = RegistryClient(
+        base_url=mesh.registry_url, api_key=mesh.registry_key, timeout=0.2, retry_policy=FAST_RETRY
+    )
     await set_fault(mesh.registry_url, "slow", delay=0.5)
     try:
         with pytest.raises(PeerUnavailable) as caught:

@@ -51,8 +51,13 @@ def down() -> PeerUnavailable:
 
 async def test_breaker_opens_after_threshold_and_then_fails_fast() -> None:
     clock = FakeClock()
-    breaker = CircuitBreaker(peer="orchestrator", label="Orchestrator", failure_threshold=3,
-                             reset_timeout=30.0, clock=clock)
+    breaker = CircuitBreaker(
+        peer="orchestrator",
+        label="Orchestrator",
+        failure_threshold=3,
+        reset_timeout=30.0,
+        clock=clock,
+    )
     op = Operation(down(), down(), down())
     for _ in range(3):
         with pytest.raises(PeerUnavailable):
@@ -72,8 +77,7 @@ async def test_breaker_opens_after_threshold_and_then_fails_fast() -> None:
 
 async def test_half_open_lets_one_trial_through_and_success_closes() -> None:
     clock = FakeClock()
-    breaker = CircuitBreaker(peer="registry", failure_threshold=1, reset_timeout=10.0,
-                             clock=clock)
+    breaker = CircuitBreaker(peer="registry", failure_threshold=1, reset_timeout=10.0, clock=clock)
     with pytest.raises(PeerUnavailable):
         await breaker.call(Operation(down()))
     assert state_of(breaker) is CircuitState.OPEN
@@ -100,8 +104,7 @@ async def test_half_open_lets_one_trial_through_and_success_closes() -> None:
 
 async def test_failed_trial_reopens_for_a_full_timeout() -> None:
     clock = FakeClock()
-    breaker = CircuitBreaker(peer="registry", failure_threshold=2, reset_timeout=5.0,
-                             clock=clock)
+    breaker = CircuitBreaker(peer="registry", failure_threshold=2, reset_timeout=5.0, clock=clock)
     for _ in range(2):
         with pytest.raises(PeerUnavailable):
             await breaker.call(Operation(down()))
@@ -160,9 +163,7 @@ async def test_retry_gives_up_after_the_last_attempt() -> None:
     assert op.calls == 3
 
 
-@pytest.mark.parametrize(
-    "error", [PeerRejected("registry", "no"), CircuitOpen("registry", "open")]
-)
+@pytest.mark.parametrize("error", [PeerRejected("registry", "no"), CircuitOpen("registry", "open")])
 async def test_retry_never_repeats_rejections_or_an_open_circuit(error: Exception) -> None:
     async def sleep(seconds: float) -> None:
         raise AssertionError("must not sleep")

@@ -40,22 +40,40 @@ class Issuer:
     def app(self) -> Starlette:
         async def token(request: Request) -> JSONResponse:
             body = json.loads(await request.body() or b"{}")
-            self.requests.append({"body": body, "query": dict(request.query_params),
-                                  "key": request.headers.get("x-registry-key")})
+            self.requests.append(
+                {
+                    "body": body,
+                    "query": dict(request.query_params),
+                    "key": request.headers.get("x-registry-key"),
+                }
+            )
             assert self.server is not None
             await self.server.sleep(self.delay)
             now = int(time.time())
             if self.kind == "orchestrator":
                 if body.get("secret_key") != "orch-secret":
                     return JSONResponse({"detail": "Invalid secret key"}, status_code=401)
-                claims = {"droplet_id": body["droplet_id"], "permissions": ["read", "write"],
-                          "iat": now, "exp": now + self.lifetime}
-                return JSONResponse({"access_token": self.keys.token(**claims),
-                                     "token_type": "bearer", "expires_in": self.lifetime})
+                claims = {
+                    "droplet_id": body["droplet_id"],
+                    "permissions": ["read", "write"],
+                    "iat": now,
+                    "exp": now + self.lifetime,
+                }
+                return JSONResponse(
+                    {
+                        "access_token": self.keys.token(**claims),
+                        "token_type": "bearer",
+                        "expires_in": self.lifetime,
+                    }
+                )
             if request.headers.get("x-registry-key") != "reg-key":
                 return JSONResponse({"detail": "unauthorized"}, status_code=401)
-            claims = {"sub": f"droplet-{request.query_params['droplet_id']}",
-                      "aud": "fullpotential.droplets", "iat": now, "exp": now + self.lifetime}
+            claims = {
+                "sub": f"droplet-{request.query_params['droplet_id']}",
+                "aud": "fullpotential.droplets",
+                "iat": now,
+                "exp": now + self.lifetime,
+            }
             return JSONResponse({"token": self.keys.token(**claims)})
 
         return Starlette(routes=[Route("/auth/token", token, methods=["POST"])])
@@ -153,13 +171,16 @@ async def test_refreshes_at_eighty_percent_of_lifetime(key_file: Path, closing: 
 async def test_orchestrator_auth_endpoint_is_used_without_a_key(
     orchestrator_issuer: Issuer, keys: KeyPair, closing: list[Any]
 ) -> None:
-    provider = TokenProvider(droplet_id=12, orchestrator_url=orchestrator_issuer.url,
-                             orchestrator_secret="orch-secret")
+    provider = TokenProvider(
+        droplet_id=12, orchestrator_url=orchestrator_issuer.url, orchestrator_secret="orch-secret"
+    )
     closing.append(provider)
     token = await provider.get()
     assert jwt.decode(token, keys.public_pem, algorithms=["RS256"])["droplet_id"] == 12
-    assert orchestrator_issuer.requests[0]["body"] == {"droplet_id": 12,
-                                                       "secret_key": "orch-secret"}
+    assert orchestrator_issuer.requests[0]["body"] == {
+        "droplet_id": 12,
+        "secret_key": "orch-secret",
+    }
     described = provider.describe()
     assert described["source"] == "orchestrator_auth"
     assert "orch-secret" not in json.dumps(described) and token not in json.dumps(described)
@@ -169,8 +190,9 @@ async def test_concurrent_callers_share_one_refresh(
     orchestrator_issuer: Issuer, closing: list[Any]
 ) -> None:
     orchestrator_issuer.delay = 0.2
-    provider = TokenProvider(orchestrator_url=orchestrator_issuer.url,
-                             orchestrator_secret="orch-secret")
+    provider = TokenProvider(
+        orchestrator_url=orchestrator_issuer.url, orchestrator_secret="orch-secret"
+    )
     closing.append(provider)
     tokens = await asyncio.gather(*(provider.get() for _ in range(20)))
     assert len(set(tokens)) == 1
@@ -181,8 +203,11 @@ async def test_registry_is_the_last_resort(
     orchestrator_issuer: Issuer, registry_issuer: Issuer, closing: list[Any]
 ) -> None:
     registry = RegistryClient(base_url=registry_issuer.url, api_key="reg-key", timeout=2)
-    provider = TokenProvider(orchestrator_url=orchestrator_issuer.url,
-                             orchestrator_secret="wrong-secret", registry=registry)
+    provider = TokenProvider(
+        orchestrator_url=orchestrator_issuer.url,
+        orchestrator_secret="wrong-secret",
+        registry=registry,
+    )
     closing.extend([provider, registry])
     token = await provider.get()
     assert jwt.decode(token, options={"verify_signature": False})["sub"] == "droplet-12"
@@ -221,8 +246,9 @@ async def test_an_unreachable_issuer_keeps_the_still_valid_token(
     orchestrator_issuer: Issuer, closing: list[Any]
 ) -> None:
     clock = Clock()
-    provider = TokenProvider(orchestrator_url=orchestrator_issuer.url,
-                             orchestrator_secret="orch-secret", clock=clock)
+    provider = TokenProvider(
+        orchestrator_url=orchestrator_issuer.url, orchestrator_secret="orch-secret", clock=clock
+    )
     closing.append(provider)
     orchestrator_issuer.lifetime = 100
     first = await provider.get()

@@ -92,13 +92,23 @@ def test_module_entry_point(tmp_path: Path) -> None:
     env = dict(os.environ, DATABASE_URL=f"sqlite+aiosqlite:///{db}")
     result = subprocess.run(
         [sys.executable, "-m", "app.store.sessions", "migrate"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert f"database at revision {memory_migrations.head_revision()}" in result.stdout
     alembic = subprocess.run(
         [sys.executable, "-m", "alembic", "current"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert alembic.returncode == 0, alembic.stderr
     assert "(head)" in alembic.stdout

@@ -106,8 +106,9 @@ async def test_get_or_create_concurrently_creates_one_session(store: SessionStor
 async def test_the_session_quota_holds_under_concurrent_creation(store: SessionStore) -> None:
     async def create(i: int) -> bool:
         try:
-            await store.get_or_create(session_id=f"s-{i}", source="chat", owner="user:q",
-                                      max_for_owner=20)
+            await store.get_or_create(
+                session_id=f"s-{i}", source="chat", owner="user:q", max_for_owner=20
+            )
         except SessionQuotaExceeded:
             return False
         return True
@@ -118,8 +119,9 @@ async def test_the_session_quota_holds_under_concurrent_creation(store: SessionS
     assert total == 20
     # A session that exists is not a new one: it is returned even at the quota.
     existing = next(f"s-{i}" for i, ok in enumerate(created) if ok)
-    again = await store.get_or_create(session_id=existing, source="chat", owner="user:q",
-                                      max_for_owner=20)
+    again = await store.get_or_create(
+        session_id=existing, source="chat", owner="user:q", max_for_owner=20
+    )
     assert again.session_id == existing
 
 
@@ -164,8 +166,15 @@ async def test_history_is_oldest_first_and_limited(backend: Backend) -> None:
 
 async def test_record_turn_writes_everything_in_one_go(store: SessionStore) -> None:
     sid = (await store.get_or_create(session_id=None, source="chat", owner="u")).session_id
-    entry = AuditEntry(actor="u", source="chat", tool="create_task", args={"droplet_id": 14},
-                       outcome="ok", duration_ms=12.5, planner="rules")
+    entry = AuditEntry(
+        actor="u",
+        source="chat",
+        tool="create_task",
+        args={"droplet_id": 14},
+        outcome="ok",
+        duration_ms=12.5,
+        planner="rules",
+    )
     await store.record_turn(
         session_id=sid,
         user_text="create a task",
@@ -188,8 +197,10 @@ async def test_record_turn_writes_everything_in_one_go(store: SessionStore) -> N
     assert audited.args == {"droplet_id": 14}
     assert audited.duration_ms == 12.5
     history = await store.history(sid)
-    assert history[1].meta == {"actions": [{"tool": "create_task", "status": "ok"}],
-                               "planner": "rules"}
+    assert history[1].meta == {
+        "actions": [{"tool": "create_task", "status": "ok"}],
+        "planner": "rules",
+    }
 
     # UNSET leaves the pending action, None clears it; context merges shallowly.
     await _turn(store, sid, 2, context_update={"last_task_id": 8})
@@ -208,10 +219,18 @@ async def test_failed_turn_leaves_nothing(store: SessionStore) -> None:
 
     # The audit row is written last and violates the outcome check: all of the turn must go.
     broken = AuditEntry.model_construct(
-        id=None, at=datetime.now(UTC), actor=None, session_id=sid, source="chat",
-        tool="create_task", args={}, outcome="exploded",  # type: ignore[arg-type]
-        detail=None, duration_ms=None,
-        trace_id=None, planner=None,
+        id=None,
+        at=datetime.now(UTC),
+        actor=None,
+        session_id=sid,
+        source="chat",
+        tool="create_task",
+        args={},
+        outcome="exploded",  # type: ignore[arg-type]
+        detail=None,
+        duration_ms=None,
+        trace_id=None,
+        planner=None,
     )
     with pytest.raises(IntegrityError):
         await _turn(store, sid, 1, audit=[broken], pending=None, context_update={"k": 2})
@@ -379,8 +398,14 @@ async def _spawn(backend: Backend, mode: str, session_id: str) -> asyncio.subpro
     env.update(STORE_URL=backend.url, STORE_SESSION=session_id, STORE_SCHEMA=backend.schema or "")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.store.worker", mode,
-        cwd=REPO_ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "tests.store.worker",
+        mode,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
 
 
@@ -512,7 +537,7 @@ async def test_delete_removes_session_and_messages_but_keeps_audit(store: Sessio
 
 
 async def test_delete_all_by_owner_and_everything(store: SessionStore) -> None:
-    for n, owner in enumerate(["alice", "alice", "bob", None]):
+    for n, owner in enumerate(["alice", "alice", "bob", "carol"]):
         await store.get_or_create(session_id=f"d{n}", source="chat", owner=owner)
         await _turn(store, f"d{n}", 0)
     assert await store.delete_all(owner="alice") == 2
@@ -567,23 +592,56 @@ async def test_audit_filters_and_order(store: SessionStore) -> None:
     base = datetime(2026, 1, 1, tzinfo=UTC)
     await store.get_or_create(session_id="a1", source="chat", owner="user:t")
     await store.get_or_create(session_id="a2", source="voice", owner="user:t")
-    await _turn(store, "a1", 0, audit=[
-        AuditEntry(at=base, actor="alice", tool="list_droplets", outcome="ok", source="chat"),
-        AuditEntry(at=base + timedelta(minutes=1), actor="alice", tool="create_task",
-                   outcome="declined", source="chat", args={"droplet_id": 14}),
-    ])
-    await _turn(store, "a2", 0, audit=[
-        AuditEntry(at=base + timedelta(minutes=2), actor="bob", tool="create_task",
-                   outcome="error", detail="orchestrator unreachable", planner="gemini"),
-    ])
-    await store.record_audit([
-        AuditEntry(at=base + timedelta(minutes=3), actor="droplet-10", tool="run_task",
-                   outcome="ok", args={"task_id": 99, "when": base}),
-    ])
+    await _turn(
+        store,
+        "a1",
+        0,
+        audit=[
+            AuditEntry(at=base, actor="alice", tool="list_droplets", outcome="ok", source="chat"),
+            AuditEntry(
+                at=base + timedelta(minutes=1),
+                actor="alice",
+                tool="create_task",
+                outcome="declined",
+                source="chat",
+                args={"droplet_id": 14},
+            ),
+        ],
+    )
+    await _turn(
+        store,
+        "a2",
+        0,
+        audit=[
+            AuditEntry(
+                at=base + timedelta(minutes=2),
+                actor="bob",
+                tool="create_task",
+                outcome="error",
+                detail="orchestrator unreachable",
+                planner="gemini",
+            ),
+        ],
+    )
+    await store.record_audit(
+        [
+            AuditEntry(
+                at=base + timedelta(minutes=3),
+                actor="droplet-10",
+                tool="run_task",
+                outcome="ok",
+                args={"task_id": 99, "when": base},
+            ),
+        ]
+    )
 
     everything = await store.audit()
-    assert [e.tool for e in everything] == ["run_task", "create_task", "create_task",
-                                            "list_droplets"]
+    assert [e.tool for e in everything] == [
+        "run_task",
+        "create_task",
+        "create_task",
+        "list_droplets",
+    ]
     assert everything[0].session_id is None
     assert everything[0].args == {"task_id": 99, "when": "2026-01-01T00:00:00Z"}
     assert [e.session_id for e in await store.audit(session_id="a1")] == ["a1", "a1"]
@@ -592,7 +650,8 @@ async def test_audit_filters_and_order(store: SessionStore) -> None:
     [failed] = await store.audit(outcome="error")
     assert (failed.detail, failed.planner) == ("orchestrator unreachable", "gemini")
     assert [e.tool for e in await store.audit(since=base + timedelta(minutes=2))] == [
-        "run_task", "create_task"
+        "run_task",
+        "create_task",
     ]
     assert [e.tool for e in await store.audit(limit=1, offset=1)] == ["create_task"]
     assert await store.audit(tool="create_task", actor="alice", outcome="ok") == []
@@ -669,32 +728,65 @@ async def test_migrate_an_existing_database_forward(backend: Backend) -> None:
 
     # Data written by the first revision's schema (plain SQL: the models may have moved on).
     sessions = sa.table(
-        "sessions", sa.column("id"), sa.column("source"), sa.column("owner"),
+        "sessions",
+        sa.column("id"),
+        sa.column("source"),
+        sa.column("owner"),
         sa.column("created_at", sa.DateTime(timezone=True)),
         sa.column("last_activity", sa.DateTime(timezone=True)),
-        sa.column("message_count"), sa.column("pending_action", sa.JSON),
+        sa.column("message_count"),
+        sa.column("pending_action", sa.JSON),
         sa.column("context", sa.JSON),
     )
     messages = sa.table(
-        "messages", sa.column("session_id"), sa.column("seq"), sa.column("role"),
-        sa.column("text"), sa.column("trace_id"),
-        sa.column("created_at", sa.DateTime(timezone=True)), sa.column("meta", sa.JSON),
+        "messages",
+        sa.column("session_id"),
+        sa.column("seq"),
+        sa.column("role"),
+        sa.column("text"),
+        sa.column("trace_id"),
+        sa.column("created_at", sa.DateTime(timezone=True)),
+        sa.column("meta", sa.JSON),
     )
     now = datetime.now(UTC)
     engine = await _raw_engine(backend)
     try:
         async with engine.begin() as conn:
-            await conn.execute(sessions.insert().values(
-                id="legacy", source="voice", owner="voice:18:u", created_at=now,
-                last_activity=now, message_count=2,
-                pending_action=_pending().model_dump(mode="json"), context={"last_task_id": 1},
-            ))
-            await conn.execute(messages.insert(), [
-                {"session_id": "legacy", "seq": 1, "role": "user", "text": "hi",
-                 "trace_id": "t", "created_at": now, "meta": {}},
-                {"session_id": "legacy", "seq": 2, "role": "assistant", "text": "hello",
-                 "trace_id": "t", "created_at": now, "meta": {"actions": []}},
-            ])
+            await conn.execute(
+                sessions.insert().values(
+                    id="legacy",
+                    source="voice",
+                    owner="voice:18:u",
+                    created_at=now,
+                    last_activity=now,
+                    message_count=2,
+                    pending_action=_pending().model_dump(mode="json"),
+                    context={"last_task_id": 1},
+                )
+            )
+            await conn.execute(
+                messages.insert(),
+                [
+                    {
+                        "session_id": "legacy",
+                        "seq": 1,
+                        "role": "user",
+                        "text": "hi",
+                        "trace_id": "t",
+                        "created_at": now,
+                        "meta": {},
+                    },
+                    {
+                        "session_id": "legacy",
+                        "seq": 2,
+                        "role": "assistant",
+                        "text": "hello",
+                        "trace_id": "t",
+                        "created_at": now,
+                        "meta": {"actions": []},
+                    },
+                ],
+            )
     finally:
         await engine.dispose()
 
@@ -755,8 +847,12 @@ def _consistent_turns(path: Path) -> int:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         total = 0
         for sid, count in conn.execute("SELECT id, message_count FROM sessions"):
-            seqs = [s for (s,) in conn.execute(
-                "SELECT seq FROM messages WHERE session_id = ? ORDER BY seq", (sid,))]
+            seqs = [
+                s
+                for (s,) in conn.execute(
+                    "SELECT seq FROM messages WHERE session_id = ? ORDER BY seq", (sid,)
+                )
+            ]
             assert seqs == list(range(1, count + 1))
             assert count % 2 == 0
             total += count

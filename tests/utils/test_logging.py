@@ -15,21 +15,24 @@ JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLXBhcnQ"
 
 def test_nested_values_are_scrubbed() -> None:
     redact = Redactor([SECRET])
-    event = redact(None, "info", {
-        "event": "x",
-        "payload": {"headers": {"Authorization": f"Bearer {JWT}"}, "list": [f"key={SECRET}"]},
-        "items": [{"deep": [[f"Bearer {JWT}"]]}],
-        "error": ValueError(f"upstream said {SECRET}"),
-        "count": 3,
-    })
+    event = redact(
+        None,
+        "info",
+        {
+            "event": "x",
+            "payload": {"headers": {"Authorization": f"Bearer {JWT}"}, "list": [f"key={SECRET}"]},
+            "items": [{"deep": [[f"Bearer {JWT}"]]}],
+            "error": ValueError(f"upstream said {SECRET}"),
+            "count": 3,
+        },
+    )
     text = repr(event)
     assert SECRET not in text and JWT not in text
     assert event["count"] == 3
     assert event["payload"]["headers"]["Authorization"] == "[redacted]"
 
 
-def test_exception_messages_and_tracebacks_are_scrubbed(capsys: pytest.CaptureFixture[str]
-                                                         ) -> None:
+def test_exception_messages_and_tracebacks_are_scrubbed(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging(level="INFO", json_lines=True, secrets=[SECRET])
     log = structlog.get_logger("test")
     try:

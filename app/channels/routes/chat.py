@@ -54,11 +54,20 @@ def _chat_response(reply: Reply) -> ChatResponse:
 
 @router.post("/chat", summary="One chat turn", responses=_ERRORS)
 async def chat(
-    body: ChatRequest, request: Request, runtime: RuntimeDep, gate: GateDep,
+    body: ChatRequest,
+    request: Request,
+    runtime: RuntimeDep,
+    gate: GateDep,
     caller: ThrottledChatCaller,
 ) -> ChatResponse:
-    turn = gate.turn(caller, channel="rest", text=body.message, trace_id=_trace_id(request),
-                     session_id=body.session_id, proposal_id=body.proposal_id)
+    turn = gate.turn(
+        caller,
+        channel="rest",
+        text=body.message,
+        trace_id=_trace_id(request),
+        session_id=body.session_id,
+        proposal_id=body.proposal_id,
+    )
     return _chat_response(await runtime.conversation.handle(turn))
 
 
@@ -67,11 +76,17 @@ def _payload_text(envelope: Envelope, field: str, *, limit: int, required: bool)
     if value is None and not required:
         return None
     if not isinstance(value, str) or not value.strip():
-        raise ApiError(422, f"payload.{field} must be a non-empty string",
-                       details={"field": f"payload.{field}"})
+        raise ApiError(
+            422,
+            f"payload.{field} must be a non-empty string",
+            details={"field": f"payload.{field}"},
+        )
     if len(value.strip()) > limit:
-        raise ApiError(422, f"payload.{field} must be at most {limit} characters",
-                       details={"field": f"payload.{field}"})
+        raise ApiError(
+            422,
+            f"payload.{field} must be at most {limit} characters",
+            details={"field": f"payload.{field}"},
+        )
     return value.strip()
 
 
@@ -96,15 +111,17 @@ async def process(
     session_id = envelope.payload.get("session_id")
     if session_id is not None and not valid_session_id(session_id):
         raise ApiError(
-            422, "payload.session_id must be 1 to 128 characters of letters, digits and . _ : @ -",
+            422,
+            "payload.session_id must be 1 to 128 characters of letters, digits and . _ : @ -",
             details={"field": "payload.session_id"},
         )
     if session_id is None:
         # One session per (source, user) in the caller's namespace; a caller without a user id
         # gets a session per trace, so two anonymous callers never share a conversation.
         who = str(user_id) if user_id else f"trace-{envelope.trace_id}"
-        session_id = "".join(c if c.isalnum() or c in "._:@-" else "_"
-                             for c in f"droplet-{source}:{who}")[:128]
+        session_id = "".join(
+            c if c.isalnum() or c in "._:@-" else "_" for c in f"droplet-{source}:{who}"
+        )[:128]
     proposal = envelope.payload.get("proposal_id")
     is_voice = source == "18" or envelope.payload.get("channel") == "voice"
     turn = gate.turn(
@@ -119,8 +136,13 @@ async def process(
     reply = await runtime.conversation.handle(turn)
     target = normalise_droplet_ref(envelope.route_back or envelope.source)
     if runtime.settings.route_back_delivery == "orchestrator" and runtime.orchestrator:
-        await deliver_reply(orchestrator=runtime.orchestrator, target=target, text=reply.text,
-                            session_id=reply.session_id, trace_id=reply.trace_id)
+        await deliver_reply(
+            orchestrator=runtime.orchestrator,
+            target=target,
+            text=reply.text,
+            session_id=reply.session_id,
+            trace_id=reply.trace_id,
+        )
     return Envelope(
         trace_id=envelope.trace_id,
         source=str(runtime.settings.droplet_id),
@@ -136,8 +158,7 @@ async def process(
     )
 
 
-@router.post("/analyze", summary="Parse a message without executing anything",
-             responses=_ERRORS)
+@router.post("/analyze", summary="Parse a message without executing anything", responses=_ERRORS)
 async def analyze(
     body: AnalyzeRequest, runtime: RuntimeDep, gate: GateDep, caller: ThrottledChatCaller
 ) -> AnalyzeResponse:

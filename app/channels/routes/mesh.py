@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import structlog
 from fastapi import APIRouter, Body, Request
@@ -32,9 +32,7 @@ EVENT_VALUE_CHARS = 200
 
 def _claims_source(caller: Caller, source: str) -> None:
     """A token-carrying sender may only speak for itself: droplet N sends as droplet N."""
-    if caller.authenticated and (
-        caller.identity.kind != "droplet" or caller.identity.id != source
-    ):
+    if caller.authenticated and (caller.identity.kind != "droplet" or caller.identity.id != source):
         raise forbidden(
             f"This token identifies {caller.identity}, not droplet {source}: "
             "a droplet may only send its own events and heartbeats"
@@ -44,15 +42,21 @@ def _claims_source(caller: Caller, source: str) -> None:
 @router.post(
     "/message",
     summary="Inbound UDC envelope (policy: INBOUND_MESSAGE_AUTH)",
-    responses={**AUTH_RESPONSES, 202: {"description": "Event or other message accepted"},
-               429: {"description": "Too many messages from this sender"}},
+    responses={
+        **AUTH_RESPONSES,
+        202: {"description": "Event or other message accepted"},
+        429: {"description": "Too many messages from this sender"},
+    },
 )
 async def inbound_message(
     envelope: Annotated[Envelope, Body()], request: Request, runtime: RuntimeDep, gate: GateDep
 ) -> Any:
     source = normalise_droplet_ref(envelope.source)
-    caller = gate.inbound_caller(authorization=request.headers.get("authorization"),
-                                 address=client_address(request), source=source)
+    caller = gate.inbound_caller(
+        authorization=request.headers.get("authorization"),
+        address=client_address(request),
+        source=source,
+    )
     text = envelope.payload.get("message", envelope.payload.get("text"))
     if envelope.message_type in ("query", "command") and isinstance(text, str) and text.strip():
         await gate.throttle(caller, "turn")
@@ -72,14 +76,16 @@ async def inbound_message(
             source=str(runtime.settings.droplet_id),
             target=source,
             message_type="response",
-            payload={"response": reply.text, "session_id": reply.session_id,
-                     "actions": reply.actions},
+            payload={
+                "response": reply.text,
+                "session_id": reply.session_id,
+                "actions": reply.actions,
+            },
         )
     if envelope.message_type == "event":
         _claims_source(caller, source)
         await gate.throttle(caller, "mesh")
-        await runtime.alerts.add(_event_from(envelope, source, caller),
-                                 bucket=_bucket(caller))
+        await runtime.alerts.add(_event_from(envelope, source, caller), bucket=_bucket(caller))
     return JSONResponse(
         {"status": "accepted", "trace_id": envelope.trace_id, "timestamp": isoformat_z()},
         status_code=202,
@@ -106,12 +112,14 @@ def _bounded(value: object) -> object:
 
 def _event_from(envelope: Envelope, source: str, caller: Caller) -> MeshEvent:
     payload = envelope.payload
-    kind = str(payload.get("event_type") or payload.get("event") or payload.get("type")
-               or "message")
+    kind = str(
+        payload.get("event_type") or payload.get("event") or payload.get("type") or "message"
+    )
     severity = payload.get("severity")
     summary = payload.get("summary") or payload.get("message") or f"{kind} from droplet {source}"
-    data = {k[:64]: _bounded(v) for k, v in list(payload.items())[:EVENT_FIELDS]
-            if isinstance(k, str)}
+    data = {
+        k[:64]: _bounded(v) for k, v in list(payload.items())[:EVENT_FIELDS] if isinstance(k, str)
+    }
     return MeshEvent(
         kind=kind[:64],
         severity=severity if severity in ("info", "warning", "critical") else "info",
@@ -127,7 +135,7 @@ def _event_from(envelope: Envelope, source: str, caller: Caller) -> MeshEvent:
 
 class SendRequest(BaseModel):
     target: str = Field(description='"droplet-1", "1" or 1', max_length=64)
-    message_type: str = Field(default="command", pattern=r"^(status|event|command|query)$")
+    message_type: Literal["status", "event", "command", "query"] = "command"
     payload: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("target", mode="before")
@@ -144,30 +152,47 @@ class SendResult(BaseModel):
     trace_id: str | None = None
 
 
-@router.post("/send", summary="Relay a message through the Orchestrator (needs 'write')",
-             responses={**AUTH_RESPONSES, 502: {"description": "Delivery failed"},
-                        503: {"description": "Orchestrator unavailable"}})
-async def send(body: SendRequest, request: Request, runtime: RuntimeDep, gate: GateDep,
-               caller: CurrentCaller) -> SendResult:
+@router.post(
+    "/send",
+    summary="Relay a message through the Orchestrator (needs 'write')",
+    responses={
+        **AUTH_RESPONSES,
+        502: {"description": "Delivery failed"},
+        503: {"description": "Orchestrator unavailable"},
+    },
+)
+async def send(
+    body: SendRequest, request: Request, runtime: RuntimeDep, gate: GateDep, caller: CurrentCaller
+) -> SendResult:
     # Relaying speaks with droplet 12's credentials: a change to the mesh like any other.
     gate.require(caller, "write", to="Relaying a message")
     await gate.throttle(caller, "mesh")
     target = normalise_droplet_ref(body.target)
     if not target.isdigit() or not 1 <= int(target) <= 10**9:
-        raise ApiError(422, "target must be a droplet id such as 1, \"1\" or \"droplet-1\"",
-                       details={"field": "target"})
+        raise ApiError(
+            422,
+            'target must be a droplet id such as 1, "1" or "droplet-1"',
+            details={"field": "target"},
+        )
     if int(target) == runtime.settings.droplet_id:
-        raise ApiError(422, "target is this droplet itself; send it a /message instead",
-                       details={"field": "target"})
+        raise ApiError(
+            422,
+            "target is this droplet itself; send it a /message instead",
+            details={"field": "target"},
+        )
     if runtime.orchestrator is None:
-        raise ApiError(503, "The mesh is not configured on this droplet",
-                       code=ErrorCode.DEPENDENCY_UNAVAILABLE)
+        raise ApiError(
+            503, "The mesh is not configured on this droplet", code=ErrorCode.DEPENDENCY_UNAVAILABLE
+        )
     trace_id = str(request.scope.get("state", {}).get("trace_id", ""))
     started = time.perf_counter()
     outcome, detail = "error", None
     try:
         receipt = await runtime.orchestrator.send(
-            int(target), body.message_type, body.payload, trace_id=trace_id  # type: ignore[arg-type]
+            int(target),
+            body.message_type,
+            body.payload,
+            trace_id=trace_id,
         )
         outcome = "ok"
     except PeerNotFound as exc:
@@ -178,14 +203,25 @@ async def send(body: SendRequest, request: Request, runtime: RuntimeDep, gate: G
         raise ApiError(502, exc.message, code=ErrorCode.DEPENDENCY_UNAVAILABLE) from exc
     finally:
         # Who relayed what, under the trace id the receiver sees: the real caller is kept.
-        await runtime.store.record_audit([AuditEntry(
-            actor=str(caller.identity), source="send", tool="relay_message",
-            args={"target_droplet_id": int(target), "message_type": body.message_type},
-            outcome="ok" if outcome == "ok" else "error", detail=detail, trace_id=trace_id,
-            duration_ms=round((time.perf_counter() - started) * 1000, 2),
-        )])
-    return SendResult(sent=receipt.delivered, target_droplet_id=receipt.target_droplet_id,
-                      trace_id=receipt.trace_id)
+        await runtime.store.record_audit(
+            [
+                AuditEntry(
+                    actor=str(caller.identity),
+                    source="send",
+                    tool="relay_message",
+                    args={"target_droplet_id": int(target), "message_type": body.message_type},
+                    outcome="ok" if outcome == "ok" else "error",
+                    detail=detail,
+                    trace_id=trace_id,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                )
+            ]
+        )
+    return SendResult(
+        sent=receipt.delivered,
+        target_droplet_id=receipt.target_droplet_id,
+        trace_id=receipt.trace_id,
+    )
 
 
 class HeartbeatAck(BaseModel):
@@ -195,10 +231,15 @@ class HeartbeatAck(BaseModel):
     timestamp: str
 
 
-@router.post("/heartbeat", summary="Receive another droplet's heartbeat (its own token)",
-             responses=AUTH_RESPONSES)
+@router.post(
+    "/heartbeat",
+    summary="Receive another droplet's heartbeat (its own token)",
+    responses=AUTH_RESPONSES,
+)
 async def heartbeat(
-    envelope: Annotated[Envelope, Body()], runtime: RuntimeDep, gate: GateDep,
+    envelope: Annotated[Envelope, Body()],
+    runtime: RuntimeDep,
+    gate: GateDep,
     caller: CurrentCaller,
 ) -> HeartbeatAck:
     source = normalise_droplet_ref(envelope.source)
@@ -206,18 +247,28 @@ async def heartbeat(
     await gate.throttle(caller, "mesh")
     status = envelope.payload.get("status", "active")
     if status not in ("active", "inactive", "error"):
-        raise ApiError(422, "payload.status must be active, inactive or error",
-                       details={"field": "payload.status"})
+        raise ApiError(
+            422,
+            "payload.status must be active, inactive or error",
+            details={"field": "payload.status"},
+        )
     if status != "active":
-        await runtime.alerts.add(MeshEvent(
-            kind="droplet_health_changed",
-            severity="warning" if status == "inactive" else "critical",
-            summary=f"droplet {source} reports status {status}",
-            at=utcnow(), source=f"droplet-{source}",
-            droplet_id=int(source) if source.isdigit() else None,
-            data={"status": status},
-        ), bucket=_bucket(caller))
+        await runtime.alerts.add(
+            MeshEvent(
+                kind="droplet_health_changed",
+                severity="warning" if status == "inactive" else "critical",
+                summary=f"droplet {source} reports status {status}",
+                at=utcnow(),
+                source=f"droplet-{source}",
+                droplet_id=int(source) if source.isdigit() else None,
+                data={"status": status},
+            ),
+            bucket=_bucket(caller),
+        )
     interval = runtime.settings.heartbeat_interval_s
-    return HeartbeatAck(received=True, droplet_id=source,
-                        next_heartbeat_deadline=time.time() + interval * 1.5,
-                        timestamp=isoformat_z())
+    return HeartbeatAck(
+        received=True,
+        droplet_id=source,
+        next_heartbeat_deadline=time.time() + interval * 1.5,
+        timestamp=isoformat_z(),
+    )

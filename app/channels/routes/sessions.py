@@ -59,20 +59,28 @@ def _key_for(caller: Caller, session_id: str, owner: str | None) -> str:
         try:
             identity = Identity.parse(owner)
         except ValueError as exc:
-            raise ApiError(422, "owner must be an identity such as user:alice or droplet:18",
-                           details={"field": "owner"}) from exc
+            raise ApiError(
+                422,
+                "owner must be an identity such as user:alice or droplet:18",
+                details={"field": "owner"},
+            ) from exc
     return session_key(identity, session_id)
 
 
-async def _session_or_404(runtime: RuntimeDep, caller: Caller, session_id: str,
-                          owner: str | None) -> SessionInfo:
+async def _session_or_404(
+    runtime: RuntimeDep, caller: Caller, session_id: str, owner: str | None
+) -> SessionInfo:
     key = _key_for(caller, session_id, owner)
     info = await runtime.store.get(key)
     mine = info is not None and info.owner == str(caller.identity)
     if info is None or not (mine or (caller.authenticated and caller.can("admin"))):
         # The same answer for "absent" and "not yours": ids of others are not confirmed.
-        raise ApiError(404, f"No session {session_id!r}", code=ErrorCode.NOT_FOUND,
-                       details={"session_id": session_id})
+        raise ApiError(
+            404,
+            f"No session {session_id!r}",
+            code=ErrorCode.NOT_FOUND,
+            details={"session_id": session_id},
+        )
     return info
 
 
@@ -100,8 +108,7 @@ async def session_stats(runtime: RuntimeDep, caller: ChatCaller) -> SessionStats
     return SessionStatsResponse(**stats.model_dump())
 
 
-@router.get("/sessions/{session_id}", summary="One session with its history",
-            responses=_NOT_FOUND)
+@router.get("/sessions/{session_id}", summary="One session with its history", responses=_NOT_FOUND)
 async def get_session(
     session_id: SessionId,
     runtime: RuntimeDep,
@@ -118,8 +125,11 @@ async def get_session(
             content=m.text,
             timestamp=m.created_at,
             trace_id=m.trace_id,
-            actions=[Action(**a) for a in m.meta.get("actions", []) if isinstance(a, dict)
-                     and {"tool", "status"} <= a.keys()],
+            actions=[
+                Action(**a)
+                for a in m.meta.get("actions", [])
+                if isinstance(a, dict) and {"tool", "status"} <= a.keys()
+            ],
         )
         for m in messages
     ]
@@ -162,16 +172,25 @@ async def audit_log(
         try:
             identity = Identity.parse(owner) if owner else _admin.identity
         except ValueError as exc:
-            raise ApiError(422, "owner must be an identity such as user:alice or droplet:18",
-                           details={"field": "owner"}) from exc
+            raise ApiError(
+                422,
+                "owner must be an identity such as user:alice or droplet:18",
+                details={"field": "owner"},
+            ) from exc
         key = session_key(identity, session_id)
     entries = await runtime.store.audit(
-        session_id=key, tool=tool, actor=actor, outcome=outcome, since=since,
-        limit=limit, offset=offset,
+        session_id=key,
+        tool=tool,
+        actor=actor,
+        outcome=outcome,
+        since=since,
+        limit=limit,
+        offset=offset,
     )
     records = [
-        AuditRecord(**{**e.model_dump(), "session_id": session_name(e.session_id)
-                       if e.session_id else None})
+        AuditRecord(
+            **{**e.model_dump(), "session_id": session_name(e.session_id) if e.session_id else None}
+        )
         for e in entries
     ]
     return AuditList(entries=records, count=len(records))

@@ -25,8 +25,10 @@ router = APIRouter(tags=["udc"])
 @router.get("/health", summary="Liveness and status (public, answered from memory)")
 async def health(runtime: RuntimeDep) -> HealthResponse:
     status, failing = runtime.health.status()
-    message = "All systems operational" if not failing else "Degraded: " + ", ".join(
-        f"{name} unavailable" for name in failing
+    message = (
+        "All systems operational"
+        if not failing
+        else "Degraded: " + ", ".join(f"{name} unavailable" for name in failing)
     )
     return HealthResponse(
         id=runtime.settings.droplet_id,
@@ -55,7 +57,8 @@ async def state(runtime: RuntimeDep, _caller: CurrentCaller) -> StateResponse:
 
 
 @router.get(
-    "/dependencies", summary="Peers and backing services, from cached probes",
+    "/dependencies",
+    summary="Peers and backing services, from cached probes",
     responses=AUTH_RESPONSES,
 )
 async def dependencies(runtime: RuntimeDep, _caller: CurrentCaller) -> DependenciesResponse:
@@ -72,7 +75,11 @@ async def version(runtime: RuntimeDep, _caller: CurrentCaller) -> VersionRespons
     )
 
 
-@router.get("/metrics", summary="Prometheus metrics (OPERATOR_ENDPOINTS)", include_in_schema=False,
-            dependencies=[OperatorAccess])
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (OPERATOR_ENDPOINTS)",
+    include_in_schema=False,
+    dependencies=[OperatorAccess],
+)
 async def metrics(runtime: RuntimeDep) -> Response:
     return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -41,5 +41,8 @@ def mount(app: FastAPI) -> None:
     async def page() -> FileResponse:
         return FileResponse(index, headers=PAGE_HEADERS)
 
-    app.mount("/static", _RevalidatedStaticFiles(directory=WEB_DIR / "static", check_dir=False),
-              name="static")
+    app.mount(
+        "/static",
+        _RevalidatedStaticFiles(directory=WEB_DIR / "static", check_dir=False),
+        name="static",
+    )

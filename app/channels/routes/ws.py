@@ -52,8 +52,11 @@ def _origin_allowed(runtime: Runtime, origin: str | None, host: str | None) -> b
     return host is not None and urlsplit(origin).netloc == host
 
 
-@router.get("/ws/connections", summary="Live WebSocket connections on this instance",
-            dependencies=[OperatorAccess])
+@router.get(
+    "/ws/connections",
+    summary="Live WebSocket connections on this instance",
+    dependencies=[OperatorAccess],
+)
 async def connections(runtime: RuntimeDep) -> dict[str, int]:
     return {"active_connections": runtime.hub.count()}
 
@@ -68,9 +71,11 @@ async def chat_socket(websocket: WebSocket) -> None:
         return
     address = websocket.client.host if websocket.client else None
     try:
-        caller = gate.chat_caller(authorization=websocket.headers.get("authorization"),
-                                  query_token=websocket.query_params.get("token"),
-                                  address=address)
+        caller = gate.chat_caller(
+            authorization=websocket.headers.get("authorization"),
+            query_token=websocket.query_params.get("token"),
+            address=address,
+        )
         gate.require(caller, "read", to="Talking to the Chat Orchestrator")
     except ApiError as exc:
         await websocket.close(code=1008, reason=exc.message[:120])
@@ -97,9 +102,16 @@ async def chat_socket(websocket: WebSocket) -> None:
             hub.follow(conn, session_key(caller.identity, followed), followed)
         else:
             hub.send(conn, frame("error", None, error=_SESSION_ID_RULE))
-    hub.send(conn, frame("welcome", conn.session_id, connection_id=conn.id,
-                         droplet_id=runtime.settings.droplet_id,
-                         message="Connected to the Chat Orchestrator. Say 'help' to begin."))
+    hub.send(
+        conn,
+        frame(
+            "welcome",
+            conn.session_id,
+            connection_id=conn.id,
+            droplet_id=runtime.settings.droplet_id,
+            message="Connected to the Chat Orchestrator. Say 'help' to begin.",
+        ),
+    )
     in_flight: set[asyncio.Task[None]] = set()
     try:
         while True:
@@ -111,12 +123,24 @@ async def chat_socket(websocket: WebSocket) -> None:
                 break
             text = message.get("text")
             if text is not None and len(text) > MAX_FRAME_CHARS:
-                hub.send(conn, frame("error", conn.session_id,
-                                     error=f"Frame too large (limit {MAX_FRAME_CHARS} characters)"))
+                hub.send(
+                    conn,
+                    frame(
+                        "error",
+                        conn.session_id,
+                        error=f"Frame too large (limit {MAX_FRAME_CHARS} characters)",
+                    ),
+                )
                 continue
             if text is None:
-                hub.send(conn, frame("error", conn.session_id,
-                                     error="Binary frames are not supported; send JSON text"))
+                hub.send(
+                    conn,
+                    frame(
+                        "error",
+                        conn.session_id,
+                        error="Binary frames are not supported; send JSON text",
+                    ),
+                )
                 continue
             _handle_frame(runtime, gate, hub, conn, caller, text, in_flight)
     except WebSocketDisconnect:
@@ -158,8 +182,10 @@ def _parse(text: str) -> tuple[dict[str, Any] | None, str | None]:
     try:
         data = json.loads(text)
     except (ValueError, RecursionError):
-        return None, ("Invalid JSON: send an object like "
-                      '{"type":"message","content":"hello","session_id":"..."}')
+        return None, (
+            "Invalid JSON: send an object like "
+            '{"type":"message","content":"hello","session_id":"..."}'
+        )
     if not isinstance(data, dict):
         return None, "Each frame must be a JSON object with a 'type'"
     return data, None
@@ -226,8 +252,9 @@ def _handle_frame(
         return
     trace_id = str(uuid.uuid4())
     hub.send(conn, frame("ack", session_id, trace_id=trace_id, received=kind))
-    task = asyncio.create_task(_run_turn(runtime, gate, hub, conn, caller, content,
-                                         session_id, trace_id, proposal_id))
+    task = asyncio.create_task(
+        _run_turn(runtime, gate, hub, conn, caller, content, session_id, trace_id, proposal_id)
+    )
     in_flight.add(task)
     task.add_done_callback(in_flight.discard)
 
@@ -245,12 +272,28 @@ async def _run_turn(
 ) -> None:
     try:
         await gate.throttle(caller, "turn")
-        turn = gate.turn(caller, channel="ws", text=content, trace_id=trace_id,
-                         session_id=session_id, origin=conn.id, proposal_id=proposal_id)
+        turn = gate.turn(
+            caller,
+            channel="ws",
+            text=content,
+            trace_id=trace_id,
+            session_id=session_id,
+            origin=conn.id,
+            proposal_id=proposal_id,
+        )
     except ApiError as exc:
         extra = {"retry_after_s": exc.details["retry_after_s"]} if exc.status_code == 429 else {}
-        hub.send(conn, frame("error", session_id, trace_id=trace_id, error=exc.message,
-                             code=exc.code.value, **extra))
+        hub.send(
+            conn,
+            frame(
+                "error",
+                session_id,
+                trace_id=trace_id,
+                error=exc.message,
+                code=exc.code.value,
+                **extra,
+            ),
+        )
         return
     hub.send(conn, frame("typing", session_id, trace_id=trace_id))
 
@@ -260,26 +303,49 @@ async def _run_turn(
     try:
         reply = await runtime.conversation.handle(turn, progress=progress)
     except SessionAccessDenied:
-        hub.send(conn, frame("error", session_id, trace_id=trace_id, code="NOT_FOUND",
-                             error=f"No session {session_id!r}"))
+        hub.send(
+            conn,
+            frame(
+                "error",
+                session_id,
+                trace_id=trace_id,
+                code="NOT_FOUND",
+                error=f"No session {session_id!r}",
+            ),
+        )
         return
     except SessionQuotaExceeded as exc:
-        hub.send(conn, frame("error", session_id, trace_id=trace_id, code="RATE_LIMITED",
-                             error=f"Session limit reached ({exc.limit} per identity)"))
+        hub.send(
+            conn,
+            frame(
+                "error",
+                session_id,
+                trace_id=trace_id,
+                code="RATE_LIMITED",
+                error=f"Session limit reached ({exc.limit} per identity)",
+            ),
+        )
         return
     except asyncio.CancelledError:
         raise
     except Exception as exc:
         runtime.metrics.record_error()
-        log.error("ws_turn_failed", error_type=type(exc).__name__, trace_id=trace_id,
-                  exc_info=exc)
-        hub.send(conn, frame("error", session_id, trace_id=trace_id,
-                             error="The turn failed inside the Chat Orchestrator; try again"))
+        log.error("ws_turn_failed", error_type=type(exc).__name__, trace_id=trace_id, exc_info=exc)
+        hub.send(
+            conn,
+            frame(
+                "error",
+                session_id,
+                trace_id=trace_id,
+                error="The turn failed inside the Chat Orchestrator; try again",
+            ),
+        )
         return
     if conn.session_key != reply.session_key:
         hub.follow(conn, reply.session_key, reply.session_id)
     message = frame(
-        "message", reply.session_id,
+        "message",
+        reply.session_id,
         role="assistant",
         content=reply.text,
         actions=reply.actions,
@@ -294,7 +360,11 @@ async def _run_turn(
 
 
 async def _stream_summary(
-    runtime: Runtime, hub: WebSocketHub, conn: Connection, session_id: str, facts: str,
+    runtime: Runtime,
+    hub: WebSocketHub,
+    conn: Connection,
+    session_id: str,
+    facts: str,
     trace_id: str,
 ) -> None:
     """A model's phrasing of the answer, piece by piece; the deterministic answer stays the
@@ -309,5 +379,9 @@ async def _stream_summary(
         raise
     except Exception as exc:
         log.info("summary_failed", reason=type(exc).__name__, trace_id=trace_id)
-    hub.send(conn, frame("summary", session_id, trace_id=trace_id, content="".join(pieces),
-                         complete=bool(pieces)))
+    hub.send(
+        conn,
+        frame(
+            "summary", session_id, trace_id=trace_id, content="".join(pieces), complete=bool(pieces)
+        ),
+    )

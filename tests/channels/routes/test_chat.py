@@ -57,13 +57,15 @@ def test_create_confirm_and_cancel_a_task(mesh_client: Any, sandbox: Any) -> Non
     assert created["pending_confirmation"] is None
 
     token = sandbox.mint_token()
-    tasks = httpx.get(f"{sandbox.orchestrator_url}/tasks",
-                      headers={"Authorization": f"Bearer {token}"}).json()["payload"]["tasks"]
+    tasks = httpx.get(
+        f"{sandbox.orchestrator_url}/tasks", headers={"Authorization": f"Bearer {token}"}
+    ).json()["payload"]["tasks"]
     mine = [t for t in tasks if t["task_type"] == "verify" and t["priority"] == 3]
     assert mine, tasks
     task_id = max(t["id"] for t in mine)
-    detail = httpx.get(f"{sandbox.orchestrator_url}/tasks/{task_id}",
-                       headers={"Authorization": f"Bearer {token}"}).json()["payload"]["task"]
+    detail = httpx.get(
+        f"{sandbox.orchestrator_url}/tasks/{task_id}", headers={"Authorization": f"Bearer {token}"}
+    ).json()["payload"]["task"]
     assert url in detail["payload"]
 
     ask_cancel = _chat(mesh_client, "cancel it", sid)
@@ -71,8 +73,9 @@ def test_create_confirm_and_cancel_a_task(mesh_client: Any, sandbox: Any) -> Non
     assert ask_cancel["pending_confirmation"]["args"] == {"task_id": task_id}
     done = _chat(mesh_client, "yes", sid)
     assert done["actions"] == [{"tool": "cancel_task", "status": "ok"}]
-    detail = httpx.get(f"{sandbox.orchestrator_url}/tasks/{task_id}",
-                       headers={"Authorization": f"Bearer {token}"}).json()["payload"]["task"]
+    detail = httpx.get(
+        f"{sandbox.orchestrator_url}/tasks/{task_id}", headers={"Authorization": f"Bearer {token}"}
+    ).json()["payload"]["task"]
     assert detail["status"] == "cancelled"
 
 
@@ -108,15 +111,19 @@ def test_bad_chat_requests_get_the_standard_error(
 
 
 def test_invalid_json_body_gets_the_standard_error(mesh_client: Any) -> None:
-    response = mesh_client.post("/api/chat", content=b"{not json",
-                                headers={"Content-Type": "application/json"})
+    response = mesh_client.post(
+        "/api/chat", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "INVALID_REQUEST"
 
 
 def test_oversized_body_is_refused_with_413(mesh_client: Any) -> None:
-    response = mesh_client.post("/api/chat", content=b'{"message":"' + b"x" * 70000 + b'"}',
-                                headers={"Content-Type": "application/json"})
+    response = mesh_client.post(
+        "/api/chat",
+        content=b'{"message":"' + b"x" * 70000 + b'"}',
+        headers={"Content-Type": "application/json"},
+    )
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "INVALID_REQUEST"
 
@@ -129,8 +136,7 @@ def test_voice_envelope_gets_plain_speech(mesh_client: Any) -> None:
         "target": "12",
         "message_type": "query",
         "route_back": "18",
-        "payload": {"message": "show me all droplets",
-                    "metadata": {"user_id": "user-voice-77"}},
+        "payload": {"message": "show me all droplets", "metadata": {"user_id": "user-voice-77"}},
         "timestamp": "2025-11-17T14:00:00Z",
     }
     response = mesh_client.post("/api/process", json=envelope)
@@ -144,13 +150,17 @@ def test_voice_envelope_gets_plain_speech(mesh_client: Any) -> None:
     for symbol in ("|", "*", "#", "`", "✅", "❌", "⚠"):
         assert symbol not in spoken
     # The same user continues the same session; integer ids and "droplet-18" are accepted.
-    envelope2 = {**envelope, "source": "droplet-18", "target": 12,
-                 "payload": {"message": "any alerts?",
-                             "metadata": {"user_id": "user-voice-77"}}}
+    envelope2 = {
+        **envelope,
+        "source": "droplet-18",
+        "target": 12,
+        "payload": {"message": "any alerts?", "metadata": {"user_id": "user-voice-77"}},
+    }
     second = mesh_client.post("/api/process", json=envelope2).json()
     assert second["payload"]["session_id"] == body["payload"]["session_id"]
-    other = mesh_client.post("/api/process", json={
-        **envelope, "payload": {"message": "hello"}}).json()
+    other = mesh_client.post(
+        "/api/process", json={**envelope, "payload": {"message": "hello"}}
+    ).json()
     assert other["payload"]["session_id"] != body["payload"]["session_id"]
 
 

@@ -34,20 +34,22 @@ def test_production_settings_from_env_example_refuse_unauthenticated_chat(
     example = (ROOT / ".env.example").read_text()
     env_file = tmp_path / ".env"
     env_file.write_text(
-        example.replace("DROPLET_SECRET=secret-from-registry-steward",
-                        "DROPLET_SECRET=9f8e7d6c5b4a3f2e1d0c")
-        .replace("GEMINI_API_KEY=your-actual-gemini-api-key", "")
+        example.replace(
+            "DROPLET_SECRET=secret-from-registry-steward", "DROPLET_SECRET=9f8e7d6c5b4a3f2e1d0c"
+        ).replace("GEMINI_API_KEY=your-actual-gemini-api-key", "")
         + f"\nREGISTRY_PUBLIC_KEY_FILE={public_key_file}\nMESH_ENABLED=false\n"
         f"DATA_DIR={tmp_path / 'data'}\n"
     )
-    settings = Settings(_env_file=env_file)  # type: ignore[call-arg]
+    settings = Settings(_env_file=env_file)
     assert settings.is_production and settings.effective_chat_auth == "jwt"
     with TestClient(create_app(settings), client=("127.0.0.1", 1)) as client:
         response = client.post("/api/chat", json={"message": "show me all droplets"})
         assert response.status_code == 401
         assert response.json()["error"]["code"] == "UNAUTHORIZED"
-        voice = client.post("/api/process", json={"source": "18", "message_type": "query",
-                                                  "payload": {"message": "hello"}})
+        voice = client.post(
+            "/api/process",
+            json={"source": "18", "message_type": "query", "payload": {"message": "hello"}},
+        )
         assert voice.status_code == 401
         with pytest.raises(WebSocketDisconnect), client.websocket_connect("/ws") as ws:
             ws.receive_json()
@@ -89,14 +91,18 @@ def test_websocket_token_in_query_and_origin_check(secured: TestClient, keys: Ke
     token = keys.token(sub="alice", permissions=["read"])
     with secured.websocket_connect(f"/ws?token={token}") as ws:
         assert ws.receive_json()["type"] == "welcome"
-    with pytest.raises(WebSocketDisconnect), secured.websocket_connect(
-        f"/ws?token={token}", headers={"Origin": "https://evil.example"}
-    ) as ws:
+    with (
+        pytest.raises(WebSocketDisconnect),
+        secured.websocket_connect(
+            f"/ws?token={token}", headers={"Origin": "https://evil.example"}
+        ) as ws,
+    ):
         ws.receive_json()
 
 
-def test_anonymous_cannot_list_sessions_from_outside(make_settings: Callable[..., Settings]
-                                                     ) -> None:
+def test_anonymous_cannot_list_sessions_from_outside(
+    make_settings: Callable[..., Settings],
+) -> None:
     with TestClient(create_app(make_settings()), client=("203.0.113.9", 1)) as client:
         client.post("/api/chat", json={"message": "hello"})
         listing: Any = client.get("/api/sessions")

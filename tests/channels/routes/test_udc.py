@@ -81,9 +81,17 @@ def test_udc_bodies_with_a_valid_token(client: Any, keys: KeyPair) -> None:
     for _ in range(3):
         client.get("/health")
     state = client.get("/state", headers=auth).json()
-    for key in ("cpu_percent", "memory_mb", "uptime_seconds", "requests_total",
-                "requests_per_minute", "errors_last_hour", "active_sessions",
-                "active_connections", "average_response_time_ms"):
+    for key in (
+        "cpu_percent",
+        "memory_mb",
+        "uptime_seconds",
+        "requests_total",
+        "requests_per_minute",
+        "errors_last_hour",
+        "active_sessions",
+        "active_connections",
+        "average_response_time_ms",
+    ):
         assert key in state
     assert state["requests_per_minute"] >= 4
     assert state["memory_mb"] > 10
@@ -121,8 +129,10 @@ def test_openapi_documents_the_udc_endpoints(client: Any) -> None:
 
 
 def test_cors_allows_only_configured_origins(client: Any) -> None:
-    ok = client.options("/health", headers={"Origin": "http://localhost:8012",
-                                            "Access-Control-Request-Method": "GET"})
+    ok = client.options(
+        "/health",
+        headers={"Origin": "http://localhost:8012", "Access-Control-Request-Method": "GET"},
+    )
     assert ok.headers.get("access-control-allow-origin") == "http://localhost:8012"
     bad = client.get("/health", headers={"Origin": "http://evil.example"})
     assert "access-control-allow-origin" not in bad.headers

@@ -20,8 +20,11 @@ def test_guide_example_welcome_ack_progress_message(mesh_client: Any) -> None:
     with mesh_client.websocket_connect("/ws") as ws:
         welcome = ws.receive_json()
         assert welcome["type"] == "welcome"
-        ws.send_text(json.dumps({"type": "message", "content": "show me all droplets",
-                                 "session_id": "ws-test"}))
+        ws.send_text(
+            json.dumps(
+                {"type": "message", "content": "show me all droplets", "session_id": "ws-test"}
+            )
+        )
         frames = _until(ws, "message")
         kinds = [f["type"] for f in frames]
         assert kinds[0] == "ack"
@@ -38,9 +41,15 @@ def test_guide_example_welcome_ack_progress_message(mesh_client: Any) -> None:
 def test_bad_frames_get_errors_and_the_socket_stays_open(mesh_client: Any) -> None:
     with mesh_client.websocket_connect("/ws") as ws:
         ws.receive_json()
-        for bad in ("{not json", "[1,2]", '"text"', '{"type":"dance"}',
-                    '{"type":"message","content":""}', '{"type":"message"}',
-                    '{"type":"confirm"}'):
+        for bad in (
+            "{not json",
+            "[1,2]",
+            '"text"',
+            '{"type":"dance"}',
+            '{"type":"message","content":""}',
+            '{"type":"message"}',
+            '{"type":"confirm"}',
+        ):
             ws.send_text(bad)
             frame = ws.receive_json()
             assert frame["type"] == "error", bad
@@ -54,8 +63,15 @@ def test_bad_frames_get_errors_and_the_socket_stays_open(mesh_client: Any) -> No
 def test_confirm_frame_executes_the_pending_action(mesh_client: Any) -> None:
     with mesh_client.websocket_connect("/ws") as ws:
         ws.receive_json()
-        ws.send_text(json.dumps({"type": "message", "session_id": "ws-confirm",
-                                 "content": "create a build task for droplet 16 priority 2"}))
+        ws.send_text(
+            json.dumps(
+                {
+                    "type": "message",
+                    "session_id": "ws-confirm",
+                    "content": "create a build task for droplet 16 priority 2",
+                }
+            )
+        )
         proposal = _until(ws, "message")[-1]
         assert proposal["pending_confirmation"]["tool"] == "create_task"
         ws.send_text(json.dumps({"type": "confirm", "session_id": "ws-confirm"}))
@@ -66,8 +82,9 @@ def test_confirm_frame_executes_the_pending_action(mesh_client: Any) -> None:
 def test_rest_and_ws_share_the_session_and_followers_get_messages(mesh_client: Any) -> None:
     with mesh_client.websocket_connect("/ws?session_id=shared-1") as ws:
         ws.receive_json()
-        response = mesh_client.post("/api/chat", json={"message": "hello",
-                                                       "session_id": "shared-1"})
+        response = mesh_client.post(
+            "/api/chat", json={"message": "hello", "session_id": "shared-1"}
+        )
         assert response.status_code == 200
         pushed = _until(ws, "message")[-1]
         assert pushed["session_id"] == "shared-1"
