@@ -20,15 +20,16 @@ from urllib.parse import urlparse
 
 import structlog
 from pydantic import BaseModel
+from tenacity import RetryCallState
 
 from app.domain.mesh import MeshEvent, Task, TaskState
 from app.mesh.catalogue import display_name
 from app.mesh.orchestrator import EventChannel, OrchestratorClient
 from app.mesh.peers import PeerError, PeerNotFound, PeerRejected, PeerUnavailable
 from app.mesh.registry import RegistryClient
-from app.mesh.resilience import Backoff
 from app.mesh.tokens import TokenProvider
 from app.ops.host_metrics import HostMetrics, HostSample
+from app.utils.retry import RetryPolicy, Sleep, any_failure, restart_backoff, retrying
 from app.utils.time import utcnow
 
 log = structlog.get_logger(__name__)
@@ -39,6 +40,7 @@ EventSink = Callable[[MeshEvent], Awaitable[None]]
 
 _EVENT_SOURCE = "chat_orchestrator"
 _REPORT_ATTEMPTS = 3
+_REPORT_BACKOFF = (0.5, 5.0)
 _SHUTDOWN_REPORT_TIMEOUT = 2.0
 
 
@@ -122,6 +124,7 @@ class Lifecycle:
         host_metrics: HostMetrics | None = None,
         extra_metrics: Callable[[], Mapping[str, float]] | None = None,
         rng: random.Random | None = None,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._registry = registry
         self._orchestrator = orchestrator
@@ -144,8 +147,8 @@ class Lifecycle:
         self._poll_interval = poll_interval
         self._watch_interval = watch_interval
         self._miss_after = heartbeat_miss_after
-        self._registration_backoff = registration_backoff
-        self._feed_backoff = feed_backoff
+        self._registration_retry = _until_it_works(*registration_backoff)
+        self._feed_retry = _until_it_works(*feed_backoff)
         self._event_feed_enabled = event_feed
         self._task_runner = task_runner
         self._task_timeout = task_timeout
@@ -156,11 +159,12 @@ class Lifecycle:
         self._host_metrics = host_metrics
         self._extra_metrics = extra_metrics
         self._rng = rng or random.Random()
+        self._sleep = sleep
 
         self._peers: dict[PeerName, PeerStatus] = {}
         self._reachable_known: dict[PeerName, bool] = {}
         self._needs_registration: dict[PeerName, asyncio.Event] = {}
-        self._registration_backoffs: dict[PeerName, Backoff] = {}
+        self._any_registered = asyncio.Event()
         for peer, client in (("registry", registry), ("orchestrator", orchestrator)):
             if client is not None:
                 self._peers[peer] = PeerStatus()  # type: ignore[index]
@@ -186,11 +190,6 @@ class Lifecycle:
             event = asyncio.Event()
             event.set()
             self._needs_registration[peer] = event
-            self._registration_backoffs[peer] = Backoff(
-                base=self._registration_backoff[0],
-                cap=self._registration_backoff[1],
-                rng=self._rng,
-            )
             self._spawn(self._registration_loop(peer), f"register-{peer}")
         self._spawn(self._heartbeat_loop(), "heartbeat")
         if self._orchestrator is not None:
@@ -250,7 +249,9 @@ class Lifecycle:
         sample = await self._sample()
         peers = [p for p, s in self._peers.items() if s.registered]
         results = await asyncio.gather(*(self._heartbeat_peer(p, sample) for p in peers))
-        outcome: dict[str, bool] = dict(zip(peers, results, strict=True))
+        outcome: dict[str, bool] = {
+            peer: result == "ok" for peer, result in zip(peers, results, strict=True)
+        }
         unregistered = sorted(p for p in self._peers if p not in outcome)
         log.info(
             "heartbeat_sent",
@@ -267,33 +268,39 @@ class Lifecycle:
 
     async def _registration_loop(self, peer: PeerName) -> None:
         needed = self._needs_registration[peer]
-        backoff = self._registration_backoffs[peer]
-        first = True
         while True:
             await needed.wait()
             needed.clear()
-            if not first:
-                # A peer that forgets us right after registering must not make us spin.
-                await asyncio.sleep(backoff.next_delay())
-            first = False
-            while True:
-                try:
-                    await self._register(peer)
-                    break
-                except PeerError as exc:
-                    await self._record(peer, exc)
-                    log.warning(f"{peer}_registration_failed", reason=exc.message)
-                except Exception as exc:
-                    log.exception(f"{peer}_registration_failed", reason=type(exc).__name__)
-                await asyncio.sleep(backoff.next_delay())
-            self._peers[peer].registered = True
-            await self._record(peer, None)
-            log.info(f"{peer}_registration_success", droplet_id=self._droplet_id)
-            # Tell the peer our figures now rather than a full interval later.
-            try:
-                await self._heartbeat_peer(peer, await self._sample())
-            except Exception as exc:
-                log.exception("heartbeat_round_failed", reason=type(exc).__name__)
+            async for attempt in retrying(
+                self._registration_retry, retry=any_failure, sleep=self._sleep
+            ):
+                with attempt:
+                    await self._register_and_beat(peer)
+
+    async def _register_and_beat(self, peer: PeerName) -> None:
+        """One registration attempt; raises (so the loop backs off) when it did not hold."""
+        try:
+            await self._register(peer)
+        except PeerError as exc:
+            await self._record(peer, exc)
+            log.warning(f"{peer}_registration_failed", reason=exc.message)
+            raise
+        except Exception as exc:
+            log.exception(f"{peer}_registration_failed", reason=type(exc).__name__)
+            raise
+        self._peers[peer].registered = True
+        self._any_registered.set()
+        await self._record(peer, None)
+        log.info(f"{peer}_registration_success", droplet_id=self._droplet_id)
+        # Tell the peer our figures now rather than a full interval later. A peer that forgets us
+        # at once fails this attempt, so registering again backs off instead of spinning.
+        try:
+            beat = await self._heartbeat_peer(peer, await self._sample(), re_register=False)
+        except Exception as exc:
+            log.exception("heartbeat_round_failed", reason=type(exc).__name__)
+            return
+        if beat == "unknown":
+            raise PeerNotFound(peer, "the peer forgot us right after registering")
 
     async def _register(self, peer: PeerName) -> None:
         if peer == "registry":
@@ -320,22 +327,23 @@ class Lifecycle:
     async def _heartbeat_loop(self) -> None:
         # The first beat goes out as soon as a registration succeeds, so the mesh (and the
         # operator grepping for heartbeat_sent) sees droplet 12 alive at once, not a minute later.
-        waited = 0.0
-        while waited < self._heartbeat_interval and not any(
-            s.registered for s in self._peers.values()
-        ):
-            await asyncio.sleep(0.1)
-            waited += 0.1
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._heartbeat_interval):
+                await self._any_registered.wait()
         while True:
             try:
                 await self.heartbeat_once()
             except Exception as exc:
                 log.exception("heartbeat_round_failed", reason=type(exc).__name__)
-            await asyncio.sleep(
+            await self._sleep(
                 self._heartbeat_interval + self._rng.uniform(0.0, self._heartbeat_jitter)
             )
 
-    async def _heartbeat_peer(self, peer: PeerName, sample: HostSample) -> bool:
+    async def _heartbeat_peer(
+        self, peer: PeerName, sample: HostSample, *, re_register: bool = True
+    ) -> Literal["ok", "failed", "unknown"]:
+        """One heartbeat to `peer`. "unknown": the peer no longer knows us; unless the caller
+        is registering right now, that starts a new registration."""
         try:
             if peer == "registry":
                 assert self._registry is not None
@@ -354,15 +362,15 @@ class Lifecycle:
             await self._record(peer, exc)
             log.warning("heartbeat_unknown_droplet", peer=peer)
             self._peers[peer].registered = False
-            self._needs_registration[peer].set()
-            return False
+            if re_register:
+                self._needs_registration[peer].set()
+            return "unknown"
         except PeerError as exc:
             await self._record(peer, exc)
             log.warning("heartbeat_failed", peer=peer, reason=exc.message)
-            return False
+            return "failed"
         await self._record(peer, None)
-        self._registration_backoffs[peer].reset()
-        return True
+        return "ok"
 
     async def _poll_loop(self) -> None:
         while True:
@@ -373,7 +381,7 @@ class Lifecycle:
                 log.info("task_poll_failed", reason=exc.message)
             except Exception as exc:
                 log.exception("task_poll_crashed", reason=type(exc).__name__)
-            await asyncio.sleep(self._poll_interval)
+            await self._sleep(self._poll_interval)
 
     async def _poll_once(self) -> None:
         assert self._orchestrator is not None
@@ -502,55 +510,67 @@ class Lifecycle:
         attempts: int = _REPORT_ATTEMPTS,
     ) -> None:
         assert self._orchestrator is not None
-        backoff = Backoff(base=0.5, cap=5.0, rng=self._rng)
-        for attempt in range(1, attempts + 1):
-            try:
-                await self._orchestrator.update_task(
-                    task_id, status, result=result, error_message=error_message
-                )
-            except PeerRejected as exc:
-                # After a lost answer the first PATCH may have landed; a repeat is then illegal.
-                if attempt > 1:
-                    break
-                log.warning(
-                    "task_report_rejected", task_id=task_id, status=status.value, reason=exc.message
-                )
-                return
-            except PeerError as exc:
-                log.warning(
-                    "task_report_failed",
-                    task_id=task_id,
-                    status=status.value,
-                    attempt=attempt,
-                    reason=exc.message,
-                )
-                if attempt == attempts:
-                    return
-                await asyncio.sleep(backoff.next_delay())
-                continue
-            break
+        orchestrator = self._orchestrator
+        base, cap = _REPORT_BACKOFF
+        policy = RetryPolicy(attempts=attempts, base_delay=base, max_delay=cap, min_delay=base / 2)
+        try:
+            async for attempt in retrying(policy, retry=_unanswered, sleep=self._sleep):
+                with attempt:
+                    number = attempt.retry_state.attempt_number
+                    try:
+                        await orchestrator.update_task(
+                            task_id, status, result=result, error_message=error_message
+                        )
+                    except PeerRejected:
+                        # After a lost answer the first PATCH may have landed; a repeat is then
+                        # illegal, which means the report is in.
+                        if number == 1:
+                            raise
+                    except PeerError as exc:
+                        log.warning(
+                            "task_report_failed",
+                            task_id=task_id,
+                            status=status.value,
+                            attempt=number,
+                            reason=exc.message,
+                        )
+                        raise
+        except PeerRejected as exc:
+            log.warning(
+                "task_report_rejected", task_id=task_id, status=status.value, reason=exc.message
+            )
+            return
+        except PeerError:
+            return  # logged above, attempt by attempt
         log.info(f"task_{status.value}", task_id=task_id)
 
     async def _feed_loop(self, channel: EventChannel) -> None:
+        async for attempt in retrying(self._feed_retry, retry=any_failure, sleep=self._sleep):
+            with attempt:
+                await self._follow_feed(channel, attempt.retry_state)
+
+    async def _follow_feed(self, channel: EventChannel, retry_state: RetryCallState) -> None:
+        """One connection to the feed, followed until it ends. Always raises, so the loop waits
+        before connecting again: a feed that drops at once must not make us spin."""
         assert self._orchestrator is not None
-        backoff = Backoff(base=self._feed_backoff[0], cap=self._feed_backoff[1], rng=self._rng)
 
         def connected() -> None:
             self._feed_connected[channel] = True
-            backoff.reset()
+            # Getting through ends an outage: the next one starts with short waits again.
+            restart_backoff(retry_state)
 
-        while True:
-            try:
-                await self._orchestrator.stream_events(
-                    channel, self._on_feed_event, on_connected=connected
-                )
-                log.info("event_feed_closed", channel=channel)
-            except PeerError as exc:
-                log.info("event_feed_lost", channel=channel, reason=exc.message)
-            except Exception as exc:
-                log.exception("event_feed_crashed", channel=channel, reason=type(exc).__name__)
+        try:
+            await self._orchestrator.stream_events(
+                channel, self._on_feed_event, on_connected=connected
+            )
+            log.info("event_feed_closed", channel=channel)
+        except PeerError as exc:
+            log.info("event_feed_lost", channel=channel, reason=exc.message)
+        except Exception as exc:
+            log.exception("event_feed_crashed", channel=channel, reason=type(exc).__name__)
+        finally:
             self._feed_connected[channel] = False
-            await asyncio.sleep(backoff.next_delay())
+        raise _FeedEnded(channel)
 
     async def _on_feed_event(self, event: MeshEvent) -> None:
         await self._emit(event)
@@ -560,7 +580,7 @@ class Lifecycle:
         when its sweep runs, so a silent droplet can look active for a while."""
         assert self._orchestrator is not None
         while True:
-            await asyncio.sleep(self._watch_interval)
+            await self._sleep(self._watch_interval)
             try:
                 droplets = await self._orchestrator.list_droplets()
             except PeerError as exc:
@@ -692,3 +712,17 @@ class Lifecycle:
 
 def _reason(exc: BaseException) -> str:
     return exc.message if isinstance(exc, PeerError) else type(exc).__name__
+
+
+class _FeedEnded(Exception):
+    """A connection to the event feed ended (it was logged); the feed loop connects again."""
+
+
+def _until_it_works(base: float, cap: float) -> RetryPolicy:
+    # Never below half the base: a loop retrying at full jitter's zero would spin.
+    return RetryPolicy(attempts=None, base_delay=base, max_delay=cap, min_delay=base / 2)
+
+
+def _unanswered(failure: Exception) -> bool:
+    """A report worth repeating: the Orchestrator did not answer (a "no" stays a no)."""
+    return isinstance(failure, PeerError) and not isinstance(failure, PeerRejected)

@@ -10,6 +10,7 @@ message type `heartbeat` is refused; some 500 bodies carry SQL and are never rea
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -39,8 +40,9 @@ from app.domain.mesh import (
 from app.mesh.catalogue import display_name
 from app.mesh.peer_http import PeerResponse, exchange, invalid_fields
 from app.mesh.peers import PeerError, PeerNotFound, PeerRejected, PeerUnavailable
-from app.mesh.resilience import CircuitBreaker, Clock, RetryPolicy, retry
+from app.mesh.resilience import PEER_RETRY, CircuitBreaker, Clock, transient
 from app.mesh.tokens import TokenProvider
+from app.utils.retry import RetryPolicy, Sleep, call_with_retry
 from app.utils.time import isoformat_z, parse_timestamp, utcnow
 
 log = structlog.get_logger(__name__)
@@ -236,6 +238,7 @@ class OrchestratorClient:
         failure_threshold: int = 5,
         reset_timeout: float = 30.0,
         clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
         ws_open_timeout: float = 5.0,
     ) -> None:
         self._base_url = base_url.rstrip("/")
@@ -243,7 +246,8 @@ class OrchestratorClient:
         self._droplet_id = droplet_id
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient(timeout=timeout)
-        self._retry_policy = retry_policy or RetryPolicy()
+        self._retry_policy = retry_policy or PEER_RETRY
+        self._sleep = sleep
         self._ws_open_timeout = ws_open_timeout
         self.breaker = CircuitBreaker(
             peer=PEER,
@@ -330,7 +334,12 @@ class OrchestratorClient:
                     )
             return response
 
-        response = await (retry(attempt, policy=self._retry_policy) if idempotent else attempt())
+        if idempotent:
+            response = await call_with_retry(
+                attempt, self._retry_policy, retry=transient, sleep=self._sleep
+            )
+        else:
+            response = await attempt()
         return PeerResponse(status_code=response.status_code, body=_unwrap(response.body))
 
     @staticmethod

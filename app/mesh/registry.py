@@ -7,6 +7,7 @@ field is always sent), and the token/key routes exist only on the deployed varia
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
@@ -23,7 +24,8 @@ from app.domain.mesh import Droplet
 from app.mesh.catalogue import known_name
 from app.mesh.peer_http import PeerResponse, exchange
 from app.mesh.peers import PeerNotFound, PeerRejected, PeerUnavailable
-from app.mesh.resilience import CircuitBreaker, Clock, RetryPolicy, retry
+from app.mesh.resilience import PEER_RETRY, CircuitBreaker, Clock, transient
+from app.utils.retry import RetryPolicy, Sleep, call_with_retry
 from app.utils.time import parse_timestamp
 
 log = structlog.get_logger(__name__)
@@ -107,12 +109,14 @@ class RegistryClient:
         failure_threshold: int = 5,
         reset_timeout: float = 30.0,
         clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient(timeout=timeout)
-        self._retry_policy = retry_policy or RetryPolicy()
+        self._retry_policy = retry_policy or PEER_RETRY
+        self._sleep = sleep
         self.breaker = CircuitBreaker(
             peer=PEER,
             label=LABEL,
@@ -165,7 +169,9 @@ class RegistryClient:
             )
 
         if idempotent:
-            response = await retry(attempt, policy=self._retry_policy)
+            response = await call_with_retry(
+                attempt, self._retry_policy, retry=transient, sleep=self._sleep
+            )
         else:
             response = await attempt()
         if response.status_code == 401:

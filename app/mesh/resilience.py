@@ -1,30 +1,28 @@
-"""Failure handling shared by the peer adapters: a circuit breaker and jittered retries.
+"""Failure handling shared by the peer adapters: a circuit breaker and what they retry.
 
 A dead peer must cost a chat turn microseconds, not a connect timeout per call, so each adapter
-puts its calls behind one breaker; only idempotent calls are retried, with full jitter so a fleet
-of droplets recovering together does not hammer a peer in lock-step.
+puts its calls behind one breaker; only idempotent calls are retried (`app.utils.retry`, full
+jitter, so a fleet of droplets recovering together does not hammer a peer in lock-step).
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
 
 import structlog
 
 from app.mesh.peers import PeerUnavailable
+from app.utils.retry import RetryPolicy
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
 Clock = Callable[[], float]
-Sleep = Callable[[float], Awaitable[None]]
 
 
 class CircuitState(StrEnum):
@@ -133,59 +131,11 @@ class CircuitBreaker:
         return result
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    attempts: int = 3
-    base_delay: float = 0.2
-    max_delay: float = 2.0
+PEER_RETRY = RetryPolicy(attempts=3, base_delay=0.2, max_delay=2.0)
+"""Idempotent peer calls: three tries within about two seconds, so a blip costs a turn little."""
 
 
-def backoff_delay(attempt: int, *, base: float, cap: float, rng: random.Random) -> float:
-    """Full-jitter exponential backoff: uniform(0, min(cap, base * 2**attempt))."""
-    return rng.uniform(0.0, min(cap, base * (2**attempt)))
-
-
-async def retry(
-    operation: Callable[[], Awaitable[T]],
-    *,
-    policy: RetryPolicy,
-    sleep: Sleep = asyncio.sleep,
-    rng: random.Random | None = None,
-) -> T:
-    """Run an idempotent operation, retrying `PeerUnavailable` (never `CircuitOpen`)."""
-    rng = rng or random.Random()
-    attempt = 0
-    while True:
-        try:
-            return await operation()
-        except CircuitOpen:
-            raise
-        except PeerUnavailable:
-            attempt += 1
-            if attempt >= policy.attempts:
-                raise
-            await sleep(
-                backoff_delay(attempt - 1, base=policy.base_delay, cap=policy.max_delay, rng=rng)
-            )
-
-
-class Backoff:
-    """Delays for a loop that keeps trying until it succeeds (registration, reconnects)."""
-
-    def __init__(self, *, base: float, cap: float, rng: random.Random | None = None) -> None:
-        self._base = base
-        self._cap = cap
-        self._rng = rng or random.Random()
-        self._attempt = 0
-
-    def next_delay(self) -> float:
-        # Never zero: a loop retrying at full jitter's lower bound would spin.
-        delay = max(
-            self._base / 2,
-            backoff_delay(self._attempt, base=self._base, cap=self._cap, rng=self._rng),
-        )
-        self._attempt += 1
-        return delay
-
-    def reset(self) -> None:
-        self._attempt = 0
+def transient(failure: Exception) -> bool:
+    """What an idempotent peer call may retry: the peer could not be reached. Never an answer
+    (4xx) and never an open breaker, whose whole point is not to call."""
+    return isinstance(failure, PeerUnavailable) and not isinstance(failure, CircuitOpen)

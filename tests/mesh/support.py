@@ -12,8 +12,8 @@ import httpx
 
 from app.mesh.orchestrator import OrchestratorClient
 from app.mesh.registry import RegistryClient
-from app.mesh.resilience import RetryPolicy
 from app.mesh.tokens import TokenProvider
+from app.utils.retry import RetryPolicy
 from sandbox.testing import MeshHandle
 
 FAST_RETRY = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02)

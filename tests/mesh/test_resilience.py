@@ -1,21 +1,19 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 
 import pytest
 
 from app.mesh.peers import PeerRejected, PeerUnavailable
 from app.mesh.resilience import (
-    Backoff,
+    PEER_RETRY,
     CircuitBreaker,
     CircuitOpen,
     CircuitState,
-    RetryPolicy,
-    backoff_delay,
-    retry,
+    transient,
 )
+from app.utils.retry import RetryPolicy, call_with_retry
 
 
 def state_of(breaker: CircuitBreaker) -> CircuitState:
@@ -138,49 +136,24 @@ async def test_success_resets_the_failure_count() -> None:
     assert state_of(breaker) is CircuitState.CLOSED
 
 
-async def test_retry_backs_off_with_full_jitter_then_succeeds() -> None:
+async def test_peer_calls_retry_unreachable_peers_only() -> None:
     slept: list[float] = []
 
     async def sleep(seconds: float) -> None:
         slept.append(seconds)
 
     op = Operation(down(), down())
-    policy = RetryPolicy(attempts=3, base_delay=0.5, max_delay=0.75)
-    assert await retry(op, policy=policy, sleep=sleep, rng=random.Random(7)) == "ok"
+    assert await call_with_retry(op, PEER_RETRY, retry=transient, sleep=sleep) == "ok"
     assert op.calls == 3
-    assert len(slept) == 2
-    assert 0.0 <= slept[0] <= 0.5
-    assert 0.0 <= slept[1] <= 0.75  # capped: 0.5 * 2 = 1.0 > max_delay
-
-
-async def test_retry_gives_up_after_the_last_attempt() -> None:
-    async def sleep(seconds: float) -> None:
-        return None
-
-    op = Operation(down(), down(), down(), down())
-    with pytest.raises(PeerUnavailable):
-        await retry(op, policy=RetryPolicy(attempts=3), sleep=sleep)
-    assert op.calls == 3
+    assert len(slept) == 2 and all(0.0 <= s <= PEER_RETRY.max_delay for s in slept)
 
 
 @pytest.mark.parametrize("error", [PeerRejected("registry", "no"), CircuitOpen("registry", "open")])
-async def test_retry_never_repeats_rejections_or_an_open_circuit(error: Exception) -> None:
+async def test_rejections_and_an_open_circuit_are_never_repeated(error: Exception) -> None:
     async def sleep(seconds: float) -> None:
         raise AssertionError("must not sleep")
 
     op = Operation(error)
     with pytest.raises(type(error)):
-        await retry(op, policy=RetryPolicy(attempts=5), sleep=sleep)
+        await call_with_retry(op, RetryPolicy(attempts=5), retry=transient, sleep=sleep)
     assert op.calls == 1
-
-
-def test_backoff_delays_grow_are_capped_and_never_zero() -> None:
-    rng = random.Random(1)
-    for attempt in range(10):
-        delay = backoff_delay(attempt, base=1.0, cap=8.0, rng=rng)
-        assert 0.0 <= delay <= min(8.0, 2**attempt)
-    backoff = Backoff(base=1.0, cap=4.0, rng=random.Random(3))
-    delays = [backoff.next_delay() for _ in range(20)]
-    assert all(0.5 <= d <= 4.0 for d in delays)
-    backoff.reset()
-    assert backoff.next_delay() <= 1.0

@@ -20,8 +20,8 @@ from app.conversation.planners.llm_common import (
     SUMMARY_PROMPT,
     PlannerFailure,
     Proposal,
-    RetryPolicy,
     looks_like_timeout,
+    model_retry,
     parse_retry_after,
     plan_with_model,
     recent_history,
@@ -90,9 +90,8 @@ class GeminiPlanner:
         key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
         self.model = model
         self._timeout_s = timeout_s
-        self._policy = RetryPolicy(
-            backoff_s=retry_backoff_s, turn_deadline_s=_TURN_DEADLINE_FACTOR * timeout_s
-        )
+        self._retry = model_retry(retry_backoff_s)
+        self._turn_deadline_s = _TURN_DEADLINE_FACTOR * timeout_s
         http_options = types.HttpOptions(
             base_url=base_url,
             api_version=api_version,
@@ -148,7 +147,11 @@ class GeminiPlanner:
             timeout_s=self._timeout_s,
         )
         return await plan_with_model(
-            exchange, planner=self.name, model=self.model, policy=self._policy
+            exchange,
+            planner=self.name,
+            model=self.model,
+            retry=self._retry,
+            turn_deadline_s=self._turn_deadline_s,
         )
 
     async def summarize_stream(self, text_facts: str) -> AsyncIterator[str]:

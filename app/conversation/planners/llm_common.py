@@ -17,9 +17,11 @@ from typing import Any, Literal, Protocol
 
 import structlog
 from jsonschema import Draft202012Validator
+from tenacity import RetryCallState
 
 from app.domain.plan import Plan, PlanContext, ToolCall
 from app.tools.catalogue import CATALOGUE, get_spec, missing_arguments
+from app.utils.retry import RetryPolicy, Sleep, call_with_retry
 
 log = structlog.get_logger(__name__)
 
@@ -87,13 +89,14 @@ class Summarizer(Protocol):
     def summarize_stream(self, text_facts: str) -> AsyncIterator[str]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    backoff_s: float = 0.25
-    max_retry_after_s: float = 2.0
-    """A 429 asking to wait longer than this fails at once: the operator should not wait."""
-    turn_deadline_s: float | None = None
-    """All requests of one turn together (retry and correction included); None: no cap."""
+MAX_RETRY_AFTER_S = 2.0
+"""A 429 asking to wait longer than this fails at once: the operator should not wait."""
+
+
+def model_retry(backoff_s: float = 0.25) -> RetryPolicy:
+    """One more request after a transient failure (429, 5xx, malformed call), `backoff_s`
+    later or when a 429 asks, if that is soon enough. No jitter: one operator is waiting."""
+    return RetryPolicy(attempts=2, base_delay=backoff_s, max_delay=MAX_RETRY_AFTER_S, jitter=False)
 
 
 # Prompt
@@ -274,33 +277,51 @@ def plan_from_proposal(proposal: Proposal, *, planner: str, llm_calls: int) -> P
 # The planning loop
 
 
+def _transient(failure: Exception) -> bool:
+    return isinstance(failure, PlannerFailure) and failure.retryable
+
+
+def _asked_wait(failure: Exception) -> float | None:
+    return failure.retry_after_s if isinstance(failure, PlannerFailure) else None
+
+
 async def _with_retry(
     attempt: Callable[[], Awaitable[Proposal]],
     *,
-    policy: RetryPolicy,
+    retry: RetryPolicy,
+    sleep: Sleep,
     planner: str,
     counter: list[int],
 ) -> Proposal:
-    """One request, and one more when the failure is transient (429, 5xx, malformed call)."""
-    try:
+    """One request, and another when the failure is transient and `retry` allows it."""
+
+    async def counted() -> Proposal:
         counter[0] += 1
         return await attempt()
-    except PlannerFailure as failure:
-        wait = max(policy.backoff_s, failure.retry_after_s or 0.0)
-        if not failure.retryable or wait > policy.max_retry_after_s:
-            raise
-        log.info("llm_retry", planner=planner, reason=failure.reason, wait_s=wait)
-        await asyncio.sleep(wait)
-        counter[0] += 1
-        return await attempt()
+
+    def log_retry(state: RetryCallState) -> None:
+        failure = state.outcome.exception() if state.outcome else None
+        reason = failure.reason if isinstance(failure, PlannerFailure) else "unknown"
+        log.info("llm_retry", planner=planner, reason=reason, wait_s=state.upcoming_sleep)
+
+    return await call_with_retry(
+        counted,
+        retry,
+        retry=_transient,
+        sleep=sleep,
+        retry_after=_asked_wait,
+        before_sleep=log_retry,
+    )
 
 
 async def _propose(
-    send: ModelRound, *, policy: RetryPolicy, planner: str, counter: list[int]
+    send: ModelRound, *, retry: RetryPolicy, sleep: Sleep, planner: str, counter: list[int]
 ) -> Proposal:
     """A proposal the catalogue accepts: asked, validated, corrected once at most."""
     proposal = _cleaned(
-        await _with_retry(lambda: send(None), policy=policy, planner=planner, counter=counter)
+        await _with_retry(
+            lambda: send(None), retry=retry, sleep=sleep, planner=planner, counter=counter
+        )
     )
     errors = [call_errors(call) for call in proposal.calls]
     if not any(errors):
@@ -313,7 +334,9 @@ async def _propose(
     )
     feedback = feedback_for(proposal.calls, errors)
     proposal = _cleaned(
-        await _with_retry(lambda: send(feedback), policy=policy, planner=planner, counter=counter)
+        await _with_retry(
+            lambda: send(feedback), retry=retry, sleep=sleep, planner=planner, counter=counter
+        )
     )
     if any(call_errors(call) for call in proposal.calls):
         raise PlannerFailure("invalid_arguments")
@@ -321,16 +344,25 @@ async def _propose(
 
 
 async def plan_with_model(
-    send: ModelRound, *, planner: str, model: str, policy: RetryPolicy
+    send: ModelRound,
+    *,
+    planner: str,
+    model: str,
+    retry: RetryPolicy,
+    turn_deadline_s: float | None,
+    sleep: Sleep = asyncio.sleep,
 ) -> Plan:
-    """Ask, validate, correct once; a PlannerFailure carries how many requests were made."""
+    """Ask, validate, correct once; a PlannerFailure carries how many requests were made.
+    `turn_deadline_s` caps all requests of the turn together (retry and correction included)."""
     started = time.perf_counter()
     counter = [0]
     try:
         try:
             # Retries and the correction each have their own timeout; this caps the whole turn.
-            async with asyncio.timeout(policy.turn_deadline_s):
-                proposal = await _propose(send, policy=policy, planner=planner, counter=counter)
+            async with asyncio.timeout(turn_deadline_s):
+                proposal = await _propose(
+                    send, retry=retry, sleep=sleep, planner=planner, counter=counter
+                )
         except TimeoutError:
             raise PlannerFailure("timeout") from None
         plan = plan_from_proposal(proposal, planner=planner, llm_calls=counter[0])

@@ -27,7 +27,7 @@ from app.conversation.planners.llm_common import (
     SUMMARY_PROMPT,
     PlannerFailure,
     Proposal,
-    RetryPolicy,
+    model_retry,
     parse_retry_after,
     plan_with_model,
     recent_history,
@@ -81,9 +81,8 @@ class OpenAICompatPlanner:
         key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
         self.model = model
         self._timeout_s = timeout_s
-        self._policy = RetryPolicy(
-            backoff_s=retry_backoff_s, turn_deadline_s=_TURN_DEADLINE_FACTOR * timeout_s
-        )
+        self._retry = model_retry(retry_backoff_s)
+        self._turn_deadline_s = _TURN_DEADLINE_FACTOR * timeout_s
         # Retries are ours (once, for transient failures only); the SDK's would double them.
         self._client = AsyncOpenAI(
             base_url=base_url,
@@ -124,7 +123,11 @@ class OpenAICompatPlanner:
             timeout_s=self._timeout_s,
         )
         return await plan_with_model(
-            exchange, planner=self.name, model=self.model, policy=self._policy
+            exchange,
+            planner=self.name,
+            model=self.model,
+            retry=self._retry,
+            turn_deadline_s=self._turn_deadline_s,
         )
 
     async def summarize_stream(self, text_facts: str) -> AsyncIterator[str]:
