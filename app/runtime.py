@@ -24,7 +24,6 @@ from app.mesh.leadership import Leader
 from app.mesh.lifecycle import Lifecycle
 from app.mesh.orchestrator import OrchestratorClient
 from app.mesh.registry import RegistryClient
-from app.mesh.tokens import TokenProvider
 from app.ops.health import HealthMonitor
 from app.ops.metrics import Metrics
 from app.store.sessions import SessionStore
@@ -51,7 +50,6 @@ class Runtime:
     lifecycle: Lifecycle | None = None
     orchestrator: OrchestratorClient | None = None
     registry: RegistryClient | None = None
-    tokens: TokenProvider | None = None
     summarizer: Summarizer | None = None
     features: list[str] = field(default_factory=list)
     planner_name: str = "rules"

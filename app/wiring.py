@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import timedelta
+from functools import partial
 from typing import Any, cast
 
-import httpx
 import structlog
 
 from app import __version__
@@ -30,9 +30,8 @@ from app.mesh.directory import DropletDirectory
 from app.mesh.keys import PublicKeySource
 from app.mesh.leadership import build_leader
 from app.mesh.lifecycle import Lifecycle
-from app.mesh.orchestrator import OrchestratorClient
+from app.mesh.orchestrator import OrchestratorClient, OrchestratorCredentials
 from app.mesh.registry import RegistryClient
-from app.mesh.tokens import TokenProvider
 from app.ops.health import HealthMonitor, ProbeResult
 from app.ops.metrics import Metrics
 from app.ops.udc_info import new_process_probe
@@ -74,8 +73,22 @@ class StoreClaims:
 
 def build_runtime(settings: Settings) -> Runtime:
     metrics = Metrics()
+    registry: RegistryClient | None = None
+    if settings.mesh_enabled or settings.registry_public_key_url:
+        # The Registry's adapter also fetches the key for inbound JWTs, mesh or no mesh.
+        registry = RegistryClient(
+            base_url=settings.registry_url,
+            api_key=settings.registry_key() or "",
+            timeout=settings.peer_timeout_s,
+            reset_timeout=settings.peer_breaker_reset_s,
+        )
     public_keys = PublicKeySource(
-        key_file=settings.registry_public_key_file, key_url=settings.registry_public_key_url
+        key_file=settings.registry_public_key_file,
+        fetch=(
+            partial(registry.fetch_public_key, url=settings.registry_public_key_url)
+            if registry is not None and settings.registry_public_key_url
+            else None
+        ),
     )
     public_keys.load_file()
     store = SessionStore(
@@ -87,29 +100,18 @@ def build_runtime(settings: Settings) -> Runtime:
     hub = WebSocketHub()
     alerts = AlertLog(publish=bus.publish)
 
-    registry: RegistryClient | None = None
     orchestrator: OrchestratorClient | None = None
     directory: DropletDirectory | None = None
-    tokens: TokenProvider | None = None
     if settings.mesh_enabled:
-        registry = RegistryClient(
-            base_url=settings.registry_url,
-            api_key=settings.registry_key() or "",
-            timeout=settings.peer_timeout_s,
-            reset_timeout=settings.peer_breaker_reset_s,
-        )
-        tokens = TokenProvider(
-            droplet_id=settings.droplet_id,
-            static_token=_secret(settings.orchestrator_token),
-            private_key_path=settings.orchestrator_private_key_file,
-            orchestrator_url=settings.orchestrator_url,
-            orchestrator_secret=_secret(settings.droplet_secret),
-            registry=registry if settings.registry_key() else None,
-            timeout=settings.peer_timeout_s,
-        )
+        assert registry is not None
         orchestrator = OrchestratorClient(
             base_url=settings.orchestrator_url,
-            tokens=tokens,
+            credentials=OrchestratorCredentials(
+                token=_secret(settings.orchestrator_token),
+                private_key_path=settings.orchestrator_private_key_file,
+                secret=_secret(settings.droplet_secret),
+                registry=registry if settings.registry_key() else None,
+            ),
             timeout=settings.peer_timeout_s,
             droplet_id=settings.droplet_id,
             reset_timeout=settings.peer_breaker_reset_s,
@@ -186,7 +188,6 @@ def build_runtime(settings: Settings) -> Runtime:
         lifecycle = Lifecycle(
             registry=registry if settings.registry_key() else None,
             orchestrator=orchestrator,
-            tokens=tokens,
             droplet_id=settings.droplet_id,
             name=settings.droplet_name,
             steward=settings.steward,
@@ -236,7 +237,6 @@ def build_runtime(settings: Settings) -> Runtime:
         leader=leader,
         orchestrator=orchestrator,
         registry=registry,
-        tokens=tokens,
         gate=gate,
         summarizer=summarizer,
         features=features,
@@ -316,10 +316,8 @@ async def _always_ok() -> ProbeResult:
 
 
 async def start_runtime(runtime: Runtime) -> None:
-    settings = runtime.settings
-    if runtime.public_keys.pem is None and settings.registry_public_key_url:
-        async with httpx.AsyncClient(timeout=5.0) as client:
-            await runtime.public_keys.refresh_from_url(client)
+    if runtime.public_keys.pem is None:
+        await runtime.public_keys.refresh()
     if runtime.store.sqlite_file is not None:
         runtime.store.sqlite_file.parent.mkdir(parents=True, exist_ok=True)
     await runtime.store.open()
@@ -348,7 +346,7 @@ async def stop_runtime(runtime: Runtime) -> None:
             await task
     await runtime.health.stop()
     await runtime.bus.stop()
-    for client in (runtime.orchestrator, runtime.registry, runtime.tokens):
+    for client in (runtime.orchestrator, runtime.registry):
         if client is not None:
             await client.aclose()
     await close_planner(runtime.conversation.planner)

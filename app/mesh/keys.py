@@ -1,37 +1,39 @@
-"""Where the public key for inbound JWTs comes from: a mounted file, optionally a URL."""
+"""Which public key verifies inbound JWTs now: a mounted file, else the one the Registry publishes.
+
+How the Registry publishes it (a bare PEM, `{"public_key": "<PEM>"}`, a JWKS) is the Registry
+adapter's business; this module only holds the current key and where it came from.
+"""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import structlog
+
+from app.mesh.peers import PeerError
 
 log = structlog.get_logger(__name__)
 
 
-def _pem_from_response(body: bytes) -> bytes | None:
-    """Accept a bare PEM or the deployed registry's `{"public_key": "<PEM>"}`."""
-    text = body.decode("utf-8", errors="replace").strip()
-    if text.startswith("-----BEGIN"):
-        return text.encode()
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        return None
-    if isinstance(data, dict) and isinstance(data.get("public_key"), str):
-        pem = data["public_key"].strip()
-        return pem.encode() if pem.startswith("-----BEGIN") else None
-    return None
+@dataclass(frozen=True, slots=True)
+class PublishedKey:
+    pem: bytes
+    kid: str | None = None
+    """The key id the publisher gave it, when it gave one."""
+
+
+KeyFetch = Callable[[], Awaitable[PublishedKey]]
+"""Gets the published key; raises `PeerError` when it cannot."""
 
 
 class PublicKeySource:
-    """Holds the current verification key. The file wins; the URL is a fallback and refresher."""
+    """Holds the current verification key. The file wins; the fetch is a fallback."""
 
-    def __init__(self, *, key_file: Path, key_url: str | None = None) -> None:
+    def __init__(self, *, key_file: Path, fetch: KeyFetch | None = None) -> None:
         self._key_file = key_file
-        self._key_url = key_url
+        self._fetch = fetch
         self._pem: bytes | None = None
         self.origin: str = "none"
 
@@ -51,20 +53,17 @@ class PublicKeySource:
         self.origin = f"file:{self._key_file}"
         return True
 
-    async def refresh_from_url(self, client: httpx.AsyncClient) -> bool:
-        if not self._key_url:
-            return False
-        try:
-            response = await client.get(self._key_url, timeout=5.0)
-        except httpx.HTTPError as exc:
-            log.warning("public_key_fetch_failed", url=self._key_url, error=type(exc).__name__)
-            return False
-        pem = _pem_from_response(response.content) if response.status_code == 200 else None
-        if pem is None:
-            log.warning("public_key_fetch_failed", url=self._key_url, status=response.status_code)
-            return False
+    async def refresh(self) -> bool:
+        """Fetch the published key; a file-configured key is never replaced."""
         if self.origin.startswith("file:"):
             return True
-        self._pem = pem
-        self.origin = f"url:{self._key_url}"
+        if self._fetch is None:
+            return False
+        try:
+            key = await self._fetch()
+        except PeerError as exc:
+            log.warning("public_key_fetch_failed", reason=exc.message)
+            return False
+        self._pem = key.pem
+        self.origin = "published"
         return True

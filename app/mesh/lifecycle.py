@@ -27,7 +27,6 @@ from app.mesh.catalogue import display_name
 from app.mesh.orchestrator import EventChannel, OrchestratorClient
 from app.mesh.peers import PeerError, PeerNotFound, PeerRejected, PeerUnavailable
 from app.mesh.registry import RegistryClient
-from app.mesh.tokens import TokenProvider
 from app.ops.host_metrics import HostMetrics, HostSample
 from app.utils.retry import RetryPolicy, Sleep, any_failure, restart_backoff, retrying
 from app.utils.time import utcnow
@@ -95,7 +94,6 @@ class Lifecycle:
         *,
         registry: RegistryClient | None,
         orchestrator: OrchestratorClient | None,
-        tokens: TokenProvider | None = None,
         droplet_id: int = 12,
         name: str,
         steward: str,
@@ -128,7 +126,6 @@ class Lifecycle:
     ) -> None:
         self._registry = registry
         self._orchestrator = orchestrator
-        self._tokens = tokens
         self._droplet_id = droplet_id
         self._name = name
         self._steward = steward
@@ -233,10 +230,6 @@ class Lifecycle:
         if "orchestrator" in snapshot and self._event_feed_enabled:
             snapshot["orchestrator"].event_feed = all(self._feed_connected.values())
         return snapshot
-
-    def credentials(self) -> dict[str, Any] | None:
-        """Which token source is in use (never the token), for /dependencies."""
-        return self._tokens.describe() if self._tokens is not None else None
 
     def recent_events(self, limit: int = 20) -> list[MeshEvent]:
         """Newest first."""

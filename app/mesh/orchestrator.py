@@ -6,6 +6,11 @@ payload and result) arrive as JSON-encoded strings; timestamps are naive UTC; ev
 the generic "Endpoint not found" body; the first registration of a new id answers 500 after
 inserting the row; `GET /droplets/{id}` is broken (500), so the list is filtered instead; the
 message type `heartbeat` is refused; some 500 bodies carry SQL and are never read into errors.
+
+Tokens (section 2): the Orchestrator reads `droplet_id` as an integer and rejects any token with
+an `aud` claim, so minted tokens carry exactly {droplet_id, permissions, iat, exp}. Sources, in
+order: a pre-issued token, the private key to mint one, the optional `POST /auth/token`, the
+deployed Registry's token endpoint. Every call authenticates through one `httpx.Auth` flow.
 """
 
 from __future__ import annotations
@@ -14,12 +19,15 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
+import jwt
 import structlog
 from pydantic import BaseModel, ConfigDict, ValidationError
 from websockets.asyncio.client import connect as ws_connect
@@ -40,8 +48,16 @@ from app.domain.mesh import (
 from app.mesh.catalogue import display_name
 from app.mesh.peer_http import PeerResponse, exchange, invalid_fields
 from app.mesh.peers import PeerError, PeerNotFound, PeerRejected, PeerUnavailable
+from app.mesh.registry import RegistryClient
 from app.mesh.resilience import PEER_RETRY, CircuitBreaker, Clock, transient
-from app.mesh.tokens import TokenProvider
+from app.mesh.tokens import (
+    IssuedToken,
+    Issuer,
+    TokenProvider,
+    TokenSource,
+    claimed_times,
+    pre_issued,
+)
 from app.utils.retry import RetryPolicy, Sleep, call_with_retry
 from app.utils.time import isoformat_z, parse_timestamp, utcnow
 
@@ -63,6 +79,23 @@ _SEND_FAILURES = {
     502: "answered the Orchestrator's delivery with an error",
     504: "did not answer the Orchestrator in time",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class OrchestratorCredentials:
+    """What the deployment gave us to authenticate with; each one configured is a source."""
+
+    token: str | None = None
+    """A pre-issued token (ORCHESTRATOR_TOKEN)."""
+    private_key_path: Path | None = None
+    """The Orchestrator's signing key: we mint our own tokens."""
+    secret: str | None = None
+    """For the Orchestrator's optional `POST /auth/token`."""
+    registry: RegistryClient | None = None
+    """The deployed Registry's token endpoint: a last resort (its tokens carry `aud`)."""
+    permissions: tuple[str, ...] = ("read", "write")
+    lifetime: float = 3600.0
+    """Of the tokens we mint."""
 
 
 class OrchestratorRegistration(BaseModel):
@@ -223,14 +256,41 @@ def _unwrap(body: Any) -> Any:
     return body
 
 
+class _BearerAuth(httpx.Auth):
+    """Adds our bearer token. A 401 means nothing was done, so on one the token is replaced
+    (its source cooled down) and the request, even a POST, is sent once more."""
+
+    def __init__(self, tokens: TokenProvider) -> None:
+        self._tokens = tokens
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        token = await self._tokens.get()
+        request.headers["Authorization"] = f"Bearer {token}"
+        response = yield request
+        if response.status_code != 401:
+            return
+        await self._tokens.invalidate(token)
+        token = await self._tokens.get()
+        request.headers["Authorization"] = f"Bearer {token}"
+        response = yield request
+        if response.status_code == 401:
+            await self._tokens.invalidate(token)
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
+        raise RuntimeError("the Orchestrator adapter authenticates asynchronously only")
+
+
 class OrchestratorClient:
-    """One shared `httpx.AsyncClient`, one circuit breaker, tokens from a `TokenProvider`."""
+    """One `httpx.AsyncClient`, one circuit breaker and the tokens for every call to the
+    Orchestrator."""
 
     def __init__(
         self,
         *,
         base_url: str,
-        tokens: TokenProvider,
+        credentials: OrchestratorCredentials | None = None,
         timeout: float = 5.0,
         droplet_id: int = 12,
         client: httpx.AsyncClient | None = None,
@@ -239,11 +299,23 @@ class OrchestratorClient:
         reset_timeout: float = 30.0,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        token_clock: Clock = time.time,
+        token_refresh_ratio: float = 0.8,
         ws_open_timeout: float = 5.0,
     ) -> None:
         self._base_url = base_url.rstrip("/")
-        self._tokens = tokens
+        self._credentials = credentials or OrchestratorCredentials()
         self._droplet_id = droplet_id
+        self._token_clock = token_clock
+        self._private_key: bytes | None = None
+        self.tokens = TokenProvider(
+            peer=PEER,
+            label=LABEL,
+            sources=self._token_sources(),
+            refresh_ratio=token_refresh_ratio,
+            clock=token_clock,
+        )
+        self._auth = _BearerAuth(self.tokens)
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient(timeout=timeout)
         self._retry_policy = retry_policy or PEER_RETRY
@@ -268,6 +340,65 @@ class OrchestratorClient:
     async def aclose(self) -> None:
         if self._owns_client:
             await self._client.aclose()
+
+    # -- tokens -------------------------------------------------------------------------------
+
+    def _token_sources(self) -> list[tuple[TokenSource, Issuer]]:
+        given = self._credentials
+        sources: list[tuple[TokenSource, Issuer]] = []
+        if given.token:
+            sources.append((TokenSource.STATIC, pre_issued(given.token)))
+        if given.private_key_path is not None:
+            sources.append((TokenSource.PRIVATE_KEY, self._mint))
+        if given.secret:
+            sources.append((TokenSource.ORCHESTRATOR, self._issue))
+        if given.registry is not None:
+            registry = given.registry
+            sources.append((TokenSource.REGISTRY, lambda: registry.issue_token(self._droplet_id)))
+        return sources
+
+    async def _mint(self) -> IssuedToken:
+        if self._private_key is None:
+            path = self._credentials.private_key_path
+            assert path is not None
+            self._private_key = await asyncio.to_thread(path.read_bytes)
+        issued_at = int(self._token_clock())
+        expires_at = issued_at + int(self._credentials.lifetime)
+        claims = {
+            "droplet_id": self._droplet_id,
+            "permissions": list(self._credentials.permissions),
+            "iat": issued_at,
+            "exp": expires_at,
+        }
+        token = jwt.encode(claims, self._private_key, algorithm="RS256")
+        return IssuedToken(token, float(issued_at), float(expires_at))
+
+    async def _issue(self) -> IssuedToken:
+        """The optional `POST /auth/token {droplet_id, secret_key}`. Outside the breaker: a
+        missing token endpoint says nothing about the Orchestrator's health."""
+        response = await exchange(
+            self._client,
+            "POST",
+            self._base_url + "/auth/token",
+            peer=PEER,
+            label=LABEL,
+            json_body={"droplet_id": self._droplet_id, "secret_key": self._credentials.secret},
+        )
+        body = response.body
+        if response.status_code == 404:
+            raise PeerUnavailable(PEER, "the Orchestrator does not issue tokens", status_code=404)
+        if response.status_code != 200 or not isinstance(body, dict):
+            raise PeerUnavailable(
+                PEER, "the Orchestrator refused to issue a token", status_code=response.status_code
+            )
+        token = body.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise _unexpected()
+        issued_at, expires_at = claimed_times(token)
+        expires_in = body.get("expires_in")
+        if expires_at is None and isinstance(expires_in, int | float) and expires_in > 0:
+            expires_at = self._token_clock() + float(expires_in)
+        return IssuedToken(token, issued_at, expires_at)
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -299,10 +430,7 @@ class OrchestratorClient:
         trace = trace_id or str(uuid.uuid4())
         body = self._envelope(message_type, payload, trace) if message_type else raw_body
 
-        async def once(token: str | None) -> PeerResponse:
-            headers = {"X-Trace-Id": trace}
-            if token is not None:
-                headers["Authorization"] = f"Bearer {token}"
+        async def attempt() -> PeerResponse:
             return await self.breaker.call(
                 lambda: exchange(
                     self._client,
@@ -310,29 +438,13 @@ class OrchestratorClient:
                     self._base_url + path,
                     peer=PEER,
                     label=LABEL,
-                    headers=headers,
+                    headers={"X-Trace-Id": trace},
                     params=params,
                     json_body=body,
                     passthrough=passthrough,
+                    auth=self._auth if authed else None,
                 )
             )
-
-        async def attempt() -> PeerResponse:
-            if not authed:
-                return await once(None)
-            token = await self._tokens.get()
-            response = await once(token)
-            if response.status_code == 401:
-                # A 401 means nothing was done, so even a POST may be repeated once.
-                await self._tokens.invalidate(token)
-                token = await self._tokens.get()
-                response = await once(token)
-                if response.status_code == 401:
-                    await self._tokens.invalidate(token)
-                    raise PeerRejected(
-                        PEER, "the Orchestrator rejected our credentials", status_code=401
-                    )
-            return response
 
         if idempotent:
             response = await call_with_retry(
@@ -340,6 +452,9 @@ class OrchestratorClient:
             )
         else:
             response = await attempt()
+        if response.status_code == 401:
+            # The auth flow already tried a fresh token: our credentials are the problem.
+            raise PeerRejected(PEER, "the Orchestrator rejected our credentials", status_code=401)
         return PeerResponse(status_code=response.status_code, body=_unwrap(response.body))
 
     @staticmethod
@@ -741,7 +856,7 @@ class OrchestratorClient:
         """Follow `WS /ws/<channel>` until the connection ends; reconnecting is the caller's
         business. Raises `PeerUnavailable` when the feed cannot be reached or drops,
         `PeerRejected` when it refuses our token (which is then invalidated)."""
-        token = await self._tokens.get()
+        token = await self.tokens.get()
         scheme = "wss" if self._base_url.startswith("https") else "ws"
         url = (
             f"{scheme}{self._base_url.removeprefix('https').removeprefix('http')}"
@@ -766,7 +881,7 @@ class OrchestratorClient:
         except InvalidStatus as exc:
             status = exc.response.status_code
             if status in (401, 403):
-                await self._tokens.invalidate(token)
+                await self.tokens.invalidate(token)
                 raise PeerRejected(
                     PEER,
                     "the Orchestrator's event feed refused our credentials",
@@ -780,7 +895,7 @@ class OrchestratorClient:
         except (OSError, InvalidHandshake, TimeoutError) as exc:
             raise PeerUnavailable(PEER, "the Orchestrator's event feed is unreachable") from exc
         if code == 1008:
-            await self._tokens.invalidate(token)
+            await self.tokens.invalidate(token)
             raise PeerRejected(PEER, "the Orchestrator's event feed refused our credentials")
 
 

@@ -38,11 +38,16 @@ async def exchange(
     params: Mapping[str, str | int | float] | None = None,
     json_body: Any = None,
     passthrough: Collection[int] = (),
+    auth: httpx.Auth | None = None,
+    accept_text: bool = False,
 ) -> PeerResponse:
     """Send one request. `passthrough` lists 5xx codes that describe something other than the
-    peer's own health (e.g. the Orchestrator's 502 when a *target* droplet is down)."""
+    peer's own health (e.g. the Orchestrator's 502 when a *target* droplet is down);
+    `accept_text` returns a 2xx body that is not JSON as text (a published PEM)."""
     try:
-        response = await client.request(method, url, headers=headers, params=params, json=json_body)
+        response = await client.request(
+            method, url, headers=headers, params=params, json=json_body, auth=auth
+        )
     except httpx.TimeoutException as exc:
         log.warning("peer_timeout", peer=peer, method=method, path=_path(url))
         raise PeerUnavailable(peer, f"the {label} did not answer in time") from exc
@@ -60,6 +65,8 @@ async def exchange(
             peer, f"the {label} failed to process the request", status_code=status
         )
     body = _parse(response)
+    if body is _UNREADABLE and status < 400 and accept_text:
+        return PeerResponse(status_code=status, body=response.text)
     if body is _UNREADABLE and status < 400:
         log.warning(
             "peer_unreadable_answer", peer=peer, method=method, path=_path(url), status=status

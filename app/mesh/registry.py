@@ -12,7 +12,6 @@ import re
 import time
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -22,9 +21,11 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from app.domain.mesh import Droplet
 from app.mesh.catalogue import known_name
+from app.mesh.keys import PublishedKey
 from app.mesh.peer_http import PeerResponse, exchange
 from app.mesh.peers import PeerNotFound, PeerRejected, PeerUnavailable
 from app.mesh.resilience import PEER_RETRY, CircuitBreaker, Clock, transient
+from app.mesh.tokens import IssuedToken, claimed_times
 from app.utils.retry import RetryPolicy, Sleep, call_with_retry
 from app.utils.time import parse_timestamp
 
@@ -33,7 +34,7 @@ log = structlog.get_logger(__name__)
 PEER = "registry"
 LABEL = "Registry"
 # The deployed registry's tokens live about a day; used when a token states no expiry.
-_DEFAULT_TOKEN_LIFETIME = timedelta(hours=24)
+_DEFAULT_TOKEN_LIFETIME_S = 24 * 3600.0
 
 
 class _Row(BaseModel):
@@ -241,20 +242,20 @@ class RegistryClient:
             raise self._rejected(response, "list droplets")
         body = response.body
         if not isinstance(body, list):
-            raise PeerUnavailable(PEER, "the Registry answered in an unexpected format")
+            raise _unexpected()
         return _droplets(body)
 
     async def dashboard(self, *, trace_id: str | None = None) -> RegistryDashboard:
         response = await self._call("GET", "/dashboard", trace_id=trace_id, idempotent=True)
         if response.status_code != 200 or not isinstance(response.body, dict):
             if response.status_code == 200:
-                raise PeerUnavailable(PEER, "the Registry answered in an unexpected format")
+                raise _unexpected()
             raise self._rejected(response, "show its dashboard")
         body = response.body
         try:
             summary = _Summary.model_validate(body.get("summary") or {})
         except ValidationError as exc:
-            raise PeerUnavailable(PEER, "the Registry answered in an unexpected format") from exc
+            raise _unexpected() from exc
         rows = body.get("droplets")
         return RegistryDashboard(
             total=summary.total,
@@ -284,10 +285,8 @@ class RegistryClient:
             and response.body.get("status") == "ok"
         )
 
-    async def fetch_token(
-        self, droplet_id: int, *, trace_id: str | None = None
-    ) -> tuple[str, datetime]:
-        """Deployed variant only: `POST /auth/token?droplet_id=` -> (RS256 JWT, expiry)."""
+    async def issue_token(self, droplet_id: int, *, trace_id: str | None = None) -> IssuedToken:
+        """Deployed variant only: `POST /auth/token?droplet_id=` -> an RS256 JWT."""
         response = await self._call(
             "POST",
             "/auth/token",
@@ -302,27 +301,38 @@ class RegistryClient:
             raise self._rejected(response, "issue a token")
         token = body.get("token") or body.get("access_token")
         if not isinstance(token, str) or not token:
-            raise PeerUnavailable(PEER, "the Registry answered in an unexpected format")
-        return token, _token_expiry(token, body)
+            raise _unexpected()
+        issued_at, expires_at = claimed_times(token)
+        return IssuedToken(token, issued_at, expires_at or _expiry_from(body))
 
-    async def fetch_public_key(self, *, trace_id: str | None = None) -> str:
-        """Deployed variant only: the PEM published at `/.well-known/jwks.json`."""
-        response = await self._call(
-            "GET", "/.well-known/jwks.json", trace_id=trace_id, idempotent=True, authed=False
+    async def fetch_public_key(
+        self, *, url: str | None = None, trace_id: str | None = None
+    ) -> PublishedKey:
+        """The key that verifies inbound JWTs, as published at `url` (by default the deployed
+        Registry's `/.well-known/jwks.json`): `{"public_key": "<PEM>"}`, a bare PEM, or a real
+        JWKS (its first key). Outside the breaker and never retried: the key's refresher keeps
+        its own schedule, and the URL may be served by something other than the Registry."""
+        response = await exchange(
+            self._client,
+            "GET",
+            url or self._base_url + "/.well-known/jwks.json",
+            peer=PEER,
+            label=LABEL,
+            headers=self._headers(trace_id, authed=False),
+            accept_text=True,
         )
         if response.status_code == 404:
             raise PeerNotFound(PEER, "the Registry does not publish a public key", status_code=404)
-        body = response.body
-        if response.status_code != 200 or not isinstance(body, dict):
+        if response.status_code != 200:
             raise self._rejected(response, "publish its public key")
-        pem = body.get("public_key")
-        if isinstance(pem, str) and "BEGIN PUBLIC KEY" in pem:
-            return pem
-        keys = body.get("keys")
-        # Tolerate a real JWKS should the deployment ever serve one.
-        if isinstance(keys, list) and keys and isinstance(keys[0], dict):
-            return _jwk_to_pem(keys[0])
-        raise PeerUnavailable(PEER, "the Registry answered in an unexpected format")
+        key = _published_key(response.body)
+        if key is None:
+            raise _unexpected()
+        return key
+
+
+def _unexpected() -> PeerUnavailable:
+    return PeerUnavailable(PEER, "the Registry answered in an unexpected format")
 
 
 def _pct(value: float) -> float:
@@ -358,19 +368,53 @@ def _droplets(rows: list[Any]) -> list[Droplet]:
     return droplets
 
 
-def _token_expiry(token: str, body: dict[str, Any]) -> datetime:
-    try:
-        claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError:
-        claims = {}
-    for candidate in (claims.get("exp"), body.get("expires_at")):
-        parsed = parse_timestamp(candidate) if isinstance(candidate, int | float | str) else None
-        if parsed is not None:
-            return parsed
+def _expiry_from(body: dict[str, Any]) -> float:
+    """When a token that states no `exp` expires, from the answer around it."""
+    stated = body.get("expires_at")
+    parsed = parse_timestamp(stated) if isinstance(stated, int | float | str) else None
+    if parsed is not None:
+        return parsed.timestamp()
     expires_in = body.get("expires_in")
     if isinstance(expires_in, int | float) and expires_in > 0:
-        return datetime.now(UTC) + timedelta(seconds=float(expires_in))
-    return datetime.now(UTC) + _DEFAULT_TOKEN_LIFETIME
+        return time.time() + float(expires_in)
+    return time.time() + _DEFAULT_TOKEN_LIFETIME_S
+
+
+def _published_key(body: Any) -> PublishedKey | None:
+    """A bare PEM, the deployed registry's `{"public_key": "<PEM>"}`, or a JWKS; None when the
+    answer holds no public key we could verify with (it never replaces a working key)."""
+    if isinstance(body, str):
+        return _valid(body, None)
+    if not isinstance(body, dict):
+        return None
+    pem = body.get("public_key")
+    kid = body.get("kid")
+    if isinstance(pem, str):
+        return _valid(pem, kid if isinstance(kid, str) else None)
+    keys = body.get("keys")
+    # Tolerate a real JWKS should the deployment ever serve one.
+    if isinstance(keys, list) and keys and isinstance(keys[0], dict):
+        jwk_kid = keys[0].get("kid")
+        try:
+            return _valid(_jwk_to_pem(keys[0]), jwk_kid if isinstance(jwk_kid, str) else None)
+        except PeerUnavailable:
+            return None
+    return None
+
+
+def _valid(pem: str, kid: str | None) -> PublishedKey | None:
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    text = pem.strip()
+    if not text.startswith("-----BEGIN"):
+        return None
+    try:
+        key = load_pem_public_key(text.encode())
+    except (ValueError, TypeError):
+        return None
+    # Inbound tokens are RS256 only, so only an RSA key can verify them.
+    return PublishedKey(pem=text.encode(), kid=kid) if isinstance(key, RSAPublicKey) else None
 
 
 def _jwk_to_pem(jwk: dict[str, Any]) -> str:
@@ -380,9 +424,9 @@ def _jwk_to_pem(jwk: dict[str, Any]) -> str:
     try:
         key = jwt.algorithms.RSAAlgorithm.from_jwk(jwk)
     except (jwt.PyJWTError, ValueError, KeyError) as exc:
-        raise PeerUnavailable(PEER, "the Registry answered in an unexpected format") from exc
+        raise _unexpected() from exc
     if not isinstance(key, RSAPublicKey):
-        raise PeerUnavailable(PEER, "the Registry answered in an unexpected format")
+        raise _unexpected()
     return key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     ).decode()

@@ -16,6 +16,7 @@ from typing import TypeVar
 import structlog
 
 from app.mesh.peers import PeerUnavailable
+from app.mesh.tokens import TokenUnavailable
 from app.utils.retry import RetryPolicy
 
 log = structlog.get_logger(__name__)
@@ -116,6 +117,10 @@ class CircuitBreaker:
         self._before_call()
         try:
             result = await operation()
+        except TokenUnavailable:
+            # We never got to ask the peer (no usable token): that proves nothing either way.
+            self._trial_in_flight = False
+            raise
         except PeerUnavailable:
             self.record_failure()
             raise

@@ -10,25 +10,32 @@ from typing import Any
 
 import httpx
 
-from app.mesh.orchestrator import OrchestratorClient
+from app.mesh.orchestrator import OrchestratorClient, OrchestratorCredentials
 from app.mesh.registry import RegistryClient
-from app.mesh.tokens import TokenProvider
 from app.utils.retry import RetryPolicy
 from sandbox.testing import MeshHandle
 
 FAST_RETRY = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02)
 
 
+class Clock:
+    """A clock a test moves by hand (breakers, token lifetimes, caches)."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @dataclass
 class Peers:
     registry: RegistryClient
     orchestrator: OrchestratorClient
-    tokens: TokenProvider
 
     async def aclose(self) -> None:
         await self.registry.aclose()
         await self.orchestrator.aclose()
-        await self.tokens.aclose()
 
 
 def peers_for(
@@ -41,16 +48,15 @@ def peers_for(
         retry_policy=FAST_RETRY,
         **breaker,
     )
-    tokens = TokenProvider(droplet_id=droplet_id, private_key_path=handle.private_key_path)
     orchestrator = OrchestratorClient(
         base_url=handle.orchestrator_url,
-        tokens=tokens,
+        credentials=OrchestratorCredentials(private_key_path=handle.private_key_path),
         timeout=timeout,
         droplet_id=droplet_id,
         retry_policy=FAST_RETRY,
         **breaker,
     )
-    return Peers(registry=registry, orchestrator=orchestrator, tokens=tokens)
+    return Peers(registry=registry, orchestrator=orchestrator)
 
 
 async def sandbox_post(base_url: str, path: str, body: Any = None) -> Any:

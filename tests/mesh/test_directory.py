@@ -6,9 +6,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from app.mesh.directory import DropletDirectory, status_matches
-from app.mesh.orchestrator import OrchestratorClient
+from app.mesh.orchestrator import OrchestratorClient, OrchestratorCredentials
 from app.mesh.registry import RegistryClient
-from app.mesh.tokens import TokenProvider
 from sandbox.testing import MeshHandle, start_mesh
 from tests.mesh.support import FAST_RETRY, Peers, peers_for
 
@@ -30,15 +29,17 @@ async def peers(mesh: MeshHandle) -> AsyncIterator[Peers]:
 @pytest.fixture
 async def offline() -> AsyncIterator[DropletDirectory]:
     """A directory whose peers are both unreachable (nothing listens on port 9)."""
-    tokens = TokenProvider(static_token="opaque")
     registry = RegistryClient(
         base_url="http://127.0.0.1:9", api_key="k", timeout=0.5, retry_policy=FAST_RETRY
     )
     orchestrator = OrchestratorClient(
-        base_url="http://127.0.0.1:9", tokens=tokens, timeout=0.5, retry_policy=FAST_RETRY
+        base_url="http://127.0.0.1:9",
+        credentials=OrchestratorCredentials(token="opaque"),
+        timeout=0.5,
+        retry_policy=FAST_RETRY,
     )
     yield DropletDirectory(registry=registry, orchestrator=orchestrator, ttl=0)
-    for closable in (registry, orchestrator, tokens):
+    for closable in (registry, orchestrator):
         await closable.aclose()
 
 

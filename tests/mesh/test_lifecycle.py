@@ -59,7 +59,6 @@ async def running(peers: Peers) -> AsyncIterator[Any]:
         options: dict[str, Any] = {
             "registry": peers.registry,
             "orchestrator": peers.orchestrator,
-            "tokens": peers.tokens,
             "droplet_id": 12,
             "name": "Chat Orchestrator",
             "steward": "Zainab",
@@ -129,8 +128,6 @@ async def test_registers_with_both_peers_heartbeats_and_goes_inactive_on_stop(
     assert me.capabilities == ["chat", "natural_language_understanding"]
     status = lifecycle.status()
     assert status["orchestrator"].last_ok is not None and status["registry"].last_error is None
-    assert lifecycle.credentials() is not None
-    assert lifecycle.credentials()["source"] == "private_key"
 
     await lifecycle.stop()
     assert not lifecycle.running

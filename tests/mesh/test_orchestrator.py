@@ -9,6 +9,7 @@ from datetime import UTC
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jwt
 import pytest
 from starlette.applications import Starlette
@@ -17,15 +18,15 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from app.domain.mesh import MeshEvent, NewTask, TaskState
-from app.mesh.orchestrator import OrchestratorClient, translate_event
+from app.mesh.orchestrator import OrchestratorClient, OrchestratorCredentials, translate_event
 from app.mesh.peers import PeerNotFound, PeerRejected, PeerUnavailable
 from app.mesh.registry import RegistryClient
 from app.mesh.resilience import CircuitOpen, CircuitState
-from app.mesh.tokens import TokenProvider, TokenUnavailable
+from app.mesh.tokens import TokenUnavailable
 from sandbox.testing import MeshHandle, start_mesh
 from tests.conftest import KeyPair
 from tests.fakes._server import ThreadedServer
-from tests.mesh.support import FAST_RETRY, eventually, set_fault
+from tests.mesh.support import FAST_RETRY, Clock, sandbox_post, set_fault
 
 
 def state_of(client: OrchestratorClient) -> CircuitState:
@@ -52,12 +53,11 @@ def droplet_ids() -> Iterator[int]:
 
 class Client:
     def __init__(self, mesh: MeshHandle, droplet_id: int, **options: Any) -> None:
-        token_options: dict[str, Any] = {"private_key_path": mesh.private_key_path}
-        token_options.update(options.pop("token_options", {}))
-        self.tokens = TokenProvider(droplet_id=droplet_id, **token_options)
+        credentials: dict[str, Any] = {"private_key_path": mesh.private_key_path}
+        credentials.update(options.pop("credentials", {}))
         self.orchestrator = OrchestratorClient(
             base_url=mesh.orchestrator_url,
-            tokens=self.tokens,
+            credentials=OrchestratorCredentials(**credentials),
             droplet_id=droplet_id,
             timeout=options.pop("timeout", 2.0),
             retry_policy=FAST_RETRY,
@@ -75,7 +75,6 @@ class Client:
 
     async def aclose(self) -> None:
         await self.orchestrator.aclose()
-        await self.tokens.aclose()
 
 
 @pytest.fixture
@@ -145,7 +144,7 @@ async def test_get_droplet_filters_the_list_because_the_detail_route_is_broken(
     assert [d.id for d in active] == [18]
 
 
-async def test_task_round_trip_through_the_router(make: Any) -> None:
+async def test_task_round_trip_through_the_router(make: Any, mesh: MeshHandle) -> None:
     client = make()
     capability = f"cap_{client.droplet_id}"
     await client.register(capability)
@@ -161,13 +160,11 @@ async def test_task_round_trip_through_the_router(make: Any) -> None:
     assert created.status is TaskState.PENDING
     assert created.created_at is not None and created.created_at.tzinfo is UTC
 
-    async def assigned() -> bool:
-        tasks = await client.orchestrator.list_tasks(
-            assigned_droplet_id=client.droplet_id, status=TaskState.ASSIGNED
-        )
-        return [t.id for t in tasks] == [created.task_id]
-
-    await eventually(assigned, within=5)
+    await sandbox_post(mesh.orchestrator_url, "/_sandbox/tick")  # the router runs now
+    tasks = await client.orchestrator.list_tasks(
+        assigned_droplet_id=client.droplet_id, status=TaskState.ASSIGNED
+    )
+    assert [t.id for t in tasks] == [created.task_id]
     assert await client.orchestrator.update_task(created.task_id, TaskState.IN_PROGRESS) is (
         TaskState.IN_PROGRESS
     )
@@ -230,16 +227,23 @@ async def test_rejected_token_is_replaced_once_and_the_call_succeeds(
     make: Any, other_keys: KeyPair
 ) -> None:
     foreign = other_keys.token(droplet_id=12, permissions=["read", "write"])
-    client = make(token_options={"static_token": foreign})
+    client = make(credentials={"token": foreign})
     assert await client.orchestrator.list_droplets()
-    assert client.tokens.describe()["source"] == "private_key"
+    minted = await client.orchestrator.tokens.get()
+    assert minted != foreign
+    assert set(jwt.decode(minted, options={"verify_signature": False})) == {
+        "droplet_id",
+        "permissions",
+        "iat",
+        "exp",
+    }
 
 
 async def test_a_token_with_only_a_bad_source_is_a_clear_rejection(
     make: Any, other_keys: KeyPair
 ) -> None:
     foreign = other_keys.token(droplet_id=12)
-    client = make(token_options={"static_token": foreign, "private_key_path": None})
+    client = make(credentials={"token": foreign, "private_key_path": None})
     with pytest.raises(PeerRejected) as caught:
         await client.orchestrator.list_tasks()
     assert caught.value.message == "the Orchestrator rejected our credentials"
@@ -247,40 +251,45 @@ async def test_a_token_with_only_a_bad_source_is_a_clear_rejection(
 
 
 async def test_tokens_refresh_before_they_expire(make: Any) -> None:
-    client = make(token_options={"lifetime": 2, "refresh_ratio": 0.5})
+    # The clock starts in the past, so every token minted here is valid for the sandbox too.
+    clock = Clock(time.time() - 60)
+    client = make(credentials={"lifetime": 100}, token_refresh_ratio=0.5, token_clock=clock)
     await client.register()
-    first = await client.tokens.get()
-    await asyncio.sleep(1.1)
+    first = await client.orchestrator.tokens.get()
+    clock.now += 51
     await client.orchestrator.heartbeat(status="active")
-    assert await client.tokens.get() != first
+    refreshed = await client.orchestrator.tokens.get()
+    assert refreshed != first
+    assert jwt.decode(refreshed, options={"verify_signature": False})["iat"] == int(clock.now)
 
 
 async def test_an_expired_pre_issued_token_with_no_fallback_is_unavailable(
     make: Any, mesh: MeshHandle
 ) -> None:
-    expiring = mesh.mint_token(droplet_id=12, ttl=2)
-    client = make(token_options={"static_token": expiring, "private_key_path": None})
+    expiring = mesh.mint_token(droplet_id=12, ttl=60)
+    clock = Clock(time.time())
+    client = make(credentials={"token": expiring, "private_key_path": None}, token_clock=clock)
     assert await client.orchestrator.list_droplets()
-    expires_at = jwt.decode(expiring, options={"verify_signature": False})["exp"]
-    await asyncio.sleep(max(0.0, expires_at - time.time()) + 0.05)
+    clock.now = jwt.decode(expiring, options={"verify_signature": False})["exp"]
     with pytest.raises(TokenUnavailable):
         await client.orchestrator.list_droplets()
+    # Not the Orchestrator's fault: its breaker stays closed.
+    assert state_of(client.orchestrator) is CircuitState.CLOSED
 
 
 async def test_orchestrator_token_endpoint_source(key_dir: Path) -> None:
     handle = await asyncio.to_thread(
         start_mesh, key_dir=key_dir, seed=False, auth_secret="orch-secret"
     )
-    tokens = TokenProvider(
-        droplet_id=12, orchestrator_url=handle.orchestrator_url, orchestrator_secret="orch-secret"
+    # The secret is the only credential: the call works only if /auth/token issued the token.
+    client = OrchestratorClient(
+        base_url=handle.orchestrator_url,
+        credentials=OrchestratorCredentials(secret="orch-secret"),
     )
-    client = OrchestratorClient(base_url=handle.orchestrator_url, tokens=tokens)
     try:
         assert [d.id for d in await client.list_droplets()] == [10]
-        assert tokens.describe()["source"] == "orchestrator_auth"
     finally:
         await client.aclose()
-        await tokens.aclose()
         await asyncio.to_thread(handle.stop)
 
 
@@ -288,15 +297,16 @@ async def test_registry_tokens_carry_aud_and_the_orchestrator_refuses_them(
     mesh: MeshHandle,
 ) -> None:
     registry = RegistryClient(base_url=mesh.registry_url, api_key=mesh.registry_key)
-    tokens = TokenProvider(droplet_id=12, registry=registry)
-    client = OrchestratorClient(base_url=mesh.orchestrator_url, tokens=tokens)
+    client = OrchestratorClient(
+        base_url=mesh.orchestrator_url, credentials=OrchestratorCredentials(registry=registry)
+    )
     try:
-        with pytest.raises(PeerRejected):
+        with pytest.raises(PeerRejected) as caught:
             await client.list_droplets()
-        assert tokens.describe()["source"] is None  # rejected and forgotten
+        assert caught.value.message == "the Orchestrator rejected our credentials"
+        assert state_of(client) is CircuitState.CLOSED
     finally:
         await client.aclose()
-        await tokens.aclose()
         await registry.aclose()
 
 
@@ -322,7 +332,8 @@ async def test_faults_never_leak_upstream_bodies(
 async def test_circuit_opens_while_the_orchestrator_is_down_and_closes_after(
     make: Any, mesh: MeshHandle
 ) -> None:
-    client = make(failure_threshold=2, reset_timeout=0.3)
+    clock = Clock()
+    client = make(failure_threshold=2, reset_timeout=30.0, clock=clock)
     await client.orchestrator.list_droplets()  # token minted, connection warm
     await asyncio.to_thread(mesh.stop_orchestrator)
     try:
@@ -334,7 +345,8 @@ async def test_circuit_opens_while_the_orchestrator_is_down_and_closes_after(
             await client.orchestrator.create_task(NewTask(task_type="verify", title="x"))
     finally:
         await asyncio.to_thread(mesh.start_orchestrator)
-    await asyncio.sleep(0.3)
+    clock.now += 30.0
+    assert state_of(client.orchestrator) is CircuitState.HALF_OPEN
     assert await client.orchestrator.health() is True
     assert await client.orchestrator.list_droplets()
     assert state_of(client.orchestrator) is CircuitState.CLOSED
@@ -388,9 +400,11 @@ async def test_task_feed_delivers_task_created(make: Any, other_keys: KeyPair) -
     client = make()
     events: list[MeshEvent] = []
     connected = asyncio.Event()
+    arrived = asyncio.Event()
 
     async def collect(event: MeshEvent) -> None:
         events.append(event)
+        arrived.set()
 
     stream = asyncio.create_task(
         client.orchestrator.stream_events("tasks", collect, on_connected=connected.set)
@@ -404,7 +418,10 @@ async def test_task_feed_delivers_task_created(make: Any, other_keys: KeyPair) -
                 required_capability="nobody_has_this",
             )
         )
-        await eventually(lambda: any(e.task_id == created.task_id for e in events), within=5)
+        async with asyncio.timeout(5):
+            while not any(e.task_id == created.task_id for e in events):
+                await arrived.wait()
+                arrived.clear()
         event = next(e for e in events if e.task_id == created.task_id)
         assert event.kind == "task_created" and event.severity == "info"
         assert event.summary == f"task {created.task_id} (Verify Droplet #14) created"
@@ -413,9 +430,7 @@ async def test_task_feed_delivers_task_created(make: Any, other_keys: KeyPair) -
         with pytest.raises(asyncio.CancelledError):
             await stream
 
-    refused = make(
-        token_options={"static_token": other_keys.token(droplet_id=12), "private_key_path": None}
-    )
+    refused = make(credentials={"token": other_keys.token(droplet_id=12), "private_key_path": None})
     with pytest.raises(PeerRejected):
         await refused.orchestrator.stream_events("droplets", collect)
 
@@ -453,3 +468,77 @@ def test_health_change_events_get_severities() -> None:
     )
     assert translate_event(json.dumps({"payload": {"event": "ping"}}), channel="tasks") is None
     assert translate_event("not json", channel="tasks") is None
+
+
+# -- authentication, on a scripted transport --------------------------------------------------
+
+
+class Scripted:
+    """An Orchestrator on `httpx.MockTransport`: accepts tokens signed by `keys`, else 401."""
+
+    def __init__(self, keys: KeyPair) -> None:
+        self.keys = keys
+        self.seen: list[tuple[str, str, str | None]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        authorization = request.headers.get("authorization")
+        self.seen.append((request.method, request.url.path, authorization))
+        if request.url.path == "/state":
+            return httpx.Response(200, json={"payload": {"cpu_percent": 1.0}, "message_type": "x"})
+        try:
+            token = (authorization or "").removeprefix("Bearer ")
+            jwt.decode(token, self.keys.public_pem, algorithms=["RS256"])
+        except jwt.PyJWTError:
+            return httpx.Response(401, json={"detail": "Could not validate credentials"})
+        created = {"task_id": 7, "status": "pending", "trace_id": "t"}
+        return httpx.Response(201, json={"message_type": "response", "payload": created})
+
+    def client(self, **given: Any) -> OrchestratorClient:
+        return OrchestratorClient(
+            base_url="http://orchestrator.test",
+            credentials=OrchestratorCredentials(**given),
+            client=httpx.AsyncClient(transport=httpx.MockTransport(self)),
+            failure_threshold=1,
+        )
+
+
+async def test_a_401_gets_one_fresh_token_and_the_post_is_sent_once_more(
+    keys: KeyPair, other_keys: KeyPair, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "orchestrator_private_key.pem"
+    key_file.write_bytes(keys.private_pem)
+    foreign = other_keys.token(droplet_id=12)
+    orchestrator = Scripted(keys)
+    client = orchestrator.client(token=foreign, private_key_path=key_file)
+    created = await client.create_task(NewTask(task_type="verify", title="x"))
+    assert created.task_id == 7
+    posts = [auth for method, _, auth in orchestrator.seen if method == "POST"]
+    assert len(posts) == 2 and posts[0] == f"Bearer {foreign}" and posts[1] != posts[0]
+
+
+async def test_credentials_refused_twice_are_a_rejection_not_an_outage(
+    keys: KeyPair, other_keys: KeyPair
+) -> None:
+    orchestrator = Scripted(keys)
+    client = orchestrator.client(token=other_keys.token(droplet_id=12))
+    with pytest.raises(PeerRejected) as caught:
+        await client.create_task(NewTask(task_type="verify", title="x"))
+    assert caught.value.message == "the Orchestrator rejected our credentials"
+    assert len(orchestrator.seen) == 2
+    assert state_of(client) is CircuitState.CLOSED
+
+
+async def test_no_token_at_all_never_reaches_the_orchestrator_nor_opens_its_breaker(
+    keys: KeyPair,
+) -> None:
+    orchestrator = Scripted(keys)
+    client = orchestrator.client()
+    assert not client.tokens.configured
+    for _ in range(3):
+        with pytest.raises(TokenUnavailable):
+            await client.list_tasks()
+    assert orchestrator.seen == []
+    assert state_of(client) is CircuitState.CLOSED
+    # Unauthenticated calls still go through, without any Authorization header.
+    assert (await client.state()).cpu_percent == 1.0
+    assert orchestrator.seen == [("GET", "/state", None)]

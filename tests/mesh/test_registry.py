@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -12,7 +13,8 @@ from app.mesh.peers import PeerNotFound, PeerRejected, PeerUnavailable
 from app.mesh.registry import RegistryClient, droplet_id_from_wire
 from app.mesh.resilience import CircuitOpen, CircuitState
 from sandbox.testing import MeshHandle, start_mesh
-from tests.mesh.support import FAST_RETRY, set_fault
+from tests.conftest import KeyPair
+from tests.mesh.support import FAST_RETRY, Clock, set_fault
 
 
 def state_of(client: RegistryClient) -> CircuitState:
@@ -32,14 +34,20 @@ def mesh(key_dir: Path) -> Iterator[MeshHandle]:
 
 
 @pytest.fixture
-async def registry(mesh: MeshHandle) -> AsyncIterator[RegistryClient]:
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def registry(mesh: MeshHandle, clock: Clock) -> AsyncIterator[RegistryClient]:
     client = RegistryClient(
         base_url=mesh.registry_url,
         api_key=mesh.registry_key,
         timeout=1.0,
         retry_policy=FAST_RETRY,
         failure_threshold=3,
-        reset_timeout=0.3,
+        reset_timeout=30.0,
+        clock=clock,
     )
     yield client
     await client.aclose()
@@ -162,7 +170,7 @@ async def test_slow_answers_time_out(registry: RegistryClient, mesh: MeshHandle)
 
 
 async def test_breaker_opens_on_a_failing_registry_and_closes_once_it_recovers(
-    registry: RegistryClient, mesh: MeshHandle
+    registry: RegistryClient, mesh: MeshHandle, clock: Clock
 ) -> None:
     await set_fault(mesh.registry_url, "error500")
     for _ in range(2):  # 2 calls x 2 attempts >= threshold 3
@@ -172,7 +180,7 @@ async def test_breaker_opens_on_a_failing_registry_and_closes_once_it_recovers(
     with pytest.raises(CircuitOpen):
         await registry.heartbeat(droplet_id=1, cpu=1, mem=1, disk=1)
     await set_fault(mesh.registry_url, "none")
-    await asyncio.sleep(0.35)
+    clock.now += 30.0
     assert state_of(registry) is CircuitState.HALF_OPEN
     assert len(await registry.list_droplets()) >= 6
     assert state_of(registry) is CircuitState.CLOSED
@@ -181,14 +189,16 @@ async def test_breaker_opens_on_a_failing_registry_and_closes_once_it_recovers(
 async def test_deployed_registry_token_and_public_key(
     registry: RegistryClient, mesh: MeshHandle
 ) -> None:
-    token, expires_at = await registry.fetch_token(12)
-    pem = await registry.fetch_public_key()
-    claims = jwt.decode(token, pem, algorithms=["RS256"], audience="fullpotential.droplets")
+    issued = await registry.issue_token(12)
+    key = await registry.fetch_public_key()
+    claims = jwt.decode(
+        issued.token, key.pem, algorithms=["RS256"], audience="fullpotential.droplets"
+    )
     assert claims["sub"] in ("droplet-12", "12")
-    assert int(expires_at.timestamp()) == claims["exp"]
+    assert issued.expires_at == claims["exp"] and issued.issued_at == claims["iat"]
     assert mesh.registry_public_key_path is not None
-    expected = await asyncio.to_thread(Path(mesh.registry_public_key_path).read_text)
-    assert pem.strip() == expected.strip()
+    expected = await asyncio.to_thread(Path(mesh.registry_public_key_path).read_bytes)
+    assert key.pem.strip() == expected.strip()
 
 
 async def test_public_registry_has_no_token_routes(key_dir: Path) -> None:
@@ -196,9 +206,62 @@ async def test_public_registry_has_no_token_routes(key_dir: Path) -> None:
     client = RegistryClient(base_url=handle.registry_url, api_key=handle.registry_key)
     try:
         with pytest.raises(PeerNotFound):
-            await client.fetch_token(12)
+            await client.issue_token(12)
         with pytest.raises(PeerNotFound):
             await client.fetch_public_key()
     finally:
         await client.aclose()
         await asyncio.to_thread(handle.stop)
+
+
+def published(body: object) -> RegistryClient:
+    """A Registry whose key URL answers `body` (text when a str), on a scripted transport."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if isinstance(body, str):
+            return httpx.Response(200, text=body)
+        return httpx.Response(200, json=body)
+
+    return RegistryClient(
+        base_url="http://registry.test",
+        api_key="k",
+        client=httpx.AsyncClient(transport=httpx.MockTransport(answer)),
+    )
+
+
+def jwks(keys: KeyPair) -> dict[str, object]:
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    public = load_pem_public_key(keys.public_pem)
+    assert isinstance(public, RSAPublicKey)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(public))
+    return {"keys": [{**jwk, "kid": "k-1"}]}
+
+
+@pytest.mark.parametrize("shape", ["bare", "deployed", "jwks"])
+async def test_the_published_key_comes_in_each_of_its_shapes(keys: KeyPair, shape: str) -> None:
+    body: object = {
+        "bare": keys.public_pem.decode(),
+        "deployed": {"public_key": keys.public_pem.decode()},
+        "jwks": jwks(keys),
+    }[shape]
+    key = await published(body).fetch_public_key(url="http://keys.test/registry.pem")
+    token = keys.token(droplet_id=18)
+    assert jwt.decode(token, key.pem, algorithms=["RS256"])["droplet_id"] == 18
+    assert key.kid == ("k-1" if shape == "jwks" else None)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "not a key",
+        {"public_key": "-----BEGIN PUBLIC KEY-----\ngarbage\n-----END PUBLIC KEY-----"},
+        {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]},
+        {"something": "else"},
+    ],
+)
+async def test_an_answer_without_a_usable_key_is_unexpected(body: object) -> None:
+    with pytest.raises(PeerUnavailable) as caught:
+        await published(body).fetch_public_key()
+    assert caught.value.message == "the Registry answered in an unexpected format"

@@ -1,3 +1,5 @@
+"""The token provider (which source, when to refresh) and the adapters' token sources."""
+
 from __future__ import annotations
 
 import asyncio
@@ -15,20 +17,148 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from app.mesh.orchestrator import OrchestratorClient, OrchestratorCredentials
+from app.mesh.peers import PeerUnavailable
 from app.mesh.registry import RegistryClient
-from app.mesh.tokens import TokenProvider, TokenSource, TokenUnavailable
+from app.mesh.tokens import IssuedToken, Issuer, TokenProvider, TokenSource, TokenUnavailable
 from tests.conftest import KeyPair
 from tests.fakes._server import ThreadedServer
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Source:
+    """An in-memory token source: hands out numbered tokens living `lifetime` seconds."""
+
+    def __init__(self, name: str, clock: Clock, *, lifetime: float | None = 100.0) -> None:
+        self.name = name
+        self.clock = clock
+        self.lifetime = lifetime
+        self.calls = 0
+        self.failure: Exception | None = None
+        self.gate: asyncio.Event | None = None
+
+    async def __call__(self) -> IssuedToken:
+        self.calls += 1
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.failure is not None:
+            raise self.failure
+        now = self.clock()
+        expires = None if self.lifetime is None else now + self.lifetime
+        return IssuedToken(f"{self.name}-{self.calls}", now, expires)
+
+
+def provider(clock: Clock, *sources: tuple[TokenSource, Issuer]) -> TokenProvider:
+    return TokenProvider(peer="orchestrator", label="Orchestrator", sources=sources, clock=clock)
+
+
+async def test_the_first_source_that_has_a_token_wins() -> None:
+    clock = Clock()
+    static, minted = Source("static", clock, lifetime=-1.0), Source("minted", clock)
+    tokens = provider(clock, (TokenSource.STATIC, static), (TokenSource.PRIVATE_KEY, minted))
+    # The pre-issued token has already expired, so the key mints one.
+    assert await tokens.get() == "minted-1"
+    assert (static.calls, minted.calls) == (1, 1)
+
+
+async def test_refreshes_at_eighty_percent_of_lifetime() -> None:
+    clock = Clock()
+    minted = Source("minted", clock, lifetime=100.0)
+    tokens = provider(clock, (TokenSource.PRIVATE_KEY, minted))
+    first = await tokens.get()
+    clock.now += 79
+    assert await tokens.get() == first
+    clock.now += 2
+    assert await tokens.get() == "minted-2"
+
+
+async def test_a_token_without_expiry_is_kept() -> None:
+    clock = Clock()
+    static = Source("static", clock, lifetime=None)
+    tokens = provider(clock, (TokenSource.STATIC, static))
+    await tokens.get()
+    clock.now += 10 * 365 * 86400
+    assert await tokens.get() == "static-1" and static.calls == 1
+
+
+async def test_concurrent_callers_share_one_refresh() -> None:
+    clock = Clock()
+    issuer = Source("issued", clock)
+    issuer.gate = asyncio.Event()
+    tokens = provider(clock, (TokenSource.ORCHESTRATOR, issuer))
+    callers = [asyncio.create_task(tokens.get()) for _ in range(20)]
+    await asyncio.sleep(0)  # every caller is now waiting on the one refresh
+    issuer.gate.set()
+    assert set(await asyncio.gather(*callers)) == {"issued-1"}
+    assert issuer.calls == 1
+
+
+async def test_a_rejected_token_cools_its_source_down() -> None:
+    clock = Clock()
+    static, minted = Source("static", clock), Source("minted", clock)
+    tokens = provider(clock, (TokenSource.STATIC, static), (TokenSource.PRIVATE_KEY, minted))
+    assert await tokens.get() == "static-1"
+    await tokens.invalidate("static-1")
+    assert await tokens.get() == "minted-1"
+    # A stale rejection of a token already replaced changes nothing.
+    await tokens.invalidate("static-1")
+    assert await tokens.get() == "minted-1"
+    # Once the cool-down is over, the preferred source is first again.
+    clock.now += 301
+    await tokens.invalidate("minted-1")
+    assert await tokens.get() == "static-2"
+
+
+async def test_failing_sources_fall_through_and_the_last_resort_is_a_clear_error() -> None:
+    clock = Clock()
+    broken, missing = Source("broken", clock), Source("missing", clock)
+    broken.failure = OSError("no such file")
+    missing.failure = PeerUnavailable("orchestrator", "the Orchestrator does not issue tokens")
+    tokens = provider(clock, (TokenSource.PRIVATE_KEY, broken), (TokenSource.ORCHESTRATOR, missing))
+    with pytest.raises(TokenUnavailable) as caught:
+        await tokens.get()
+    assert caught.value.message == "no usable credentials for the Orchestrator"
+
+
+async def test_nothing_configured_is_a_state_and_a_clear_error() -> None:
+    tokens = provider(Clock())
+    assert not tokens.configured
+    with pytest.raises(TokenUnavailable) as caught:
+        await tokens.get()
+    assert caught.value.peer == "orchestrator"
+    assert caught.value.message == "no credentials for the Orchestrator are configured"
+
+
+async def test_a_failed_refresh_keeps_the_still_valid_token() -> None:
+    clock = Clock()
+    issuer = Source("issued", clock, lifetime=100.0)
+    tokens = provider(clock, (TokenSource.ORCHESTRATOR, issuer))
+    first = await tokens.get()
+    issuer.failure = PeerUnavailable("orchestrator", "the Orchestrator is unreachable")
+    clock.now += 90  # past the refresh point, before expiry
+    assert await tokens.get() == first
+    clock.now += 20  # expired, and no way to get another
+    with pytest.raises(TokenUnavailable):
+        await tokens.get()
+
+
+# -- the adapters' sources -----------------------------------------------------------------
+
+
 @dataclass
-class Issuer:
+class IssuerServer:
     """A loopback token endpoint in the shape of the Orchestrator's or the deployed Registry's."""
 
     keys: KeyPair
     kind: str
     lifetime: int = 3600
-    delay: float = 0.0
     requests: list[dict[str, Any]] = field(default_factory=list)
     server: ThreadedServer | None = None
 
@@ -45,10 +175,9 @@ class Issuer:
                     "body": body,
                     "query": dict(request.query_params),
                     "key": request.headers.get("x-registry-key"),
+                    "authorization": request.headers.get("authorization"),
                 }
             )
-            assert self.server is not None
-            await self.server.sleep(self.delay)
             now = int(time.time())
             if self.kind == "orchestrator":
                 if body.get("secret_key") != "orch-secret":
@@ -79,22 +208,21 @@ class Issuer:
         return Starlette(routes=[Route("/auth/token", token, methods=["POST"])])
 
 
-@pytest.fixture
-def orchestrator_issuer(keys: KeyPair) -> Iterator[Issuer]:
-    issuer = Issuer(keys=keys, kind="orchestrator")
-    issuer.server = ThreadedServer(issuer.app(), name="fake-orchestrator-auth")
+def serve(issuer: IssuerServer) -> Iterator[IssuerServer]:
+    issuer.server = ThreadedServer(issuer.app(), name=f"fake-{issuer.kind}-auth")
     issuer.server.start()
     yield issuer
     issuer.server.stop()
 
 
 @pytest.fixture
-def registry_issuer(keys: KeyPair) -> Iterator[Issuer]:
-    issuer = Issuer(keys=keys, kind="registry")
-    issuer.server = ThreadedServer(issuer.app(), name="fake-registry-auth")
-    issuer.server.start()
-    yield issuer
-    issuer.server.stop()
+def orchestrator_issuer(keys: KeyPair) -> Iterator[IssuerServer]:
+    yield from serve(IssuerServer(keys=keys, kind="orchestrator"))
+
+
+@pytest.fixture
+def registry_issuer(keys: KeyPair) -> Iterator[IssuerServer]:
+    yield from serve(IssuerServer(keys=keys, kind="registry"))
 
 
 @pytest.fixture
@@ -105,158 +233,75 @@ def key_file(tmp_path: Path, keys: KeyPair) -> Path:
 
 
 @pytest.fixture
-async def closing() -> AsyncIterator[list[TokenProvider | RegistryClient]]:
-    owned: list[TokenProvider | RegistryClient] = []
+async def closing() -> AsyncIterator[list[OrchestratorClient | RegistryClient]]:
+    owned: list[OrchestratorClient | RegistryClient] = []
     yield owned
     for item in owned:
         await item.aclose()
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
+def orchestrator(
+    closing: list[Any], base_url: str = "http://127.0.0.1:9", **given: Any
+) -> OrchestratorClient:
+    client = OrchestratorClient(
+        base_url=base_url, credentials=OrchestratorCredentials(**given), droplet_id=12
+    )
+    closing.append(client)
+    return client
 
-    def __call__(self) -> float:
-        return self.now
 
-
-async def test_minted_token_has_exactly_the_claims_the_orchestrator_reads(
+async def test_minted_tokens_carry_exactly_the_claims_the_orchestrator_reads(
     key_file: Path, keys: KeyPair, closing: list[Any]
 ) -> None:
-    provider = TokenProvider(droplet_id=12, private_key_path=key_file, lifetime=600)
-    closing.append(provider)
-    token = await provider.get()
+    client = orchestrator(closing, private_key_path=key_file, lifetime=600)
+    token = await client.tokens.get()
     assert jwt.get_unverified_header(token)["alg"] == "RS256"
     claims = jwt.decode(token, keys.public_pem, algorithms=["RS256"])
     assert set(claims) == {"droplet_id", "permissions", "iat", "exp"}
     assert claims["droplet_id"] == 12 and isinstance(claims["droplet_id"], int)
     assert claims["permissions"] == ["read", "write"]
     assert claims["exp"] - claims["iat"] == 600
-    assert provider.describe()["source"] == "private_key"
 
 
-async def test_a_pre_issued_token_is_preferred(
+async def test_a_pre_issued_token_is_preferred_until_it_expires(
     key_file: Path, keys: KeyPair, closing: list[Any]
 ) -> None:
     static = keys.token(droplet_id=12, permissions=["read"])
-    provider = TokenProvider(static_token=static, private_key_path=key_file)
-    closing.append(provider)
-    assert await provider.get() == static
-    assert provider.describe()["source"] == "static"
-
-
-async def test_an_expired_pre_issued_token_falls_through_to_the_key(
-    key_file: Path, keys: KeyPair, closing: list[Any]
-) -> None:
+    assert await orchestrator(closing, token=static, private_key_path=key_file).tokens.get() == (
+        static
+    )
     expired = keys.token(ttl=-60, droplet_id=12)
-    provider = TokenProvider(static_token=expired, private_key_path=key_file)
-    closing.append(provider)
-    assert await provider.get() != expired
-    assert provider.describe()["source"] == "private_key"
-
-
-async def test_refreshes_at_eighty_percent_of_lifetime(key_file: Path, closing: list[Any]) -> None:
-    clock = Clock()
-    provider = TokenProvider(private_key_path=key_file, lifetime=100, clock=clock)
-    closing.append(provider)
-    first = await provider.get()
-    clock.now += 79
-    assert await provider.get() == first
-    clock.now += 2
-    second = await provider.get()
-    assert second != first
-    assert jwt.decode(second, options={"verify_signature": False})["iat"] == int(clock.now)
-
-
-async def test_orchestrator_auth_endpoint_is_used_without_a_key(
-    orchestrator_issuer: Issuer, keys: KeyPair, closing: list[Any]
-) -> None:
-    provider = TokenProvider(
-        droplet_id=12, orchestrator_url=orchestrator_issuer.url, orchestrator_secret="orch-secret"
-    )
-    closing.append(provider)
-    token = await provider.get()
-    assert jwt.decode(token, keys.public_pem, algorithms=["RS256"])["droplet_id"] == 12
-    assert orchestrator_issuer.requests[0]["body"] == {
-        "droplet_id": 12,
-        "secret_key": "orch-secret",
+    minted = await orchestrator(closing, token=expired, private_key_path=key_file).tokens.get()
+    assert minted != expired
+    assert set(jwt.decode(minted, options={"verify_signature": False})) == {
+        "droplet_id",
+        "permissions",
+        "iat",
+        "exp",
     }
-    described = provider.describe()
-    assert described["source"] == "orchestrator_auth"
-    assert "orch-secret" not in json.dumps(described) and token not in json.dumps(described)
 
 
-async def test_concurrent_callers_share_one_refresh(
-    orchestrator_issuer: Issuer, closing: list[Any]
+async def test_the_orchestrator_auth_endpoint_is_used_without_a_key(
+    orchestrator_issuer: IssuerServer, keys: KeyPair, closing: list[Any]
 ) -> None:
-    orchestrator_issuer.delay = 0.2
-    provider = TokenProvider(
-        orchestrator_url=orchestrator_issuer.url, orchestrator_secret="orch-secret"
-    )
-    closing.append(provider)
-    tokens = await asyncio.gather(*(provider.get() for _ in range(20)))
-    assert len(set(tokens)) == 1
-    assert len(orchestrator_issuer.requests) == 1
+    client = orchestrator(closing, orchestrator_issuer.url, secret="orch-secret")
+    token = await client.tokens.get()
+    assert jwt.decode(token, keys.public_pem, algorithms=["RS256"])["droplet_id"] == 12
+    (request,) = orchestrator_issuer.requests
+    assert request["body"] == {"droplet_id": 12, "secret_key": "orch-secret"}
+    assert request["authorization"] is None  # the token endpoint is not behind the token
 
 
-async def test_registry_is_the_last_resort(
-    orchestrator_issuer: Issuer, registry_issuer: Issuer, closing: list[Any]
+async def test_the_registry_is_the_last_resort(
+    orchestrator_issuer: IssuerServer, registry_issuer: IssuerServer, closing: list[Any]
 ) -> None:
     registry = RegistryClient(base_url=registry_issuer.url, api_key="reg-key", timeout=2)
-    provider = TokenProvider(
-        orchestrator_url=orchestrator_issuer.url,
-        orchestrator_secret="wrong-secret",
-        registry=registry,
+    closing.append(registry)
+    client = orchestrator(
+        closing, orchestrator_issuer.url, secret="wrong-secret", registry=registry
     )
-    closing.extend([provider, registry])
-    token = await provider.get()
+    token = await client.tokens.get()
     assert jwt.decode(token, options={"verify_signature": False})["sub"] == "droplet-12"
+    assert len(orchestrator_issuer.requests) == 1  # tried first, refused
     assert registry_issuer.requests[0]["query"] == {"droplet_id": "12"}
     assert registry_issuer.requests[0]["key"] == "reg-key"
-    assert provider.describe()["source"] == TokenSource.REGISTRY.value
-
-
-async def test_a_rejected_token_moves_to_the_next_source(
-    key_file: Path, other_keys: KeyPair, closing: list[Any]
-) -> None:
-    static = other_keys.token(droplet_id=12)
-    provider = TokenProvider(static_token=static, private_key_path=key_file)
-    closing.append(provider)
-    assert await provider.get() == static
-    await provider.invalidate(static)
-    minted = await provider.get()
-    assert minted != static
-    assert provider.describe()["source"] == "private_key"
-    # A stale rejection of a token already replaced changes nothing.
-    await provider.invalidate(static)
-    assert await provider.get() == minted
-
-
-async def test_nothing_configured_is_a_clear_error(closing: list[Any]) -> None:
-    provider = TokenProvider()
-    closing.append(provider)
-    with pytest.raises(TokenUnavailable) as caught:
-        await provider.get()
-    assert caught.value.peer == "orchestrator"
-    assert provider.describe()["configured_sources"] == []
-    assert provider.describe()["last_error"] == "no credentials for the Orchestrator are configured"
-
-
-async def test_an_unreachable_issuer_keeps_the_still_valid_token(
-    orchestrator_issuer: Issuer, closing: list[Any]
-) -> None:
-    clock = Clock()
-    provider = TokenProvider(
-        orchestrator_url=orchestrator_issuer.url, orchestrator_secret="orch-secret", clock=clock
-    )
-    closing.append(provider)
-    orchestrator_issuer.lifetime = 100
-    first = await provider.get()
-    assert orchestrator_issuer.server is not None
-    orchestrator_issuer.server.stop()
-    clock.now += 90  # past the refresh point, before expiry
-    assert await provider.get() == first
-    clock.now += 20  # expired, and no way to get another
-    with pytest.raises(TokenUnavailable):
-        await provider.get()
-    assert "unreachable" in (provider.describe()["last_error"] or "")
