@@ -98,6 +98,8 @@ class Settings(BaseSettings):
     # Inbound auth
     registry_public_key_file: Path = Path("keys/registry_public_key.pem")
     registry_public_key_url: str | None = None
+    registry_public_key_refresh_s: float = Field(default=300.0, gt=0)
+    """How often the key from REGISTRY_PUBLIC_KEY_URL is fetched again (a file is never)."""
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_max_lifetime_s: float = Field(default=25 * 3600, gt=0)

@@ -89,6 +89,7 @@ def build_runtime(settings: Settings) -> Runtime:
             if registry is not None and settings.registry_public_key_url
             else None
         ),
+        refresh_interval=settings.registry_public_key_refresh_s,
     )
     public_keys.load_file()
     store = SessionStore(
@@ -316,8 +317,7 @@ async def _always_ok() -> ProbeResult:
 
 
 async def start_runtime(runtime: Runtime) -> None:
-    if runtime.public_keys.pem is None:
-        await runtime.public_keys.refresh()
+    await runtime.public_keys.start()
     if runtime.store.sqlite_file is not None:
         runtime.store.sqlite_file.parent.mkdir(parents=True, exist_ok=True)
     await runtime.store.open()
@@ -346,6 +346,7 @@ async def stop_runtime(runtime: Runtime) -> None:
             await task
     await runtime.health.stop()
     await runtime.bus.stop()
+    await runtime.public_keys.stop()
     for client in (runtime.orchestrator, runtime.registry):
         if client is not None:
             await client.aclose()

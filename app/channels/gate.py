@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from app.channels.errors import ApiError
-from app.channels.jwt import TokenInvalid, verify_token
+from app.channels.jwt import TokenInvalid, key_id, verify_token
 from app.channels.rate_limit import RateLimiter
 from app.config import Settings
 from app.conversation.service import Channel, Turn
@@ -97,7 +97,12 @@ class Gate:
             )
         pem = self._keys.pem
         if pem is None:
+            if self._keys.refreshable:
+                # The publisher was unreachable so far: look again (in the background).
+                self._keys.request_refresh()
+                raise unauthorized("The verification key is not available yet; retry shortly")
             raise unauthorized("No verification key is configured on this droplet")
+        kid = key_id(token)
         try:
             caller = verify_token(
                 token,
@@ -107,7 +112,11 @@ class Gate:
                 max_lifetime_s=self._settings.jwt_max_lifetime_s,
             )
         except TokenInvalid as exc:
+            if exc.bad_signature:
+                # Perhaps signed by a key newer than ours: the key source looks again if so.
+                self._keys.signature_failed(kid)
             raise unauthorized(str(exc)) from exc
+        self._keys.verified(kid)
         return Caller(
             caller.identity, caller.permissions, expires_at=caller.expires_at, address=address
         )

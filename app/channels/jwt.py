@@ -15,7 +15,22 @@ LEEWAY_S = 30
 
 
 class TokenInvalid(Exception):
-    """The token cannot be accepted; the message is safe to return to the caller."""
+    """The token cannot be accepted; the message is safe to return to the caller.
+    `bad_signature`: its signature did not verify, perhaps under a key we do not have yet."""
+
+    def __init__(self, message: str, *, bad_signature: bool = False) -> None:
+        super().__init__(message)
+        self.bad_signature = bad_signature
+
+
+def key_id(token: str) -> str | None:
+    """The `kid` a token's header names, unverified (only to decide whether to look for a
+    newer key); None when it names none or cannot be read."""
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+    except jwt.PyJWTError:
+        return None
+    return kid if isinstance(kid, str) else None
 
 
 def _permissions(claims: dict[str, Any]) -> frozenset[str]:
@@ -97,6 +112,8 @@ def verify_token(
         raise TokenInvalid(f"token is missing the {exc.claim!r} claim") from exc
     except (jwt.InvalidIssuerError, jwt.InvalidAudienceError) as exc:
         raise TokenInvalid("token issuer or audience not accepted") from exc
+    except jwt.InvalidSignatureError as exc:
+        raise TokenInvalid("token signature or claims invalid", bad_signature=True) from exc
     except jwt.PyJWTError as exc:
         raise TokenInvalid("token signature or claims invalid") from exc
     expires = claims["exp"]
