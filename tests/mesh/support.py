@@ -28,6 +28,37 @@ class Clock:
         return self.now
 
 
+class Ticks:
+    """An injected sleep for a loop: each call blocks until the test lets one round through, so
+    a test moves a periodic loop round by round and never waits for real."""
+
+    def __init__(self) -> None:
+        self.asked: list[float] = []
+        self._go = asyncio.Semaphore(0)
+        self._slept = asyncio.Condition()
+
+    async def __call__(self, seconds: float) -> None:
+        async with self._slept:
+            self.asked.append(seconds)
+            self._slept.notify_all()
+        await self._go.acquire()
+
+    async def settled(self) -> None:
+        """Wait until the loop has finished its current round and sleeps."""
+        await self._sleeps(1)
+
+    async def round(self) -> None:
+        """Let the sleeping loop run one more round, and wait until it sleeps again."""
+        await self.settled()
+        done = len(self.asked)
+        self._go.release()
+        await self._sleeps(done + 1)
+
+    async def _sleeps(self, count: int) -> None:
+        async with asyncio.timeout(5), self._slept:
+            await self._slept.wait_for(lambda: len(self.asked) >= count)
+
+
 @dataclass
 class Peers:
     registry: RegistryClient

@@ -10,7 +10,7 @@ import pytest
 
 from app.mesh.keys import PublicKeySource, PublishedKey
 from app.mesh.peers import PeerUnavailable
-from tests.mesh.support import Clock
+from tests.mesh.support import Clock, Ticks
 
 
 class Publisher:
@@ -28,27 +28,6 @@ class Publisher:
         if self.down:
             raise PeerUnavailable("registry", "the Registry is unreachable")
         return self.key
-
-
-class Ticks:
-    """An injected sleep that returns only when the test lets one loop round through."""
-
-    def __init__(self) -> None:
-        self.asked: list[float] = []
-        self._go = asyncio.Semaphore(0)
-        self._waiting = asyncio.Event()
-
-    async def __call__(self, seconds: float) -> None:
-        self.asked.append(seconds)
-        self._waiting.set()
-        await self._go.acquire()
-
-    async def round(self) -> None:
-        """Let the sleeping loop run one round and wait until it sleeps again."""
-        self._waiting.clear()
-        self._go.release()
-        async with asyncio.timeout(5):
-            await self._waiting.wait()
 
 
 async def fetched(publisher: Publisher, calls: int) -> None:
