@@ -286,8 +286,13 @@ def _add_probes(runtime: Runtime) -> None:
 
     lifecycle = runtime.lifecycle
     for peer in ("registry", "orchestrator"):
-        if lifecycle is None or (peer == "registry" and runtime.registry is None):
+        if lifecycle is None:
             runtime.health.add_probe(peer, None, critical=False)
+            continue
+        known = lifecycle.status().get(peer)
+        if known is None or not known.configured:
+            # A configuration state, said once here rather than retried and logged forever.
+            runtime.health.add_probe(peer, None, critical=False, detail=_to_configure(peer))
             continue
 
         async def peer_probe(name: str = peer) -> ProbeResult:
@@ -312,6 +317,12 @@ def _add_probes(runtime: Runtime) -> None:
     runtime.health.add_probe(f"planner ({runtime.planner_name})", _always_ok, critical=False)
 
 
+def _to_configure(peer: str) -> str:
+    if peer == "registry":
+        return "not configured: set DROPLET_SECRET (or REGISTRY_API_KEY)"
+    return "not configured: set ORCHESTRATOR_TOKEN, ORCHESTRATOR_PRIVATE_KEY_FILE or DROPLET_SECRET"
+
+
 async def _always_ok() -> ProbeResult:
     return True, None
 
@@ -327,6 +338,12 @@ async def start_runtime(runtime: Runtime) -> None:
         asyncio.create_task(runtime.store.run_cleanup(interval_seconds=600), name="session-cleanup")
     )
     await runtime.health.start()
+    if runtime.orchestrator is not None and not runtime.orchestrator.tokens.configured:
+        log.warning(
+            "orchestrator_not_configured",
+            set="ORCHESTRATOR_TOKEN, ORCHESTRATOR_PRIVATE_KEY_FILE or DROPLET_SECRET",
+            effect="no registration, heartbeats or assigned tasks with the Orchestrator",
+        )
     await runtime.leader.start()
     log.info(
         "runtime_started",

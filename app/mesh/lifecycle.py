@@ -69,6 +69,8 @@ class InMemoryClaimedStore:
 
 
 class PeerStatus(BaseModel):
+    configured: bool = True
+    """False: the deployment gave us no way to talk to this peer; nothing is attempted."""
     reachable: bool = False
     registered: bool = False
     last_ok: datetime | None = None
@@ -159,9 +161,17 @@ class Lifecycle:
         self._sleep = sleep
 
         self._peers: dict[PeerName, PeerStatus] = {}
+        self._unconfigured: dict[PeerName, PeerStatus] = {}
         self._reachable_known: dict[PeerName, bool] = {}
         self._needs_registration: dict[PeerName, asyncio.Event] = {}
         self._any_registered = asyncio.Event()
+        if orchestrator is not None and not orchestrator.tokens.configured:
+            # Without credentials there is nothing to register, beat or poll with, and no
+            # point retrying until the configuration changes: a state, not a failure.
+            self._unconfigured["orchestrator"] = PeerStatus(
+                configured=False, last_error="no credentials for the Orchestrator are configured"
+            )
+            self._orchestrator = orchestrator = None
         for peer, client in (("registry", registry), ("orchestrator", orchestrator)):
             if client is not None:
                 self._peers[peer] = PeerStatus()  # type: ignore[index]
@@ -188,7 +198,8 @@ class Lifecycle:
             event.set()
             self._needs_registration[peer] = event
             self._spawn(self._registration_loop(peer), f"register-{peer}")
-        self._spawn(self._heartbeat_loop(), "heartbeat")
+        if self._peers:
+            self._spawn(self._heartbeat_loop(), "heartbeat")
         if self._orchestrator is not None:
             if self._task_runner is not None:
                 self._spawn(self._poll_loop(), "task-poll")
@@ -198,7 +209,12 @@ class Lifecycle:
                     self._spawn(self._feed_loop(channel), f"feed-{channel}")
             if self._watch_interval > 0:
                 self._spawn(self._watch_loop(), "heartbeat-watch")
-        log.info("lifecycle_started", droplet_id=self._droplet_id, peers=sorted(self._peers))
+        log.info(
+            "lifecycle_started",
+            droplet_id=self._droplet_id,
+            peers=sorted(self._peers),
+            not_configured=sorted(self._unconfigured),
+        )
 
     async def stop(self) -> None:
         """Stop every loop, wind down running tasks, then tell the Orchestrator we are
@@ -225,7 +241,7 @@ class Lifecycle:
     def status(self) -> dict[str, PeerStatus]:
         """Per-peer snapshot for /health and /dependencies; cheap, no I/O."""
         snapshot: dict[str, PeerStatus] = {
-            peer: state.model_copy() for peer, state in self._peers.items()
+            peer: state.model_copy() for peer, state in (self._peers | self._unconfigured).items()
         }
         if "orchestrator" in snapshot and self._event_feed_enabled:
             snapshot["orchestrator"].event_feed = all(self._feed_connected.values())

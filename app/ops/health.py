@@ -50,11 +50,14 @@ class HealthMonitor:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
-    def add_probe(self, name: str, probe: Probe | None, *, critical: bool) -> None:
-        """Register a probe; `None` marks a dependency that is disabled by configuration."""
+    def add_probe(
+        self, name: str, probe: Probe | None, *, critical: bool, detail: str | None = None
+    ) -> None:
+        """Register a probe; `None` marks a dependency that is disabled by configuration
+        (`detail` then says what would enable it)."""
         entry = _ProbeEntry(probe=probe, critical=critical)
         if probe is None:
-            entry.state = "disabled"
+            entry.state, entry.detail = "disabled", detail
         self._entries[name] = entry
 
     async def run_once(self) -> None:

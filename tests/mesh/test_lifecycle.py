@@ -11,6 +11,7 @@ from structlog.testing import capture_logs
 
 from app.domain.mesh import MeshEvent, NewTask, Task, TaskState
 from app.mesh.lifecycle import InMemoryClaimedStore, Lifecycle, task_text
+from app.mesh.orchestrator import OrchestratorClient
 from sandbox.testing import MeshHandle, start_mesh
 from tests.mesh.support import Peers, eventually, peers_for, sandbox_post
 
@@ -376,3 +377,31 @@ async def test_without_peers_nothing_runs_and_stop_is_safe() -> None:
     await lifecycle.stop()
     await lifecycle.stop()
     assert lifecycle.recent_events() == []
+
+
+async def test_without_orchestrator_credentials_nothing_is_attempted_or_retried() -> None:
+    orchestrator = OrchestratorClient(base_url="http://127.0.0.1:9", droplet_id=12)
+    lifecycle = Lifecycle(
+        registry=None,
+        orchestrator=orchestrator,
+        name="Chat Orchestrator",
+        steward="Zainab",
+        endpoint="http://127.0.0.1:8012",
+        capabilities=[],
+        version="1.0.0",
+        env="test",
+        task_runner=lambda task: asyncio.sleep(0, "never"),
+    )
+    try:
+        with capture_logs() as logs:
+            await lifecycle.start()
+        assert [t for t in asyncio.all_tasks() if t.get_name().startswith("lifecycle-")] == []
+        status = lifecycle.status()["orchestrator"]
+        assert (status.configured, status.registered, status.reachable) == (False, False, False)
+        assert status.last_error == "no credentials for the Orchestrator are configured"
+        started = next(e for e in logs if e["event"] == "lifecycle_started")
+        assert started["peers"] == [] and started["not_configured"] == ["orchestrator"]
+        assert not any(e["event"].endswith("_registration_failed") for e in logs)
+    finally:
+        await lifecycle.stop()
+        await orchestrator.aclose()
