@@ -54,10 +54,6 @@ class AlertLog:
     def _newest(self, events: Iterable[MeshEvent], limit: int) -> list[MeshEvent]:
         return heapq.nlargest(max(0, limit), events, key=lambda e: e.at)
 
-    def recent(self, limit: int = 20) -> list[MeshEvent]:
-        """Newest first, across senders."""
-        return self._newest((e for ring in self._buckets.values() for e in ring), limit)
-
     def alerts(self, limit: int = 10) -> list[MeshEvent]:
         """Recent events worth an operator's attention (warnings and worse): verified ones
         newest first, then unverified ones."""

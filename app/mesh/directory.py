@@ -52,10 +52,6 @@ class DirectoryListing(BaseModel):
     failures: list[PeerFailure] = Field(default_factory=list)
     fetched_at: datetime
 
-    @property
-    def complete(self) -> bool:
-        return not self.failures
-
 
 def _normalise(text: str) -> str:
     return " ".join(_NOT_WORD.sub(" ", text.lower()).split())
@@ -177,10 +173,6 @@ class DropletDirectory:
         listing = await self._listing(trace_id)
         found = next((d for d in listing.droplets if d.id == droplet_id), None)
         return found, listing.failures
-
-    def invalidate(self) -> None:
-        """Forget the cached listing (after a write that changes it)."""
-        self._cached = None
 
     async def _listing(self, trace_id: str | None) -> DirectoryListing:
         if self._fresh():

@@ -12,7 +12,7 @@ import contextlib
 import ipaddress
 import random
 import socket
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -120,7 +120,6 @@ class Lifecycle:
         max_concurrent_tasks: int = 4,
         claimed_store: ClaimedStore | None = None,
         event_sink: EventSink | None = None,
-        event_buffer: int = 200,
         host_metrics: HostMetrics | None = None,
         extra_metrics: Callable[[], Mapping[str, float]] | None = None,
         rng: random.Random | None = None,
@@ -154,7 +153,6 @@ class Lifecycle:
         self._task_slots = asyncio.Semaphore(max_concurrent_tasks)
         self._claimed: ClaimedStore = claimed_store or InMemoryClaimedStore()
         self._event_sink = event_sink
-        self._events: deque[MeshEvent] = deque(maxlen=event_buffer)
         self._host_metrics = host_metrics
         self._extra_metrics = extra_metrics
         self._rng = rng or random.Random()
@@ -182,10 +180,6 @@ class Lifecycle:
         self._flagged_missing: set[int] = set()
 
     # -- public -------------------------------------------------------------------------------
-
-    @property
-    def running(self) -> bool:
-        return bool(self._loops)
 
     async def start(self) -> None:
         """Start every loop once; calling it again while running does nothing."""
@@ -246,12 +240,6 @@ class Lifecycle:
         if "orchestrator" in snapshot and self._event_feed_enabled:
             snapshot["orchestrator"].event_feed = all(self._feed_connected.values())
         return snapshot
-
-    def recent_events(self, limit: int = 20) -> list[MeshEvent]:
-        """Newest first."""
-        if limit <= 0:
-            return []
-        return list(reversed(self._events))[:limit]
 
     async def heartbeat_once(self) -> dict[str, bool]:
         """One heartbeat round to every peer we are registered with: peer -> delivered."""
@@ -624,7 +612,6 @@ class Lifecycle:
     # -- helpers ------------------------------------------------------------------------------
 
     async def _emit(self, event: MeshEvent) -> None:
-        self._events.append(event)
         log.info(
             "mesh_event",
             kind=event.kind,

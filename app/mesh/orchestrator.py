@@ -4,8 +4,9 @@ Wire facts absorbed here (see contracts/mesh.md section 2): requests go out as U
 `/tasks*` and `/droplets*` answers come back wrapped in one; JSONB fields (capabilities, task
 payload and result) arrive as JSON-encoded strings; timestamps are naive UTC; every 404 carries
 the generic "Endpoint not found" body; the first registration of a new id answers 500 after
-inserting the row; `GET /droplets/{id}` is broken (500), so the list is filtered instead; the
-message type `heartbeat` is refused; some 500 bodies carry SQL and are never read into errors.
+inserting the row; `GET /droplets/{id}` is broken (500), so it is never called (one droplet
+comes from the list); the message type `heartbeat` is refused; some 500 bodies carry SQL and
+are never read into errors.
 
 Tokens (section 2): the Orchestrator reads `droplet_id` as an integer and rejects any token with
 an `aud` claim, so minted tokens carry exactly {droplet_id, permissions, iat, exp}. Sources, in
@@ -329,14 +330,6 @@ class OrchestratorClient:
             clock=clock,
         )
 
-    @property
-    def base_url(self) -> str:
-        return self._base_url
-
-    @property
-    def droplet_id(self) -> int:
-        return self._droplet_id
-
     async def aclose(self) -> None:
         if self._owns_client:
             await self._client.aclose()
@@ -584,15 +577,6 @@ class OrchestratorClient:
             except ValidationError:
                 log.warning("orchestrator_droplet_row_unreadable")
         return droplets
-
-    async def get_droplet(self, droplet_id: int, *, trace_id: str | None = None) -> Droplet:
-        # GET /droplets/{id} answers 500 (ambiguous SQL column): filter the list instead.
-        for droplet in await self.list_droplets(trace_id=trace_id):
-            if droplet.id == droplet_id:
-                return droplet
-        raise PeerNotFound(
-            PEER, f"droplet {droplet_id} is not registered with the Orchestrator", status_code=404
-        )
 
     # -- tasks --------------------------------------------------------------------------------
 

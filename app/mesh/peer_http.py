@@ -94,15 +94,6 @@ def _path(url: str) -> str:
     return httpx.URL(url).path
 
 
-def detail_text(body: Any) -> str:
-    """The `detail` string of a FastAPI error body, for matching known answers (never shown)."""
-    if isinstance(body, dict):
-        detail = body.get("detail", body.get("message"))
-        if isinstance(detail, str):
-            return detail
-    return ""
-
-
 def invalid_fields(body: Any) -> list[str]:
     """Field names from a 422 `{"detail":[{"loc":[...]}]}` body: safe to show, unlike messages."""
     fields: list[str] = []

@@ -55,23 +55,6 @@ class _Row(BaseModel):
     status: str | None = None
 
 
-class _Summary(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    total: int = 0
-    healthy: int = 0
-    down: int = 0
-    cost_hour_total: float = 0.0
-
-
-class RegistryDashboard(BaseModel):
-    total: int
-    healthy: int
-    down: int
-    cost_hour_total: float
-    droplets: list[Droplet]
-
-
 _ID = re.compile(r"^\s*(?:droplet[-_ ]?|drop|d)?#?(\d+)\s*$", re.IGNORECASE)
 _FQDN_ID = re.compile(r"^drop(?:let)?-?(\d+)(?:\.|$)", re.IGNORECASE)
 
@@ -125,10 +108,6 @@ class RegistryClient:
             reset_timeout=reset_timeout,
             clock=clock,
         )
-
-    @property
-    def base_url(self) -> str:
-        return self._base_url
 
     async def aclose(self) -> None:
         if self._owns_client:
@@ -244,26 +223,6 @@ class RegistryClient:
         if not isinstance(body, list):
             raise _unexpected()
         return _droplets(body)
-
-    async def dashboard(self, *, trace_id: str | None = None) -> RegistryDashboard:
-        response = await self._call("GET", "/dashboard", trace_id=trace_id, idempotent=True)
-        if response.status_code != 200 or not isinstance(response.body, dict):
-            if response.status_code == 200:
-                raise _unexpected()
-            raise self._rejected(response, "show its dashboard")
-        body = response.body
-        try:
-            summary = _Summary.model_validate(body.get("summary") or {})
-        except ValidationError as exc:
-            raise _unexpected() from exc
-        rows = body.get("droplets")
-        return RegistryDashboard(
-            total=summary.total,
-            healthy=summary.healthy,
-            down=summary.down,
-            cost_hour_total=summary.cost_hour_total,
-            droplets=_droplets(rows if isinstance(rows, list) else []),
-        )
 
     async def health(self, *, trace_id: str | None = None) -> bool:
         """True when the Registry answers `{"status":"ok"}`; never raises, bypasses the breaker

@@ -74,10 +74,6 @@ class CircuitBreaker:
             self._trial_in_flight = False
         return self._state
 
-    @property
-    def consecutive_failures(self) -> int:
-        return self._failures
-
     def retry_after(self) -> float:
         """Seconds until an open breaker lets a trial call through (0 when not open)."""
         if self.state is not CircuitState.OPEN:

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import structlog
+from structlog.typing import EventDict
 
+from app.domain.mesh import Droplet
 from app.mesh.orchestrator import OrchestratorClient, OrchestratorCredentials
 from app.mesh.registry import RegistryClient
 from app.utils.retry import RetryPolicy
 from sandbox.testing import MeshHandle
 
 FAST_RETRY = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02)
+
+
+async def no_wait(seconds: float) -> None:
+    """The adapters' retry sleep in tests: retries happen at once, nobody waits for real."""
 
 
 class Clock:
@@ -77,6 +84,7 @@ def peers_for(
         api_key=handle.registry_key,
         timeout=timeout,
         retry_policy=FAST_RETRY,
+        sleep=no_wait,
         **breaker,
     )
     orchestrator = OrchestratorClient(
@@ -85,6 +93,7 @@ def peers_for(
         timeout=timeout,
         droplet_id=droplet_id,
         retry_policy=FAST_RETRY,
+        sleep=no_wait,
         **breaker,
     )
     return Peers(registry=registry, orchestrator=orchestrator)
@@ -104,17 +113,89 @@ async def set_fault(base_url: str, mode: str, delay: float | None = None) -> Non
     await sandbox_post(base_url, "/_sandbox/fault", body)
 
 
-async def eventually(
-    check: Callable[[], Awaitable[bool] | bool], *, within: float = 10.0, every: float = 0.05
-) -> None:
-    """Wait until `check()` holds; fail with a clear message when it never does."""
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within} s")
-        await asyncio.sleep(every)
+class Logs:
+    """Structlog events as they happen, which a test can wait for instead of polling."""
+
+    def __init__(self) -> None:
+        self.entries: list[EventDict] = []
+        self._loop = asyncio.get_running_loop()
+        self._grew = asyncio.Event()
+
+    def __call__(self, _logger: Any, method: str, event: EventDict) -> EventDict:
+        # Threads log too (the sandbox's servers); wake the test's loop safely from any of them.
+        self.entries.append({**event, "log_level": method})
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+            self._loop.call_soon_threadsafe(self._grew.set)
+        raise structlog.DropEvent
+
+    def events(self) -> list[str]:
+        return [str(e["event"]) for e in self.entries]
+
+    def count(self, name: str, **fields: Any) -> int:
+        return len(self.matching(name, **fields))
+
+    def matching(self, name: str, **fields: Any) -> list[EventDict]:
+        return [
+            e
+            for e in list(self.entries)
+            if e["event"] == name and all(e.get(k) == v for k, v in fields.items())
+        ]
+
+    async def wait_for(self, check: Callable[[], bool], *, within: float = 10.0) -> None:
+        """Until `check()` holds; each new log line wakes it up (`within` only bounds a failure)."""
+        async with asyncio.timeout(within):
+            while True:
+                self._grew.clear()
+                if check():
+                    return
+                await self._grew.wait()
+
+    async def event(self, name: str, *, times: int = 1, **fields: Any) -> EventDict:
+        """The `times`-th event called `name` whose fields match, once it has been logged."""
+        await self.wait_for(lambda: self.count(name, **fields) >= times)
+        return self.matching(name, **fields)[times - 1]
+
+
+@contextlib.contextmanager
+def watching_logs() -> Iterator[Logs]:
+    """Like structlog's `capture_logs`, but a test can await what it is waiting for."""
+    logs = Logs()
+    processors = structlog.get_config()["processors"]
+    saved = processors.copy()
+    processors.clear()
+    processors.append(logs)
+    structlog.configure(processors=processors)
+    try:
+        yield logs
+    finally:
+        processors.clear()
+        processors.extend(saved)
+        structlog.configure(processors=processors)
+
+
+class CountingSleep:
+    """A real sleep that counts its calls by duration, so a test can wait for loop rounds."""
+
+    def __init__(self) -> None:
+        self.calls: dict[float, int] = {}
+        self._slept = asyncio.Condition()
+
+    async def __call__(self, seconds: float) -> None:
+        async with self._slept:
+            self.calls[seconds] = self.calls.get(seconds, 0) + 1
+            self._slept.notify_all()
+        await asyncio.sleep(seconds)
+
+    async def rounds(self, seconds: float, count: int, *, within: float = 10.0) -> None:
+        """Wait until `count` more sleeps of `seconds` have started."""
+        target = self.calls.get(seconds, 0) + count
+        async with asyncio.timeout(within), self._slept:
+            await self._slept.wait_for(lambda: self.calls.get(seconds, 0) >= target)
+
+
+async def droplet_row(orchestrator: OrchestratorClient, droplet_id: int) -> Droplet:
+    """One droplet as the Orchestrator lists it (its `GET /droplets/{id}` is broken)."""
+    for droplet in await orchestrator.list_droplets():
+        if droplet.id == droplet_id:
+            return droplet
+    raise AssertionError(f"droplet {droplet_id} is not registered with the Orchestrator")

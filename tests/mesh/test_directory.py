@@ -9,7 +9,7 @@ from app.mesh.directory import DropletDirectory, status_matches
 from app.mesh.orchestrator import OrchestratorClient, OrchestratorCredentials
 from app.mesh.registry import RegistryClient
 from sandbox.testing import MeshHandle, start_mesh
-from tests.mesh.support import FAST_RETRY, Peers, peers_for
+from tests.mesh.support import FAST_RETRY, Clock, Peers, no_wait, peers_for
 
 
 @pytest.fixture(scope="module")
@@ -30,13 +30,18 @@ async def peers(mesh: MeshHandle) -> AsyncIterator[Peers]:
 async def offline() -> AsyncIterator[DropletDirectory]:
     """A directory whose peers are both unreachable (nothing listens on port 9)."""
     registry = RegistryClient(
-        base_url="http://127.0.0.1:9", api_key="k", timeout=0.5, retry_policy=FAST_RETRY
+        base_url="http://127.0.0.1:9",
+        api_key="k",
+        timeout=0.5,
+        retry_policy=FAST_RETRY,
+        sleep=no_wait,
     )
     orchestrator = OrchestratorClient(
         base_url="http://127.0.0.1:9",
         credentials=OrchestratorCredentials(token="opaque"),
         timeout=0.5,
         retry_policy=FAST_RETRY,
+        sleep=no_wait,
     )
     yield DropletDirectory(registry=registry, orchestrator=orchestrator, ttl=0)
     for closable in (registry, orchestrator):
@@ -94,7 +99,7 @@ def test_status_words_of_both_peers_match(status: str, wanted: str, matches: boo
 async def test_listing_merges_both_peers(peers: Peers) -> None:
     directory = DropletDirectory(registry=peers.registry, orchestrator=peers.orchestrator)
     listing = await directory.list()
-    assert listing.complete
+    assert listing.failures == []
     by_id = {d.id: d for d in listing.droplets}
     deck = by_id[14]
     assert deck.name == "Visibility Deck"
@@ -137,12 +142,16 @@ async def test_with_no_peer_the_catalogue_still_answers(offline: DropletDirector
 
 
 async def test_listings_are_cached_briefly(mesh: MeshHandle, peers: Peers) -> None:
-    directory = DropletDirectory(registry=peers.registry, orchestrator=peers.orchestrator, ttl=60)
+    clock = Clock()
+    directory = DropletDirectory(
+        registry=peers.registry, orchestrator=peers.orchestrator, ttl=5, clock=clock
+    )
     first = await directory.list()
     await asyncio.to_thread(mesh.stop_registry)
     try:
+        clock.now += 4.9
         assert (await directory.list()).fetched_at == first.fetched_at
-        directory.invalidate()
+        clock.now += 0.1
         assert [f.peer for f in (await directory.list()).failures] == ["registry"]
     finally:
         await asyncio.to_thread(mesh.start_registry)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,15 @@ from app.domain.mesh import MeshEvent, NewTask, Task, TaskState
 from app.mesh.lifecycle import InMemoryClaimedStore, Lifecycle, task_text
 from app.mesh.orchestrator import OrchestratorClient
 from sandbox.testing import MeshHandle, start_mesh
-from tests.mesh.support import Peers, eventually, peers_for, sandbox_post
+from tests.mesh.support import (
+    CountingSleep,
+    Logs,
+    Peers,
+    droplet_row,
+    peers_for,
+    sandbox_post,
+    watching_logs,
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +49,28 @@ async def peers(mesh: MeshHandle) -> AsyncIterator[Peers]:
 
 
 class Sink:
+    """The lifecycle's event sink; a test waits on it instead of polling."""
+
     def __init__(self) -> None:
         self.events: list[MeshEvent] = []
+        self._arrived = asyncio.Condition()
 
     async def __call__(self, event: MeshEvent) -> None:
-        self.events.append(event)
+        async with self._arrived:
+            self.events.append(event)
+            self._arrived.notify_all()
 
     def kinds(self, droplet_id: int | None = None) -> list[str]:
         return [e.kind for e in self.events if droplet_id is None or e.droplet_id == droplet_id]
+
+    async def wait_for(
+        self, kind: str, *, droplet_id: int | None = None, times: int = 1, within: float = 10.0
+    ) -> MeshEvent:
+        async with asyncio.timeout(within), self._arrived:
+            await self._arrived.wait_for(lambda: self.kinds(droplet_id).count(kind) >= times)
+        return [e for e in self.events if e.kind == kind and droplet_id in (None, e.droplet_id)][
+            times - 1
+        ]
 
 
 @pytest.fixture
@@ -85,9 +107,14 @@ async def running(peers: Peers) -> AsyncIterator[Any]:
         await lifecycle.stop()
 
 
-def registered(lifecycle: Lifecycle, *peers: str) -> bool:
-    status = lifecycle.status()
-    return all(status[p].registered and status[p].reachable for p in peers)
+def lifecycle_tasks() -> list[str]:
+    return sorted(
+        t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith("lifecycle-")
+    )
+
+
+def both_beat(logs: Logs) -> Callable[[], bool]:
+    return lambda: logs.count("heartbeat_sent", ok=["orchestrator", "registry"]) > 0
 
 
 async def registry_row(mesh: MeshHandle, droplet_id: int = 12) -> dict[str, Any] | None:
@@ -102,37 +129,29 @@ async def registry_row(mesh: MeshHandle, droplet_id: int = 12) -> dict[str, Any]
 async def test_registers_with_both_peers_heartbeats_and_goes_inactive_on_stop(
     running: Any, peers: Peers, mesh: MeshHandle
 ) -> None:
-    with capture_logs() as logs:
+    with watching_logs() as logs:
         lifecycle = await running()
         await lifecycle.start()  # a second start is a no-op
-        await eventually(lambda: registered(lifecycle, "registry", "orchestrator"), within=5)
-        await eventually(
-            lambda: any(
-                e["event"] == "heartbeat_sent" and e["ok"] == ["orchestrator", "registry"]
-                for e in logs
-            ),
-            within=5,
-        )
-    events = [e["event"] for e in logs]
+        await logs.wait_for(both_beat(logs))
+        events = logs.events()
     assert events.count("registry_registration_success") == 1
     # The Orchestrator's first answer to a new id is a 500; it must not show as a failure.
     assert events.count("orchestrator_registration_success") == 1
     assert "orchestrator_registration_failed" not in events
-    assert [t for t in asyncio.all_tasks() if t.get_name() == "lifecycle-heartbeat"]
-    assert len([t for t in asyncio.all_tasks() if t.get_name() == "lifecycle-heartbeat"]) == 1
+    assert lifecycle_tasks().count("lifecycle-heartbeat") == 1
 
     row = await registry_row(mesh)
     assert row is not None and row["role"] == "chat_orchestrator" and row["fqdn"] == "127.0.0.1"
     assert row["status"] == "healthy" and row["cpu"] is not None
-    me = await peers.orchestrator.get_droplet(12)
+    me = await droplet_row(peers.orchestrator, 12)
     assert me.status == "active"
     assert me.capabilities == ["chat", "natural_language_understanding"]
     status = lifecycle.status()
     assert status["orchestrator"].last_ok is not None and status["registry"].last_error is None
 
     await lifecycle.stop()
-    assert not lifecycle.running
-    assert (await peers.orchestrator.get_droplet(12)).status == "inactive"
+    assert lifecycle_tasks() == []
+    assert (await droplet_row(peers.orchestrator, 12)).status == "inactive"
 
 
 async def test_a_peer_down_at_start_is_registered_once_it_comes_up(
@@ -140,12 +159,11 @@ async def test_a_peer_down_at_start_is_registered_once_it_comes_up(
 ) -> None:
     await asyncio.to_thread(mesh.stop_registry)
     sink = Sink()
-    with capture_logs() as logs:
+    with watching_logs() as logs:
         lifecycle = await running(event_sink=sink)
-        await eventually(lambda: registered(lifecycle, "orchestrator"), within=5)
-        await eventually(
-            lambda: any(e["event"] == "registry_registration_failed" for e in logs), within=5
-        )
+        await logs.event("orchestrator_registration_success")
+        failure = await logs.event("registry_registration_failed")
+        unreachable = await sink.wait_for("peer_unreachable", droplet_id=1)
     status = lifecycle.status()["registry"]
     assert (status.registered, status.reachable) == (False, False)
     # After a few failed attempts the breaker opens and the wording says so; both are safe text.
@@ -153,13 +171,12 @@ async def test_a_peer_down_at_start_is_registered_once_it_comes_up(
     assert status.last_error.startswith(
         ("the Registry is unreachable", "the Registry is unavailable")
     )
-    failure = next(e for e in logs if e["event"] == "registry_registration_failed")
     assert failure["reason"] == "the Registry is unreachable"
-    unreachable = [e for e in lifecycle.recent_events() if e.kind == "peer_unreachable"]
-    assert unreachable[0].severity == "critical" and unreachable[0].droplet_id == 1
+    assert unreachable.severity == "critical"
 
-    await asyncio.to_thread(mesh.start_registry)
-    await eventually(lambda: registered(lifecycle, "registry"), within=5)
+    with watching_logs() as logs:
+        await asyncio.to_thread(mesh.start_registry)
+        await logs.event("registry_registration_success")
     assert await registry_row(mesh) is not None
     assert "peer_recovered" in sink.kinds(1)
     assert lifecycle.status()["registry"].last_error is None
@@ -169,45 +186,45 @@ async def test_a_peer_dying_mid_run_is_reported_and_picked_up_again(
     running: Any, mesh: MeshHandle
 ) -> None:
     sink = Sink()
-    lifecycle = await running(event_sink=sink)
-    await eventually(
-        lambda: (
-            registered(lifecycle, "registry", "orchestrator")
-            and bool(lifecycle.status()["orchestrator"].event_feed)
-        ),
-        within=5,
-    )
+    with watching_logs() as logs:
+        lifecycle = await running(event_sink=sink)
+        await logs.wait_for(both_beat(logs))
+        await logs.event("event_feed_connected", channel="tasks")
+        await logs.event("event_feed_connected", channel="droplets")
+        assert lifecycle.status()["orchestrator"].event_feed
 
-    await asyncio.to_thread(mesh.stop_orchestrator)
-    try:
-        await eventually(lambda: not lifecycle.status()["orchestrator"].reachable, within=5)
-        status = lifecycle.status()
-        assert status["orchestrator"].event_feed is False
-        assert status["orchestrator"].registered  # it was not forgotten, only unreachable
-        assert status["registry"].reachable
-    finally:
-        await asyncio.to_thread(mesh.start_orchestrator)
-    await eventually(
-        lambda: (
-            lifecycle.status()["orchestrator"].reachable
-            and bool(lifecycle.status()["orchestrator"].event_feed)
-        ),
-        within=5,
-    )
+        await asyncio.to_thread(mesh.stop_orchestrator)
+        try:
+            await sink.wait_for("peer_unreachable", droplet_id=10)
+            await logs.wait_for(
+                lambda: logs.count("event_feed_lost") + logs.count("event_feed_closed") > 0
+            )
+            status = lifecycle.status()
+            assert not status["orchestrator"].reachable
+            assert status["orchestrator"].event_feed is False
+            assert status["orchestrator"].registered  # it was not forgotten, only unreachable
+            assert status["registry"].reachable
+        finally:
+            await asyncio.to_thread(mesh.start_orchestrator)
+        await sink.wait_for("peer_recovered", droplet_id=10)
+        await logs.event("event_feed_connected", channel="tasks", times=2)
+        await logs.event("event_feed_connected", channel="droplets", times=2)
+    assert lifecycle.status()["orchestrator"].reachable
+    assert lifecycle.status()["orchestrator"].event_feed
     assert sink.kinds(10) == ["peer_unreachable", "peer_recovered"]
-    assert lifecycle.recent_events(1)[0].kind == "peer_recovered"
 
 
 async def test_a_peer_that_forgets_us_answers_404_and_we_register_again(
     running: Any, mesh: MeshHandle, key_dir: Path
 ) -> None:
-    lifecycle = await running()
-    await eventually(lambda: registered(lifecycle, "registry", "orchestrator"), within=5)
+    with watching_logs() as logs:
+        lifecycle = await running()
+        await logs.wait_for(both_beat(logs))
     registry_port = int(mesh.registry_url.rsplit(":", 1)[1])
     orchestrator_port = int(mesh.orchestrator_url.rsplit(":", 1)[1])
     # Both peers restart without their state, on the same ports and with the same keys.
     await asyncio.to_thread(mesh.stop)
-    with capture_logs() as logs:
+    with watching_logs() as logs:
         fresh = await asyncio.to_thread(
             start_mesh,
             key_dir=key_dir,
@@ -215,14 +232,12 @@ async def test_a_peer_that_forgets_us_answers_404_and_we_register_again(
             orchestrator_port=orchestrator_port,
         )
         try:
-            await eventually(
-                lambda: sum(e["event"].endswith("_registration_success") for e in logs) == 2,
-                within=8,
-            )
+            await logs.event("registry_registration_success")
+            await logs.event("orchestrator_registration_success")
             assert await registry_row(fresh) is not None
-            unknown = {e["peer"] for e in logs if e["event"] == "heartbeat_unknown_droplet"}
+            unknown = {e["peer"] for e in logs.matching("heartbeat_unknown_droplet")}
             assert unknown == {"registry", "orchestrator"}
-            await eventually(lambda: registered(lifecycle, "registry", "orchestrator"))
+            await logs.wait_for(both_beat(logs))
         finally:
             await lifecycle.stop()
             await asyncio.to_thread(fresh.stop)
@@ -240,42 +255,41 @@ async def test_assigned_tasks_are_answered_by_the_runner(running: Any, peers: Pe
         return f"echo: {text}"
 
     store = InMemoryClaimedStore()
-    lifecycle = await running(task_runner=runner, claimed_store=store)
-    await eventually(lambda: registered(lifecycle, "orchestrator"), within=5)
+    with watching_logs() as logs:
+        await running(task_runner=runner, claimed_store=store)
+        await logs.event("orchestrator_registration_success")
 
-    async def create(payload: dict[str, Any]) -> int:
-        created = await peers.orchestrator.create_task(
-            NewTask(
-                task_type="custom",
-                title="Answer user question",
-                required_capability="chat",
-                payload=payload,
+        async def finished(payload: dict[str, Any]) -> Task:
+            created = await peers.orchestrator.create_task(
+                NewTask(
+                    task_type="custom",
+                    title="Answer user question",
+                    required_capability="chat",
+                    payload=payload,
+                )
             )
-        )
-        return created.task_id
+            task_id = created.task_id
+            await logs.wait_for(
+                lambda: (
+                    logs.count("task_completed", task_id=task_id)
+                    + logs.count("task_failed", task_id=task_id)
+                    > 0
+                )
+            )
+            return await peers.orchestrator.get_task(task_id)
 
-    async def finished(task_id: int) -> Task:
-        async def done() -> bool:
-            task = await peers.orchestrator.get_task(task_id)
-            return task.status in (TaskState.COMPLETED, TaskState.FAILED)
-
-        await eventually(done, within=5)
-        return await peers.orchestrator.get_task(task_id)
-
-    answered = await finished(await create({"session_id": "s-1", "message": "hello"}))
+        answered = await finished({"session_id": "s-1", "message": "hello"})
+        by_text = await finished({"text": "hi"})
+        empty = await finished({"session_id": "s-2"})
+        broken = await finished({"message": "explode"})
     assert answered.status is TaskState.COMPLETED
     assert answered.result == {"answer": "echo: hello"}
     assert [h.to_status for h in answered.history][-2:] == ["in_progress", "completed"]
-
-    by_text = await finished(await create({"text": "hi"}))
     assert by_text.result == {"answer": "echo: hi"}
-
-    empty = await finished(await create({"session_id": "s-2"}))
     assert empty.status is TaskState.FAILED
     assert empty.error_message == (
         "the task payload has no 'message' or 'text' for the Chat Orchestrator to answer"
     )
-    broken = await finished(await create({"message": "explode"}))
     assert broken.status is TaskState.FAILED
     assert broken.error_message == "the Chat Orchestrator failed while answering this task"
     assert asked == ["hello", "hi", "explode"]
@@ -301,15 +315,12 @@ async def test_a_task_already_claimed_before_a_restart_is_never_run_again(
     )
     store = InMemoryClaimedStore()
     await store.mark(created.task_id)  # what a previous process recorded
-    lifecycle = await running(task_runner=runner, claimed_store=store)
-    await eventually(lambda: registered(lifecycle, "orchestrator"), within=5)
-
-    async def refused() -> bool:
-        task = await peers.orchestrator.get_task(created.task_id)
-        return task.status is TaskState.FAILED
-
-    await eventually(refused, within=5)
+    with watching_logs() as logs:
+        await running(task_runner=runner, claimed_store=store)
+        await logs.event("task_already_claimed", task_id=created.task_id)
+        await logs.event("task_failed", task_id=created.task_id)
     task = await peers.orchestrator.get_task(created.task_id)
+    assert task.status is TaskState.FAILED
     assert task.assigned_droplet_id == 12
     assert task.error_message == (
         "droplet 12 already took this task once (before a restart or a lost update) and never "
@@ -321,38 +332,35 @@ async def test_a_task_already_claimed_before_a_restart_is_never_run_again(
 @pytest.mark.parametrize("mesh_options", [{"inactive_after": 1.0}])
 async def test_event_feed_turns_health_changes_into_alerts(running: Any, mesh: MeshHandle) -> None:
     sink = Sink()
-    lifecycle = await running(event_sink=sink, watch_interval=0)
-    await eventually(
-        lambda: bool(
-            lifecycle.status().get("orchestrator") and lifecycle.status()["orchestrator"].event_feed
-        ),
-        within=5,
-    )
+    with watching_logs() as logs:
+        await running(event_sink=sink, watch_interval=0)
+        await logs.event("event_feed_connected", channel="droplets")
     await sandbox_post(mesh.orchestrator_url, "/_sandbox/droplets/14/stop-heartbeats")
-    await eventually(lambda: "droplet_health_changed" in sink.kinds(14), within=5)
-    went_down = next(
-        e for e in sink.events if e.kind == "droplet_health_changed" and e.droplet_id == 14
-    )
+    went_down = await sink.wait_for("droplet_health_changed", droplet_id=14)
     assert went_down.severity == "warning"
     assert went_down.summary == "Visibility Deck (droplet 14) went inactive (was active)"
 
     await sandbox_post(mesh.orchestrator_url, "/_sandbox/droplets/14/start-heartbeats")
-    await eventually(lambda: sink.kinds(14).count("droplet_health_changed") == 2, within=5)
-    recovered = lifecycle.recent_events(1)[0]
+    recovered = await sink.wait_for("droplet_health_changed", droplet_id=14, times=2)
     assert (recovered.severity, recovered.droplet_id) == ("info", 14)
     assert "recovered" in recovered.summary
-    assert lifecycle.recent_events(100) == list(reversed(sink.events))
-    assert len(lifecycle.recent_events(2)) == 2
 
 
 async def test_heartbeat_misses_we_observe_ourselves_are_reported_once(
     running: Any, mesh: MeshHandle
 ) -> None:
     sink = Sink()
+    sleep = CountingSleep()
     await sandbox_post(mesh.orchestrator_url, "/_sandbox/droplets/18/stop-heartbeats")
-    await running(event_sink=sink, event_feed=False, watch_interval=0.1, heartbeat_miss_after=0.5)
-    await eventually(lambda: "heartbeat_missed" in sink.kinds(18), within=5)
-    await asyncio.sleep(0.4)  # more watch rounds; still active, still silent
+    await running(
+        event_sink=sink,
+        event_feed=False,
+        watch_interval=0.1,
+        heartbeat_miss_after=0.5,
+        sleep=sleep,
+    )
+    await sink.wait_for("heartbeat_missed", droplet_id=18)
+    await sleep.rounds(0.1, 3)  # more watch rounds; still active, still silent
     missed = [e for e in sink.events if e.kind == "heartbeat_missed" and e.droplet_id == 18]
     assert len(missed) == 1
     assert missed[0].severity == "warning"
@@ -374,9 +382,9 @@ async def test_without_peers_nothing_runs_and_stop_is_safe() -> None:
     await lifecycle.start()
     assert lifecycle.status() == {}
     assert await lifecycle.heartbeat_once() == {}
+    assert lifecycle_tasks() == []
     await lifecycle.stop()
     await lifecycle.stop()
-    assert lifecycle.recent_events() == []
 
 
 async def test_without_orchestrator_credentials_nothing_is_attempted_or_retried() -> None:
@@ -395,7 +403,7 @@ async def test_without_orchestrator_credentials_nothing_is_attempted_or_retried(
     try:
         with capture_logs() as logs:
             await lifecycle.start()
-        assert [t for t in asyncio.all_tasks() if t.get_name().startswith("lifecycle-")] == []
+        assert lifecycle_tasks() == []
         status = lifecycle.status()["orchestrator"]
         assert (status.configured, status.registered, status.reachable) == (False, False, False)
         assert status.last_error == "no credentials for the Orchestrator are configured"

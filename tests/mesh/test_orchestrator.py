@@ -26,7 +26,7 @@ from app.mesh.tokens import TokenUnavailable
 from sandbox.testing import MeshHandle, start_mesh
 from tests.conftest import KeyPair
 from tests.fakes._server import ThreadedServer
-from tests.mesh.support import FAST_RETRY, Clock, sandbox_post, set_fault
+from tests.mesh.support import FAST_RETRY, Clock, droplet_row, no_wait, sandbox_post, set_fault
 
 
 def state_of(client: OrchestratorClient) -> CircuitState:
@@ -61,6 +61,7 @@ class Client:
             droplet_id=droplet_id,
             timeout=options.pop("timeout", 2.0),
             retry_policy=FAST_RETRY,
+            sleep=no_wait,
             **options,
         )
         self.droplet_id = droplet_id
@@ -111,7 +112,7 @@ async def test_first_registration_500_is_absorbed_and_capabilities_arrive_as_a_l
     )
     assert again.status == "updated"
     assert again.heartbeat_interval_seconds == 60
-    droplet = await client.orchestrator.get_droplet(client.droplet_id)
+    droplet = await droplet_row(client.orchestrator, client.droplet_id)
     assert droplet.capabilities == ["chat", "conversation_memory"]
     assert droplet.steward == "Zainab" and droplet.status == "active"
     assert droplet.last_seen is not None and droplet.last_seen.tzinfo is UTC
@@ -129,17 +130,12 @@ async def test_heartbeat_needs_registration_first(make: Any) -> None:
     assert deadline is not None and deadline.tzinfo is not None
 
 
-async def test_get_droplet_filters_the_list_because_the_detail_route_is_broken(
-    make: Any,
-) -> None:
+async def test_droplet_rows_decode_their_capabilities_and_filters_apply(make: Any) -> None:
     client = make()
-    deck = await client.orchestrator.get_droplet(14)
+    deck = await droplet_row(client.orchestrator, 14)
     assert deck.name == "Visibility Deck"
     assert deck.endpoint is None  # the seeded rows' empty endpoint
     assert "monitoring" in deck.capabilities
-    with pytest.raises(PeerNotFound) as caught:
-        await client.orchestrator.get_droplet(999)
-    assert caught.value.message == "droplet 999 is not registered with the Orchestrator"
     active = await client.orchestrator.list_droplets(status="active", capability="voice")
     assert [d.id for d in active] == [18]
 
@@ -371,7 +367,8 @@ async def test_send_relays_to_a_live_droplet_and_reports_dead_ones(make: Any) ->
         Starlette(routes=[Route("/message", message, methods=["POST"])]), name="fake-target"
     )
     await asyncio.to_thread(target_server.start)
-    target, sender = make(), make()
+    # A threshold of one: a single failure blamed on the Orchestrator would open its breaker.
+    target, sender = make(), make(failure_threshold=1)
     try:
         await target.orchestrator.register(
             name="Target",
@@ -391,7 +388,7 @@ async def test_send_relays_to_a_live_droplet_and_reports_dead_ones(make: Any) ->
         assert dead.value.message == (
             "Visibility Deck (droplet 14) could not be reached through the Orchestrator"
         )
-        assert sender.orchestrator.breaker.consecutive_failures == 0
+        assert state_of(sender.orchestrator) is CircuitState.CLOSED
     finally:
         await asyncio.to_thread(target_server.stop)
 
@@ -473,12 +470,20 @@ def test_health_change_events_get_severities() -> None:
 # -- authentication, on a scripted transport --------------------------------------------------
 
 
+class Slept(list[float]):
+    """An injected sleep that only records how long the adapter wanted to wait."""
+
+    async def append_async(self, seconds: float) -> None:
+        self.append(seconds)
+
+
 class Scripted:
     """An Orchestrator on `httpx.MockTransport`: accepts tokens signed by `keys`, else 401."""
 
     def __init__(self, keys: KeyPair) -> None:
         self.keys = keys
         self.seen: list[tuple[str, str, str | None]] = []
+        self.slept = Slept()
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         authorization = request.headers.get("authorization")
@@ -499,6 +504,7 @@ class Scripted:
             credentials=OrchestratorCredentials(**given),
             client=httpx.AsyncClient(transport=httpx.MockTransport(self)),
             failure_threshold=1,
+            sleep=self.slept.append_async,
         )
 
 
@@ -538,6 +544,7 @@ async def test_no_token_at_all_never_reaches_the_orchestrator_nor_opens_its_brea
         with pytest.raises(TokenUnavailable):
             await client.list_tasks()
     assert orchestrator.seen == []
+    assert len(orchestrator.slept) == 6  # each read still tried three times (an issuer may blip)
     assert state_of(client) is CircuitState.CLOSED
     # Unauthenticated calls still go through, without any Authorization header.
     assert (await client.state()).cpu_percent == 1.0

@@ -14,7 +14,7 @@ from app.mesh.registry import RegistryClient, droplet_id_from_wire
 from app.mesh.resilience import CircuitOpen, CircuitState
 from sandbox.testing import MeshHandle, start_mesh
 from tests.conftest import KeyPair
-from tests.mesh.support import FAST_RETRY, Clock, set_fault
+from tests.mesh.support import FAST_RETRY, Clock, no_wait, set_fault
 
 
 def state_of(client: RegistryClient) -> CircuitState:
@@ -45,6 +45,7 @@ async def registry(mesh: MeshHandle, clock: Clock) -> AsyncIterator[RegistryClie
         api_key=mesh.registry_key,
         timeout=1.0,
         retry_policy=FAST_RETRY,
+        sleep=no_wait,
         failure_threshold=3,
         reset_timeout=30.0,
         clock=clock,
@@ -117,13 +118,10 @@ async def test_heartbeat_for_an_unknown_droplet_is_not_found(registry: RegistryC
     assert caught.value.message == "droplet 99 is not registered with the Registry"
 
 
-async def test_list_and_dashboard_parse_string_ids(registry: RegistryClient) -> None:
+async def test_the_list_parses_string_ids(registry: RegistryClient) -> None:
     droplets = {d.id: d for d in await registry.list_droplets()}
     assert {1, 2, 10, 14, 16, 18} <= droplets.keys()
     assert droplets[14].role == "visibility_deck"
-    dashboard = await registry.dashboard()
-    assert dashboard.total == len(dashboard.droplets) >= 6
-    assert dashboard.healthy + dashboard.down == dashboard.total
     assert await registry.health() is True
 
 
@@ -158,7 +156,11 @@ async def test_faults_become_safe_unavailability(
 
 async def test_slow_answers_time_out(registry: RegistryClient, mesh: MeshHandle) -> None:
     impatient = RegistryClient(
-        base_url=mesh.registry_url, api_key=mesh.registry_key, timeout=0.2, retry_policy=FAST_RETRY
+        base_url=mesh.registry_url,
+        api_key=mesh.registry_key,
+        timeout=0.2,
+        retry_policy=FAST_RETRY,
+        sleep=no_wait,
     )
     await set_fault(mesh.registry_url, "slow", delay=0.5)
     try:
