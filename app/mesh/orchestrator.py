@@ -82,7 +82,7 @@ _SEND_FAILURES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class OrchestratorCredentials:
     """What the deployment gave us to authenticate with; each one configured is a source."""
 

@@ -27,7 +27,7 @@ RetryAfter = Callable[[Exception], float | None]
 BeforeSleep = Callable[[RetryCallState], None]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RetryPolicy:
     """Before retry n (1, 2, ...) wait a random time in
     [min_delay, min(max_delay, base_delay * 2**(n-1))], or the top of that window without jitter.
