@@ -2,12 +2,13 @@
 
 The strategy is limits' sliding window counter: the current fixed window's count plus the
 previous one's, weighted by how much of it still overlaps the last minute (the Cloudflare
-method). Cheap, no burst of twice the budget at a window edge, and the same arithmetic in
-memory and in Redis.
+method). Two counters per key, no burst of twice the budget at a window edge (limits rounds
+the weighted count down, so crossing an edge can let one hit more through), and the same
+arithmetic in memory and in Redis (a Lua script there, so instances never race).
 
-Storage: in memory for one instance; in Redis when the event bus is Redis, so every instance
-sees every turn. If Redis fails, the instance keeps limiting on its own (memory) rather than
-not at all.
+Storage: in memory for one instance (keys expire two windows after their last count); in Redis
+when the event bus is Redis, so every instance sees every turn. If Redis fails, the instance
+keeps limiting on its own (memory) rather than not at all.
 """
 
 from __future__ import annotations
