@@ -6,9 +6,9 @@ method). Two counters per key, no burst of twice the budget at a window edge (li
 the weighted count down, so crossing an edge can let one hit more through), and the same
 arithmetic in memory and in Redis (a Lua script there, so instances never race).
 
-Storage: in memory for one instance (keys expire two windows after their last count); in Redis
-when the event bus is Redis, so every instance sees every turn. If Redis fails, the instance
-keeps limiting on its own (memory) rather than not at all.
+Storage: in memory for one instance (a window's counter expires two windows after its first
+hit); in Redis when the event bus is Redis, so every instance sees every turn. If Redis fails,
+the instance keeps limiting on its own (memory) rather than not at all.
 """
 
 from __future__ import annotations
