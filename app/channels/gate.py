@@ -9,7 +9,6 @@ tool runs; sessions are keyed by their owner's namespace.
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Sequence
 from typing import Literal
 
@@ -18,13 +17,14 @@ from app.channels.jwt import TokenInvalid, key_id, verify_token
 from app.channels.rate_limit import RateLimiter
 from app.config import Settings
 from app.conversation.service import Channel, Turn
-from app.domain.identity import Caller, Identity, Permission, session_key
+from app.domain.identity import SESSION_ID_RULE, Caller, Identity, Permission, session_key
+
+# Re-exported: routes check session ids where they read them, with the gate's own rule.
+from app.domain.identity import valid_session_id as valid_session_id
 from app.domain.udc import ErrorCode
 from app.mesh.keys import PublicKeySource
 
 _CHALLENGE = 'Bearer realm="droplet-12"'
-SESSION_ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"
-_SESSION_ID = re.compile(SESSION_ID_PATTERN)
 
 DEVELOPER = frozenset({"read", "write"})
 """What a tokenless caller may do while CHAT_AUTH=none (development only)."""
@@ -51,10 +51,6 @@ def bearer_token(authorization: str | None) -> str | None:
     if scheme.lower() != "bearer" or not token.strip() or " " in token.strip():
         raise unauthorized("Authorization header must be 'Bearer <token>'")
     return token.strip()
-
-
-def valid_session_id(value: object) -> bool:
-    return isinstance(value, str) and _SESSION_ID.match(value) is not None
 
 
 def _networks(values: Sequence[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
@@ -219,11 +215,7 @@ class Gate:
         namespace, so another identity's session can never be reached or squatted."""
         self.require(caller, "read", to="Talking to the Chat Orchestrator")
         if session_id is not None and not valid_session_id(session_id):
-            raise ApiError(
-                422,
-                "session_id must be 1 to 128 characters of letters, digits and . _ : @ -",
-                details={"field": "session_id"},
-            )
+            raise ApiError(422, SESSION_ID_RULE, details={"field": "session_id"})
         return Turn(
             text=text,
             trace_id=trace_id,

@@ -1,146 +1,152 @@
-"""Chat-turn rate limits per identity (or client address): in memory, or in Redis across instances.
+"""Per-minute budgets per identity (or client address), kept by the `limits` library.
 
-A sliding window of one minute approximated by two fixed windows (the Cloudflare method): cheap,
-bounded memory, and no burst of twice the limit at a window edge.
+The strategy is limits' sliding window counter: the current fixed window's count plus the
+previous one's, weighted by how much of it still overlaps the last minute (the Cloudflare
+method). Two counters per key, no burst of twice the budget at a window edge (limits rounds
+the weighted count down, so crossing an edge can let one hit more through), and the same
+arithmetic in memory and in Redis (a Lua script there, so instances never race).
+
+Storage: in memory for one instance (a window's counter expires two windows after its first
+hit); in Redis when the event bus is Redis, so every instance sees every turn. If Redis fails,
+the instance keeps limiting on its own (memory) rather than not at all.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Literal
 
 import structlog
+from limits import RateLimitItemPerMinute
+from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.errors import StorageError
+from redis.asyncio import ConnectionPool
 
 log = structlog.get_logger(__name__)
 
 WINDOW_S = 60
+
+Backend = Literal["memory", "redis"]
+
+_REDIS_SCHEMES = {"redis": "async+redis", "rediss": "async+rediss", "unix": "async+redis+unix"}
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
     allowed: bool
     retry_after_s: int = 0
-    remaining: int = 0
 
 
-class RateLimiter(Protocol):
-    backend: str
+@dataclass(frozen=True, slots=True)
+class WindowInfo:
+    """What limits reports about one key's two windows (its `get_sliding_window`)."""
 
-    async def hit(self, key: str) -> Decision: ...
-
-    async def aclose(self) -> None: ...
-
-
-def _estimate(previous: int, current: int, elapsed_in_window: float) -> float:
-    weight = max(0.0, (WINDOW_S - elapsed_in_window) / WINDOW_S)
-    return previous * weight + current
-
-
-def _retry_after(limit: int, previous: int, current: int, elapsed: float) -> int:
-    # When does the weighted previous window decay enough to let one more through?
-    if previous <= 0:
-        return max(1, math.ceil(WINDOW_S - elapsed))
-    needed = (previous + current + 1 - limit) / previous * WINDOW_S
-    return max(1, min(WINDOW_S, math.ceil(needed - (WINDOW_S - elapsed) + 1)))
+    previous_count: int
+    previous_ttl_s: float
+    """How long the previous window still weighs (its weight is previous_ttl_s / window)."""
+    current_count: int
+    current_ttl_s: float
+    """How long the current window's counter lives (the window ends one window earlier)."""
 
 
-class MemoryRateLimiter:
-    backend = "memory"
+def retry_after_s(info: WindowInfo, *, window_s: int = WINDOW_S) -> int:
+    """Whole seconds until the weighted count next drops by one (always 1..window_s).
 
-    def __init__(
-        self,
-        *,
-        per_minute: int,
-        max_keys: int = 50_000,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._limit = per_minute
-        self._max_keys = max_keys
-        self._clock = clock
-        # key -> (window start, previous count, current count); LRU-bounded.
-        self._windows: OrderedDict[str, tuple[int, int, int]] = OrderedDict()
-
-    async def hit(self, key: str) -> Decision:
-        now = self._clock()
-        window = int(now // WINDOW_S) * WINDOW_S
-        start, previous, current = self._windows.get(key, (window, 0, 0))
-        if start != window:
-            previous = current if start == window - WINDOW_S else 0
-            current = 0
-            start = window
-        elapsed = now - window
-        if _estimate(previous, current + 1, elapsed) > self._limit:
-            self._store(key, (start, previous, current))
-            return Decision(False, _retry_after(self._limit, previous, current, elapsed))
-        current += 1
-        self._store(key, (start, previous, current))
-        remaining = max(0, int(self._limit - _estimate(previous, current, elapsed)))
-        return Decision(True, remaining=remaining)
-
-    def _store(self, key: str, value: tuple[int, int, int]) -> None:
-        self._windows[key] = value
-        self._windows.move_to_end(key)
-        while len(self._windows) > self._max_keys:
-            self._windows.popitem(last=False)
-
-    async def aclose(self) -> None:
-        return None
+    The same moment limits gives as `WindowStats.reset_time`, computed from durations rather
+    than from the wall clock, so it can be checked without one: the previous window's share
+    loses one hit every window/previous_count seconds, and the current window turns into the
+    previous one after current_ttl % window seconds. A refused hit has a weighted count equal
+    to the budget, so one step down is exactly when the next hit fits; the header is rounded
+    up past that instant (at the instant itself the count is still at the budget).
+    """
+    waits: list[float] = []
+    if info.previous_count > 0:
+        waits.append(info.previous_ttl_s % (window_s / info.previous_count))
+    if info.current_count > 0:
+        waits.append(info.current_ttl_s % window_s)
+    wait = min(waits, default=0.0)
+    return min(window_s, max(1, math.floor(wait) + 1))
 
 
-class RedisRateLimiter:
-    """The same windows as counters in Redis, so every instance sees every turn."""
+def storage_uri(redis_url: str) -> str:
+    """limits' URI for a redis://, rediss:// or unix:// event-bus URL."""
+    scheme, sep, rest = redis_url.partition("://")
+    mapped = _REDIS_SCHEMES.get(scheme.lower())
+    if not sep or mapped is None:
+        raise ValueError(f"not a Redis URL: {redis_url!r}")
+    return f"{mapped}://{rest}"
 
-    backend = "redis"
+
+@dataclass(frozen=True, slots=True)
+class _Counters:
+    """One storage and the strategy over it (the strategy hides the storage's concrete type,
+    and the window information needed for Retry-After is only on the storage)."""
+
+    storage: MemoryStorage | RedisStorage
+    strategy: SlidingWindowCounterRateLimiter
+
+    @classmethod
+    def over(cls, storage: MemoryStorage | RedisStorage) -> _Counters:
+        return cls(storage, SlidingWindowCounterRateLimiter(storage))
+
+
+class RateLimiter:
+    """`per_minute` hits per key and minute, in memory or (with `redis_url`) shared in Redis."""
 
     def __init__(
-        self,
-        *,
-        url: str,
-        per_minute: int,
-        prefix: str = "droplet12:rl",
-        clock: Callable[[], float] = time.time,
+        self, *, per_minute: int, redis_url: str | None = None, prefix: str = "droplet12:rl"
     ) -> None:
-        from redis.asyncio import Redis
+        self._item = RateLimitItemPerMinute(per_minute)
+        self._local = _Counters.over(MemoryStorage())
+        self._shared: _Counters | None = None
+        self._pool: ConnectionPool | None = None
+        if redis_url is not None:
+            # Our own pool, so aclose() can release it (limits' storage has no close), with
+            # short timeouts: a hung Redis must not hold every turn for long.
+            self._pool = ConnectionPool.from_url(
+                redis_url, socket_timeout=1.0, socket_connect_timeout=1.0
+            )
+            options: dict[str, Any] = {"connection_pool": self._pool}
+            self._shared = _Counters.over(
+                RedisStorage(
+                    storage_uri(redis_url),
+                    implementation="redispy",
+                    wrap_exceptions=True,
+                    key_prefix=prefix,
+                    **options,
+                )
+            )
 
-        self._redis: Redis = Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
-        self._limit = per_minute
-        self._prefix = prefix
-        self._clock = clock
-        self._fallback = MemoryRateLimiter(per_minute=per_minute, clock=clock)
+    @property
+    def backend(self) -> Backend:
+        return "memory" if self._shared is None else "redis"
 
     async def hit(self, key: str) -> Decision:
-        now = self._clock()
-        window = int(now // WINDOW_S) * WINDOW_S
-        current_key = f"{self._prefix}:{key}:{window}"
-        previous_key = f"{self._prefix}:{key}:{window - WINDOW_S}"
-        try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.incr(current_key)
-                pipe.expire(current_key, WINDOW_S * 2)
-                pipe.get(previous_key)
-                current, _, previous_raw = await pipe.execute()
-        except Exception as exc:
-            # Redis down: keep limiting on this instance rather than not at all.
-            log.warning("rate_limit_redis_unavailable", error=type(exc).__name__)
-            return await self._fallback.hit(key)
-        previous = int(previous_raw or 0)
-        elapsed = now - window
-        if _estimate(previous, int(current), elapsed) > self._limit:
-            return Decision(False, _retry_after(self._limit, previous, int(current) - 1, elapsed))
-        remaining = max(0, int(self._limit - _estimate(previous, int(current), elapsed)))
-        return Decision(True, remaining=remaining)
+        """Count one hit for `key`, unless it is over its budget (then say when to retry)."""
+        if self._shared is not None:
+            try:
+                return await self._decide(self._shared, key)
+            except StorageError as exc:
+                # Redis down: keep limiting on this instance rather than not at all.
+                log.warning("rate_limit_redis_unavailable", error=type(exc.storage_error).__name__)
+        return await self._decide(self._local, key)
+
+    async def _decide(self, counters: _Counters, key: str) -> Decision:
+        if await counters.strategy.hit(self._item, key):
+            return Decision(True)
+        window = await counters.storage.get_sliding_window(
+            self._item.key_for(key), self._item.get_expiry()
+        )
+        return Decision(False, retry_after_s(WindowInfo(*window), window_s=self._item.get_expiry()))
 
     async def aclose(self) -> None:
-        await self._redis.aclose()
+        if self._pool is not None:
+            await self._pool.aclose()
 
 
 def build_rate_limiter(
     *, per_minute: int, redis_url: str | None, prefix: str = "droplet12:rl"
 ) -> RateLimiter:
-    if redis_url:
-        return RedisRateLimiter(url=redis_url, per_minute=per_minute, prefix=prefix)
-    return MemoryRateLimiter(per_minute=per_minute)
+    return RateLimiter(per_minute=per_minute, redis_url=redis_url, prefix=prefix)

@@ -4,6 +4,7 @@
     chat-orchestrator ask "show me all droplets" [--json] [...]      one turn, POST /api/chat
     chat-orchestrator serve                                         the service (app.main)
     chat-orchestrator sandbox [sandbox options]                     the local mesh
+    chat-orchestrator db migrate | revision | backup DEST | restore SRC   the session store
 
 `--url` takes the service's base URL in any of its forms (`http://host:8012`, `ws://host:8012/ws`,
 `host:8012`); `CHAT_ORCHESTRATOR_URL` and `CHAT_ORCHESTRATOR_TOKEN` set the defaults.
@@ -23,6 +24,7 @@ import typer
 from rich.console import Console
 
 from app.cli.render import clean, render_answer, render_error, render_note, render_pending
+from app.store.cli import build_db_cli
 
 DEFAULT_URL = "http://localhost:8012"
 EXIT_SERVER_ERROR = 1
@@ -184,6 +186,7 @@ def build_cli() -> typer.Typer:
             "help_option_names": [],
         }
     )(sandbox)
+    cli.add_typer(build_db_cli(), name="db")
     return cli
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -74,6 +75,17 @@ class Caller:
 SYSTEM_TASKS = Caller(Identity("system", "tasks"), frozenset({"read"}))
 """Tasks the Orchestrator assigns to this droplet: answered read-only, in sessions only an
 admin can open."""
+
+
+SESSION_ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"
+SESSION_ID_RULE = "session_id must be 1 to 128 characters of letters, digits and . _ : @ -"
+"""What a client is told when it names a session with anything else."""
+_SESSION_ID = re.compile(SESSION_ID_PATTERN)
+
+
+def valid_session_id(value: object) -> bool:
+    """Whether a client-chosen session id is acceptable (any channel)."""
+    return isinstance(value, str) and _SESSION_ID.match(value) is not None
 
 
 def session_key(owner: Identity, name: str) -> str:

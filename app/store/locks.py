@@ -208,11 +208,6 @@ class SessionLocks:
         self._cross = cross_process
         self._slots: dict[str, _Slot] = {}
 
-    @property
-    def in_use(self) -> int:
-        """Sessions with a holder or a waiter in this process (bounded by turns in flight)."""
-        return len(self._slots)
-
     @contextlib.asynccontextmanager
     async def hold(self, session_id: str, *, max_wait: float | None = None) -> AsyncIterator[None]:
         slot = self._slots.get(session_id)

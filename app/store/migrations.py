@@ -11,7 +11,6 @@ from pathlib import Path
 
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 
 from alembic import command
@@ -58,24 +57,5 @@ def upgrade(connection: Connection, *, revision: str = "head") -> None:
     command.upgrade(config, revision)
 
 
-def downgrade(connection: Connection, *, revision: str) -> None:
-    config = alembic_config()
-    config.attributes["connection"] = connection
-    command.downgrade(config, revision)
-
-
 def current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
-
-
-def head_revision() -> str:
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    if head is None:
-        raise MigrationsNotFound(f"no migration scripts in {project_root() / 'alembic'}")
-    return head
-
-
-def revisions() -> list[str]:
-    """All revision ids, oldest first."""
-    script = ScriptDirectory.from_config(alembic_config())
-    return [rev.revision for rev in reversed(list(script.walk_revisions()))]

@@ -14,7 +14,8 @@ A turn is used like this by the conversation service::
 `record_turn` writes the user message, the answer, the audit rows, the pending-action change
 and the context change in one transaction: once it returns, the turn survives SIGKILL.
 
-CLI: `python -m app.store.sessions migrate | backup DEST | restore SRC` (see memory_cli).
+Operator commands: `chat-orchestrator db migrate | revision | backup DEST | restore SRC`
+(app/store/cli.py).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from app.domain.session import (
     StoredMessage,
     utc_now,
 )
-from app.store import migrations as memory_migrations
+from app.store import migrations
 from app.store.backup import (
     BackupError,
     backup_sqlite,
@@ -170,14 +171,6 @@ class SessionStore:
     def sqlite_file(self) -> Path | None:
         return sqlite_path(self._url)
 
-    @property
-    def is_open(self) -> bool:
-        return self._engine is not None
-
-    @property
-    def locks_in_use(self) -> int:
-        return self._locks.in_use
-
     async def open(self) -> None:
         """Create the engines (idempotent). Does not migrate: call migrate() after."""
         if self._engine is not None:
@@ -249,17 +242,17 @@ class SessionStore:
             if self.dialect == "postgresql":
                 await conn.execute(
                     text("SELECT pg_advisory_xact_lock(:k)"),
-                    {"k": memory_migrations.MIGRATION_LOCK_KEY},
+                    {"k": migrations.MIGRATION_LOCK_KEY},
                 )
-            before = await conn.run_sync(memory_migrations.current_revision)
-            await conn.run_sync(lambda sync: memory_migrations.upgrade(sync, revision=revision))
-            after = await conn.run_sync(memory_migrations.current_revision)
+            before = await conn.run_sync(migrations.current_revision)
+            await conn.run_sync(lambda sync: migrations.upgrade(sync, revision=revision))
+            after = await conn.run_sync(migrations.current_revision)
         log.info("session_store_migrated", url=self.url, from_revision=before, to_revision=after)
 
     async def revision(self) -> str | None:
         """The schema revision of the database (None before the first migration)."""
         async with self._read() as conn:
-            return await conn.run_sync(memory_migrations.current_revision)
+            return await conn.run_sync(migrations.current_revision)
 
     async def ping(self, *, within_seconds: float = 2.0) -> bool:
         """Cheap health probe: the database answers a trivial query in `within_seconds`."""
@@ -279,7 +272,7 @@ class SessionStore:
         """Hold `session_id` for one turn, in this process and across processes.
 
         Raises SessionBusy if not obtained within `timeout` seconds (None: wait).
-        See memory_locks for how the cross-process part works on each database.
+        See app/store/locks.py for how the cross-process part works on each database.
         """
         if self._engine is None:
             raise StoreNotOpen()
@@ -468,34 +461,6 @@ class SessionStore:
                 )
         return user_seq, answer_seq
 
-    async def set_pending(self, session_id: str, pending: PendingCall | None) -> None:
-        """Replace (or with None clear) the session's pending action. Raises SessionNotFound."""
-        async with self._write() as conn:
-            result = await conn.execute(
-                update(SessionRow)
-                .where(SessionRow.id == session_id)
-                .values(pending_action=_pending_json(pending))
-            )
-            if result.rowcount == 0:
-                raise SessionNotFound(session_id)
-
-    async def set_context(
-        self, session_id: str, context: Mapping[str, Any], *, replace: bool = False
-    ) -> dict[str, Any]:
-        """Merge `context` into the session's context (or replace it); returns the result."""
-        async with self._write() as conn:
-            current = (
-                await conn.execute(select(SessionRow.context).where(SessionRow.id == session_id))
-            ).one_or_none()
-            if current is None:
-                raise SessionNotFound(session_id)
-            base = {} if replace else dict(current.context or {})
-            merged = {**base, **_jsonable(dict(context))}
-            await conn.execute(
-                update(SessionRow).where(SessionRow.id == session_id).values(context=merged)
-            )
-        return merged
-
     async def list_sessions(
         self, *, owner: str | None = None, limit: int = 50, offset: int = 0
     ) -> tuple[list[SessionInfo], int]:
@@ -660,25 +625,6 @@ class SessionStore:
         log.debug("task_claim", task_id=task_id, claimed=claimed)
         return claimed
 
-    async def mark_task(self, task_id: int, *, state: str) -> None:
-        """Record a task's state (running, completed, failed...); claims it if unclaimed."""
-        now = utc_now()
-        statement = (
-            insert_for(self.dialect, ClaimedTaskRow)
-            .values(
-                task_id=task_id,
-                claimed_at=now,
-                updated_at=now,
-                state=state,
-                claimed_by=self.instance_id,
-            )
-            .on_conflict_do_update(
-                index_elements=["task_id"], set_={"state": state, "updated_at": now}
-            )
-        )
-        async with self._write() as conn:
-            await conn.execute(statement)
-
     async def task_seen(self, task_id: int) -> bool:
         async with self._read() as conn:
             row = (
@@ -687,15 +633,6 @@ class SessionStore:
                 )
             ).one_or_none()
         return row is not None
-
-    async def task_state(self, task_id: int) -> str | None:
-        async with self._read() as conn:
-            row = (
-                await conn.execute(
-                    select(ClaimedTaskRow.state).where(ClaimedTaskRow.task_id == task_id)
-                )
-            ).one_or_none()
-        return None if row is None else str(row.state)
 
     # ---- backup ----------------------------------------------------------------------------
 
@@ -819,9 +756,3 @@ async def _insert_audit(
             for entry in entries
         ],
     )
-
-
-if __name__ == "__main__":
-    from app.store.cli import main
-
-    raise SystemExit(main())

@@ -364,16 +364,17 @@ def test_9_analyze_message_send_heartbeat_are_rate_limited(
 ) -> None:
     app = production(chat_rate_limit_per_minute=5, mesh_rate_limit_per_minute=5)
     alice = app.user("alice", "read", "write")
-    codes = [
-        httpx.post(
-            f"{app.url}/api/analyze", json={"text": "list tasks"}, headers=app.bearer(alice)
-        ).status_code
+    # A budget of 5 always lets a fresh key's first 5 through; of the next two, at least one is
+    # refused (crossing a minute edge lets one more through; see tests/channels/test_rate_limit.py).
+    analyses = [
+        httpx.post(f"{app.url}/api/analyze", json={"text": "list tasks"}, headers=app.bearer(alice))
         for _ in range(7)
     ]
-    assert codes[:5] == [200] * 5 and codes[5:] == [429, 429]
+    codes = [a.status_code for a in analyses]
+    assert codes[:5] == [200] * 5 and 429 in codes[5:]
     droplet = app.droplet(16, "read", "write")
     turns = [app.message("hello", token=droplet).status_code for _ in range(7)]
-    assert turns.count(429) == 2
+    assert 1 <= turns.count(429) <= 2
     beat = {"source": "droplet-16", "message_type": "status", "payload": {"status": "active"}}
     beats = [
         httpx.post(f"{app.url}/heartbeat", json=beat, headers=app.bearer(droplet)).status_code
@@ -389,8 +390,8 @@ def test_9_analyze_message_send_heartbeat_are_rate_limited(
         for _ in range(7)
     ]
     assert 429 in sends
-    too_many = httpx.post(f"{app.url}/api/analyze", json={"text": "x"}, headers=app.bearer(alice))
-    assert int(too_many.headers["retry-after"]) >= 1
+    too_many = next(a for a in analyses if a.status_code == 429)
+    assert 1 <= int(too_many.headers["retry-after"]) <= 60
 
 
 def test_9_the_session_quota_is_atomic_and_counts_every_channel(

@@ -40,5 +40,5 @@ def test_usage_errors_exit_2() -> None:
     assert runner.invoke(build_cli(), ["ask", "hi", "--url", "ftp://x"]).exit_code == 2
     result = runner.invoke(build_cli(), ["--help"])
     assert result.exit_code == 0
-    for command in ("chat", "ask", "serve", "sandbox"):
+    for command in ("chat", "ask", "serve", "sandbox", "db"):
         assert command in result.output

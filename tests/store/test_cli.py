@@ -1,4 +1,4 @@
-"""The operator commands: python -m app.store.sessions migrate | revision | backup | restore."""
+"""The operator commands: chat-orchestrator db migrate | revision | backup | restore."""
 
 from __future__ import annotations
 
@@ -9,17 +9,23 @@ import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner, Result
 
-from app.store import cli as memory_cli
-from app.store import migrations as memory_migrations
+from app.cli.main import build_cli
 from app.store.sessions import SessionStore
-from tests.store.support import make_backend
+from tests.store.support import head_revision, make_backend, revisions
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def _last_line(capsys: pytest.CaptureFixture[str]) -> str:
-    return capsys.readouterr().out.strip().splitlines()[-1]
+def _db(*args: str) -> Result:
+    """`chat-orchestrator db ARGS`, in process, through the whole command tree."""
+    return CliRunner().invoke(build_cli(), ["db", *args])
+
+
+def _said(result: Result) -> str:
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    return result.stdout.strip().splitlines()[-1]
 
 
 async def _seed(url: str) -> str:
@@ -35,63 +41,76 @@ async def _message_count(url: str, sid: str) -> int | None:
         return None if info is None else info.message_count
 
 
-def test_migrate_backup_restore_round_trip(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_migrate_backup_restore_round_trip(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'data' / 'chat.db'}"
-    head = memory_migrations.head_revision()
+    head = head_revision()
 
-    assert memory_cli.main(["--database-url", url, "migrate"]) == 0
-    assert _last_line(capsys) == f"database at revision {head}"
-    assert memory_cli.main(["--database-url", url, "revision"]) == 0
-    assert _last_line(capsys) == f"database at revision {head}"
+    assert _said(_db("migrate", "--database-url", url)) == f"database at revision {head}"
+    assert _said(_db("revision", "--database-url", url)) == f"database at revision {head}"
 
     sid = asyncio.run(_seed(url))
     backup = tmp_path / "backups" / "backup.db"
-    assert memory_cli.main(["--database-url", url, "backup", str(backup)]) == 0
-    assert _last_line(capsys) == f"backup written to {backup}"
+    assert _said(_db("backup", str(backup), "--database-url", url)) == (
+        f"backup written to {backup}"
+    )
 
     restored_url = f"sqlite+aiosqlite:///{tmp_path / 'restored' / 'chat.db'}"
-    assert memory_cli.main(["--database-url", restored_url, "restore", str(backup)]) == 0
-    assert "restored" in _last_line(capsys)
+    assert "restored" in _said(_db("restore", str(backup), "--database-url", restored_url))
     assert asyncio.run(_message_count(restored_url, sid)) == 2
 
 
-def test_database_url_defaults_to_data_dir(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_migrate_to_a_named_revision(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}"
+    first = revisions()[0]
+    said = _said(_db("migrate", "--revision", first, "--database-url", url))
+    assert said == f"database at revision {first}"
+
+
+def test_database_url_defaults_to_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "state"))
-    assert memory_cli.main(["migrate"]) == 0
+    _said(_db("migrate"))
     assert (tmp_path / "state" / "chat.db").exists()
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'explicit.db'}")
-    assert memory_cli.main(["migrate"]) == 0
+    _said(_db("migrate"))
     assert (tmp_path / "explicit.db").exists()
 
 
-def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_errors_are_one_line_and_exit_1(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}"
-    assert memory_cli.main(["--database-url", url, "restore", str(tmp_path / "none.db")]) == 1
-    assert "no backup file" in capsys.readouterr().err
-    assert memory_cli.main(["--database-url", "mysql://x/y", "migrate"]) == 1
-    assert "unsupported database driver" in capsys.readouterr().err
+    missing = _db("restore", str(tmp_path / "none.db"), "--database-url", url)
+    assert missing.exit_code == 1
+    assert missing.stderr.startswith("error: no backup file")
+    assert len(missing.stderr.strip().splitlines()) == 1
+    mysql = _db("migrate", "--database-url", "mysql://x/y")
+    assert mysql.exit_code == 1
+    assert "unsupported database driver" in mysql.stderr
 
 
-async def test_postgresql_backup_and_restore_point_to_pg_tools(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_usage_errors_exit_2() -> None:
+    assert _db("backup").exit_code == 2  # DEST is required
+    assert _db("dance").exit_code == 2
+    listing = _db("--help")
+    assert listing.exit_code == 0
+    for command in ("migrate", "revision", "backup", "restore"):
+        assert command in listing.stdout
+
+
+async def test_postgresql_backup_and_restore_point_to_pg_tools(tmp_path: Path) -> None:
     async with make_backend("postgresql", tmp_path) as backend:
-        code = await asyncio.to_thread(
-            memory_cli.main, ["--database-url", backend.url, "restore", str(tmp_path / "x.db")]
-        )
-        assert code == 1
-        assert "pg_restore" in capsys.readouterr().err
+        for command in ("backup", "restore"):
+            result = await asyncio.to_thread(
+                _db, command, str(tmp_path / "x.db"), "--database-url", backend.url
+            )
+            assert result.exit_code == 1
+            assert ("pg_restore" if command == "restore" else "pg_dump") in result.stderr
 
 
-def test_module_entry_point(tmp_path: Path) -> None:
+def test_the_installed_command(tmp_path: Path) -> None:
+    """`python -m app.cli` is the `chat-orchestrator` script; alembic agrees on the result."""
     db = tmp_path / "module.db"
     env = dict(os.environ, DATABASE_URL=f"sqlite+aiosqlite:///{db}")
     result = subprocess.run(
-        [sys.executable, "-m", "app.store.sessions", "migrate"],
+        [sys.executable, "-m", "app.cli", "db", "migrate"],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
@@ -100,7 +119,7 @@ def test_module_entry_point(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert f"database at revision {memory_migrations.head_revision()}" in result.stdout
+    assert f"database at revision {head_revision()}" in result.stdout
     alembic = subprocess.run(
         [sys.executable, "-m", "alembic", "current"],
         cwd=REPO_ROOT,

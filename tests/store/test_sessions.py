@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from app.domain.identity import Identity, session_key
 from app.domain.plan import PendingCall, ToolCall
 from app.domain.session import AuditEntry
-from app.store import migrations as memory_migrations
+from app.store import migrations
 from app.store.backup import lock_directory_for, restore_sqlite
 from app.store.engine import build_engine, normalise_url, write_engine
 from app.store.sessions import (
@@ -35,7 +35,21 @@ from app.store.sessions import (
     StoreNotOpen,
 )
 from app.store.tables import Base
-from tests.store.support import BACKENDS, Backend, make_backend
+from tests.store.support import (
+    BACKENDS,
+    Backend,
+    backdate,
+    downgrade,
+    head_revision,
+    lock_users,
+    locks_in_use,
+    make_backend,
+    mark_task,
+    revisions,
+    set_context,
+    set_pending,
+    task_state,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -245,21 +259,21 @@ async def test_record_turn_unknown_session(store: SessionStore) -> None:
     with pytest.raises(SessionNotFound):
         await _turn(store, "ghost", 0)
     with pytest.raises(SessionNotFound):
-        await store.set_pending("ghost", None)
+        await set_pending(store, "ghost", None)
     with pytest.raises(SessionNotFound):
-        await store.set_context("ghost", {"a": 1})
+        await set_context(store, "ghost", {"a": 1})
 
 
 async def test_set_pending_and_context(store: SessionStore) -> None:
     sid = (await store.get_or_create(session_id=None, source="voice", owner="user:t")).session_id
-    await store.set_pending(sid, _pending("cancel_task", task_id=3))
+    await set_pending(store, sid, _pending("cancel_task", task_id=3))
     assert (await store.get(sid)).pending == _pending("cancel_task", task_id=3)  # type: ignore[union-attr]
-    await store.set_pending(sid, None)
+    await set_pending(store, sid, None)
     assert (await store.get(sid)).pending is None  # type: ignore[union-attr]
 
-    assert await store.set_context(sid, {"a": 1, "b": 2}) == {"a": 1, "b": 2}
-    assert await store.set_context(sid, {"b": 3}) == {"a": 1, "b": 3}
-    assert await store.set_context(sid, {"c": 4}, replace=True) == {"c": 4}
+    assert await set_context(store, sid, {"a": 1, "b": 2}) == {"a": 1, "b": 2}
+    assert await set_context(store, sid, {"b": 3}) == {"a": 1, "b": 3}
+    assert await set_context(store, sid, {"c": 4}, replace=True) == {"c": 4}
     assert (await store.get(sid)).context == {"c": 4}  # type: ignore[union-attr]
 
 
@@ -285,7 +299,7 @@ async def test_hundred_concurrent_turns_on_one_session(store: SessionStore) -> N
     # FIFO lock: turns are recorded in the order they arrived.
     assert [m.text for m in history if m.role == "user"] == [f"question {n}" for n in range(100)]
     assert (await store.get(sid)).message_count == 200  # type: ignore[union-attr]
-    assert store.locks_in_use == 0
+    assert locks_in_use(store) == 0
 
 
 async def test_concurrent_turns_without_lock_have_no_gaps(store: SessionStore) -> None:
@@ -311,7 +325,7 @@ async def test_two_store_instances_never_interleave_turns(
             for n in range(15):
                 async with instance.lock(sid):
                     seen = (await instance.get(sid)).message_count  # type: ignore[union-attr]
-                    await asyncio.sleep(0.001)
+                    await asyncio.sleep(0)  # give the other instance a chance to interleave
                     user_seq, _ = await instance.record_turn(
                         session_id=sid, user_text=f"{label}{n}", answer_text="a", trace_id=None
                     )
@@ -336,8 +350,8 @@ async def test_lock_timeout_across_instances(backend: Backend, store: SessionSto
                 pass  # other sessions are not blocked
         async with other.lock(sid, timeout=5):
             pass
-        assert other.locks_in_use == 0
-    assert store.locks_in_use == 0
+        assert locks_in_use(other) == 0
+    assert locks_in_use(store) == 0
 
 
 async def test_lock_is_released_when_the_turn_fails(store: SessionStore) -> None:
@@ -347,7 +361,7 @@ async def test_lock_is_released_when_the_turn_fails(store: SessionStore) -> None
             raise RuntimeError("planner crashed")
     async with store.lock(sid, timeout=1):
         pass
-    assert store.locks_in_use == 0
+    assert locks_in_use(store) == 0
 
 
 async def test_cancelled_waiter_does_not_keep_the_lock(store: SessionStore) -> None:
@@ -360,14 +374,15 @@ async def test_cancelled_waiter_does_not_keep_the_lock(store: SessionStore) -> N
 
     async with store.lock(sid):
         task = asyncio.create_task(waiter())
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0)  # only to yield: the waiter runs until it queues behind us
+        assert lock_users(store, sid) == 2
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
     assert not entered.is_set()
     async with store.lock(sid, timeout=2):
         pass
-    assert store.locks_in_use == 0
+    assert locks_in_use(store) == 0
 
 
 async def test_many_sessions_locked_at_once_leave_no_trace(
@@ -384,7 +399,7 @@ async def test_many_sessions_locked_at_once_leave_no_trace(
     await asyncio.gather(*(turn(sid, n) for n in range(3) for sid in sids))
     for sid in sids:
         assert [m.seq for m in await store.history(sid)] == list(range(1, 7))
-    assert store.locks_in_use == 0
+    assert locks_in_use(store) == 0
     path = backend.sqlite_file
     if path is not None:
         assert list((lock_directory_for(path) / "sessions").iterdir()) == []
@@ -554,8 +569,9 @@ async def test_cleanup_idle_expires_only_idle_sessions(backend: Backend) -> None
         await store.migrate()
         old = await store.get_or_create(session_id="old", source="chat", owner="user:t")
         await _turn(store, "old", 0)
-        await asyncio.sleep(0.05)
         await store.get_or_create(session_id="new", source="chat", owner="user:t")
+        # An hour of silence, without waiting for it.
+        await backdate(store, "old", by=timedelta(hours=1))
         old_activity = (await store.get("old")).last_activity  # type: ignore[union-attr]
 
         assert await store.cleanup_idle(now=old_activity + timedelta(seconds=59)) == 0
@@ -568,16 +584,25 @@ async def test_cleanup_idle_expires_only_idle_sessions(backend: Backend) -> None
         assert recent == 1
 
 
-async def test_run_cleanup_loop_expires_sessions(backend: Backend) -> None:
-    async with backend.store(idle_expiry_seconds=0.05) as store:
+async def test_run_cleanup_loop_expires_sessions(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with backend.store(idle_expiry_seconds=60) as store:
         await store.migrate()
         await store.get_or_create(session_id="idle", source="chat", owner="user:t")
-        loop = asyncio.create_task(store.run_cleanup(interval_seconds=0.05))
+        await backdate(store, "idle", by=timedelta(minutes=5))
+        swept = asyncio.Event()
+        cleanup = store.cleanup_idle
+
+        async def observed(*, now: datetime | None = None) -> int:
+            count = await cleanup(now=now)
+            swept.set()
+            return count
+
+        monkeypatch.setattr(store, "cleanup_idle", observed)
+        loop = asyncio.create_task(store.run_cleanup(interval_seconds=0))
         try:
-            for _ in range(100):
-                if await store.get("idle") is None:
-                    break
-                await asyncio.sleep(0.02)
+            await asyncio.wait_for(swept.wait(), 30)
         finally:
             loop.cancel()
             with pytest.raises(asyncio.CancelledError):
@@ -670,10 +695,10 @@ async def test_claim_task_only_once_across_instances_and_restarts(backend: Backe
         assert results.count(True) == 1
         assert await first.task_seen(4242) and await second.task_seen(4242)
         assert not await first.task_seen(4243)
-        assert await second.task_state(4242) == "claimed"
-        await second.mark_task(4242, state="completed")
-        assert await first.task_state(4242) == "completed"
-        await first.mark_task(5000, state="failed")  # recording a state also claims
+        assert await task_state(second, 4242) == "claimed"
+        await mark_task(second, 4242, state="completed")
+        assert await task_state(first, 4242) == "completed"
+        await mark_task(first, 5000, state="failed")  # recording a state also claims
         assert await second.claim_task(5000) is False
 
     async with backend.store() as restarted:
@@ -721,7 +746,7 @@ async def _raw_engine(backend: Backend) -> Any:
 
 
 async def test_migrate_an_existing_database_forward(backend: Backend) -> None:
-    first = memory_migrations.revisions()[0]
+    first = revisions()[0]
     async with backend.store() as store:
         await store.migrate(revision=first)
         assert await store.revision() == first
@@ -792,7 +817,7 @@ async def test_migrate_an_existing_database_forward(backend: Backend) -> None:
 
     async with backend.store() as store:
         await store.migrate()
-        assert await store.revision() == memory_migrations.head_revision()
+        assert await store.revision() == head_revision()
         # The session moved into its owner's namespace (an old owner without a kind is a user).
         assert await store.get("legacy") is None
         key = session_key(Identity("user", "voice:18:u"), "legacy")
@@ -810,17 +835,15 @@ async def test_migrations_match_the_models_and_downgrade(backend: Backend) -> No
     engine = await _raw_engine(backend)
     try:
         async with engine.begin() as conn:
-            await conn.run_sync(memory_migrations.upgrade)
+            await conn.run_sync(migrations.upgrade)
             assert await conn.run_sync(_schema_diff) == []
         async with engine.begin() as conn:
-            await conn.run_sync(lambda c: memory_migrations.downgrade(c, revision="base"))
+            await conn.run_sync(lambda c: downgrade(c, revision="base"))
             tables = await conn.run_sync(lambda c: sa.inspect(c).get_table_names())
             assert set(tables) <= {"alembic_version"}
         async with engine.begin() as conn:
-            await conn.run_sync(memory_migrations.upgrade)
-            assert await conn.run_sync(memory_migrations.current_revision) == (
-                memory_migrations.head_revision()
-            )
+            await conn.run_sync(migrations.upgrade)
+            assert await conn.run_sync(migrations.current_revision) == (head_revision())
     finally:
         await engine.dispose()
 
@@ -831,7 +854,7 @@ async def test_instances_starting_together_migrate_once(backend: Backend) -> Non
         await s.open()
     try:
         await asyncio.gather(*(s.migrate() for s in stores))
-        assert {await s.revision() for s in stores} == {memory_migrations.head_revision()}
+        assert {await s.revision() for s in stores} == {head_revision()}
     finally:
         for s in stores:
             await s.close()

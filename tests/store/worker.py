@@ -31,7 +31,7 @@ async def _main(mode: str) -> None:
         if mode == "hold":
             async with store.lock(session_id):
                 _say("locked")
-                await asyncio.sleep(3600)
+                await asyncio.Event().wait()  # until killed
         elif mode == "turns":
             n = 0
             while True:

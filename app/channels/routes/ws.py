@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 import uuid
 from typing import Any
@@ -21,11 +20,11 @@ from starlette.websockets import WebSocketState
 
 from app.channels.deps import OperatorAccess, RuntimeDep
 from app.channels.errors import ApiError
-from app.channels.gate import Gate, valid_session_id
-from app.channels.schemas import MAX_MESSAGE_CHARS
+from app.channels.frames import FollowFrame, FrameError, MessageFrame, PingFrame, parse_frame
+from app.channels.gate import Gate
 from app.channels.ws_hub import Connection, WebSocketHub, frame
 from app.conversation.service import SessionAccessDenied
-from app.domain.identity import Caller, session_key
+from app.domain.identity import SESSION_ID_RULE, Caller, session_key, valid_session_id
 from app.runtime import Runtime
 from app.store.sessions import SessionQuotaExceeded
 
@@ -35,7 +34,6 @@ router = APIRouter(tags=["websocket"])
 
 MAX_TURNS_IN_FLIGHT = 4
 MAX_FRAME_CHARS = 16 * 1024
-_KNOWN_TYPES = ("message", "confirm", "cancel", "ping", "follow")
 CLOSE_TOKEN_EXPIRED = 4401
 CLOSE_TOO_MANY = 4429
 
@@ -101,7 +99,7 @@ async def chat_socket(websocket: WebSocket) -> None:
         if valid_session_id(followed):
             hub.follow(conn, session_key(caller.identity, followed), followed)
         else:
-            hub.send(conn, frame("error", None, error=_SESSION_ID_RULE))
+            hub.send(conn, frame("error", None, error=SESSION_ID_RULE))
     hub.send(
         conn,
         frame(
@@ -157,9 +155,6 @@ async def chat_socket(websocket: WebSocket) -> None:
                 await websocket.close()
 
 
-_SESSION_ID_RULE = "session_id must be 1 to 128 characters of letters, digits and . _ : @ -"
-
-
 def _expired(caller: Caller) -> bool:
     return caller.expires_at is not None and time.time() >= caller.expires_at
 
@@ -178,19 +173,6 @@ def _close_at_expiry(conn: Connection, caller: Caller) -> asyncio.TimerHandle | 
     )
 
 
-def _parse(text: str) -> tuple[dict[str, Any] | None, str | None]:
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError):
-        return None, (
-            "Invalid JSON: send an object like "
-            '{"type":"message","content":"hello","session_id":"..."}'
-        )
-    if not isinstance(data, dict):
-        return None, "Each frame must be a JSON object with a 'type'"
-    return data, None
-
-
 def _handle_frame(
     runtime: Runtime,
     gate: Gate,
@@ -203,55 +185,30 @@ def _handle_frame(
     def error(message: str, **extra: Any) -> None:
         hub.send(conn, frame("error", conn.session_id, error=message, **extra))
 
-    data, problem = _parse(text)
-    if data is None:
-        error(problem or "Invalid frame")
+    try:
+        incoming = parse_frame(text, session_id=conn.session_id)
+    except FrameError as exc:
+        error(str(exc))
         return
-    kind = data.get("type")
-    if kind not in _KNOWN_TYPES:
-        error(f"Unknown frame type {str(kind)[:40]!r}; expected one of: {', '.join(_KNOWN_TYPES)}")
-        return
-    if kind == "ping":
+    if isinstance(incoming, PingFrame):
         hub.send(conn, frame("pong", conn.session_id))
         return
-    session_id = data.get("session_id", conn.session_id)
-    if session_id is not None and not valid_session_id(session_id):
-        error(_SESSION_ID_RULE)
-        return
-    if kind == "follow":
-        if not session_id:
-            error("follow needs a session_id")
-            return
+    session_id = incoming.session_id
+    if isinstance(incoming, FollowFrame):
         # Only the caller's own namespace can be followed: another identity's session id
         # names a different (empty) session here, so nothing of theirs is ever streamed.
-        hub.follow(conn, session_key(caller.identity, session_id), session_id)
-        hub.send(conn, frame("ack", session_id, received="follow"))
+        hub.follow(conn, session_key(caller.identity, incoming.session_id), incoming.session_id)
+        hub.send(conn, frame("ack", incoming.session_id, received="follow"))
         return
-    proposal_id: str | None = None
-    if kind == "message":
-        content = data.get("content")
-        if not isinstance(content, str) or not content.strip():
-            error("'content' must be a non-empty string")
-            return
-        content = content.strip()
-        if len(content) > MAX_MESSAGE_CHARS:
-            error(f"'content' must be at most {MAX_MESSAGE_CHARS} characters")
-            return
+    if isinstance(incoming, MessageFrame):
+        content, proposal_id = incoming.content, None
     else:
-        if not session_id:
-            error(f"{kind} needs the session_id of the pending action")
-            return
-        raw = data.get("proposal_id")
-        if raw is not None and (not isinstance(raw, str) or not 0 < len(raw) <= 64):
-            error("proposal_id must be the id of the proposal you were shown")
-            return
-        proposal_id = raw
-        content = "yes" if kind == "confirm" else "no"
+        content, proposal_id = incoming.text, incoming.proposal_id
     if len(in_flight) >= MAX_TURNS_IN_FLIGHT:
         error("Too many messages in flight on this connection; wait for an answer")
         return
     trace_id = str(uuid.uuid4())
-    hub.send(conn, frame("ack", session_id, trace_id=trace_id, received=kind))
+    hub.send(conn, frame("ack", session_id, trace_id=trace_id, received=incoming.type))
     task = asyncio.create_task(
         _run_turn(runtime, gate, hub, conn, caller, content, session_id, trace_id, proposal_id)
     )
