@@ -16,16 +16,16 @@ from app.channels.gate import Gate
 from app.channels.rate_limit import RateLimiter, build_rate_limiter
 from app.channels.ws_hub import WebSocketHub
 from app.config import Settings
-from app.conversation.answers import AnswerRenderer
 from app.conversation.planners.factory import build_planner
 from app.conversation.planners.hybrid import close_planner
 from app.conversation.planners.llm_common import Summarizer
-from app.conversation.planners.rules import RulesPlanner
 from app.conversation.service import ConversationService
+from app.conversation.understanding.planner import OfflinePlanner
 from app.domain.identity import SYSTEM_TASKS
 from app.domain.mesh import Task
 from app.domain.plan import Planner
 from app.mesh.alerts import AlertLog
+from app.mesh.catalogue import catalogue_aliases
 from app.mesh.directory import DropletDirectory
 from app.mesh.keys import PublicKeySource
 from app.mesh.leadership import build_leader
@@ -37,7 +37,9 @@ from app.ops.metrics import Metrics
 from app.ops.udc_info import new_process_probe
 from app.runtime import Runtime
 from app.store.sessions import SessionStore
+from app.tools.context import Mesh
 from app.tools.executor import ToolExecutor
+from app.tools.registry import default_tools
 from app.utils.time import utcnow
 
 log = structlog.get_logger(__name__)
@@ -119,7 +121,8 @@ def build_runtime(settings: Settings) -> Runtime:
         )
         directory = DropletDirectory(registry=registry, orchestrator=orchestrator)
 
-    rules = RulesPlanner()
+    tools = default_tools()
+    rules = OfflinePlanner(tools)
     planner = build_planner(
         mode=settings.planner,
         rules=rules,
@@ -132,12 +135,16 @@ def build_runtime(settings: Settings) -> Runtime:
         llm_api_key=settings.llm_api_key,
         timeout_s=settings.llm_timeout_s,
         threshold=settings.planner_threshold,
+        tools=tools,
     )
     executor = ToolExecutor(
-        directory=directory,
-        orchestrator=orchestrator,
-        alerts=alerts.alerts,
-        droplet_id=settings.droplet_id,
+        tools=tools,
+        mesh=Mesh(
+            directory_or_none=directory,
+            orchestrator_or_none=orchestrator,
+            alerts=alerts.alerts,
+            droplet_id=settings.droplet_id,
+        ),
         timeout_s=max(settings.peer_timeout_s * 2, 5.0),
         observe_upstream=lambda peer, seconds: metrics.upstream_latency.labels(peer).observe(
             seconds
@@ -145,13 +152,12 @@ def build_runtime(settings: Settings) -> Runtime:
     )
 
     def aliases() -> dict[str, int]:
-        return directory.aliases() if directory is not None else {}
+        return directory.aliases() if directory is not None else catalogue_aliases()
 
     conversation = ConversationService(
         store=store,
         planner=planner,
         executor=executor,
-        renderer=AnswerRenderer(),
         aliases=aliases,
         publish=bus.publish,
         metrics=metrics,

@@ -11,8 +11,7 @@ aiosqlite's worker threads, so its cost shows as wall time, not loop CPU.
 
 What-if variants re-run the same turns with one change applied at runtime (never in the app's
 files), so a proposal in docs/performance.md comes with a measured gain:
-- `extract_cache`: memoise `data_extractor.extract` (the rules planner re-extracts entities from
-  every message of the history window on every turn);
+- `prebuilt_sql`: the store's two hot reads built once with bound parameters;
 - `sqlite_normal`: `PRAGMA synchronous=NORMAL` instead of FULL (WAL stays on);
 - `quiet_logs`: drop filtered-out log events before structlog's processors run.
 The LLM part times one Gemini planning call through the SDK against the fake (no delay) and the
@@ -147,21 +146,6 @@ def _settings(data_dir: Path, mesh: Any, **extra: Any) -> Any:
 def _patched(variant: set[str]) -> Iterator[None]:
     """Apply the what-if changes of `variant` for the duration of the block."""
     undo: list[Callable[[], None]] = []
-    if "extract_cache" in variant:
-        from app.conversation.planners import entities as dx
-
-        original = dx.extract
-
-        @functools.lru_cache(maxsize=8192)
-        def cached(text: str, frozen: tuple[tuple[str, int], ...] | None) -> Any:
-            return original(text, aliases=dict(frozen) if frozen is not None else None)
-
-        def extract(text: str, *, aliases: Any = None) -> Any:
-            frozen = tuple(sorted(aliases.items())) if aliases else None
-            return cached(text, frozen)
-
-        dx.extract = extract
-        undo.append(lambda: setattr(dx, "extract", original))
     if "sqlite_normal" in variant:
         from app.store import engine as me
 
@@ -310,7 +294,6 @@ async def measure_rules(
             timers.wrap_lock(store)
             timers.wrap_async(conversation._planner, "plan", "planner.plan")
             timers.wrap_async(conversation._executor, "execute", "executor.execute")
-            timers.wrap_sync(conversation._renderer, "outcomes", "renderer.outcomes")
             timers.wrap_sync(conversation, "_aliases", "directory.aliases")
             timers.wrap_async(conversation, "_publish", "event publish")
             session = f"anatomy-{time.monotonic_ns()}"
@@ -428,11 +411,10 @@ async def measure_llm(mesh: Any, workdir: Path, calls: int) -> dict[str, Any]:
 
 VARIANTS: list[set[str]] = [
     set(),
-    {"extract_cache"},
     {"prebuilt_sql"},
     {"quiet_logs"},
     {"sqlite_normal"},
-    {"extract_cache", "prebuilt_sql", "quiet_logs"},
+    {"prebuilt_sql", "quiet_logs"},
 ]
 
 

@@ -16,13 +16,14 @@ from app.channels.errors import ApiError
 from app.channels.jwt import TokenInvalid, key_id, verify_token
 from app.channels.rate_limit import RateLimiter
 from app.config import Settings
-from app.conversation.service import Channel, Turn
+from app.conversation.service import Turn
 from app.domain.identity import SESSION_ID_RULE, Caller, Identity, Permission, session_key
 
 # Re-exported: routes check session ids where they read them, with the gate's own rule.
 from app.domain.identity import valid_session_id as valid_session_id
 from app.domain.udc import ErrorCode
 from app.mesh.keys import PublicKeySource
+from app.tools.base import Channel
 
 _CHALLENGE = 'Bearer realm="droplet-12"'
 

@@ -1,7 +1,8 @@
-"""One turn, one path: every channel hands a Turn to `ConversationService.handle`.
+"""One turn, one path: every channel hands the gate's Turn to `ConversationService.handle`.
 
-load session -> confirm/decline a pending write -> plan -> validate against the catalogue ->
-run reads concurrently / hold writes for confirmation -> format -> persist atomically -> publish.
+open the session (in the caller's namespace) -> a yes/no for the waiting proposal? -> plan ->
+each call to its tool (validated once) -> reads run concurrently, writes become a proposal ->
+each tool renders its answer -> the turn is stored atomically -> its frame is published.
 """
 
 from __future__ import annotations
@@ -11,25 +12,31 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any
 
 import structlog
 
-from app.conversation.planners.rules import is_affirmative, is_negative
+from app.conversation import replies
+from app.conversation.confirmation import answer_of
 from app.domain.identity import Caller, session_key, session_name
 from app.domain.plan import PendingCall, Plan, PlanContext, Planner, ToolCall
-from app.domain.session import AuditEntry, SessionInfo
+from app.domain.session import AuditEntry, AuditOutcome, SessionInfo
 from app.ops.metrics import Metrics
 from app.store.sessions import UNSET, SessionStore, Unset
-from app.tools.catalogue import get_spec, missing_arguments, validation_errors
-from app.tools.executor import ToolExecutor, ToolOutcome, peers_of
+from app.tools.base import ArgsInvalid, Channel, Outcome, Tool
+from app.tools.executor import ToolExecutor
+from app.tools.registry import ToolRegistry
+from app.tools.render import for_channel
 from app.utils.time import isoformat_z
 
 log = structlog.get_logger(__name__)
 
-Channel = Literal["chat", "voice"]
 ProgressFn = Callable[[str, dict[str, Any]], Awaitable[None]]
 PublishFn = Callable[[dict[str, Any]], Awaitable[None]]
+PendingChange = PendingCall | Unset | None
+"""What a turn does to the waiting proposal: a new one, UNSET (leave it), None (clear it)."""
+
+_PEER_DROPLET_IDS = {"registry": 1, "orchestrator": 10}
 
 
 class SessionAccessDenied(Exception):
@@ -74,24 +81,26 @@ class Reply:
     timestamp: str = field(default_factory=isoformat_z)
 
 
-class Renderer(Protocol):
-    def outcomes(self, outcomes: Sequence[ToolOutcome], *, channel: Channel) -> str: ...
+@dataclass(slots=True)
+class _Result:
+    """What one turn decided, before it is stored."""
 
-    def confirmation(self, call: ToolCall, *, channel: Channel) -> str: ...
+    reply: Reply
+    audit: list[AuditEntry] = field(default_factory=list)
+    pending: PendingChange = UNSET
+    context: dict[str, Any] = field(default_factory=dict)
 
-    def question(self, call: ToolCall, missing: Sequence[str], *, channel: Channel) -> str: ...
 
-    def plain(self, text: str, *, channel: Channel) -> str: ...
-
-
-def pending_view(pending: PendingCall | None) -> dict[str, Any] | None:
-    """What clients see of a pending write (`pending_confirmation`)."""
+def pending_view(pending: PendingCall | None, tools: ToolRegistry) -> dict[str, Any] | None:
+    """What clients see of a waiting proposal (`pending_confirmation`)."""
     if pending is None:
         return None
+    tool = tools.get(pending.call.tool)
     return {
         "proposal_id": pending.proposal_id,
         "tool": pending.call.tool,
         "args": pending.call.args,
+        "summary": tool.summary(pending.call.args) if tool is not None else pending.call.tool,
         "missing": pending.missing,
         "awaiting": "details" if pending.missing else "confirmation",
     }
@@ -104,7 +113,6 @@ class ConversationService:
         store: SessionStore,
         planner: Planner,
         executor: ToolExecutor,
-        renderer: Renderer,
         aliases: Callable[[], dict[str, int]],
         publish: PublishFn,
         metrics: Metrics,
@@ -115,7 +123,7 @@ class ConversationService:
         self._store = store
         self._planner = planner
         self._executor = executor
-        self._renderer = renderer
+        self._tools = executor.tools
         self._aliases = aliases
         self._publish = publish
         self._metrics = metrics
@@ -124,6 +132,13 @@ class ConversationService:
     @property
     def planner(self) -> Planner:
         return self._planner
+
+    @property
+    def tools(self) -> ToolRegistry:
+        return self._tools
+
+    def view(self, pending: PendingCall | None) -> dict[str, Any] | None:
+        return pending_view(pending, self._tools)
 
     async def analyze(self, text: str) -> Plan:
         """Plan without executing anything or touching a session."""
@@ -187,52 +202,55 @@ class ConversationService:
         return session
 
     async def _run_and_record(self, turn: Turn, session: SessionInfo, emit: ProgressFn) -> Reply:
-        reply, audit, pending, context = await self._run(turn, session, emit)
+        result = await self._run(turn, session, emit)
         await self._store.record_turn(
             session_id=session.session_id,
             user_text=turn.text,
-            answer_text=reply.text,
+            answer_text=result.reply.text,
             trace_id=turn.trace_id,
-            actions=reply.actions,
-            audit=audit,
-            pending=pending,
-            context_update=context,
+            actions=result.reply.actions,
+            audit=result.audit,
+            pending=result.pending,
+            context_update=result.context,
         )
-        return reply
+        return result.reply
 
-    async def _run(
-        self, turn: Turn, session: SessionInfo, emit: ProgressFn
-    ) -> tuple[Reply, list[AuditEntry], PendingCall | Unset | None, dict[str, Any]]:
+    # ---- one turn ----------------------------------------------------------------------------
+
+    async def _run(self, turn: Turn, session: SessionInfo, emit: ProgressFn) -> _Result:
         channel: Channel = turn.source
         pending = session.pending
-        reply = Reply(
-            text="",
-            session_id=session_name(session.session_id),
-            trace_id=turn.trace_id,
-            session_key=session.session_id,
+        result = _Result(
+            Reply(
+                text="",
+                session_id=session_name(session.session_id),
+                trace_id=turn.trace_id,
+                session_key=session.session_id,
+            )
         )
+        reply = result.reply
+        answer = answer_of(turn.text)
 
-        stale = self._stale_confirmation(turn, pending, channel)
+        stale = self._stale_confirmation(turn, pending, answer, channel)
         if stale is not None:
             reply.text = stale
-            reply.pending_confirmation = pending_view(pending)
-            return reply, [], UNSET, {}
-        if pending is not None and not pending.missing and is_affirmative(turn.text):
-            return await self._execute_pending(turn, session, pending, reply, emit)
-        if pending is not None and is_negative(turn.text):
-            reply.text = self._renderer.plain(
-                f"Okay, I dropped it: nothing was {_verb_past(pending.call.tool)}.",
-                channel=channel,
-            )
-            entry = self._audit(turn, session, pending.call, "declined", "declined by the user")
+            reply.pending_confirmation = self.view(pending)
+            return result
+        if pending is not None and answer == 1 and not pending.missing:
+            return await self._execute_pending(turn, session, pending, result, emit)
+        if pending is not None and answer == -1:
+            tool = self._tools.get(pending.call.tool)
+            reply.text = replies.declined(tool, channel) if tool else for_channel("Okay.", channel)
             reply.actions = [{"tool": pending.call.tool, "status": "declined"}]
-            return reply, [entry], None, {}
-        # "cancel that" with nothing pending means the last task, so only a bare "yes" stops here.
-        if pending is None and is_affirmative(turn.text):
-            reply.text = self._renderer.plain(
-                "There is nothing waiting for your confirmation.", channel=channel
-            )
-            return reply, [], UNSET, {}
+            result.audit = [self._audit(turn, session, pending.call, "declined", "declined")]
+            result.pending = None
+            return result
+        if pending is not None and pending.missing and answer == 1:
+            # "ok" while a question is open answers nothing: ask the same question again.
+            return self._ask_again(pending, result, channel)
+        if pending is None and answer == 1:
+            reply.text = for_channel(replies.NOTHING_PENDING, channel)
+            return result
 
         await emit("planning", {"step": "planning"})
         history = await self._store.history(session.session_id, limit=self._history_window)
@@ -248,154 +266,217 @@ class ConversationService:
         reply.notes = list(plan.notes)
 
         if plan.kind == "answer":
-            reply.text = self._renderer.plain(plan.answer or "", channel=channel)
-            if pending is not None:
-                reply.text += "\n\n" + self._still_waiting(pending, channel)
-                reply.pending_confirmation = pending_view(pending)
-            return reply, [], UNSET, {}
-
+            reply.text = for_channel(plan.answer or "", channel)
+            if pending is not None and not pending.missing:
+                reply.text += "\n\n" + self._waiting_line(pending, channel)
+                reply.pending_confirmation = self.view(pending)
+            return result
         if plan.kind == "ask":
-            call = plan.calls[0] if plan.calls else None
-            if call is None or get_spec(call.tool) is None:
-                reply.text = self._renderer.plain(
-                    "I did not understand that. Say **help** to see what I can do.",
-                    channel=channel,
-                )
-                return reply, [], UNSET, {}
-            missing = plan.missing or missing_arguments(call)
-            new_pending = self._proposal(turn, call, missing)
-            reply.text = self._renderer.question(call, missing, channel=channel)
-            reply.pending_confirmation = pending_view(new_pending)
-            return reply, [], new_pending, {"pending_planner": plan.planner}
+            return self._ask(turn, session, plan, result, channel)
+        return await self._run_calls(turn, session, plan, pending, result, emit)
 
-        return await self._run_calls(turn, session, plan, reply, emit, pending)
+    def _ask(
+        self, turn: Turn, session: SessionInfo, plan: Plan, result: _Result, channel: Channel
+    ) -> _Result:
+        call = plan.calls[0] if plan.calls else None
+        tool = self._tools.get(call.tool) if call is not None else None
+        if call is None or tool is None:
+            result.reply.text = for_channel(
+                "I did not understand that. Say **help** to see what I can do.", channel
+            )
+            return result
+        if not tool.allowed(turn.caller):
+            return self._forbidden(turn, session, tool, call, result, plan.planner, channel)
+        missing = plan.missing or tool.missing(call.args)
+        new = self._proposal(turn, call, missing)
+        result.reply.text = for_channel(tool.question(missing, channel), channel)
+        result.reply.pending_confirmation = self.view(new)
+        result.reply.actions = [{"tool": call.tool, "status": "awaiting_details"}]
+        result.pending = new
+        result.context = {"pending_planner": plan.planner}
+        return result
+
+    def _ask_again(self, pending: PendingCall, result: _Result, channel: Channel) -> _Result:
+        tool = self._tools.get(pending.call.tool)
+        question = tool.question(pending.missing, channel) if tool else "I need more details."
+        result.reply.text = for_channel(f"I still need an answer first. {question}", channel)
+        result.reply.pending_confirmation = self.view(pending)
+        return result
 
     async def _run_calls(
         self,
         turn: Turn,
         session: SessionInfo,
         plan: Plan,
-        reply: Reply,
-        emit: ProgressFn,
         pending: PendingCall | None,
-    ) -> tuple[Reply, list[AuditEntry], PendingCall | Unset | None, dict[str, Any]]:
+        result: _Result,
+        emit: ProgressFn,
+    ) -> _Result:
         channel: Channel = turn.source
+        reply = result.reply
         reads: list[ToolCall] = []
-        writes: list[ToolCall] = []
+        writes: list[tuple[Tool[Any], ToolCall]] = []
         problems: list[str] = []
         for call in plan.calls:
-            spec = get_spec(call.tool)
-            errors = validation_errors(call)
-            if spec is None or errors:
-                problems.append(f"{call.tool}: {'; '.join(errors) or 'unknown tool'}")
+            tool = self._tools.get(call.tool)
+            issues = self._tools.problems(call)
+            if tool is None or issues:
+                problems.append(_readable(call.tool, issues))
                 reply.actions.append({"tool": call.tool, "status": "invalid"})
                 continue
-            (writes if spec.writes else reads).append(call)
+            if tool.writes:
+                writes.append((tool, call))
+            else:
+                reads.append(call)
 
-        outcomes: list[ToolOutcome] = []
-        audit: list[AuditEntry] = []
+        outcomes: list[Outcome] = []
         if reads:
             for call in reads:
-                await emit(
-                    "calling",
-                    {"step": "calling", "tool": call.tool, "droplet": _peer_for(call.tool)},
-                )
+                await emit("calling", self._calling(call))
             outcomes = list(
                 await asyncio.gather(
                     *(
-                        self._executor.execute(call, caller=turn.caller, trace_id=turn.trace_id)
+                        self._executor.execute(
+                            call,
+                            caller=turn.caller,
+                            trace_id=turn.trace_id,
+                            session=session.context,
+                        )
                         for call in reads
                     )
                 )
             )
-            for outcome in outcomes:
-                reply.actions.append({"tool": outcome.call.tool, "status": outcome.status})
-                audit.append(self._audit_outcome(turn, session, outcome, plan.planner))
-                self._metrics.tool_calls.labels(outcome.call.tool, outcome.status).inc()
+            for out in outcomes:
+                reply.actions.append({"tool": out.call.tool, "status": out.status})
+                result.audit.append(self._audit_outcome(turn, session, out, plan.planner))
+                self._metrics.tool_calls.labels(out.call.tool, out.status).inc()
 
         await emit("formatting", {"step": "formatting"})
-        parts: list[str] = []
-        if outcomes:
-            parts.append(self._renderer.outcomes(outcomes, channel=channel))
+        parts = [self._say(out, channel) for out in outcomes]
         if problems:
             parts.append(
-                self._renderer.plain(
-                    "I could not use part of that request: " + "; ".join(problems), channel=channel
-                )
+                for_channel("I could not use part of that request: " + "; ".join(problems), channel)
             )
 
-        new_pending: PendingCall | Unset | None = UNSET
         if writes:
-            call = writes[0]
-            if not turn.caller.can("write"):
-                parts.append(
-                    self._renderer.plain(
-                        f"You do not have permission to {_verb(call.tool)}: that needs the "
-                        "'write' permission.",
-                        channel=channel,
-                    )
-                )
-                reply.actions.append({"tool": call.tool, "status": "forbidden"})
-                audit.append(
-                    self._audit(
-                        turn, session, call, "declined", "no write permission", planner=plan.planner
-                    )
-                )
+            tool, call = writes[0]
+            if not tool.allowed(turn.caller):
+                self._forbidden(turn, session, tool, call, result, plan.planner, channel)
+                parts.append(reply.text)
             else:
-                new_pending = self._proposal(turn, call, [])
-                parts.append(self._renderer.confirmation(call, channel=channel))
-                reply.pending_confirmation = pending_view(new_pending)
+                new = self._proposal(turn, call, [])
+                parts.append(replies.confirm(tool.propose(tool.parse(call.args), channel), channel))
+                reply.pending_confirmation = self.view(new)
                 reply.actions.append({"tool": call.tool, "status": "awaiting_confirmation"})
+                result.pending = new
+                result.context["pending_planner"] = plan.planner
                 if len(writes) > 1:
                     parts.append(
-                        self._renderer.plain(
-                            "One change at a time: ask for the next one after this.",
-                            channel=channel,
+                        for_channel(
+                            "One change at a time: ask for the next one after this.", channel
                         )
                     )
-        elif pending is not None:
-            parts.append(self._still_waiting(pending, channel))
-            reply.pending_confirmation = pending_view(pending)
+        elif pending is not None and not pending.missing:
+            parts.append(self._waiting_line(pending, channel))
+            reply.pending_confirmation = self.view(pending)
+        # A question still open (details) is kept, but not repeated after an unrelated answer.
 
-        reply.text = "\n\n".join(p for p in parts if p) or self._renderer.plain(
-            "Done.", channel=channel
+        reply.text = "\n\n".join(p for p in parts if p) or for_channel("Done.", channel)
+        for out in outcomes:
+            result.context.update(out.context)
+        return result
+
+    def _forbidden(
+        self,
+        turn: Turn,
+        session: SessionInfo,
+        tool: Tool[Any],
+        call: ToolCall,
+        result: _Result,
+        planner: str,
+        channel: Channel,
+    ) -> _Result:
+        result.reply.text = for_channel(
+            f"You do not have permission to {tool.action_for(call.args)}: that needs the "
+            f"'{tool.permission}' permission.",
+            channel,
         )
-        context = _context_from(outcomes)
-        if isinstance(new_pending, PendingCall):
-            context["pending_planner"] = plan.planner
-        return reply, audit, new_pending, context
+        result.reply.actions.append({"tool": call.tool, "status": "forbidden"})
+        result.audit.append(
+            self._audit(turn, session, call, "declined", "no write permission", planner=planner)
+        )
+        return result
 
     async def _execute_pending(
         self,
         turn: Turn,
         session: SessionInfo,
         pending: PendingCall,
-        reply: Reply,
+        result: _Result,
         emit: ProgressFn,
-    ) -> tuple[Reply, list[AuditEntry], PendingCall | Unset | None, dict[str, Any]]:
+    ) -> _Result:
         channel: Channel = turn.source
+        reply = result.reply
         call = pending.call
-        errors = validation_errors(call)
-        if errors:
-            reply.text = self._renderer.plain(
-                "That action is no longer valid: " + "; ".join(errors), channel=channel
+        tool = self._tools.get(call.tool)
+        try:
+            if tool is None:
+                raise ArgsInvalid([f"unknown tool {call.tool!r}"])
+            tool.parse(call.args)
+        except ArgsInvalid as exc:
+            reply.text = for_channel(
+                "That action is no longer valid: " + "; ".join(exc.problems), channel
             )
             reply.actions = [{"tool": call.tool, "status": "invalid"}]
-            return reply, [], None, {}
-        await emit(
-            "calling", {"step": "calling", "tool": call.tool, "droplet": _peer_for(call.tool)}
-        )
+            result.pending = None
+            return result
+        await emit("calling", self._calling(call))
         # The executor checks the caller's permission itself: a "yes" from a caller without
         # `write` executes nothing, whoever proposed it.
-        outcome = await self._executor.execute(call, caller=turn.caller, trace_id=turn.trace_id)
-        self._metrics.tool_calls.labels(call.tool, outcome.status).inc()
+        out = await self._executor.execute(
+            call, caller=turn.caller, trace_id=turn.trace_id, session=session.context
+        )
+        self._metrics.tool_calls.labels(call.tool, out.status).inc()
         await emit("formatting", {"step": "formatting"})
-        reply.text = self._renderer.outcomes([outcome], channel=channel)
-        reply.actions = [{"tool": call.tool, "status": outcome.status}]
+        reply.text = self._say(out, channel)
+        reply.actions = [{"tool": call.tool, "status": out.status}]
         planner = str(session.context.get("pending_planner") or "rules")
         reply.planner = planner
-        entry = self._audit_outcome(turn, session, outcome, planner)
-        return reply, [entry], None, _context_from([outcome])
+        result.audit = [self._audit_outcome(turn, session, out, planner)]
+        result.context = dict(out.context)
+        if out.status == "unavailable":
+            # Nothing changed and the peer may be back in a moment: keep exactly this proposal,
+            # so "yes" again retries it instead of "nothing is waiting".
+            reply.text += "\n\n" + for_channel(
+                "Nothing was changed; say **yes** again to retry, or **no** to drop it.", channel
+            )
+            reply.pending_confirmation = self.view(pending)
+            result.pending = UNSET
+        else:
+            result.pending = None
+        return result
+
+    # ---- pieces ------------------------------------------------------------------------------
+
+    def _say(self, out: Outcome, channel: Channel) -> str:
+        tool = self._tools.get(out.call.tool)
+        if out.answered and tool is not None:
+            return for_channel(tool.render(out, channel), channel)
+        return replies.failure(tool, out, channel)
+
+    def _calling(self, call: ToolCall) -> dict[str, Any]:
+        tool = self._tools.get(call.tool)
+        peer = tool.peers[0] if tool is not None and tool.peers else None
+        return {
+            "step": "calling",
+            "tool": call.tool,
+            "droplet": _PEER_DROPLET_IDS[peer] if peer else None,
+        }
+
+    def _waiting_line(self, pending: PendingCall, channel: Channel) -> str:
+        tool = self._tools.get(pending.call.tool)
+        what = tool.summary(pending.call.args) if tool else pending.call.tool
+        return for_channel(f"(Still waiting for your **yes** or **no** to {what}.)", channel)
 
     @staticmethod
     def _proposal(turn: Turn, call: ToolCall, missing: list[str]) -> PendingCall:
@@ -408,7 +489,7 @@ class ConversationService:
         )
 
     def _stale_confirmation(
-        self, turn: Turn, pending: PendingCall | None, channel: Channel
+        self, turn: Turn, pending: PendingCall | None, answer: int, channel: Channel
     ) -> str | None:
         """Why a yes/no cannot act on what is waiting, or None when it may.
 
@@ -418,44 +499,37 @@ class ConversationService:
         """
         if turn.proposal_id is not None:
             if pending is None:
-                return self._renderer.plain(
-                    "That proposal is no longer waiting: nothing was changed.", channel=channel
+                return for_channel(
+                    "That proposal is no longer waiting: nothing was changed.", channel
                 )
             if pending.proposal_id != turn.proposal_id:
-                return self._renderer.plain(
+                return for_channel(
                     "That is not the proposal waiting now, so nothing was changed. "
-                    + self._still_waiting(pending, channel),
-                    channel=channel,
+                    + self._waiting_line(pending, channel),
+                    channel,
                 )
-        if pending is None or not (is_affirmative(turn.text) or is_negative(turn.text)):
+        if pending is None or answer == 0:
             return None
         if pending.proposal_id is None or pending.proposed_by != str(turn.caller.identity):
-            return self._renderer.plain(
+            return for_channel(
                 "That proposal was not made to you, so nothing was changed; "
                 "ask for the change yourself.",
-                channel=channel,
+                channel,
             )
         return None
-
-    def _still_waiting(self, pending: PendingCall, channel: Channel) -> str:
-        if pending.missing:
-            return self._renderer.question(pending.call, pending.missing, channel=channel)
-        return self._renderer.plain(
-            f"(Still waiting for your **yes** or **no** to {_verb(pending.call.tool)}.)",
-            channel=channel,
-        )
 
     def _audit(
         self,
         turn: Turn,
         session: SessionInfo,
         call: ToolCall,
-        outcome: Literal["ok", "error", "declined"],
+        outcome: AuditOutcome,
         detail: str | None,
         *,
         planner: str | None = None,
         duration_ms: float | None = None,
     ) -> AuditEntry:
+        pending_planner = session.context.get("pending_planner")
         return AuditEntry(
             actor=turn.actor,
             session_id=session.session_id,
@@ -466,20 +540,23 @@ class ConversationService:
             detail=detail,
             duration_ms=duration_ms,
             trace_id=turn.trace_id,
-            planner=planner or str(session.context.get("pending_planner") or "rules"),
+            planner=planner or str(pending_planner or "rules"),
         )
 
     def _audit_outcome(
-        self, turn: Turn, session: SessionInfo, outcome: ToolOutcome, planner: str
+        self, turn: Turn, session: SessionInfo, out: Outcome, planner: str
     ) -> AuditEntry:
+        outcome: AuditOutcome = (
+            "ok" if out.status == "ok" else "degraded" if out.status == "degraded" else "error"
+        )
         return self._audit(
             turn,
             session,
-            outcome.call,
-            "ok" if outcome.status == "ok" else "error",
-            outcome.message,
+            out.call,
+            outcome,
+            out.message,
             planner=planner,
-            duration_ms=outcome.duration_ms,
+            duration_ms=out.duration_ms,
         )
 
 
@@ -493,31 +570,5 @@ def _int_or_none(value: object) -> int | None:
     return None
 
 
-def _context_from(outcomes: Sequence[ToolOutcome]) -> dict[str, Any]:
-    update: dict[str, Any] = {}
-    for outcome in outcomes:
-        update.update(outcome.context)
-    return update
-
-
-_VERBS = {
-    "create_task": ("create the task", "created"),
-    "cancel_task": ("cancel the task", "cancelled"),
-    "send_message": ("send the message", "sent"),
-}
-
-
-def _verb(tool: str) -> str:
-    return _VERBS.get(tool, (f"run {tool}", "done"))[0]
-
-
-def _verb_past(tool: str) -> str:
-    return _VERBS.get(tool, (f"run {tool}", "done"))[1]
-
-
-_PEER_DROPLET_IDS = {"registry": 1, "orchestrator": 10}
-
-
-def _peer_for(tool: str) -> int | None:
-    peers = peers_of(tool)
-    return _PEER_DROPLET_IDS[peers[0]] if peers else None
+def _readable(tool: str, issues: Sequence[str]) -> str:
+    return f"{tool}: {'; '.join(issues) or 'unknown tool'}"

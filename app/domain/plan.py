@@ -26,6 +26,8 @@ class PendingCall(BaseModel):
     """Names exactly this proposal: a confirmation that names another one executes nothing."""
     proposed_by: str | None = None
     """The identity it was proposed to; only that identity's "yes" executes it."""
+    preview: str | None = None
+    """What the proposal listed when it was made (a bulk action's tasks): what "yes" agrees to."""
 
 
 class PlanContext(BaseModel):

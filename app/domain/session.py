@@ -11,7 +11,7 @@ from app.domain.plan import HistoryTurn, PendingCall
 
 SessionSource = Literal["chat", "voice"]
 MessageRole = Literal["user", "assistant"]
-AuditOutcome = Literal["ok", "error", "declined"]
+AuditOutcome = Literal["ok", "degraded", "error", "declined"]
 
 
 def utc_now() -> datetime:

@@ -34,3 +34,12 @@ def display_name(droplet_id: int, name: str | None = None) -> str:
     """ "Visibility Deck (droplet 14)", or "droplet 14" when nothing better is known."""
     name = name or known_name(droplet_id)
     return f"{name} (droplet {droplet_id})" if name else f"droplet {droplet_id}"
+
+
+def catalogue_aliases() -> dict[str, int]:
+    """Lower-case names and nicknames of the known droplets, to their ids."""
+    return {
+        alias.lower(): known.id
+        for known in KNOWN_DROPLETS
+        for alias in (known.name, *known.aliases)
+    }

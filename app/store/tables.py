@@ -118,7 +118,7 @@ class AuditRow(Base):
 
     __tablename__ = "audit"
     __table_args__ = (
-        CheckConstraint("outcome IN ('ok', 'error', 'declined')", name="outcome"),
+        CheckConstraint("outcome IN ('ok', 'degraded', 'error', 'declined')", name="outcome"),
         Index(None, "at"),
         Index(None, "tool", "at"),
         Index(None, "session_id", "at"),

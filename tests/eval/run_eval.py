@@ -1,18 +1,20 @@
-"""Score a planner against the labelled corpus.
+"""Score a planner on the labelled splits: accuracy per split and category, misses, calibration.
 
-    python -m tests.eval.run_eval [--planner rules] [--show-passes]
+    python -m tests.eval.run_eval [--planner rules|gemini|openai|hybrid] [--split test]
+                                  [--misses 50] [--show-passes] [--min-accuracy 0.95]
 
 A case passes when the plan has the expected kind, exactly the expected tool calls (as a
 multiset) and every labelled argument; generated arguments (a task's title or description)
-may be present without a label. Prints accuracy per tool and overall, then every failure.
+may be present without a label. The splits are described in `splits/README.md`: quote the test
+split, never the train split.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import json
+import re
 import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -20,22 +22,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.conversation.planners.rules import RulesPlanner
+from app.conversation.understanding.planner import OfflinePlanner
 from app.domain.plan import Plan, PlanContext, Planner, ToolCall
-from app.mesh.catalogue import KNOWN_DROPLETS
+from app.mesh.catalogue import catalogue_aliases
+from app.tools.registry import default_tools
 from app.utils.logging import configure_logging
 
-CORPUS = Path(__file__).parent / "splits" / "train.jsonl"
+SPLITS_DIR = Path(__file__).parent / "splits"
+SPLITS = ("train", "dev", "test")
+CORPUS = SPLITS_DIR / "train.jsonl"
 
-DEFAULT_ALIASES: Mapping[str, int] = {
-    alias.lower(): known.id for known in KNOWN_DROPLETS for alias in (known.name, *known.aliases)
-}
-"""What `registry_info` supplies from the static catalogue when a case gives no aliases."""
+DEFAULT_ALIASES: Mapping[str, int] = catalogue_aliases()
+"""What the service supplies from the static catalogue when a case gives no aliases."""
 
 FREE_KEYS: Mapping[str, frozenset[str]] = {"create_task": frozenset({"title", "description"})}
 """Arguments a planner may generate without the case labelling them."""
 
-PLANNERS: Mapping[str, str] = {"rules": "app.conversation.planners.rules:RulesPlanner"}
+SPELLED = re.compile(
+    r"\b(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|"
+    r"fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|"
+    r"seventy|eighty|ninety|hundred|first|second|third|fourth|fifth)\b",
+    re.I,
+)
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,11 @@ class Case:
     context: PlanContext
     expect: Mapping[str, Any]
     tags: tuple[str, ...] = ()
+    category: str = "-"
+
+    @property
+    def spelled(self) -> bool:
+        return bool(SPELLED.search(self.text))
 
 
 @dataclass
@@ -66,14 +79,16 @@ class Report:
     def accuracy(self) -> float:
         return self.passed / len(self.results) if self.results else 0.0
 
-    def by_group(self) -> dict[str, tuple[int, int]]:
+    def subset(self, keep: Any) -> Report:
+        return Report([r for r in self.results if keep(r.case)])
+
+    def by_category(self) -> dict[str, tuple[int, int]]:
         totals: Counter[str] = Counter()
         passes: Counter[str] = Counter()
         for r in self.results:
-            for group in groups(r.case):
-                totals[group] += 1
-                passes[group] += r.failure is None
-        return {g: (passes[g], totals[g]) for g in sorted(totals)}
+            totals[r.case.category] += 1
+            passes[r.case.category] += r.failure is None
+        return {c: (passes[c], totals[c]) for c in sorted(totals)}
 
 
 def load_corpus(path: Path = CORPUS) -> list[Case]:
@@ -84,24 +99,22 @@ def load_corpus(path: Path = CORPUS) -> list[Case]:
         raw = json.loads(line)
         ctx = dict(raw.get("context") or {})
         ctx.setdefault("aliases", dict(DEFAULT_ALIASES))
+        tags = tuple(raw.get("tags", ()))
         cases.append(
             Case(
                 raw["id"],
                 raw["text"],
                 PlanContext.model_validate(ctx),
                 raw["expect"],
-                tuple(raw.get("tags", ())),
+                tags,
+                raw.get("category") or (tags[0] if tags else "plain"),
             )
         )
     return cases
 
 
-def groups(case: Case) -> list[str]:
-    kind = case.expect["kind"]
-    if kind == "answer":
-        return ["(answer)"]
-    tools = sorted({c["tool"] for c in case.expect.get("calls", [])})
-    return [f"{t} (ask)" for t in tools] if kind == "ask" else tools
+def load_split(name: str) -> list[Case]:
+    return load_corpus(SPLITS_DIR / f"{name}.jsonl")
 
 
 def _args_match(tool: str, expected: Mapping[str, Any], actual: Mapping[str, Any]) -> bool:
@@ -109,6 +122,12 @@ def _args_match(tool: str, expected: Mapping[str, Any], actual: Mapping[str, Any
         return False
     extra = set(actual) - set(expected)
     return extra <= FREE_KEYS.get(tool, frozenset())
+
+
+def _slot_names(names: Sequence[str]) -> set[str]:
+    """Missing arguments by their own name ("payload.target_droplet_id" is target_droplet_id);
+    the order a person is asked in is the tool's business, not the label's."""
+    return {name.rsplit(".", 1)[-1] for name in names}
 
 
 def judge(case: Case, plan: Plan) -> str | None:
@@ -124,7 +143,7 @@ def judge(case: Case, plan: Plan) -> str | None:
         got = plan.calls[0] if plan.calls else ToolCall(tool="?")
         if got.tool != want["tool"]:
             return f"asks about {got.tool}, expected {want['tool']}"
-        if list(plan.missing) != list(expect.get("missing", [])):
+        if _slot_names(plan.missing) != _slot_names(expect.get("missing", [])):
             return f"missing {plan.missing}, expected {expect.get('missing')}"
         if any(got.args.get(k, object()) != v for k, v in want.get("args", {}).items()):
             return f"partial args {got.args}, expected {want.get('args')}"
@@ -155,14 +174,50 @@ async def evaluate(planner: Planner, cases: Sequence[Case]) -> Report:
     return report
 
 
-def load_planner(name: str) -> Planner:
-    target = PLANNERS.get(name, name)
-    if ":" not in target:
-        raise SystemExit(f"unknown planner {name!r}: use one of {sorted(PLANNERS)} or module:Class")
-    module_name, attr = target.split(":", 1)
-    factory = getattr(importlib.import_module(module_name), attr)
-    planner: Planner = factory()
-    return planner
+def offline_planner() -> OfflinePlanner:
+    return OfflinePlanner(default_tools())
+
+
+# ---- calibration -----------------------------------------------------------------------------
+
+
+def reliability(report: Report, bins: int = 10) -> list[tuple[float, float, int, float]]:
+    """(bin low, bin high, cases, accuracy) for the confidence bins that have cases."""
+    rows = []
+    for b in range(bins):
+        low, high = b / bins, (b + 1) / bins
+        inside = [
+            r
+            for r in report.results
+            if low <= r.plan.confidence < high or (b == bins - 1 and r.plan.confidence == 1.0)
+        ]
+        if inside:
+            acc = sum(r.failure is None for r in inside) / len(inside)
+            rows.append((low, high, len(inside), acc))
+    return rows
+
+
+def expected_calibration_error(report: Report, bins: int = 10) -> float:
+    """Mean |accuracy - confidence| over the bins, weighted by how many cases fall in each."""
+    total = len(report.results)
+    if not total:
+        return 0.0
+    error = 0.0
+    for b in range(bins):
+        low, high = b / bins, (b + 1) / bins
+        inside = [
+            r
+            for r in report.results
+            if low <= r.plan.confidence < high or (b == bins - 1 and r.plan.confidence == 1.0)
+        ]
+        if inside:
+            acc = sum(r.failure is None for r in inside) / len(inside)
+            conf = sum(r.plan.confidence for r in inside) / len(inside)
+            error += len(inside) / total * abs(acc - conf)
+    return error
+
+
+# ---- report ----------------------------------------------------------------------------------
 
 
 def _describe(plan: Plan) -> str:
@@ -173,25 +228,34 @@ def _describe(plan: Plan) -> str:
     return f"{plan.kind}: {calls}{extra} conf={plan.confidence}"
 
 
-def render(report: Report, *, show_passes: bool = False) -> str:
-    lines = [f"{'group':<24} {'pass':>5} {'total':>6} {'accuracy':>9}"]
-    for group, (ok, total) in report.by_group().items():
-        lines.append(f"{group:<24} {ok:>5} {total:>6} {ok / total:>8.1%}")
-    lines.append(
-        f"{'OVERALL':<24} {report.passed:>5} {len(report.results):>6} {report.accuracy:>8.1%}"
-    )
+def render(name: str, report: Report, *, misses: int = 50, show_passes: bool = False) -> str:
+    lines = [f"== {name}: {report.passed}/{len(report.results)} = {report.accuracy:.1%}"]
+    for label, keep in (
+        ("spelled-out numbers", lambda c: c.spelled),
+        ("hostile (no tool call)", lambda c: c.category == "hostile"),
+    ):
+        part = report.subset(keep)
+        if part.results:
+            lines.append(
+                f"   {label:<26} {part.passed:>4}/{len(part.results):<4} {part.accuracy:>7.1%}"
+            )
+    lines.append(f"   {'category':<26} {'pass':>4}/{'all':<4} {'accuracy':>8}")
+    for category, (ok, total) in report.by_category().items():
+        lines.append(f"   {category:<26} {ok:>4}/{total:<4} {ok / total:>7.1%}")
+    ece = expected_calibration_error(report)
+    lines.append(f"   calibration: ECE {ece:.3f}; confidence bin -> accuracy (cases)")
+    for low, high, n, acc in reliability(report):
+        lines.append(f"     [{low:.1f}, {high:.1f})  {acc:>6.1%}  ({n})")
     failures = [r for r in report.results if r.failure is not None]
-    if failures:
-        lines.append("")
-        lines.append(f"{len(failures)} failures:")
-        for r in failures:
-            lines.append(f"  [{r.case.id}] {r.case.text!r}")
-            lines.append(f"      {r.failure}; got {_describe(r.plan)}")
+    if failures and misses:
+        lines.append(f"   misses ({len(failures)}):")
+        for r in failures[:misses]:
+            lines.append(f"     [{r.case.id}] {r.case.text!r}")
+            lines.append(f"         {r.failure}; got {_describe(r.plan)}")
     if show_passes:
-        lines.append("")
         for r in report.results:
             if r.failure is None:
-                lines.append(f"  ok [{r.case.id}] {r.case.text!r} -> {_describe(r.plan)}")
+                lines.append(f"     ok [{r.case.id}] {r.case.text!r} -> {_describe(r.plan)}")
     return "\n".join(lines) + "\n"
 
 
@@ -200,52 +264,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--planner",
         default="rules",
-        help="rules, gemini, openai, hybrid (a real model when configured, else local fakes), "
-        "or module:Class",
+        help="rules, gemini, openai, hybrid (a real model when configured, else local fakes)",
     )
-    parser.add_argument("--corpus", type=Path, default=CORPUS)
+    parser.add_argument("--split", choices=[*SPLITS, "all"], default="all")
+    parser.add_argument("--misses", type=int, default=50, help="misses listed per split")
     parser.add_argument("--show-passes", action="store_true")
-    parser.add_argument("--min-accuracy", type=float, default=0.0, help="exit 1 below this (0..1)")
+    parser.add_argument(
+        "--min-accuracy", type=float, default=0.0, help="exit 1 if the test split is below"
+    )
     args = parser.parse_args(argv)
     configure_logging(level="WARNING", json_lines=False)
+    names = SPLITS if args.split == "all" else (args.split,)
+    reports: dict[str, Report] = {}
     if args.planner in ("gemini", "openai", "hybrid"):
-        report = _evaluate_llm(args.planner, load_corpus(args.corpus))
+        from tests.eval.llm_eval import evaluate_llm
+
+        reports = evaluate_llm(args.planner, {n: load_split(n) for n in names})
     else:
-        planner = load_planner(args.planner) if args.planner != "rules" else RulesPlanner()
-        report = asyncio.run(evaluate(planner, load_corpus(args.corpus)))
-    sys.stdout.write(render(report, show_passes=args.show_passes))
-    return 1 if report.accuracy < args.min_accuracy else 0
-
-
-def _evaluate_llm(kind: str, cases: Sequence[Case]) -> Report:
-    from tests.eval.llm_eval import Stopwatch, llm_calls, llm_planner
-
-    watch = Stopwatch()
-    calls = 0
-    fallbacks = 0
-
-    async def run(planner: Planner) -> Report:
-        nonlocal calls, fallbacks
-        report = Report()
-        for case in cases:
-            with watch.time():
-                plan = await planner.plan(case.text, case.context)
-            calls += llm_calls(plan.notes)
-            fallbacks += any(n.startswith("llm_fallback:") for n in plan.notes)
-            report.results.append(Result(case, plan, judge(case, plan)))
-        closer = getattr(planner, "aclose", None)
-        if closer is not None:
-            await closer()
-        return report
-
-    with llm_planner(kind) as setup:
-        report = asyncio.run(run(setup.planner))
-    sys.stdout.write(
-        f"planner: {kind} against {setup.endpoint}\n"
-        f"LLM calls per turn: {calls / max(1, len(cases)):.2f}   fallbacks to rules: {fallbacks}"
-        f"   latency p50: {watch.p50_ms():.1f} ms\n\n"
-    )
-    return report
+        planner = offline_planner()
+        reports = {n: asyncio.run(evaluate(planner, load_split(n))) for n in names}
+    for name, report in reports.items():
+        sys.stdout.write(render(name, report, misses=args.misses, show_passes=args.show_passes))
+    quoted = reports.get("test") or next(iter(reports.values()))
+    return 1 if quoted.accuracy < args.min_accuracy else 0
 
 
 if __name__ == "__main__":

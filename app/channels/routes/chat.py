@@ -21,7 +21,6 @@ from app.channels.schemas import (
 from app.conversation.service import Reply
 from app.domain.udc import Envelope, normalise_droplet_ref
 from app.mesh.delivery import deliver_reply
-from app.tools.catalogue import get_spec
 from app.utils.time import isoformat_z
 
 router = APIRouter(prefix="/api", tags=["chat"])
@@ -171,7 +170,7 @@ async def analyze(
             missing=plan.missing,
             confidence=plan.confidence,
             planner=plan.planner,
-            writes=[c.tool for c in plan.calls if (s := get_spec(c.tool)) and s.writes],
+            writes=[c.tool for c in plan.calls if runtime.conversation.tools.writes(c.tool)],
             answer=plan.answer,
         ),
         timestamp=isoformat_z(),

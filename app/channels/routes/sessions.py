@@ -24,7 +24,6 @@ from app.channels.schemas import (
     SessionStatsResponse,
     SessionSummary,
 )
-from app.conversation.service import pending_view
 from app.domain.identity import Caller, Identity, session_key, session_name
 from app.domain.session import SessionInfo
 from app.domain.udc import ErrorCode
@@ -136,7 +135,7 @@ async def get_session(
     return SessionDetail(
         **_summary(info).model_dump(),
         history=history,
-        pending_confirmation=pending_view(info.pending),
+        pending_confirmation=runtime.conversation.view(info.pending),
     )
 
 
@@ -162,7 +161,7 @@ async def audit_log(
     owner: OwnerParam = None,
     tool: Annotated[str | None, Query(max_length=64)] = None,
     actor: Annotated[str | None, Query(max_length=255)] = None,
-    outcome: Literal["ok", "error", "declined"] | None = None,
+    outcome: Literal["ok", "degraded", "error", "declined"] | None = None,
     since: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,

@@ -11,6 +11,7 @@ from pydantic import SecretStr
 from app.config import ConfigError
 from app.conversation.planners.hybrid import FallbackPlanner, HybridPlanner
 from app.domain.plan import Planner
+from app.tools.registry import ToolRegistry
 
 # The SDKs take about two seconds to import: only a configured model pays for its own.
 DEFAULT_GEMINI_MODEL = "gemini-2.5-flash"
@@ -45,6 +46,7 @@ def build_planner(
     timeout_s: float = 10.0,
     threshold: float = 0.6,
     gemini_api_version: str | None = None,
+    tools: ToolRegistry | None = None,
 ) -> Planner:
     """The planner for `mode`; ConfigError when the mode's model is not configured."""
     gemini_key = _secret(gemini_api_key)
@@ -66,6 +68,7 @@ def build_planner(
             base_url=(gemini_base_url or "").strip() or None,
             timeout_s=timeout_s,
             api_version=gemini_api_version,
+            tools=tools,
         )
 
     def openai_compat() -> Planner:
@@ -80,6 +83,7 @@ def build_planner(
             model=llm_model,
             api_key=_secret(llm_api_key),
             timeout_s=timeout_s,
+            tools=tools,
         )
 
     if resolved == "gemini":

@@ -28,7 +28,7 @@ from app.conversation.planners.llm_common import (
     system_instruction,
 )
 from app.domain.plan import Plan, PlanContext, ToolCall
-from app.tools.catalogue import CATALOGUE
+from app.tools.registry import ToolRegistry, default_tools
 
 log = structlog.get_logger(__name__)
 
@@ -86,9 +86,11 @@ class GeminiPlanner:
         timeout_s: float = 10.0,
         api_version: str | None = None,
         retry_backoff_s: float = 0.25,
+        tools: ToolRegistry | None = None,
     ) -> None:
         key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
         self.model = model
+        self._tools = tools or default_tools()
         self._timeout_s = timeout_s
         self._retry = model_retry(retry_backoff_s)
         self._turn_deadline_s = _TURN_DEADLINE_FACTOR * timeout_s
@@ -101,11 +103,11 @@ class GeminiPlanner:
         self._tool = types.Tool(
             function_declarations=[
                 types.FunctionDeclaration(
-                    name=spec.name,
-                    description=spec.description,
-                    parameters_json_schema=spec.schema,
+                    name=str(d["name"]),
+                    description=str(d["description"]),
+                    parameters_json_schema=d["parameters"],
                 )
-                for spec in CATALOGUE
+                for d in self._tools.declarations()
             ]
         )
         self._thinking = thinking_config_for(model)
@@ -116,7 +118,7 @@ class GeminiPlanner:
 
     def _config(self, context: PlanContext) -> types.GenerateContentConfig:
         return types.GenerateContentConfig(
-            system_instruction=system_instruction(context),
+            system_instruction=system_instruction(context, self._tools),
             tools=[self._tool],
             tool_config=types.ToolConfig(
                 function_calling_config=types.FunctionCallingConfig(
@@ -152,6 +154,7 @@ class GeminiPlanner:
             model=self.model,
             retry=self._retry,
             turn_deadline_s=self._turn_deadline_s,
+            tools=self._tools,
         )
 
     async def summarize_stream(self, text_facts: str) -> AsyncIterator[str]:

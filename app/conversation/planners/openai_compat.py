@@ -34,7 +34,7 @@ from app.conversation.planners.llm_common import (
     system_instruction,
 )
 from app.domain.plan import Plan, PlanContext, ToolCall
-from app.tools.catalogue import CATALOGUE
+from app.tools.registry import ToolRegistry, default_tools
 
 log = structlog.get_logger(__name__)
 
@@ -77,9 +77,11 @@ class OpenAICompatPlanner:
         api_key: str | SecretStr | None = None,
         timeout_s: float = 10.0,
         retry_backoff_s: float = 0.25,
+        tools: ToolRegistry | None = None,
     ) -> None:
         key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
         self.model = model
+        self._registry = tools or default_tools()
         self._timeout_s = timeout_s
         self._retry = model_retry(retry_backoff_s)
         self._turn_deadline_s = _TURN_DEADLINE_FACTOR * timeout_s
@@ -94,12 +96,12 @@ class OpenAICompatPlanner:
             {
                 "type": "function",
                 "function": {
-                    "name": spec.name,
-                    "description": spec.description,
-                    "parameters": spec.schema,
+                    "name": str(d["name"]),
+                    "description": str(d["description"]),
+                    "parameters": dict(d["parameters"]),
                 },
             }
-            for spec in CATALOGUE
+            for d in self._registry.declarations()
         ]
 
     async def aclose(self) -> None:
@@ -107,7 +109,7 @@ class OpenAICompatPlanner:
 
     async def plan(self, text: str, context: PlanContext) -> Plan:
         messages: list[ChatCompletionMessageParam] = [
-            {"role": "system", "content": system_instruction(context)}
+            {"role": "system", "content": system_instruction(context, self._registry)}
         ]
         for role, turn_text in recent_history(context):
             if role == "assistant":
@@ -128,6 +130,7 @@ class OpenAICompatPlanner:
             model=self.model,
             retry=self._retry,
             turn_deadline_s=self._turn_deadline_s,
+            tools=self._registry,
         )
 
     async def summarize_stream(self, text_facts: str) -> AsyncIterator[str]:

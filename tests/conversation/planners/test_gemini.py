@@ -12,7 +12,7 @@ import pytest
 from app.conversation.planners.gemini import GeminiPlanner, thinking_config_for
 from app.conversation.planners.llm_common import PlannerFailure
 from app.domain.plan import HistoryTurn, PendingCall, PlanContext, ToolCall
-from app.tools.catalogue import CATALOGUE, get_spec, tool_names
+from app.tools.registry import default_tools
 from tests.fakes.gemini import (
     FakeGemini,
     empty,
@@ -27,6 +27,7 @@ from tests.fakes.gemini import (
     text_chunks,
 )
 
+TOOLS = default_tools()
 KEY = "test-gemini-key"
 
 
@@ -59,10 +60,10 @@ async def test_declares_every_catalogue_tool_with_its_json_schema(
     assert request.extra["model"] == "gemini-2.5-flash"
     assert request.headers["x-goog-api-key"] == KEY
     declared = {d["name"]: d for d in _declarations(request.body)}
-    assert tuple(declared) == tool_names()
-    for spec in CATALOGUE:
-        assert declared[spec.name]["description"] == spec.description
-        assert declared[spec.name]["parametersJsonSchema"] == spec.schema
+    assert tuple(declared) == TOOLS.names()
+    for tool in TOOLS:
+        assert declared[tool.name]["description"] == tool.description
+        assert declared[tool.name]["parametersJsonSchema"] == tool.schema()
     assert request.body["toolConfig"]["functionCallingConfig"]["mode"] == "AUTO"
     generation = request.body["generationConfig"]
     assert generation["temperature"] == 0
@@ -293,7 +294,7 @@ async def test_invalid_arguments_are_sent_back_once(
     response = tool_turn["parts"][0]["functionResponse"]
     assert response["name"] == "droplet_status"
     assert "droplet_id" in response["response"]["error"]
-    assert "not of type 'integer'" in response["response"]["error"]
+    assert "Input should be a valid integer" in response["response"]["error"]
 
 
 async def test_unknown_tool_is_corrected(planner: GeminiPlanner, fake_gemini: FakeGemini) -> None:
@@ -358,7 +359,7 @@ async def test_write_with_missing_arguments_asks(
     assert plan.calls == [
         ToolCall(tool="create_task", args={"task_type": "verify", "title": "Verify 14"})
     ]
-    assert plan.missing == ["priority", "payload"]
+    assert plan.missing == ["payload.target_droplet_id"]
     assert len(fake_gemini.requests) == 1
 
 
@@ -373,9 +374,7 @@ async def test_write_class_comes_from_the_catalogue(
     plan = await planner.plan("cancel task 7, it's read-only anyway", PlanContext())
 
     assert plan.calls == [ToolCall(tool="cancel_task", args={"task_id": 7})]
-    spec = get_spec(plan.calls[0].tool)
-    assert spec is not None
-    assert spec.writes is True
+    assert TOOLS.writes(plan.calls[0].tool) is True
 
 
 async def test_injected_text_cannot_create_a_call_by_itself(

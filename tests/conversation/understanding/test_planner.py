@@ -8,13 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.conversation.planners.rules import (
-    LLM_CONFIDENCE_THRESHOLD,
-    RulesPlanner,
-    is_affirmative,
-    is_negative,
-    plan_message,
-)
+from app.conversation.understanding.planner import OfflinePlanner
 from app.domain.plan import (
     HistoryTurn,
     PendingCall,
@@ -23,7 +17,21 @@ from app.domain.plan import (
     Planner,
     ToolCall,
 )
-from app.tools.catalogue import validation_errors
+from app.tools.registry import default_tools
+
+TOOLS = default_tools()
+PLANNER = OfflinePlanner(TOOLS)
+LLM_CONFIDENCE_THRESHOLD = 0.6
+"""The hybrid planner's default threshold: below it a configured model is asked."""
+
+
+def plan_message(text: str, context: PlanContext) -> Plan:
+    return PLANNER.plan_now(text, context)
+
+
+def validation_errors(call: ToolCall) -> list[str]:
+    return TOOLS.problems(call)
+
 
 ALIASES = {
     "registry": 1,
@@ -50,7 +58,7 @@ def history(*texts: str) -> list[HistoryTurn]:
 
 
 async def test_is_a_planner_named_rules() -> None:
-    planner: Planner = RulesPlanner()
+    planner: Planner = OfflinePlanner(TOOLS)
     result = await planner.plan("list droplets", PlanContext())
     assert planner.name == "rules"
     assert result.planner == "rules"
@@ -90,7 +98,6 @@ def test_create_verification_task_with_code_url_and_priority() -> None:
             "create_task",
             {
                 "task_type": "verify",
-                "title": "Verify droplet 14",
                 "priority": 3,
                 "payload": {
                     "target_droplet_id": 14,
@@ -233,6 +240,13 @@ def test_create_without_a_type_asks_for_it() -> None:
     assert calls(result) == [("create_task", {"priority": 2, "payload": {"target_droplet_id": 14}})]
 
 
+def test_create_without_a_target_asks_for_it() -> None:
+    result = plan("create a deploy task, priority 2")
+    assert result.kind == "ask"
+    assert result.missing == ["payload.target_droplet_id"]
+    assert calls(result) == [("create_task", {"task_type": "deploy", "priority": 2})]
+
+
 def _pending(tool: str, args: dict[str, Any], missing: list[str] | None = None) -> PendingCall:
     return PendingCall(call=ToolCall(tool=tool, args=args), missing=missing or [])
 
@@ -250,14 +264,15 @@ def test_slot_answer_completes_the_pending_call() -> None:
                 "priority": 5,
                 "payload": {"target_droplet_id": 14},
                 "task_type": "verify",
-                "title": "Verify droplet 14",
             },
         )
     ]
 
 
 def test_other_details_keep_asking_for_what_is_still_missing() -> None:
-    pending = _pending("create_task", {"priority": 5, "payload": {}}, ["task_type"])
+    pending = _pending(
+        "create_task", {"priority": 5, "payload": {"target_droplet_id": 14}}, ["task_type"]
+    )
     result = plan("priority 2", pending=pending)
     assert result.kind == "ask"
     assert result.missing == ["task_type"]
@@ -280,19 +295,17 @@ WAITING = _pending(
     [
         ("make it priority 2", {"priority": 2}),
         ("actually make it urgent", {"priority": 1}),
-        (
-            "for droplet 16 instead",
-            {"payload": {"target_droplet_id": 16}, "title": "Verify droplet 16"},
-        ),
+        ("for droplet 16 instead", {"payload": {"target_droplet_id": 16}, "title": None}),
         ("title: Audit droplet 14", {"title": "Audit droplet 14"}),
-        ("make it a build task", {"task_type": "build", "title": "Build droplet 14"}),
+        ("make it a build task", {"task_type": "build", "title": None}),
     ],
 )
 def test_edits_to_a_call_awaiting_confirmation(reply: str, changes: dict[str, Any]) -> None:
+    """A title made from the old type and target goes with them (the tool makes a new one)."""
     result = plan(reply, pending=WAITING)
     assert result.kind == "tools"
-    assert calls(result) == [("create_task", {**WAITING.call.args, **changes})]
-    assert "slot_fill" in result.notes
+    expected = {k: v for k, v in {**WAITING.call.args, **changes}.items() if v is not None}
+    assert calls(result) == [("create_task", expected)]
 
 
 def test_a_user_chosen_title_survives_a_retarget() -> None:
@@ -341,64 +354,11 @@ def test_send_message_parts() -> None:
     assert result.missing == ["message"]
 
 
-# ---- confirmations -----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "yes",
-        "Y",
-        "yep",
-        "confirm",
-        "go ahead",
-        "do it",
-        "sure",
-        "ok",
-        "Yes, go ahead!",
-        "yes please",
-        "👍",
-        "confrim",
-    ],
-)
-def test_affirmative(text: str) -> None:
-    assert is_affirmative(text)
-    assert not is_negative(text)
-
-
-@pytest.mark.parametrize(
-    "text",
-    ["no", "nope", "cancel", "stop", "abort", "never mind", "don't", "No thanks.", "forget it"],
-)
-def test_negative(text: str) -> None:
-    assert is_negative(text)
-    assert not is_affirmative(text)
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "cancel task 7",
-        "cancel it",
-        "no, show me the alerts",
-        "yes and list droplets",
-        "don't cancel task 7",
-        "stop task 3",
-        "",
-        "ok show tasks",
-        "yes no",
-    ],
-)
-def test_requests_are_neither_yes_nor_no(text: str) -> None:
-    assert not is_negative(text)
-    assert not (is_affirmative(text) and text != "")
-
-
 # ---- every plan is valid -----------------------------------------------------------------------
 
 
 def _only_missing_required(call: ToolCall) -> bool:
-    return all("is a required property" in e for e in validation_errors(call))
+    return TOOLS.problems(call, partial=True) == []
 
 
 def _assert_valid(result: Plan) -> None:

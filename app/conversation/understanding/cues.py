@@ -1,0 +1,255 @@
+"""The tools' cues, compiled once into tables, and the scoring of one request against them.
+
+Scores are additive evidence: a verb that names a tool, a phrase, a noun, supporting words and
+entity kinds; words that argue against it subtract. The best tool wins if its evidence is enough.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.conversation.understanding.entities import Entities
+from app.conversation.understanding.stems import stem
+from app.tools.base import Tool
+
+Phrase = tuple[str, ...]
+
+WEIGHTS = {
+    "verb": 3.0,
+    "phrase": 5.0,
+    "noun": 2.0,
+    "context": 1.0,
+    "entity": 1.0,
+    "needed": 2.0,
+    "against": -3.0,
+    "lead": 1.5,
+}
+PHRASE_WORD = 0.5
+"""A longer phrase is more specific: each word beyond the first adds this much."""
+LEAD_SKIP = frozenset(
+    {"and", "then", "also", "now", "so", "the", ",", "to", "i", "we", "let", "us"}
+)
+MIN_SCORE = 2.0
+"""Less evidence than one noun is not a request."""
+
+# Who a messaging verb is said to: "tell me when..." is not a message to a droplet.
+NOT_A_RECIPIENT = frozenset({"me", "us", "when", "if", "whenever", "once", "about", "how", "what"})
+
+
+def _phrases(items: Iterable[str]) -> tuple[Phrase, ...]:
+    return tuple(sorted({tuple(i.split()) for i in items if i}, key=len, reverse=True))
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledCues:
+    tool: str
+    verbs: tuple[Phrase, ...]
+    nouns: tuple[Phrase, ...]
+    phrases: tuple[Phrase, ...]
+    context: tuple[Phrase, ...]
+    against: tuple[Phrase, ...]
+    entities: frozenset[str]
+    needs: frozenset[str]
+    excludes: frozenset[str]
+    needs_any: frozenset[str]
+    slot_kinds: frozenset[str]
+    order: int
+
+
+@dataclass(slots=True)
+class Score:
+    tool: str
+    total: float = 0.0
+    verbs: int = 0
+    phrases: int = 0
+    nouns: int = 0
+    evidence: list[str] = field(default_factory=list)
+
+    @property
+    def named(self) -> bool:
+        """Named by a verb or a phrase, not only supported by a noun or entities."""
+        return self.verbs > 0 or self.phrases > 0
+
+
+def _entity_kind(slot_kind: str) -> str:
+    return {"droplets": "droplet"}.get(slot_kind, slot_kind)
+
+
+class CueIndex:
+    def __init__(self, tools: Iterable[Tool[Any]]) -> None:
+        self.tables: list[CompiledCues] = []
+        for order, tool in enumerate(tools):
+            cues = tool.cues
+            self.tables.append(
+                CompiledCues(
+                    tool=tool.name,
+                    verbs=_phrases(cues.verbs),
+                    nouns=_phrases(cues.nouns),
+                    phrases=_phrases(cues.phrases),
+                    context=_phrases(cues.context),
+                    against=_phrases(cues.against),
+                    entities=frozenset(_entity_kind(e) for e in cues.entities),
+                    needs=frozenset(cues.needs),
+                    excludes=frozenset(_entity_kind(e) for e in cues.excludes),
+                    needs_any=frozenset(_entity_kind(e) for e in cues.needs_any),
+                    slot_kinds=frozenset(_entity_kind(s.entity) for s in tool.slots.values()),
+                    order=order,
+                )
+            )
+        self.by_tool = {t.tool: t for t in self.tables}
+        self.verbs: frozenset[Phrase] = frozenset(v for t in self.tables for v in t.verbs)
+        self.vocabulary: frozenset[str] = frozenset(
+            word
+            for t in self.tables
+            for group in (t.verbs, t.nouns, t.phrases, t.context, t.against)
+            for phrase in group
+            for word in phrase
+        )
+
+    def starts_with_verb(self, words: Sequence[str], i: int) -> bool:
+        forms = [_forms(w) for w in words[i : i + 6]]
+        return any(_match(forms, v, 0) is not None for v in self.verbs)
+
+    def score(
+        self,
+        words: Sequence[str],
+        ents: Entities,
+        *,
+        available: frozenset[str],
+        strong: frozenset[str] = frozenset(),
+        spoken: Sequence[str] = (),
+        content: frozenset[int] = frozenset(),
+    ) -> list[Score]:
+        """Every candidate tool's score for one request, best first.
+
+        `available`: entity kinds the request can supply (present, or reachable through a
+        pronoun or the conversation). `spoken`: the same words with fillers kept, for phrases
+        like "what can you do". `content`: positions that are a message's or a title's own
+        words, which name nothing.
+
+        The longest cue wins its words: where a tool's multi-word cue ("stop watching")
+        covers a word, another tool's one-word cue ("stop") does not count there. A verb is a
+        command at the start of a request; later in the sentence it counts for half.
+        """
+        kinds = ents.kinds()
+        forms = [_forms(w) if i not in content else frozenset() for i, w in enumerate(words)]
+        spoken_forms = [_forms(w) for w in spoken]
+        lead = next((i for i, w in enumerate(words) if w not in LEAD_SKIP), 0)
+        bare_only = {"droplet", "task"} - kinds - strong
+        claimed = self._claims(forms)
+        scores: list[Score] = []
+        for table in self.tables:
+            if not table.needs <= available:
+                continue
+            if table.needs_any and not table.needs_any & available:
+                continue
+            score = Score(table.tool)
+            taken: set[int] = set()
+            for group, weight, label in (
+                (table.phrases, WEIGHTS["phrase"], "phrase"),
+                (table.verbs, WEIGHTS["verb"], "verb"),
+                (table.nouns, WEIGHTS["noun"], "noun"),
+                (table.context, WEIGHTS["context"], "context"),
+                (table.against, WEIGHTS["against"], "against"),
+            ):
+                for phrase in group:
+                    found = _find(forms, phrase, taken if label != "against" else set())
+                    if found is None and label == "phrase" and spoken_forms:
+                        if _find(spoken_forms, phrase, set()) is not None:
+                            score.total += weight + PHRASE_WORD * (len(phrase) - 1)
+                            score.phrases += 1
+                            score.evidence.append(f"phrase:{' '.join(phrase)}")
+                        continue
+                    if found is None:
+                        continue
+                    at, end = found
+                    span = set(range(at, end))
+                    if (
+                        label != "against"
+                        and len(phrase) == 1
+                        and claimed.get(at, table.tool) != table.tool
+                    ):
+                        continue  # a longer cue of another tool owns this word
+                    if label == "verb" and table.tool == "send_message":
+                        after = words[end] if end < len(words) else ""
+                        if after in NOT_A_RECIPIENT:
+                            continue
+                    if label != "against":
+                        taken |= span
+                    gain = weight
+                    if label == "phrase":
+                        gain += PHRASE_WORD * (len(phrase) - 1)
+                        if at == lead and phrase[:1] in table.verbs:
+                            gain += WEIGHTS["lead"]  # "cancel all ..." is a command too
+                    if label == "verb":
+                        gain = weight + WEIGHTS["lead"] if at == lead else weight / 2
+                    score.total += gain
+                    score.evidence.append(f"{label}:{' '.join(phrase)}")
+                    if label == "verb":
+                        score.verbs += 1
+                    elif label == "phrase":
+                        score.phrases += 1
+                    elif label == "noun":
+                        score.nouns += 1
+            score.total += WEIGHTS["entity"] * len((table.entities - table.needs) & kinds)
+            for need in table.needs & available:
+                # An id said on its own names the tool ("droplet 14?"); a bare number or a
+                # pronoun only supports it.
+                weak = need in bare_only
+                score.total += WEIGHTS["needed"] * (0.25 if weak else 1.0)
+            score.total += WEIGHTS["against"] * len(table.excludes & kinds)
+            scores.append(score)
+        order = {t.tool: t.order for t in self.tables}
+        scores.sort(key=lambda s: (-s.total, order[s.tool]))
+        return scores
+
+    def _claims(self, forms: Sequence[frozenset[str]]) -> dict[int, str]:
+        """Word position -> the tool whose longest multi-word cue covers it."""
+        best: dict[int, tuple[int, str]] = {}
+        for table in self.tables:
+            for phrase in (*table.phrases, *table.verbs, *table.nouns):
+                if len(phrase) < 2:
+                    continue
+                found = _find(forms, phrase, set())
+                if found is None:
+                    continue
+                length = found[1] - found[0]
+                for pos in range(*found):
+                    if pos not in best or best[pos][0] < length:
+                        best[pos] = (length, table.tool)
+        return {pos: tool for pos, (_, tool) in best.items()}
+
+
+def _forms(word: str) -> frozenset[str]:
+    base = stem(word)
+    return frozenset({word, base, base + "e"})
+
+
+def _find(
+    forms: Sequence[frozenset[str]], phrase: Phrase, taken: set[int]
+) -> tuple[int, int] | None:
+    """Where `phrase` occurs (start, end), "*" standing for one to three words."""
+    n = len(forms)
+    for i in range(n):
+        end = _match(forms, phrase, i)
+        if end is not None and not taken & set(range(i, end)):
+            return i, end
+    return None
+
+
+def _match(forms: Sequence[frozenset[str]], phrase: Phrase, i: int) -> int | None:
+    if not phrase:
+        return i
+    head, rest = phrase[0], phrase[1:]
+    if head == "*":
+        for skip in (1, 2, 3):
+            if i + skip <= len(forms):
+                end = _match(forms, rest, i + skip)
+                if end is not None:
+                    return end
+        return None
+    if i < len(forms) and head in forms[i]:
+        return _match(forms, rest, i + 1)
+    return None

@@ -1,0 +1,122 @@
+"""Messages that get no tool call: hostile input, small talk, and what is out of scope.
+
+Hostile input is refused plainly, whatever else it contains: prompt injection, SQL or shell
+injection, and destructive requests the tools cannot express (deleting or restarting a droplet,
+wiping the registry). A refusal never calls a tool.
+"""
+
+from __future__ import annotations
+
+import re
+
+REFUSAL = (
+    "I can't do that. I only run the actions I offer, and only after you confirm them: listing "
+    "and checking droplets and tasks, creating, cancelling or retrying tasks, and messaging "
+    "droplets. Say help to see them."
+)
+CANNOT_DESTROY = (
+    "I can't delete, restart or shut down droplets or the mesh's services. I can cancel tasks, "
+    "create tasks (for example a deploy or a provision task for a droplet) or send a droplet a "
+    "message asking it to act."
+)
+CAPABILITIES = (
+    "I can list the droplets, check a droplet's health and what it can do, list tasks or look "
+    "one up, show the system status and recent alerts, create, cancel or retry tasks, undo a "
+    "change, watch a droplet or a task for you, and send a message to a droplet."
+)
+GREETING = f"Hello! {CAPABILITIES} What would you like to know?"
+OUT_OF_SCOPE = (
+    f"Sorry, I can't help with that: I only know about this droplet mesh. {CAPABILITIES} "
+    "Say help for examples."
+)
+NOT_UNDERSTOOD = "Sorry, I didn't catch that. Say help to see what I can do."
+NOTHING_WAITING = "There is nothing waiting for your confirmation right now."
+NOTHING_TO_DROP = "OK. Nothing is waiting for confirmation, so there is nothing to drop."
+THANKS = "You're welcome."
+GOODBYE = "Goodbye!"
+HOW_ARE_YOU = f"All good here, thanks. {CAPABILITIES}"
+
+_INJECTION = re.compile(
+    r"\b(?:ignore|disregard|forget|override|bypass|skip)\b[^.?!]{0,40}\b(?:instructions?|rules|"
+    r"prompts?|guidelines|guardrails|restrictions|confirmations?|safety|policy|policies)\b"
+    r"|\bsystem\s*prompt\b|\bdeveloper\s+mode\b|\bjail\s*break|\bdan\s+mode\b|\bgod\s+mode\b"
+    r"|\byou\s+are\s+now\b|\bact\s+as\s+(?:an?\s+)?(?:admin|root|system|unrestricted)"
+    r"|\bpretend\s+(?:to\s+be|you)\b|^\s*system\s*:|\[\s*system\s*\]|<\s*/?\s*system\s*>"
+    r"|\b(?:print|show|reveal|dump|repeat)\b[^.?!]{0,30}\b(?:your|the)\s+(?:system\s+)?"
+    r"(?:prompt|instructions|configuration|config|secrets?|api\s*keys?|tokens?|passwords?)\b"
+    r"|\bwithout\s+(?:asking|confirmation|confirming)\b|\bno\s+confirmation\b"
+    r"|\b(?:grant|give|make)\s+(?:me|us|yourself)\b[^.?!]{0,20}\b(?:admin|root|superuser|"
+    r"write\s+access|permissions?)\b|\bsudo\b|\bescalate\b",
+    re.I,
+)
+_CODE = re.compile(
+    r"\bdrop\s+(?:table|database|schema)\b|\bdelete\s+from\b|\binsert\s+into\b|\btruncate\s+"
+    r"table\b|\bunion\s+(?:all\s+)?select\b|\bselect\s+\*?\s*from\b|'\s*or\s+'?1'?\s*=\s*'?1"
+    r"|;\s*--|--\s*$|\brm\s+-rf\b|\brm\s+-r\b|;\s*rm\b|&&\s*\w|\|\s*(?:sh|bash)\b|`[^`]*`"
+    r"|\$\([^)]*\)|/etc/passwd|/etc/shadow|\bchmod\s+\d|\bcurl\s+\S+\s*\|\s*\w|\bwget\s"
+    r"|\bshutdown\s+-|\bmkfs\b|\bdd\s+if=|:\(\)\s*\{|<script\b|\beval\s*\(|\bexec\s*\("
+    r"|\bos\.system\b|\b__import__\b",
+    re.I,
+)
+_DESTROY = re.compile(
+    r"\b(?:delete|remove|destroy|wipe|purge|erase|nuke|deregister|unregister|decommission|"
+    r"kill|terminate|shut\s*down|shutdown|power\s+off|reboot|restart|stop|take\s+down|"
+    r"tear\s+down|format|reset|flush|drop|uninstall)\b"
+    r"[^.?!]{0,30}?\b(?:droplets?|registry|orchestrator|database|db|mesh|cluster|servers?|"
+    r"nodes?|everything|the\s+whole|all\s+services|services?|infrastructure|platform|logs|"
+    r"audit|history|sessions?|users?|voice|dashboard|onboarding|deck)\b",
+    re.I,
+)
+_ALLOWED_DESTROY_OBJECT = re.compile(r"\b(?:tasks?|jobs?|watch(?:es|ing)?|alerts?)\b", re.I)
+# "delete droplet 14's pending tasks": the droplet only owns what is removed.
+_OWNED_BY_OBJECT = re.compile(
+    r"^(?:\s*(?:#?\d+|[a-z]+))?\s*(?:'s|s')\s+(?:[\w-]+\s+){0,3}?"
+    r"(?:tasks?|jobs?|watch(?:es)?|alerts?)\b",
+    re.I,
+)
+
+_GREETINGS = re.compile(
+    r"^(?:hi|hello|hey|hiya|howdy|yo|greetings|good\s+(?:morning|afternoon|evening|day)|"
+    r"morning|evening|sup|what'?s\s+up|hey\s+there|hi\s+there|hello\s+there)(?:\s+\w+)?[!.\s]*$",
+    re.I,
+)
+_THANKS = re.compile(
+    r"^(?:thanks?(?:\s+you)?|thank\s+you(?:\s+(?:so|very)\s+much)?|thx|ty|cheers|much\s+"
+    r"appreciated|appreciate\s+it|great\s+thanks|awesome|cool|nice|perfect|great|got\s+it|"
+    r"understood|noted|makes\s+sense|good\s+to\s+know)(?:\s+\w+)?[!.\s]*$",
+    re.I,
+)
+_BYE = re.compile(
+    r"^(?:bye|goodbye|good\s*night|see\s+you(?:\s+later)?|later|cya|ciao)[!.\s]*$", re.I
+)
+_HOW_ARE_YOU = re.compile(
+    r"^(?:(?:hi|hello|hey)[,\s]+)?how\s+are\s+you(?:\s+doing)?(?:\s+today)?[?!.\s]*$", re.I
+)
+
+
+def refusal(text: str) -> str | None:
+    """The refusal for hostile input, or None."""
+    if _INJECTION.search(text) or _CODE.search(text):
+        return REFUSAL
+    destroy = _DESTROY.search(text)
+    if (
+        destroy
+        and not _ALLOWED_DESTROY_OBJECT.search(destroy.group(0))
+        and not _OWNED_BY_OBJECT.match(text[destroy.end() :])
+    ):
+        return CANNOT_DESTROY
+    return None
+
+
+def small_talk(text: str) -> tuple[str, str] | None:
+    """(intent, answer) for greetings, thanks, goodbyes; None otherwise."""
+    stripped = text.strip()
+    if _HOW_ARE_YOU.match(stripped):
+        return "smalltalk", HOW_ARE_YOU
+    if _GREETINGS.match(stripped):
+        return "smalltalk", GREETING
+    if _THANKS.match(stripped):
+        return "smalltalk", THANKS
+    if _BYE.match(stripped):
+        return "smalltalk", GOODBYE
+    return None

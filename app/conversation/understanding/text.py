@@ -1,0 +1,331 @@
+"""From what was typed or heard to tokens the planner can read.
+
+Each token keeps where it came from in the original text (message bodies and titles are cut
+from the original, with its case). On the way: contractions expanded, number words read as
+numbers, voice fillers and politeness dropped, repeated words collapsed, and typos corrected
+towards the words the planner knows (rapidfuzz; only towards known words, never away).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from rapidfuzz.distance import OSA
+from rapidfuzz.process import extractOne
+
+from app.conversation.understanding.numbers import NUMBER_WORDS, read_number
+from app.conversation.understanding.stems import stem
+
+
+@dataclass(slots=True)
+class Token:
+    text: str
+    """Lower-case word, a number's digits, punctuation, or a placeholder (\x00url0)."""
+    start: int
+    end: int
+    num: int | None = None
+    ordinal: bool = False
+    fixed: bool = False
+    """Corrected from a typo."""
+    spelled: bool = False
+    """A number said as words."""
+
+    @property
+    def is_num(self) -> bool:
+        return self.num is not None
+
+
+@dataclass(slots=True)
+class Text:
+    original: str
+    tokens: list[Token]
+    urls: list[str] = field(default_factory=list)
+    quotes: list[str] = field(default_factory=list)
+    fillers: int = 0
+    typos: int = 0
+    spoken: list[str] = field(default_factory=list)
+    """The words before fillers were dropped ("what can you do" keeps its "can you")."""
+
+    @property
+    def words(self) -> list[str]:
+        return [t.text for t in self.tokens]
+
+    def joined(self) -> str:
+        return " ".join(self.words)
+
+    def cut(self, first: int, last: int) -> str:
+        """The original text from token `first` to token `last` (inclusive)."""
+        if first > last or first >= len(self.tokens):
+            return ""
+        start, end = self.tokens[first].start, self.tokens[min(last, len(self.tokens) - 1)].end
+        return self.original[start:end]
+
+
+URL = re.compile(r"https?://[^\s<>\"'`]+", re.I)
+QUOTED = re.compile(
+    r"\"([^\"]{1,500})\"|“([^”]{1,500})”|(?:(?<=\s)|^)'([^']{1,500})'(?=[\s.,;:!?]|$)"
+)
+WORD = re.compile(
+    r"\x00(?:url|quote)\d+|\d{1,2}:\d{2}(?::\d{2})?(?:am|pm)?|[a-z0-9]+(?:[-'][a-z0-9]+)*"
+    r"|#|[,;:?!.=]|\+|&",
+)
+DROPLET_SHORT = re.compile(r"^(?:d|drop|droplet|service)-?(\d+)$")
+TASK_SHORT = re.compile(r"^(?:t|task|job)-?(\d+)$")
+PRIORITY_SHORT = re.compile(r"^(?:p|prio|priority)-?(\d{1,2})$")
+HASH_NUMBER = re.compile(r"^#?(\d+)(?:st|nd|rd|th)?$")
+
+CONTRACTIONS: dict[str, tuple[str, ...]] = {
+    "what's": ("what", "is"), "whats": ("what", "is"), "how's": ("how", "is"),
+    "hows": ("how", "is"), "who's": ("who", "is"), "where's": ("where", "is"),
+    "that's": ("that", "is"), "it's": ("it", "is"), "there's": ("there", "is"),
+    "i'm": ("i", "am"), "im": ("i", "am"), "i'd": ("i", "would"), "i've": ("i", "have"),
+    "don't": ("do", "not"), "dont": ("do", "not"), "doesn't": ("does", "not"),
+    "can't": ("can", "not"), "cant": ("can", "not"), "won't": ("will", "not"),
+    "isn't": ("is", "not"), "aren't": ("are", "not"), "didn't": ("did", "not"),
+    "let's": ("let", "us"), "lets": ("let", "us"), "we're": ("we", "are"),
+    "you're": ("you", "are"), "they're": ("they", "are"), "wasn't": ("was", "not"),
+    "hasn't": ("has", "not"), "haven't": ("have", "not"), "wanna": ("want", "to"),
+    "gonna": ("going", "to"), "gotta": ("got", "to"), "lemme": ("let", "me"),
+    "gimme": ("give", "me"), "whatcha": ("what", "are", "you"), "y'all": ("you",),
+}  # fmt: skip
+
+# Said around a request without changing it. Longest first; matched on whole words.
+FILLER_PHRASES: tuple[tuple[str, ...], ...] = tuple(
+    sorted(
+        (
+            tuple(p.split())
+            for p in (
+                "uh", "uhh", "uhm", "um", "umm", "er", "erm", "err", "hmm", "hm", "mm", "ah",
+                "eh", "you know", "i mean", "like i said", "okay so", "ok so", "alright so",
+                "all right so", "so yeah", "yeah so", "hey there", "hey", "hi there",
+                "hello there", "yo", "please", "pls", "plz", "kindly", "could you please",
+                "can you please", "would you please", "could you", "can you", "would you",
+                "will you", "would you mind", "do you mind", "could i get", "can i get",
+                "can i have", "could i have", "i'd like to", "i would like to", "i want to",
+                "i wanna", "i need you to", "i want you to", "i'd like you to",
+                "i would like you to", "go ahead and", "for me", "real quick", "quickly",
+                "quick", "just", "basically", "literally", "honestly", "i was wondering if",
+                "i was wondering whether", "i wonder if", "i wonder whether",
+                "do you think you could", "if you could", "if you can", "when you get a chance",
+                "if possible", "thanks", "thank you", "thanks a lot", "cheers", "sorry",
+                "excuse me", "right now", "at the moment", "currently", "real", "really",
+                "maybe", "perhaps", "quick question", "quick q", "question", "buddy", "mate",
+                "bot", "assistant", "computer", "okay", "ok", "alright", "so", "well",
+                "actually", "um so", "oh", "oops", "wait", "hmm okay",
+            )
+        ),
+        key=len,
+        reverse=True,
+    )
+)  # fmt: skip
+# Fillers that are words in their own right after the first position: only dropped at the start.
+LEADING_ONLY = frozenset({"so", "well", "okay", "ok", "alright", "actually", "oh", "wait", "quick",
+                          "real", "question", "yo", "hey"})  # fmt: skip
+# Small words every sentence has; known, so never "corrected" and not counted as unknown.
+_FUNCTION_WORDS_TEXT = """
+    today tonight yesterday overnight now current recent recently lately hour hours minute
+    minutes day days week weeks month morning evening night since ago already happened happen
+    going gone went anything something everything nothing anyone everyone please id there
+    today tonight yesterday overnight now current recent recently lately hour hours minute
+    minutes day days week weeks month morning evening night since ago already happened happen
+    going gone went anything something everything nothing anyone everyone please id there
+    a an the of for to in on at by with from about as is are was were be been being am do does
+    did done has have had having it its it's this that these those them they their there here
+    what which who whom whose when where why how any some all every each no not and or but if
+    then than so me my mine we us our you your i he she his her him one ones there's up down
+    out over into onto off again also too very more most less least many much few other another
+    same such only own can could would should will shall may might must let get got give show
+    tell know see look make go going want need like please now just yes no ok okay right still
+    yet else ever never always last first next new old please time times
+"""
+FUNCTION_WORDS = frozenset(_FUNCTION_WORDS_TEXT.split())
+
+
+def _placeholders(text: str) -> tuple[str, list[str], list[str]]:
+    urls: list[str] = []
+    quotes: list[str] = []
+
+    def url(match: re.Match[str]) -> str:
+        value = match.group(0).rstrip(".,;:!?)]}")
+        urls.append(value)
+        return f"\x00url{len(urls) - 1}" + match.group(0)[len(value) :]
+
+    def quote(match: re.Match[str]) -> str:
+        quotes.append(next(g for g in match.groups() if g is not None))
+        return f" \x00quote{len(quotes) - 1} "
+
+    text = URL.sub(url, text)
+    text = QUOTED.sub(quote, text)
+    return text, urls, quotes
+
+
+def tokenize(text: str, vocabulary: frozenset[str] = frozenset()) -> Text:
+    """Tokens of `text`, normalised as described above. `vocabulary`: the words to correct
+    typos towards (the tools' cues and the entity words)."""
+    shaped = (
+        text.replace("\u2019", "'")
+        .replace("\u2018", "'")
+        .replace("\u2013", "-")
+        .replace("\u2014", " - ")
+    )
+    marked, urls, quotes = _placeholders(shaped)
+    # Offsets are into `marked`; keep it as the original (placeholders stand where URLs were).
+    raw = [Token(m.group(0).lower(), m.start(), m.end()) for m in WORD.finditer(marked.lower())]
+    out = Text(original=marked, tokens=[], urls=urls, quotes=quotes)
+    words = _expand(raw)
+    words = _numbers(words)
+    out.spoken = [t.text for t in words]
+    words, out.fillers = _drop_fillers(words)
+    out.tokens, out.typos = _fix_typos(_collapse(words), vocabulary)
+    return out
+
+
+def _expand(tokens: Iterable[Token]) -> list[Token]:
+    out: list[Token] = []
+    for tok in tokens:
+        word = tok.text
+        if word in CONTRACTIONS:
+            out += [Token(w, tok.start, tok.end) for w in CONTRACTIONS[word]]
+            continue
+        if word.endswith("'s") and len(word) > 2:
+            out += _expand([Token(word[:-2], tok.start, tok.end - 2)])
+            out.append(Token("'s", tok.end - 2, tok.end))
+            continue
+        if "-" in word.strip("-") and all(p in NUMBER_WORDS for p in word.split("-")):
+            # "twenty-three", "forty-second": read as the words they join.
+            at = tok.start
+            for part in word.split("-"):
+                out.append(Token(part, at, at + len(part)))
+                at += len(part) + 1
+            continue
+        short = DROPLET_SHORT.match(word)
+        if short:
+            out += [Token("droplet", tok.start, tok.end), _num(short.group(1), tok)]
+            continue
+        task = TASK_SHORT.match(word)
+        if task:
+            out += [Token("task", tok.start, tok.end), _num(task.group(1), tok)]
+            continue
+        prio = PRIORITY_SHORT.match(word)
+        if prio:
+            out += [Token("priority", tok.start, tok.end), _num(prio.group(1), tok)]
+            continue
+        if HASH_NUMBER.match(word) and word != "#":
+            out.append(_num(HASH_NUMBER.match(word).group(1), tok))  # type: ignore[union-attr]
+            continue
+        out.append(tok)
+    return out
+
+
+def _num(digits: str, tok: Token) -> Token:
+    value = int(digits[:12]) if digits.isdigit() else 0
+    return Token(str(value), tok.start, tok.end, num=value)
+
+
+def _numbers(tokens: list[Token]) -> list[Token]:
+    words = [t.text for t in tokens]
+    out: list[Token] = []
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if tok.num is None and tok.text in NUMBER_WORDS and not _pronoun_one(words, i):
+            number = read_number(words, i)
+            if number is not None:
+                last = tokens[i + number.length - 1]
+                # An ordinal keeps its word ("the first five"), a cardinal becomes digits.
+                text = tok.text if number.ordinal and number.length == 1 else str(number.value)
+                out.append(
+                    Token(
+                        text,
+                        tok.start,
+                        last.end,
+                        num=number.value,
+                        ordinal=number.ordinal,
+                        spelled=True,
+                    )
+                )
+                i += number.length
+                continue
+        out.append(tok)
+        i += 1
+    return out
+
+
+NUMBER_BEFORE = frozenset(
+    {"droplet", "droplets", "task", "tasks", "job", "jobs", "number", "no", "#", "priority",
+     "prio", "p", "and", ",", "or", "to", "through", "thru", "service", "node", "id", "ticket",
+     "level", "is", "be", "at", "of", "top", "first"}
+)  # fmt: skip
+
+
+def _pronoun_one(words: Sequence[str], i: int) -> bool:
+    """ "that one", "a monitoring one", "one for droplet 4": "one" is a number only where a
+    number is expected ("droplet one", "priority one", "one hundred", "one oh five")."""
+    if words[i] != "one":
+        return False
+    before = words[i - 1] if i else ""
+    after = words[i + 1] if i + 1 < len(words) else ""
+    if after in ("hundred", "thousand", "oh"):
+        return False
+    return before not in NUMBER_BEFORE or after in ("of", "for", "too", "more")
+
+
+def _drop_fillers(tokens: list[Token]) -> tuple[list[Token], int]:
+    out: list[Token] = []
+    dropped = 0
+    i = 0
+    while i < len(tokens):
+        match = None
+        for phrase in FILLER_PHRASES:
+            n = len(phrase)
+            if tuple(t.text for t in tokens[i : i + n]) == phrase:
+                if n == 1 and phrase[0] in LEADING_ONLY and any(t.text not in ",." for t in out):
+                    continue
+                match = n
+                break
+        if match is None:
+            out.append(tokens[i])
+            i += 1
+            continue
+        dropped += 1
+        i += match
+    return out, dropped
+
+
+def _collapse(tokens: list[Token]) -> list[Token]:
+    """ "the the registry" -> "the registry" (speech-to-text repeats words)."""
+    out: list[Token] = []
+    for tok in tokens:
+        if out and tok.text == out[-1].text and tok.num is None and tok.text.isalpha():
+            continue
+        out.append(tok)
+    return out
+
+
+def _fix_typos(tokens: list[Token], vocabulary: frozenset[str]) -> tuple[list[Token], int]:
+    if not vocabulary:
+        return tokens, 0
+    choices = sorted(vocabulary)
+    fixed = 0
+    for tok in tokens:
+        word = tok.text
+        if (
+            tok.num is not None
+            or len(word) < 4
+            or not word.isalpha()
+            or word in vocabulary
+            or word in FUNCTION_WORDS
+        ):
+            continue
+        if stem(word) in vocabulary or f"{stem(word)}e" in vocabulary:
+            continue  # an inflection of a known word ("starts"), not a typo
+        # Two edits only in long words: "purple" is not a misspelt "purge".
+        limit = 1 if len(word) <= 7 else 2
+        best = extractOne(word, choices, scorer=OSA.distance, score_cutoff=limit)
+        if best is not None and best[0][0] == word[0]:
+            tok.text = best[0]
+            tok.fixed = True
+            fixed += 1
+    return tokens, fixed

@@ -1,0 +1,211 @@
+"""The tools' cues compiled into tables, and the scoring of one request against them."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.conversation.understanding.cues import MIN_SCORE, PHRASE_WORD, WEIGHTS, CueIndex, Score
+from app.conversation.understanding.entities import Entities, extract
+from app.conversation.understanding.text import tokenize
+from app.tools.base import Channel, Cues, Outcome, Slot, Tool, ToolArgs
+from app.tools.context import RunContext
+from app.tools.registry import default_tools
+
+TOOLS = default_tools()
+INDEX = CueIndex(TOOLS)
+ALIASES = {"registry": 1, "orchestrator": 10, "voice": 18, "visibility deck": 14}
+
+
+def score(text: str, index: CueIndex = INDEX) -> list[Score]:
+    parsed = tokenize(text, index.vocabulary)
+    ents = extract(parsed, parsed.tokens, ALIASES)
+    available = frozenset(ents.kinds())
+    if ents.has("number"):
+        available |= {"droplet", "task"}
+    return index.score(parsed.words, ents, available=available, spoken=parsed.spoken)
+
+
+def best(text: str) -> str:
+    scores = score(text)
+    assert scores and scores[0].total >= MIN_SCORE, scores[:2]
+    return scores[0].tool
+
+
+# ---- the real tools ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "tool"),
+    [
+        ("list droplets", "list_droplets"),
+        ("show me all registered droplets", "list_droplets"),
+        ("which droplets are down", "list_droplets"),
+        ("is droplet 14 healthy?", "droplet_status"),
+        ("droplet 14?", "droplet_status"),
+        ("what can droplet 16 do?", "droplet_capabilities"),
+        ("list failed tasks", "list_tasks"),
+        ("status of task 7", "task_status"),
+        ("what happened to task 12", "task_status"),
+        ("system status", "system_status"),
+        ("how is everything?", "system_status"),
+        ("any alerts?", "system_alerts"),
+        ("create a build task for droplet 3", "create_task"),
+        ("cancel task 7", "cancel_task"),
+        ("delete task 10", "cancel_task"),
+        ("kill job 4", "cancel_task"),
+        ("tell droplet 18 the deploy is done", "send_message"),
+        ("help", "help"),
+        ("what can you do", "help"),
+        ("stop watching task 7", "unwatch"),
+    ],
+)
+def test_simple_requests_pick_the_expected_tool(text: str, tool: str) -> None:
+    assert best(text) == tool
+
+
+def test_a_phrase_counts_with_its_fillers() -> None:
+    # "can you" is a filler elsewhere, but "what can you do" names help as said.
+    (top, *_) = score("what can you do")
+    assert top.tool == "help"
+    assert top.named
+    assert "phrase:what can you do" in top.evidence
+
+
+def test_the_longest_cue_owns_its_words() -> None:
+    scores = {s.tool: s for s in score("stop watching task 7")}
+    assert "verb:stop" not in scores["cancel_task"].evidence
+    assert scores["unwatch"].total > scores["cancel_task"].total
+
+
+def test_a_tool_that_needs_an_id_is_no_candidate_without_one() -> None:
+    assert "droplet_status" not in {s.tool for s in score("how healthy is it")}
+    assert "task_status" not in {s.tool for s in score("what is the status")}
+
+
+def test_words_against_a_tool_lower_its_score() -> None:
+    one = {s.tool: s.total for s in score("cancel task 7")}
+    many = {s.tool: s.total for s in score("cancel all tasks 7")}
+    assert many["cancel_task"] < one["cancel_task"]
+
+
+def test_a_messaging_verb_said_to_me_is_not_a_message() -> None:
+    scores = {s.tool: s for s in score("tell me when droplet 16 is back")}
+    assert "verb:tell" not in scores["send_message"].evidence
+
+
+def test_scores_are_sorted_best_first() -> None:
+    totals = [s.total for s in score("create a build task for droplet 3")]
+    assert totals == sorted(totals, reverse=True)
+
+
+def test_the_vocabulary_holds_every_cue_word() -> None:
+    for word in ("cancel", "droplets", "alerts", "capabilities", "watching", "help"):
+        assert word in INDEX.vocabulary
+    assert "pizza" not in INDEX.vocabulary
+
+
+@pytest.mark.parametrize(
+    ("words", "at", "expected"),
+    [
+        ("cancel task 7", 0, True),
+        ("kick off a build", 0, True),
+        ("please cancel task 7", 1, True),
+        ("task 7 please", 0, False),
+        ("the alerts", 0, False),
+    ],
+)
+def test_starts_with_verb(words: str, at: int, expected: bool) -> None:
+    assert INDEX.starts_with_verb(words.split(), at) is expected
+
+
+# ---- the arithmetic, on tools made for it --------------------------------------------------------
+
+
+class ZapArgs(ToolArgs):
+    widget_id: int | None = None
+
+
+class Zap(Tool[ZapArgs]):
+    name = "zap"
+    description = "Zaps widgets."
+    Args = ZapArgs
+    slots = {"widget_id": Slot("number")}
+    cues = Cues(
+        verbs=("zap",),
+        nouns=("widgets",),
+        phrases=("zap them all",),
+        context=("now",),
+        against=("gently",),
+    )
+
+    async def run(self, args: ZapArgs, ctx: RunContext, out: Outcome) -> None:
+        return None
+
+    def render(self, out: Outcome, channel: Channel) -> str:
+        return "zapped"
+
+
+class Poke(Zap):
+    name = "poke"
+    cues = Cues(verbs=("poke",), needs=("task",))
+
+
+class Buzz(Zap):
+    name = "buzz"
+    cues = Cues(verbs=("buzz",))
+
+
+TOY = CueIndex([Zap(), Poke(), Buzz()])
+
+
+def toy(text: str, available: frozenset[str] = frozenset()) -> dict[str, Score]:
+    words = text.split()
+    return {s.tool: s for s in TOY.score(words, Entities(), available=available)}
+
+
+def test_a_leading_verb_earns_the_bonus() -> None:
+    lead = toy("zap widgets")["zap"]
+    late = toy("widgets zap")["zap"]
+    assert lead.total == WEIGHTS["verb"] + WEIGHTS["lead"] + WEIGHTS["noun"]
+    assert late.total == WEIGHTS["verb"] / 2 + WEIGHTS["noun"]
+    assert lead.total - late.total == pytest.approx(WEIGHTS["verb"] / 2 + WEIGHTS["lead"])
+
+
+def test_connecting_words_do_not_take_the_lead() -> None:
+    assert toy("and then zap widgets")["zap"].total == toy("zap widgets")["zap"].total
+
+
+def test_phrases_are_worth_more_with_every_word() -> None:
+    scores = toy("please zap them all")["zap"]
+    assert scores.named and scores.phrases == 1
+    assert scores.verbs == 0  # the phrase owns "zap"
+    assert scores.total == WEIGHTS["phrase"] + PHRASE_WORD * 2
+
+
+def test_context_supports_and_against_subtracts() -> None:
+    base = toy("zap widgets")["zap"].total
+    assert toy("zap widgets now")["zap"].total == base + WEIGHTS["context"]
+    assert toy("zap widgets gently")["zap"].total == base + WEIGHTS["against"]
+
+
+def test_a_noun_alone_supports_without_naming() -> None:
+    only = toy("widgets")["zap"]
+    assert only.total == WEIGHTS["noun"] == MIN_SCORE
+    assert not only.named
+
+
+def test_needs_decides_candidacy() -> None:
+    assert "poke" not in toy("poke it")
+    with_task = toy("poke it", frozenset({"task"}))
+    assert with_task["poke"].total > 0
+
+
+def test_stems_match_inflected_words() -> None:
+    assert toy("zapping widgets")["zap"].verbs == 1
+
+
+def test_ties_keep_the_registry_order() -> None:
+    forward = TOY.score(["nothing"], Entities(), available=frozenset())
+    assert [(s.tool, s.total) for s in forward] == [("zap", 0.0), ("buzz", 0.0)]
+    backward = CueIndex([Buzz(), Zap()]).score(["nothing"], Entities(), available=frozenset())
+    assert [s.tool for s in backward] == ["buzz", "zap"]

@@ -1,0 +1,262 @@
+"""From what was typed or heard to tokens: contractions, numbers, fillers, repeats, typos,
+URLs and quotes, each token keeping where it came from."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.conversation.understanding.text import Text, Token, tokenize
+
+VOCABULARY = frozenset({"cancel", "task", "tasks", "show", "droplets", "alerts", "status"})
+
+
+def words(text: str, vocabulary: frozenset[str] = frozenset()) -> list[str]:
+    return tokenize(text, vocabulary).words
+
+
+def originals(parsed: Text) -> list[str]:
+    return [parsed.original[t.start : t.end] for t in parsed.tokens]
+
+
+# ---- contractions and shapes ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("what's up", ["what", "is", "up"]),
+        ("how's droplet 14", ["how", "is", "droplet", "14"]),
+        ("I'm new", ["i", "am", "new"]),
+        ("don't cancel it", ["do", "not", "cancel", "it"]),
+        ("it isn't done", ["it", "is", "not", "done"]),
+        ("what\u2019s the status", ["what", "is", "the", "status"]),
+        ("the registry's tasks", ["the", "registry", "'s", "tasks"]),
+        ("gimme alerts", ["give", "me", "alerts"]),
+    ],
+)
+def test_contractions_are_expanded(text: str, expected: list[str]) -> None:
+    assert words(text) == expected
+
+
+def test_an_expanded_contraction_points_at_the_word_it_came_from() -> None:
+    parsed = tokenize("what's up")
+    assert originals(parsed) == ["what's", "what's", "up"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("d14 status", ["droplet", "14", "status"]),
+        ("droplet-14", ["droplet", "14"]),
+        ("task7", ["task", "7"]),
+        ("job-12", ["task", "12"]),
+        ("p2", ["priority", "2"]),
+        ("prio3", ["priority", "3"]),
+        ("#14", ["#", "14"]),
+    ],
+)
+def test_short_forms_are_spelled_out(text: str, expected: list[str]) -> None:
+    parsed = tokenize(text)
+    assert parsed.words == expected
+    (number,) = [t for t in parsed.tokens if t.num is not None]
+    assert number.text == str(number.num)
+    assert number.text in parsed.original[number.start : number.end]
+
+
+# ---- numbers -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "number"),
+    [
+        ("status of droplet forty two", ["status", "of", "droplet", "42"], 42),
+        ("task twenty-three", ["task", "23"], 23),
+        ("task one hundred and five", ["task", "105"], 105),
+        ("cancel task one oh five", ["cancel", "task", "105"], 105),
+        ("droplet one", ["droplet", "1"], 1),
+        ("priority one", ["priority", "1"], 1),
+    ],
+)
+def test_number_words_become_digits(text: str, expected: list[str], number: int) -> None:
+    parsed = tokenize(text)
+    assert parsed.words == expected
+    last = parsed.tokens[-1]
+    assert (last.num, last.spelled, last.ordinal) == (number, True, False)
+
+
+def test_a_spelled_number_covers_all_its_words() -> None:
+    parsed = tokenize("task one hundred and five now")
+    assert originals(parsed) == ["task", "one hundred and five", "now"]
+
+
+def test_an_ordinal_keeps_its_word() -> None:
+    parsed = tokenize("show the first five tasks")
+    assert parsed.words == ["show", "the", "first", "5", "tasks"]
+    first = parsed.tokens[2]
+    assert (first.num, first.ordinal) == (1, True)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["cancel that one", "create a monitoring one", "one for droplet 4", "the other one too"],
+)
+def test_one_as_a_pronoun_stays_a_word(text: str) -> None:
+    parsed = tokenize(text)
+    ones = [t for t in parsed.tokens if t.text == "one"]
+    assert len(ones) == 1
+    assert ones[0].num is None
+
+
+def test_digits_are_numbers_too() -> None:
+    token = tokenize("task 7").tokens[1]
+    assert (token.num, token.spelled, token.is_num) == (7, False, True)
+    assert not tokenize("task").tokens[0].is_num
+
+
+# ---- fillers and repeats -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "fillers"),
+    [
+        ("uh um list droplets", ["list", "droplets"], 2),
+        ("can you please list the droplets", ["list", "the", "droplets"], 1),
+        ("list the droplets please", ["list", "the", "droplets"], 1),
+        ("could you show alerts for me thanks", ["show", "alerts"], 3),
+        ("hey so, um, what is up", [",", ",", "what", "is", "up"], 3),
+        ("okay so list droplets", ["list", "droplets"], 1),
+        ("would you mind listing tasks", ["listing", "tasks"], 1),
+    ],
+)
+def test_fillers_are_dropped_and_counted(text: str, expected: list[str], fillers: int) -> None:
+    parsed = tokenize(text)
+    assert parsed.words == expected
+    assert parsed.fillers == fillers
+
+
+def test_spoken_words_keep_their_fillers() -> None:
+    parsed = tokenize("what can you do")
+    assert parsed.words == ["what", "do"]
+    assert parsed.spoken == ["what", "can", "you", "do"]
+
+
+def test_some_fillers_are_words_after_the_start() -> None:
+    # "so" and "well" open a sentence as fillers; later they mean something.
+    assert words("so list droplets") == ["list", "droplets"]
+    assert words("list droplets, so what") == ["list", "droplets", ",", "so", "what"]
+    assert words("is it doing well") == ["is", "it", "doing", "well"]
+
+
+def test_repeated_words_are_collapsed() -> None:
+    parsed = tokenize("show the the the droplets")
+    assert parsed.words == ["show", "the", "droplets"]
+    assert originals(parsed) == ["show", "the", "droplets"]
+
+
+def test_repeated_numbers_are_kept() -> None:
+    assert words("tasks 7 7") == ["tasks", "7", "7"]
+
+
+# ---- typos ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("typed", "fixed"),
+    [("cancle", "cancel"), ("shwo", "show"), ("dropltes", "droplets"), ("statsu", "status")],
+)
+def test_typos_are_corrected_towards_the_vocabulary(typed: str, fixed: str) -> None:
+    parsed = tokenize(f"{typed} task 7", VOCABULARY)
+    assert parsed.tokens[0].text == fixed
+    assert parsed.tokens[0].fixed
+    assert parsed.typos == 1
+    assert parsed.original[parsed.tokens[0].start : parsed.tokens[0].end] == typed
+
+
+@pytest.mark.parametrize(
+    "word",
+    [
+        "xylophone",  # nothing close
+        "bcancel",  # not the same first letter
+        "cancelling",  # an inflection of a known word
+        "tsk",  # too short to correct safely
+        "these",  # a function word, known in its own right
+    ],
+)
+def test_words_are_never_corrected_away_from_what_they_are(word: str) -> None:
+    parsed = tokenize(f"{word} droplets", VOCABULARY)
+    assert parsed.tokens[0].text == word
+    assert not parsed.tokens[0].fixed
+    assert parsed.typos == 0
+
+
+def test_without_a_vocabulary_nothing_is_corrected() -> None:
+    parsed = tokenize("cancle task 7")
+    assert parsed.words[0] == "cancle"
+    assert parsed.typos == 0
+
+
+# ---- urls and quotes -----------------------------------------------------------------------------
+
+
+def test_urls_are_kept_whole_as_placeholders() -> None:
+    parsed = tokenize("code at https://github.com/x/droplet-14, priority 3")
+    assert parsed.urls == ["https://github.com/x/droplet-14"]
+    assert parsed.words == ["code", "at", "\x00url0", ",", "priority", "3"]
+    url = parsed.tokens[2]
+    assert parsed.original[url.start : url.end] == "\x00url0"
+    assert originals(parsed)[0] == "code"
+
+
+def test_trailing_punctuation_is_not_part_of_a_url() -> None:
+    parsed = tokenize("see https://a.io/x. and (http://b.io/y)")
+    assert parsed.urls == ["https://a.io/x", "http://b.io/y"]
+
+
+@pytest.mark.parametrize(
+    ("text", "quote"),
+    [
+        ('tell droplet 18 "deploy is done" now', "deploy is done"),
+        ("say 'hello world' to droplet 3", "hello world"),
+        ("tell droplet 18 “Deploy Is Done”", "Deploy Is Done"),
+    ],
+)
+def test_quotes_are_kept_whole_with_their_case(text: str, quote: str) -> None:
+    parsed = tokenize(text)
+    assert parsed.quotes == [quote]
+    assert "\x00quote0" in parsed.words
+    (token,) = [t for t in parsed.tokens if t.text == "\x00quote0"]
+    assert parsed.original[token.start : token.end] == "\x00quote0"
+
+
+def test_an_apostrophe_in_a_word_is_not_a_quote() -> None:
+    parsed = tokenize("it's droplet 14's task")
+    assert parsed.quotes == []
+
+
+def test_cut_gives_back_the_original_text_of_a_span() -> None:
+    parsed = tokenize("Tell droplet 18: The Deploy is DONE")
+    colon = parsed.words.index(":")
+    assert parsed.cut(colon + 1, len(parsed.tokens) - 1) == "The Deploy is DONE"
+    assert parsed.cut(0, 2) == "Tell droplet 18"
+    assert parsed.cut(3, 1) == ""
+    assert parsed.cut(99, 100) == ""
+
+
+def test_joined_is_the_normalised_message() -> None:
+    assert tokenize("Uh, WHAT'S the status of D14?").joined() == (
+        ", what is the status of droplet 14 ?"
+    )
+
+
+# ---- offsets always point into the text ----------------------------------------------------------
+
+
+@given(st.text(max_size=80))
+def test_offsets_are_always_inside_the_text(text: str) -> None:
+    parsed = tokenize(text, VOCABULARY)
+    for token in parsed.tokens:
+        assert isinstance(token, Token)
+        assert 0 <= token.start <= token.end <= len(parsed.original)
+        assert token.text
