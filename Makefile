@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run serve sandbox test lint typecheck unit eval bench services browser clean install
+.PHONY: run serve sandbox test lint typecheck unit eval calibrate bench services browser clean install
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -64,8 +64,13 @@ test: $(STAMP) services browser
 		--cov-fail-under=$(COVERAGE_FLOOR)
 	TEST_STORE=postgresql $(PY) -m pytest -q -p no:cacheprovider $(PG_SUITE)
 
+## Accuracy per split and category, misses, calibration (ARGS="--split test --misses 0").
 eval: $(STAMP)
 	$(PY) -m tests.eval.run_eval $(ARGS)
+
+## Refit the offline planner's confidence and the hybrid threshold on the calib split.
+calibrate: $(STAMP)
+	$(PY) -m tests.eval.calibrate $(ARGS)
 
 bench: $(STAMP)
 	$(PY) -m bench.run $(ARGS)

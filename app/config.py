@@ -131,7 +131,9 @@ class Settings(BaseSettings):
     # Planning
     planner: Literal["rules", "gemini", "openai", "hybrid"] | None = None
     """None: `rules` without an LLM configured, `hybrid` with one."""
-    planner_threshold: float = Field(default=0.6, ge=0.0, le=1.0)
+    planner_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    """Hybrid: below this confidence of the offline planner, the model is asked. Unset: the
+    threshold fitted by `make calibrate` (app/conversation/understanding/calibration.json)."""
     gemini_api_key: SecretStr | None = None
     gemini_model: str = "gemini-2.5-flash"
     gemini_base_url: str | None = None

@@ -63,6 +63,9 @@ class Plan(BaseModel):
     planner: str = "rules"
     notes: list[str] = Field(default_factory=list)
     """Machine-readable remarks, e.g. "llm_fallback: timeout"."""
+    features: dict[str, float] = Field(default_factory=dict)
+    """What the confidence was computed from (the offline planner's features), for "why?" and
+    for fitting the calibration."""
 
 
 class Planner(Protocol):

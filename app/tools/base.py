@@ -35,6 +35,7 @@ EntityKind = Literal[
     "droplets",
     "task",
     "tasks",
+    "watch",
     "number",
     "priority",
     "limit",

@@ -47,9 +47,6 @@ class CancelTask(Tool[CancelTaskArgs]):
             "canceled",
             "nuke",
         ),
-        entities=("task",),
-        against=("all", "every", "tasks", "jobs", "retry", "droplet"),
-        excludes=("tasks",),
         phrases=(
             "be cancelled",
             "be canceled",
@@ -59,6 +56,25 @@ class CancelTask(Tool[CancelTaskArgs]):
             "be dropped",
             "get cancelled",
         ),
+        entities=("task",),
+        against=(
+            "all",
+            "every",
+            "tasks",
+            "jobs",
+            "retry",
+            "droplet",
+            "deploys",
+            "builds",
+            "verifications",
+            "deployments",
+            "provisions",
+            "verifies",
+            "monitors",
+            "backups",
+            "tests",
+        ),
+        excludes=("tasks", "watch"),
     )
     help = HelpEntry("Cancel a task", ("cancel task 7", "cancel it"))
     action = "cancel task {task_id}"

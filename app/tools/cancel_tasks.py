@@ -69,7 +69,19 @@ class CancelTasks(Tool[CancelTasksArgs]):
             "call off",
             "get rid of",
         ),
-        nouns=("tasks", "jobs"),
+        nouns=(
+            "tasks",
+            "jobs",
+            "deploys",
+            "builds",
+            "verifications",
+            "deployments",
+            "provisions",
+            "verifies",
+            "monitors",
+            "backups",
+            "tests",
+        ),
         phrases=(
             "cancel all",
             "cancel every",
@@ -88,9 +100,13 @@ class CancelTasks(Tool[CancelTasksArgs]):
             "be stopped",
             "be dropped",
             "get cancelled",
+            "bulk cancel",
+            "mass cancel",
+            "cancel in bulk",
         ),
         entities=("tasks", "all"),
         against=("retry", "rerun", "restart", "list", "show", "watches", "watch", "watching"),
+        excludes=("watch",),
     )
     help = HelpEntry("Cancel many tasks", ("cancel all pending tasks for droplet 14",))
     action = "cancel those tasks"

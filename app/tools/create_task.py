@@ -263,6 +263,7 @@ class CreateTask(Tool[CreateTaskArgs]):
         out.result = CreatedTaskReport(created=created, request=request)
         out.context["last_task_id"] = created.task_id
         out.context["last_droplet_id"] = args.payload.target_droplet_id
+        out.undo = {"created": [created.task_id]}  # "undo": cancel it while still pending
 
     def render(self, out: Outcome, channel: Channel) -> str:
         report: CreatedTaskReport = out.result

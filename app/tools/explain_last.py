@@ -51,6 +51,11 @@ class ExplainLast(Tool[ExplainLastArgs]):
             "what did you run",
             "why did you",
             "how did you pick",
+            "which tools did you",
+            "what tools did you",
+            "what did you run",
+            "why did that happen",
+            "what was that",
         ),
         against=("droplet", "task", "tasks"),
     )

@@ -44,6 +44,13 @@ class Help(Tool[HelpArgs]):
             "list commands",
             "what you can do",
             "what do you understand",
+            "help me with",
+            "what kind of stuff",
+            "what kind of things",
+            "what sort of things",
+            "what sort of stuff",
+            "what are you good for",
+            "what are you able to do",
         ),
         context=("understand", "know", "support"),
     )

@@ -101,7 +101,7 @@ class ListTasks(Tool[ListTasksArgs]):
         context=("doing", "list", "show", "display", "see"),
         entities=("task_status", "task_type", "limit", "all"),
         against=("alerts", "droplets", "create", "new", "capabilities", "capability"),
-        excludes=("task",),
+        excludes=("task", "task"),
     )
     help = HelpEntry(
         "Tasks",

@@ -44,6 +44,7 @@ class SystemAlerts(Tool[SystemAlertsArgs]):
             "outage",
             "failures",
             "alarming",
+            "alert",
         ),
         phrases=(
             "anything wrong",

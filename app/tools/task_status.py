@@ -50,6 +50,10 @@ class TaskStatus(Tool[TaskStatusArgs]):
             "happening with",
             "the matter with",
             "wrong with",
+            "still running",
+            "still pending",
+            "still going",
+            "still in progress",
         ),
         context=(
             "done",

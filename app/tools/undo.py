@@ -62,6 +62,7 @@ class Undo(Tool[UndoArgs]):
             "that was a mistake",
             "scratch that",
         ),
+        context=("last", "change", "action", "step", "command", "mistake", "previous"),
     )
     help = HelpEntry("Undo the last change", ("undo", "take that back"))
     action = "undo the last change"

@@ -23,6 +23,7 @@ class Unwatch(Tool[UnwatchArgs]):
     description = "Stop watching: one watch by id, those on a task or droplet, or all of them."
     Args = UnwatchArgs
     slots = {
+        "watch_id": Slot("watch"),
         "task_id": Slot("task"),
         "droplet_id": Slot("droplet"),
         "all": Slot("all"),
@@ -67,9 +68,22 @@ class Unwatch(Tool[UnwatchArgs]):
             "no longer need to watch",
             "stop notifying me",
             "stop telling me about",
+            "not need updates",
+            "no longer need updates",
+            "stop updates",
+            "stop the updates",
+            "no more updates",
+            "stop pinging me",
+            "remove watch",
+            "cancel watch",
+            "delete watch",
+            "drop watch",
+            "kill watch",
+            "end watch",
         ),
-        against=("what am i",),
         context=("anymore", "any more"),
+        against=("what am i",),
+        entities=("watch",),
     )
     help = HelpEntry("Stop watching", ("stop watching task 7",))
     action = "stop the watch"

@@ -29,7 +29,7 @@ from app.tools.registry import default_tools
 from app.utils.logging import configure_logging
 
 SPLITS_DIR = Path(__file__).parent / "splits"
-SPLITS = ("train", "dev", "test")
+SPLITS = ("train", "dev", "calib", "test")
 CORPUS = SPLITS_DIR / "train.jsonl"
 
 DEFAULT_ALIASES: Mapping[str, int] = catalogue_aliases()

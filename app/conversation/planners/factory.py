@@ -10,6 +10,7 @@ from pydantic import SecretStr
 
 from app.config import ConfigError
 from app.conversation.planners.hybrid import FallbackPlanner, HybridPlanner
+from app.conversation.understanding.confidence import hybrid_threshold
 from app.domain.plan import Planner
 from app.tools.registry import ToolRegistry
 
@@ -44,7 +45,7 @@ def build_planner(
     llm_model: str | None = None,
     llm_api_key: str | SecretStr | None = None,
     timeout_s: float = 10.0,
-    threshold: float = 0.6,
+    threshold: float | None = None,
     gemini_api_version: str | None = None,
     tools: ToolRegistry | None = None,
 ) -> Planner:
@@ -93,4 +94,5 @@ def build_planner(
     if gemini_key is None and openai_url is None:
         raise ConfigError("PLANNER", "hybrid needs GEMINI_API_KEY or LLM_BASE_URL")
     llm = gemini() if gemini_key is not None else openai_compat()
-    return HybridPlanner(rules=rules, llm=llm, threshold=threshold)
+    chosen = hybrid_threshold() if threshold is None else threshold
+    return HybridPlanner(rules=rules, llm=llm, threshold=chosen)

@@ -69,16 +69,43 @@ NAMES = (
 
 # Until fitted: a plain prior that ranks strong, named, fully understood plans higher.
 PRIOR = (-2.0, 3.0, 1.5, 1.0, 2.5, -0.5, -0.2, -0.3, -0.4, -0.2, 0.0, 3.0, -2.0, 0.0, 1.0)
+DEFAULT_THRESHOLD = 0.6
+"""The hybrid planner's threshold when no calibration was fitted."""
 
 
 @lru_cache(maxsize=1)
-def weights() -> tuple[float, ...]:
+def _fitted() -> dict[str, object]:
     try:
         data = json.loads(WEIGHTS_FILE.read_text())
-        fitted = tuple(float(data["weights"][name]) for name in NAMES)
-    except (OSError, KeyError, ValueError, TypeError):
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def weights() -> tuple[float, ...]:
+    fitted = _fitted().get("weights")
+    if not isinstance(fitted, dict):
         return PRIOR
-    return fitted
+    try:
+        return tuple(float(fitted[name]) for name in NAMES)
+    except (KeyError, TypeError, ValueError):
+        return PRIOR
+
+
+def hybrid_threshold() -> float:
+    """Below this confidence the hybrid planner asks the model: chosen by `make calibrate` as
+    the cut that separates the offline planner's wrong plans from its right ones best."""
+    value = _fitted().get("hybrid_threshold")
+    return (
+        float(value)
+        if isinstance(value, int | float) and 0.0 <= value <= 1.0
+        else (DEFAULT_THRESHOLD)
+    )
+
+
+def vector_of(features: Features) -> dict[str, float]:
+    """The features by name, as the calibration reads them."""
+    return dict(zip(NAMES, features.vector(), strict=True))
 
 
 def calibrated(features: Features) -> float:

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.conversation.understanding.entities import Entities
+from app.conversation.understanding.entities import TASK_TYPE_WORDS, Entities
 from app.conversation.understanding.stems import stem
 from app.tools.base import Tool
 
@@ -29,8 +29,17 @@ WEIGHTS = {
 PHRASE_WORD = 0.5
 """A longer phrase is more specific: each word beyond the first adds this much."""
 LEAD_SKIP = frozenset(
-    {"and", "then", "also", "now", "so", "the", ",", "to", "i", "we", "let", "us"}
-)
+    {"and", "then", "also", "now", "so", "the", ",", "to", "i", "we", "let", "us", "can", "could",
+     "would", "will", "you", "please", "maybe", "need", "want", "go", "ahead", "like", "ok",
+     "okay", "hey", "just", "should", "must", "got", "someone", "somebody", "do", "me"}
+)  # fmt: skip
+QUESTIONS = frozenset(
+    {"what", "which", "how", "is", "are", "any", "who", "where", "did", "does", "has", "have",
+     "was", "were", "why", "when"}
+)  # fmt: skip
+# A verb right after one of these, or ending the request, is a command too: "task 88, cancel",
+# "failed deploys -> retry".
+COMMAND_AFTER = frozenset({",", "->", "=>", ":", ";", "-"})
 MIN_SCORE = 2.0
 """Less evidence than one noun is not a request."""
 
@@ -137,6 +146,9 @@ class CueIndex:
         forms = [_forms(w) if i not in content else frozenset() for i, w in enumerate(words)]
         spoken_forms = [_forms(w) for w in spoken]
         lead = next((i for i, w in enumerate(words) if w not in LEAD_SKIP), 0)
+        commands = {lead} | {i + 1 for i, w in enumerate(words) if w in COMMAND_AFTER and i > lead}
+        if words and not self.starts_with_verb(words, lead) and words[lead] not in QUESTIONS:
+            commands.add(len(words) - 1)  # "droplet 9 deploy": a verb said last
         bare_only = {"droplet", "task"} - kinds - strong
         claimed = self._claims(forms)
         scores: list[Score] = []
@@ -156,7 +168,7 @@ class CueIndex:
             ):
                 for phrase in group:
                     found = _find(forms, phrase, taken if label != "against" else set())
-                    if found is None and label == "phrase" and spoken_forms:
+                    if found is None and label == "phrase" and spoken_forms and not content:
                         if _find(spoken_forms, phrase, set()) is not None:
                             score.total += weight + PHRASE_WORD * (len(phrase) - 1)
                             score.phrases += 1
@@ -181,10 +193,17 @@ class CueIndex:
                     gain = weight
                     if label == "phrase":
                         gain += PHRASE_WORD * (len(phrase) - 1)
-                        if at == lead and phrase[:1] in table.verbs:
+                        if at in commands and phrase[:1] in table.verbs:
                             gain += WEIGHTS["lead"]  # "cancel all ..." is a command too
                     if label == "verb":
-                        gain = weight + WEIGHTS["lead"] if at == lead else weight / 2
+                        if (
+                            at not in commands
+                            and len(phrase) == 1
+                            and words[at].endswith("ing")
+                            and words[at - 1] not in ("start", "begin", "keep", "continue", "go")
+                        ):
+                            continue  # "anything besides monitoring": a noun, not a command
+                        gain = weight + WEIGHTS["lead"] if at in commands else weight / 2
                     score.total += gain
                     score.evidence.append(f"{label}:{' '.join(phrase)}")
                     if label == "verb":
@@ -222,7 +241,13 @@ class CueIndex:
         return {pos: tool for pos, (_, tool) in best.items()}
 
 
+# "pending builds", "failed deploys": plural task nouns, never the verbs "build", "deploy".
+PLURAL_NOUNS = frozenset(word for word, (_, plural) in TASK_TYPE_WORDS.items() if plural)
+
+
 def _forms(word: str) -> frozenset[str]:
+    if word in PLURAL_NOUNS:
+        return frozenset({word})
     base = stem(word)
     return frozenset({word, base, base + "e"})
 

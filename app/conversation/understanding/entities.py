@@ -89,7 +89,14 @@ WATCH_EVENTS: tuple[tuple[tuple[str, ...], str], ...] = tuple(
                 ("fails", "failed"), ("failed", "failed"), ("fail", "failed"),
                 ("errors", "failed"), ("changes", "change"), ("change", "change"),
                 ("moves", "change"), ("any change", "change"), ("status changes", "change"),
-                ("changes status", "change"), ("updates", "change"),
+                ("changes status", "change"), ("updates", "change"), ("till done", "done"),
+                ("until done", "done"), ("until it is done", "done"), ("till it is done", "done"),
+                ("is complete", "done"), ("finish", "done"), ("complete", "done"),
+                ("done", "done"), ("dead", "down"), ("die", "down"), ("crash", "down"),
+                ("goes dark", "down"), ("falls over", "down"), ("is offline", "down"),
+                ("goes away", "down"), ("stops responding", "down"), ("comes online", "up"),
+                ("online again", "up"), ("alive again", "up"), ("is alive", "up"),
+                ("errors out", "failed"), ("blows up", "failed"), ("breaks", "failed"),
             )
         ),
         key=lambda item: -len(item[0]),
@@ -168,6 +175,7 @@ def extract(text: Text, tokens: Sequence[Token], aliases: Mapping[str, int]) -> 
     """The entities of one request (`tokens`, a slice of `text.tokens`)."""
     ents = Entities()
     words = [t.text for t in tokens]
+    _watch_ids(words, tokens, ents)
     _ids(words, tokens, ents)
     if len(ents.values("task")) > 1:
         first = min(f.first for f in ents.of("task"))
@@ -180,10 +188,36 @@ def extract(text: Text, tokens: Sequence[Token], aliases: Mapping[str, int]) -> 
     _watch_events(words, ents)
     _urls(words, text, ents)
     _numbers(tokens, ents)
+    bare = ents.of("number")
+    if len(bare) > 1 and not ents.has("task") and not ents.has("droplet"):
+        # "cancel 101 and 102": several ids said bare are a list (of tasks, where one fits).
+        ents.found.append(
+            Found("tasks", tuple(f.value for f in bare), bare[0].first, bare[-1].last, "bare")
+        )
     return ents
 
 
 # ---- ids -----------------------------------------------------------------------------------------
+
+WATCH_ID_VERBS = frozenset(
+    {"cancel", "remove", "delete", "drop", "stop", "end", "kill", "clear", "unwatch", "disable"}
+)
+
+
+def _watch_ids(words: Sequence[str], tokens: Sequence[Token], ents: Entities) -> None:
+    """ "remove watch 3", "watch #3", "watch number 3", "watch id 3": a watch by its id. A bare
+    "watch 14" is a request to watch droplet or task 14, not a watch's id."""
+    for i, word in enumerate(words):
+        if word not in ("watch", "watches") or i + 1 >= len(words):
+            continue
+        j = i + 1
+        if words[j] in ("number", "id", "no") and j + 1 < len(words):
+            j += 1
+        if tokens[j].num is None:
+            continue
+        before = [w for w in words[max(0, i - 2) : i] if w not in ("the", "my", "that")]
+        if j > i + 1 or (before and before[-1] in WATCH_ID_VERBS):
+            ents.add("watch", tokens[j].num, i, j)
 
 
 def _id_list(words: Sequence[str], tokens: Sequence[Token], i: int) -> tuple[list[int], int]:
@@ -291,6 +325,26 @@ COLLECTIONS = frozenset(
 )  # fmt: skip
 
 
+def _collection_follows(words: Sequence[str], j: int) -> bool:
+    """ "fifteen in progress tasks", "5 failed deploys", "one most recent alert": a collection
+    noun after any state, type or recency words."""
+    skipped = 0
+    while j < len(words) and skipped < 4:
+        word = words[j]
+        if word in COLLECTIONS and word not in TASK_STATUS_WORDS:
+            return True
+        if (
+            word in TASK_STATUS_WORDS
+            or word in TASK_TYPE_WORDS
+            or word in ("in", "progress", "most", "recent", "latest", "newest", "of", "the")
+        ):
+            j += 1
+            skipped += 1
+            continue
+        return word in COLLECTIONS
+    return False
+
+
 def _limits(words: Sequence[str], tokens: Sequence[Token], ents: Entities) -> None:
     for i, tok in enumerate(tokens):
         if tok.num is None or i in ents.used:
@@ -303,7 +357,7 @@ def _limits(words: Sequence[str], tokens: Sequence[Token], ents: Entities) -> No
         if before in LIMIT_BEFORE or (before2 in LIMIT_BEFORE and before in ("few", "the")):
             ents.add("limit", tok.num, i - 1, i)
         elif after in ("most", "latest", "newest", "recent", "last") or (
-            after in COLLECTIONS and before not in DROPLET_NOUNS | TASK_NOUNS
+            _collection_follows(words, i + 1) and before not in DROPLET_NOUNS | TASK_NOUNS
         ):
             ents.add("limit", tok.num, i, i)
     for i, word in enumerate(words):
@@ -315,6 +369,10 @@ def _limits(words: Sequence[str], tokens: Sequence[Token], ents: Entities) -> No
             and (i + 1) not in ents.used
         ):
             ents.add("limit", tokens[i + 1].num, i, i + 1)
+    for i, word in enumerate(words):
+        # "the single most recent alert", "just one alert".
+        if word == "single" and i not in ents.used and _collection_follows(words, i + 1):
+            ents.add("limit", 1, i, i, "singular")
     for i, word in enumerate(words):
         # "the last alert", "latest task": one.
         if (

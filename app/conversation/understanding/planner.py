@@ -13,7 +13,7 @@ from typing import Any
 
 from app.conversation.confirmation import answer_of
 from app.conversation.understanding import safety
-from app.conversation.understanding.confidence import Features, calibrated
+from app.conversation.understanding.confidence import Features, calibrated, vector_of
 from app.conversation.understanding.cues import MIN_SCORE, CueIndex, Score
 from app.conversation.understanding.entities import (
     DROPLET_NOUNS,
@@ -23,6 +23,7 @@ from app.conversation.understanding.entities import (
     TASK_NOUNS,
     TASK_STATUS_WORDS,
     TASK_TYPE_WORDS,
+    WATCH_EVENTS,
     Entities,
     Found,
     extract,
@@ -36,7 +37,10 @@ from app.tools.registry import ToolRegistry
 MAX_CALLS = 10
 """"check droplets 1 to 40" should not fan out into forty calls."""
 
-CONNECTORS = frozenset({"and", "then", "also", "plus", ";", "after", "afterwards", "&", ","})
+CONNECTORS = frozenset(
+    {"and", "then", "also", "plus", ";", "after", "afterwards", "&", ",", "+", ".", "?", "!"}
+)
+SENTENCE_ENDS = frozenset({".", "?", "!", ";"})
 LEADING_SKIP = frozenset(
     {"and", "then", "also", "after", "that", "afterwards", "plus", ",", ";", "the", "a", "an",
      "my", "our", "all"}
@@ -48,8 +52,12 @@ QUESTION_STARTS = frozenset(
 FOLLOW_UPS: tuple[tuple[str, ...], ...] = (
     ("and", "what", "about"), ("what", "about"), ("how", "about"), ("and", "for"),
     ("same", "for"), ("same", "with"), ("same", "thing", "for"), ("now", "for"), ("and",),
-    ("also",), ("what", "of"), ("or",), ("then",), ("now",),
+    ("also",), ("what", "of"), ("or",), ("then",), ("now",), ("only",), ("but", "only"),
+    ("do", "the", "same"), ("the", "same"), ("same",),
 )  # fmt: skip
+# A follow-up with these keeps the previous request's arguments and changes only what it says
+# ("show tasks for droplet 14" -> "only the failed ones").
+NARROWING = frozenset({"only", "same", "also", "too", "but"})
 MESSAGE_LEADS: tuple[tuple[str, ...], ...] = (
     ("letting", "it", "know", "that"), ("letting", "them", "know", "that"),
     ("and", "let", "it", "know", "that"), ("to", "let", "it", "know", "that"),
@@ -63,7 +71,11 @@ MESSAGE_LEADS: tuple[tuple[str, ...], ...] = (
 )  # fmt: skip
 _ID_LIST_TOOLS = frozenset({"retry_tasks", "cancel_tasks"})
 OWNER_PRONOUNS = frozenset({"its", "it", "their", "they"})
+DROPLET_REFS = frozenset({"that", "this", "the", "same", "said"})
 TASK_REFS = frozenset({"that", "this", "the", "my", "our", "same", "last", "latest", "previous"})
+MESSAGE_NOUNS = frozenset(
+    {"message", "msg", "note", "text", "say", "saying", "heads", "fyi", "reminder", "dm"}
+)
 MESSAGE_VERBS = frozenset(
     {"tell", "say", "send", "message", "msg", "notify", "dm", "ping", "shoot", "inform", "text",
      "write", "post", "relay", "forward", "remind", "ask", "broadcast", "pass", "drop", "let"}
@@ -82,6 +94,8 @@ class _Request:
     scores: list[Score] = field(default_factory=list)
     tool: str | None = None
     inherited: bool = False
+    base: dict[str, Any] = field(default_factory=dict)
+    """Arguments carried from the previous turn, which this request's own values override."""
 
     @property
     def best(self) -> Score | None:
@@ -119,6 +133,7 @@ class OfflinePlanner:
             *PRIORITY_WORDS,
             *DROPLET_NOUNS,
             *TASK_NOUNS,
+            *(word for phrase, _ in WATCH_EVENTS for word in phrase),
             "priority",
             "registry",
             "orchestrator",
@@ -133,8 +148,26 @@ class OfflinePlanner:
             "description",
             "payload",
             "message",
+            # Words that qualify a request without changing it.
+            "single",
+            "filter",
+            "filters",
+            "filtered",
+            "unfiltered",
+            "across",
+            "whole",
+            "entire",
+            "besides",
+            "sorted",
+            "sort",
+            "order",
+            "ordered",
+            "newest",
+            "oldest",
+            "every",
         }
         lead_words = {w for lead in MESSAGE_LEADS for w in lead} | MESSAGE_VERBS
+        self._verb_words = frozenset(w for verb in self._index.verbs for w in verb)
         self._vocabulary = frozenset(self._index.vocabulary | entity_words | lead_words)
 
     async def plan(self, text: str, context: PlanContext) -> Plan:
@@ -180,6 +213,7 @@ class OfflinePlanner:
                 calls=[call],
                 missing=missing,
                 confidence=calibrated(features),
+                features=vector_of(features),
                 planner=self.name,
             )
         if not drafted.calls and drafted.problems:
@@ -189,6 +223,11 @@ class OfflinePlanner:
         return self._tools_plan(drafted.calls, features)
 
     def _tools_plan(self, calls: list[ToolCall], features: Features) -> Plan:
+        unique: list[ToolCall] = []
+        for call in calls:
+            if call not in unique:  # "…? show its capabilities" asked twice is one call
+                unique.append(call)
+        calls = unique
         notes = [f"calls_truncated:{len(calls)}"] if len(calls) > MAX_CALLS else []
         calls = calls[:MAX_CALLS]
         intent = calls[0].tool if len({c.tool for c in calls}) == 1 else "multi"
@@ -197,6 +236,7 @@ class OfflinePlanner:
             intent=intent,
             calls=calls,
             confidence=calibrated(features),
+            features=vector_of(features),
             planner=self.name,
             notes=notes,
         )
@@ -207,6 +247,7 @@ class OfflinePlanner:
             intent=intent,
             answer=text,
             confidence=calibrated(features),
+            features=vector_of(features),
             planner=self.name,
         )
 
@@ -220,11 +261,15 @@ class OfflinePlanner:
     # ---- requests ------------------------------------------------------------------------
 
     def _requests(self, parsed: Text, context: PlanContext) -> list[_Request]:
-        single = len(self._split(parsed, context)) == 1
-        requests = [
-            self._request(parsed, first, last, context, spoken=parsed.spoken if single else ())
-            for first, last in self._split(parsed, context)
-        ]
+        spans = self._split(parsed, context)
+        single = len(spans) == 1
+        requests = []
+        for first, last in spans:
+            request = self._request(
+                parsed, first, last, context, spoken=parsed.spoken if single else ()
+            )
+            requests.append(request)
+            context = _after(context, request.ents)
         self._inherit(requests, context)
         return self._merge_messages(parsed, requests, context)
 
@@ -305,6 +350,8 @@ class OfflinePlanner:
             kinds.add("droplet")
         if (refers and context.last_task_id is not None) or _task_ref(words):
             kinds.add("task")  # "the status of the task": asked which, when nothing is known
+        if _droplet_ref(words):
+            kinds.add("droplet")  # "is the droplet healthy?": the last one, or asked which
         return frozenset(kinds)
 
     def _split(self, parsed: Text, context: PlanContext) -> list[tuple[int, int]]:
@@ -313,9 +360,19 @@ class OfflinePlanner:
         descriptions of their own ("a build task for droplet 3 and a deploy task for 5")."""
         words = parsed.words
         cuts: list[int] = []
-        colon = next((i for i, w in enumerate(words) if w == ":"), len(words))
+        # A message's own words are cut only at the end of a sentence ("Tell droplet 10: queue
+        # is paused. Then deploy droplet 10"), never at a comma or an "and" inside it.
+        whole = extract(parsed, parsed.tokens, context.aliases)
+        content = _content(words, whole)
+        objects = {f.first for f in whole.found if f.kind in ("droplet", "task", "pronoun")}
         for i, word in enumerate(words):
-            if word not in CONNECTORS or i == 0 or i > colon:
+            if word not in CONNECTORS or i == 0 or i == len(words) - 1:
+                continue
+            if (
+                i in content
+                and word not in SENTENCE_ENDS
+                and not self._command_with_object(words, i, objects)
+            ):
                 continue
             j = i + 1
             while j < len(words) and words[j] in LEADING_SKIP:
@@ -327,6 +384,8 @@ class OfflinePlanner:
                                  and words[j + 1].isdigit() and word == ","):  # fmt: skip
                 continue  # "droplets 1 and 10", "tasks 4, 7 and 9"
             start = cuts[-1] + 1 if cuts else 0
+            if _bare_command(words, j, self._verb_words):
+                continue  # "task 88, cancel": the verb acts on what came before
             if (
                 self._index.starts_with_verb(words, j)
                 or (nxt in QUESTION_STARTS and word != ",")
@@ -346,6 +405,18 @@ class OfflinePlanner:
             (0, len(words) - 1)
         ]
 
+    def _command_with_object(self, words: Sequence[str], i: int, objects: set[int]) -> bool:
+        """Inside a message, "and (then) <verb> <droplet, task or 'it'>" starts a new request
+        ("tell droplet 18 the mic is fixed and then watch it"); "and retry is needed" does not."""
+        if words[i] not in ("and", "then", "also", "&", "+"):
+            return False  # a comma inside a message is the message's own
+        j = i + 1
+        while j < len(words) and words[j] in ("then", "also", "please"):
+            j += 1
+        if not (j < len(words) and self._index.starts_with_verb(words, j)):
+            return False
+        return any(k in objects for k in range(j + 1, min(j + 4, len(words))))
+
     def _different_tools(
         self,
         parsed: Text,
@@ -364,7 +435,14 @@ class OfflinePlanner:
                 end = k - 1
                 break
         left = self._request(parsed, left_first, left_last, context)
-        right = self._request(parsed, right_first, end, context)
+        right = self._request(parsed, right_first, end, _after(context, left.ents))
+        if left.tool is not None and left.tool == right.tool and not comma:
+            # "failed deploys and failed builds": the same tool twice, each with its own filter.
+            for kind in ("task_type", "task_status", "droplet_status"):
+                mine, theirs = left.ents.values(kind), right.ents.values(kind)
+                if mine and theirs and not set(mine) & set(theirs):
+                    return True
+            return False
         if left.tool is None or right.tool is None or left.tool == right.tool:
             return False
         # After "and", a new id of another kind starts a request of its own ("droplet 14 and
@@ -380,9 +458,11 @@ class OfflinePlanner:
             best = request.best
             named = best is not None and best.named
             if n == 0 and len(requests) == 1 and not named and _follows_up(request.words):
-                earlier = self._previous_tool(context)
-                if earlier is not None and self._fits(earlier, request.ents):
-                    request.tool, request.inherited = earlier, True
+                call = self._previous_call(context)
+                if call is not None and self._fits(call.tool, request.ents):
+                    request.tool, request.inherited = call.tool, True
+                    if NARROWING & set(request.words):
+                        request.base = dict(call.args)
             if (
                 request.tool is None
                 and n > 0
@@ -402,12 +482,17 @@ class OfflinePlanner:
         return bool(kinds & (table.slot_kinds | table.entities | table.needs))
 
     def _previous_tool(self, context: PlanContext) -> str | None:
+        call = self._previous_call(context)
+        return call.tool if call is not None else None
+
+    def _previous_call(self, context: PlanContext) -> ToolCall | None:
+        """The last request the operator made in this conversation, skipping yes/no replies."""
         for turn in reversed(context.history):
-            if turn.role != "user":
+            if turn.role != "user" or answer_of(turn.text) != 0:
                 continue
             earlier = self.plan_now(turn.text, PlanContext(aliases=context.aliases))
             if earlier.kind in ("tools", "ask") and earlier.calls:
-                return earlier.calls[0].tool
+                return earlier.calls[0]
             return None
         return None
 
@@ -432,7 +517,12 @@ class OfflinePlanner:
     def _draft(self, parsed: Text, requests: list[_Request], context: PlanContext) -> _Drafted:
         drafted = _Drafted()
         refs = _Refs(context.last_droplet_id, context.last_task_id)
+        commanded = any(r.best is not None and r.best.verbs > 0 for r in requests)
         for request in requests:
+            if len(requests) > 1 and commanded and _statement(request):
+                # "task 44 failed, retry it": said to explain the command, not asked.
+                _remember_ents(request.ents, refs)
+                continue
             if request.tool is None:
                 continue
             tool = self._tools.get(request.tool)
@@ -466,9 +556,9 @@ class OfflinePlanner:
     ) -> tuple[list[ToolCall], list[str], bool]:
         """The calls a request makes with `tool`, the required arguments still missing, and
         whether the conversation supplied a value."""
-        args: dict[str, Any] = {}
+        args: dict[str, Any] = _copy(request.base)
         fan: list[object] = []
-        used_context = False
+        used_context = bool(request.base)
         for path, slot in tool.slots.items():
             values, from_context = self._values(tool, path, slot, parsed, request, refs)
             used_context = used_context or from_context
@@ -503,14 +593,26 @@ class OfflinePlanner:
         ents = request.ents
         kind = slot.entity
         if kind in ("droplet", "task"):
-            values = ents.values(kind)
+            # In order of mention, and never from a message's own words ("send the registry a
+            # note that droplet 40 is being retired": the registry is the recipient).
+            values = list(
+                dict.fromkeys(
+                    f.value
+                    for f in sorted(ents.of(kind), key=lambda f: f.first)
+                    if f.first not in request.content
+                )
+            )
             if values:
                 return values, False
             needs = kind in tool.cues.needs or path in tool.required()
             bare = ents.values("number")
             if bare and needs and not _other_id(ents, kind):
                 return (bare if path == tool.fan_out else bare[:1]), False
-            refers = ents.has("pronoun") or (kind == "task" and _task_ref(request.words))
+            refers = (
+                ents.has("pronoun")
+                or (kind == "task" and _task_ref(request.words))
+                or (kind == "droplet" and _droplet_ref(request.words))
+            )
             last = refs.droplet if kind == "droplet" else refs.task
             owner = kind == "droplet" and bool(set(request.words) & OWNER_PRONOUNS)
             if last is not None and ((refers and needs) or owner) and not ents.has("number"):
@@ -560,8 +662,22 @@ class OfflinePlanner:
 
     def _pending(self, parsed: Text, pending: PendingCall, context: PlanContext) -> Plan | None:
         tool = self._tools.get(pending.call.tool)
-        if tool is None or not parsed.tokens:
+        if tool is None:
             return None
+        if not parsed.tokens:
+            if not pending.missing:
+                return None
+            # "hmm", "uh": nothing said yet; the question stands.
+            again = ToolCall(tool=tool.name, args=_copy(pending.call.args))
+            return Plan(
+                kind="ask",
+                intent=tool.name,
+                calls=[again],
+                missing=tool.missing(again.args),
+                confidence=calibrated(Features(pending=True, filled=False)),
+                features=vector_of(Features(pending=True, filled=False)),
+                planner=self.name,
+            )
         whole = self._request(parsed, 0, len(parsed.tokens) - 1, context, spoken=parsed.spoken)
         own = whole.best
         # A new request of its own ("forget it, show me the alerts") is planned as such.
@@ -581,6 +697,7 @@ class OfflinePlanner:
                 calls=[again],
                 missing=tool.missing(again.args),
                 confidence=calibrated(Features(pending=True, filled=False)),
+                features=vector_of(Features(pending=True, filled=False)),
                 planner=self.name,
             )
         refs = _Refs(context.last_droplet_id, context.last_task_id)
@@ -617,6 +734,7 @@ class OfflinePlanner:
                     calls=[call],
                     missing=tool.missing(args),
                     confidence=calibrated(Features(pending=True, filled=False)),
+                    features=vector_of(Features(pending=True, filled=False)),
                     planner=self.name,
                 )
             return None
@@ -636,6 +754,7 @@ class OfflinePlanner:
                 calls=[call],
                 missing=missing,
                 confidence=calibrated(features),
+                features=vector_of(features),
                 planner=self.name,
             )
         return self._tools_plan([call], features)
@@ -676,25 +795,89 @@ class OfflinePlanner:
 
 
 def _content(words: Sequence[str], ents: Entities | None = None) -> frozenset[int]:
-    """Positions of a message's or a title's own words: after a colon; in a request that
-    starts with a messaging verb, after "that" / "saying", or after the recipient."""
+    """Positions of a message's own words, which name no tool: after a colon that follows a
+    messaging word ("msg droplet 5: ..."); in a request that starts with a messaging verb,
+    after "that" / "saying", or after the recipient and its lead-in ("let droplet 9 know ...")."""
     out: set[int] = set()
     if ":" in words:
-        out |= set(range(words.index(":") + 1, len(words)))
+        colon = words.index(":")
+        if any(w in MESSAGE_VERBS or w in MESSAGE_NOUNS for w in words[:colon]):
+            out |= set(range(colon + 1, len(words)))
     lead = next((w for w in words if w not in ("hey", "and", "also")), "")
     if lead in MESSAGE_VERBS:
         for i, word in enumerate(words):
             if word in ("that", "saying") and i > 1:
                 out |= set(range(i + 1, len(words)))
                 break
-        recipients = [f for f in (ents.of("droplet") if ents else []) if f.first > 0]
+        recipients = sorted(
+            (f for f in (ents.of("droplet") if ents else []) if f.first > 0),
+            key=lambda f: f.first,
+        )
         if recipients:
             after = recipients[0].last + 1
-            while after < len(words) and words[after] in ("to", "that", "saying", ":", ","):
+            if after < len(words) and words[after] in ("droplet", "service", "node"):
                 after += 1
+            moved = True
+            while moved and after < len(words):
+                moved = False
+                for lead_in in (*MESSAGE_LEADS, ("know",), ("to",)):
+                    if tuple(words[after : after + len(lead_in)]) == lead_in:
+                        after += len(lead_in)
+                        moved = True
+                        break
             if after < len(words) - 1:
                 out |= set(range(after, len(words)))
     return frozenset(out)
+
+
+COPULAS = frozenset({"is", "are", "was", "were", "went", "got", "seems", "looks", "has", "have"})
+
+
+def _statement(request: _Request) -> bool:
+    """A clause that states rather than asks or commands: "task 44 failed", "both tasks are
+    stale". No verb or phrase names a tool, no question is asked, and a state is said of it."""
+    best = request.best
+    words = request.words
+    if not words or (best is not None and best.named) or words[0] in QUESTION_STARTS:
+        return False
+    if "?" in words:
+        return False
+    stated = any(w in COPULAS for w in words[1:])
+    ids = [f.last for f in request.ents.found if f.kind in ("task", "droplet")]
+    said_of = any(
+        i + 1 < len(words) and (words[i + 1] in TASK_STATUS_WORDS or words[i + 1] in COPULAS)
+        for i in ids
+    )
+    return stated or said_of
+
+
+def _remember_ents(ents: Entities, refs: _Refs) -> None:
+    droplets = [f.value for f in sorted(ents.of("droplet"), key=lambda f: f.first)]
+    tasks = [f.value for f in sorted(ents.of("task"), key=lambda f: f.first)]
+    if droplets and isinstance(droplets[0], int):
+        refs.droplet = droplets[0]
+    if tasks and isinstance(tasks[0], int):
+        refs.task = tasks[0]
+
+
+def _after(context: PlanContext, ents: Entities) -> PlanContext:
+    """The context the next request of the same message reads: "it" is what this one named
+    ("is droplet 5 healthy? also list its capabilities")."""
+    droplets = [f.value for f in sorted(ents.of("droplet"), key=lambda f: f.first)]
+    tasks = [f.value for f in sorted(ents.of("task"), key=lambda f: f.first)]
+    update: dict[str, object] = {}
+    if droplets and isinstance(droplets[0], int):
+        update["last_droplet_id"] = droplets[0]
+    if tasks and isinstance(tasks[0], int):
+        update["last_task_id"] = tasks[0]
+    return context.model_copy(update=update) if update else context
+
+
+def _bare_command(words: Sequence[str], j: int, verbs: frozenset[str]) -> bool:
+    """A verb with no object of its own ends the message: "task 88, cancel". Not "..., retry
+    them" ("them" refers back: a request of its own) nor "..., show alerts" (an object)."""
+    rest = words[j:]
+    return 0 < len(rest) <= 2 and all(w in verbs or w in ("now", "too", "pls") for w in rest)
 
 
 def _id_slots(tool: Tool[Any]) -> bool:
@@ -737,11 +920,24 @@ def _follows_up(words: Sequence[str]) -> bool:
 
 
 def _task_ref(words: Sequence[str]) -> bool:
-    """ "the task", "that task", "my last task": a task the conversation knows."""
+    """ "the task", "that task", "my last task", "a task's status": a task the conversation
+    knows, or one to ask about."""
     for i, word in enumerate(words):
-        if word in ("task", "job") and i >= 1 and words[i - 1] in TASK_REFS:
+        if word in ("task", "job") and i >= 1:
             nxt = words[i + 1] if i + 1 < len(words) else ""
-            if not nxt.isdigit():
+            if words[i - 1] in TASK_REFS and not nxt.isdigit():
+                return True
+            if words[i - 1] == "a" and nxt == "'s":
+                return True
+    return False
+
+
+def _droplet_ref(words: Sequence[str]) -> bool:
+    """ "the droplet", "that droplet", "the same droplet": one droplet, not named."""
+    for i, word in enumerate(words):
+        if word in ("droplet", "service", "node") and i >= 1 and words[i - 1] in DROPLET_REFS:
+            nxt = words[i + 1] if i + 1 < len(words) else ""
+            if not nxt.isdigit() and nxt not in ("named", "called", "with", "that", "which"):
                 return True
     return False
 
@@ -821,13 +1017,22 @@ def _message(parsed: Text, request: _Request) -> str | None:
     for word in words:
         if word.startswith("\x00quote"):
             return parsed.quotes[int(word[6:])]
-    targets = [f for f in request.ents.found if f.kind in ("droplet", "number", "pronoun")]
+    targets = sorted(
+        (
+            f
+            for f in request.ents.found
+            if f.kind in ("droplet", "number", "pronoun") and f.first not in request.content
+        ),
+        key=lambda f: f.first,
+    )
     if not targets:
         for i, word in enumerate(words):
             if word in (":", "saying") and i + 1 < len(words):
                 return _clean_message(parsed.original[tokens[i].end : tokens[-1].end], parsed)
         return None
     target = targets[0]
+    if target.last + 1 < len(words) and words[target.last + 1] in ("droplet", "service", "node"):
+        target = Found(target.kind, target.value, target.first, target.last + 1)  # "that droplet"
     colon = next((i for i in range(target.last + 1, len(words)) if words[i] == ":"), None)
     if colon is not None and colon + 1 < len(words):
         # "shoot droplet 5 a quick msg: u up?": what follows a colon is the message.
@@ -921,12 +1126,17 @@ CAPABILITY_LEADS = frozenset(
 
 
 def _capability(words: Sequence[str]) -> str | None:
+    """ "requiring capability gpu", "that requires the gpu capability"."""
     for i, word in enumerate(words):
-        if (
-            word in ("capability", "cap")
-            and 1 <= i < len(words) - 1
-            and words[i + 1].isalpha()
-            and words[i - 1] in CAPABILITY_LEADS
-        ):
+        if word not in ("capability", "cap"):
+            continue
+        if 1 <= i < len(words) - 1 and words[i + 1].isalpha() and words[i - 1] in CAPABILITY_LEADS:
             return words[i + 1]
+        if (
+            i >= 2
+            and words[i - 1].isalpha()
+            and words[i - 1] not in CAPABILITY_LEADS
+            and words[i - 2] in CAPABILITY_LEADS
+        ):
+            return words[i - 1]
     return None

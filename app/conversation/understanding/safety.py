@@ -45,8 +45,9 @@ _INJECTION = re.compile(
     r"|\b(?:print|show|reveal|dump|repeat)\b[^.?!]{0,30}\b(?:your|the)\s+(?:system\s+)?"
     r"(?:prompt|instructions|configuration|config|secrets?|api\s*keys?|tokens?|passwords?)\b"
     r"|\bwithout\s+(?:asking|confirmation|confirming)\b|\bno\s+confirmation\b"
-    r"|\b(?:grant|give|make)\s+(?:me|us|yourself)\b[^.?!]{0,20}\b(?:admin|root|superuser|"
-    r"write\s+access|permissions?)\b|\bsudo\b|\bescalate\b",
+    r"|\b(?:grant|give|make|add|promote|elevate)\b[^.?!]{0,30}\b(?:admin|admins|root|"
+    r"superuser|owner|owners|operator\s+rights|(?:write|admin|root|full)\s+(?:access|"
+    r"permissions?|rights|privileges?)|permissions?|privileges?)\b|\bsudo\b|\bescalate\b",
     re.I,
 )
 _CODE = re.compile(
@@ -61,10 +62,23 @@ _CODE = re.compile(
 _DESTROY = re.compile(
     r"\b(?:delete|remove|destroy|wipe|purge|erase|nuke|deregister|unregister|decommission|"
     r"kill|terminate|shut\s*down|shutdown|power\s+off|reboot|restart|stop|take\s+down|"
-    r"tear\s+down|format|reset|flush|drop|uninstall)\b"
+    r"tear\s+down|format|reset|flush|drop|uninstall|disable|deactivate|suspend|unplug|"
+    r"retire|evict|ban|block)\b"
     r"[^.?!]{0,30}?\b(?:droplets?|registry|orchestrator|database|db|mesh|cluster|servers?|"
     r"nodes?|everything|the\s+whole|all\s+services|services?|infrastructure|platform|logs|"
     r"audit|history|sessions?|users?|voice|dashboard|onboarding|deck)\b",
+    re.I,
+)
+# "take droplet 16 offline", "switch the voice droplet off", "bring the registry down".
+_OFFLINE = re.compile(
+    r"\b(?:take|bring|knock|turn|switch|power|put)\b[^.?!]{0,30}?\b(?:droplets?|registry|"
+    r"orchestrator|mesh|cluster|servers?|nodes?|services?|voice|dashboard|onboarding|deck)\b"
+    r"[^.?!]{0,20}?\b(?:offline|off|down|out\s+of\s+service|into\s+maintenance)\b",
+    re.I,
+)
+_RELAY = re.compile(
+    r"^\W*(?:(?:hey|please|pls|can\s+you|could\s+you)\W+)*(?:tell|notify|message|msg|dm|ping|"
+    r"inform|remind|ask|send|shoot|text|let)\b(?!\s+(?:me|us)\b)[^:]{0,60}?(?:\b(?:that|saying|to|know)\b|:)",
     re.I,
 )
 _ALLOWED_DESTROY_OBJECT = re.compile(r"\b(?:tasks?|jobs?|watch(?:es|ing)?|alerts?)\b", re.I)
@@ -98,6 +112,12 @@ def refusal(text: str) -> str | None:
     """The refusal for hostile input, or None."""
     if _INJECTION.search(text) or _CODE.search(text):
         return REFUSAL
+    # A message relayed to a droplet may ask it to act ("tell droplet 5 to restart"): only the
+    # request around it is checked for destruction.
+    relay = _RELAY.match(text)
+    text = text[: relay.end()] if relay else text
+    if _OFFLINE.search(text):
+        return CANNOT_DESTROY
     destroy = _DESTROY.search(text)
     if (
         destroy

@@ -68,7 +68,7 @@ QUOTED = re.compile(
     r"\"([^\"]{1,500})\"|“([^”]{1,500})”|(?:(?<=\s)|^)'([^']{1,500})'(?=[\s.,;:!?]|$)"
 )
 WORD = re.compile(
-    r"\x00(?:url|quote)\d+|\d{1,2}:\d{2}(?::\d{2})?(?:am|pm)?|[a-z0-9]+(?:[-'][a-z0-9]+)*"
+    r"-+>|=>|\x00(?:url|quote)\d+|\d{1,2}:\d{2}(?::\d{2})?(?:am|pm)?|[a-z0-9]+(?:[-'][a-z0-9]+)*"
     r"|#|[,;:?!.=]|\+|&",
 )
 DROPLET_SHORT = re.compile(r"^(?:d|drop|droplet|service)-?(\d+)$")
@@ -89,7 +89,29 @@ CONTRACTIONS: dict[str, tuple[str, ...]] = {
     "hasn't": ("has", "not"), "haven't": ("have", "not"), "wanna": ("want", "to"),
     "gonna": ("going", "to"), "gotta": ("got", "to"), "lemme": ("let", "me"),
     "gimme": ("give", "me"), "whatcha": ("what", "are", "you"), "y'all": ("you",),
+    # Chat shorthand.
+    "u": ("you",), "ya": ("you",), "ur": ("your",), "r": ("are",), "rn": ("right", "now"),
+    "atm": ("at", "the", "moment"), "pls": ("please",), "plz": ("please",), "thx": ("thanks",),
 }  # fmt: skip
+
+# What speech-to-text writes for a number said right after "droplet", "task" or "priority".
+HOMOPHONES: dict[str, str] = {
+    "won": "one", "to": "two", "too": "two", "tu": "two", "for": "four", "fore": "four",
+    "tree": "three", "free": "three", "ate": "eight", "sicks": "six", "nein": "nine",
+}  # fmt: skip
+TEEN_PARTS: dict[str, str] = {
+    "thir": "thirteen", "four": "fourteen", "for": "fourteen", "fore": "fourteen",
+    "fif": "fifteen", "six": "sixteen", "seven": "seventeen", "eight": "eighteen",
+    "ate": "eighteen", "nine": "nineteen",
+}  # fmt: skip
+LIMIT_WORDS = ("last", "latest", "first", "next", "top", "past", "recent", "newest", "oldest")
+ID_NOUNS = frozenset({"droplet", "task", "job", "priority", "prio", "number", "#"})
+# A homophone is read as a number only where a number ends the phrase: "cancel task ate",
+# "priority won, please"; never "priority to high" or "a task for droplet 3".
+HOMOPHONE_BEFORE = frozenset(
+    {"", ",", ".", "?", "!", ";", "and", "please", "now", "is", "was", "has", "status", "still",
+     "done", "failed", "then", "asap", "right", "too", "at", "healthy", "up", "down"}
+)  # fmt: skip
 
 # Said around a request without changing it. Longest first; matched on whole words.
 FILLER_PHRASES: tuple[tuple[str, ...], ...] = tuple(
@@ -113,7 +135,8 @@ FILLER_PHRASES: tuple[tuple[str, ...], ...] = tuple(
                 "excuse me", "right now", "at the moment", "currently", "real", "really",
                 "maybe", "perhaps", "quick question", "quick q", "question", "buddy", "mate",
                 "bot", "assistant", "computer", "okay", "ok", "alright", "so", "well",
-                "actually", "um so", "oh", "oops", "wait", "hmm okay",
+                "actually", "um so", "oh", "oops", "wait", "hmm okay", "like", "kinda",
+                "sort of", "kind of like",
             )
         ),
         key=len,
@@ -175,7 +198,7 @@ def tokenize(text: str, vocabulary: frozenset[str] = frozenset()) -> Text:
     raw = [Token(m.group(0).lower(), m.start(), m.end()) for m in WORD.finditer(marked.lower())]
     out = Text(original=marked, tokens=[], urls=urls, quotes=quotes)
     words = _expand(raw)
-    words = _numbers(words)
+    words = _numbers(_sounds_like_numbers(words))
     out.spoken = [t.text for t in words]
     words, out.fillers = _drop_fillers(words)
     out.tokens, out.typos = _fix_typos(_collapse(words), vocabulary)
@@ -216,6 +239,46 @@ def _expand(tokens: Iterable[Token]) -> list[Token]:
             out.append(_num(HASH_NUMBER.match(word).group(1), tok))  # type: ignore[union-attr]
             continue
         out.append(tok)
+    return out
+
+
+def _sounds_like_numbers(tokens: list[Token]) -> list[Token]:
+    """What a transcriber makes of numbers: "for teen" (14), "six teen"; "droplet ate",
+    "priority won" right after an id noun; "a couple" (2), "a dozen" (12); "re run"."""
+    out: list[Token] = []
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        word = tok.text
+        nxt = tokens[i + 1].text if i + 1 < len(tokens) else ""
+        before = out[-1].text if out else ""
+        if nxt in ("teen", "teens") and word in TEEN_PARTS:
+            out.append(Token(TEEN_PARTS[word], tok.start, tokens[i + 1].end))
+            i += 2
+            continue
+        if word in HOMOPHONES and before in ID_NOUNS and nxt in HOMOPHONE_BEFORE:
+            out.append(Token(HOMOPHONES[word], tok.start, tok.end))
+            i += 1
+            continue
+        if word in ("couple", "dozen") and before in ("a", "the", *LIMIT_WORDS):
+            value = 2 if word == "couple" else 12
+            if word == "dozen" and len(out) >= 2 and out[-2].text == "half":
+                out.pop()
+                value = 6
+            start = out.pop().start if before in ("a", "the") else tok.start
+            end = tok.end
+            if nxt == "of":
+                end = tokens[i + 1].end
+                i += 1
+            out.append(Token(str(value), start, end, num=value, spelled=True))
+            i += 1
+            continue
+        if word == "re" and nxt.isalpha() and nxt in ("run", "try", "start", "queue", "submit"):
+            out.append(Token("re" + nxt, tok.start, tokens[i + 1].end))
+            i += 2
+            continue
+        out.append(tok)
+        i += 1
     return out
 
 

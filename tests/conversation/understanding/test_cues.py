@@ -165,10 +165,26 @@ def toy(text: str, available: frozenset[str] = frozenset()) -> dict[str, Score]:
 
 def test_a_leading_verb_earns_the_bonus() -> None:
     lead = toy("zap widgets")["zap"]
-    late = toy("widgets zap")["zap"]
+    middle = toy("widgets zap widgets")["zap"]
     assert lead.total == WEIGHTS["verb"] + WEIGHTS["lead"] + WEIGHTS["noun"]
-    assert late.total == WEIGHTS["verb"] / 2 + WEIGHTS["noun"]
-    assert lead.total - late.total == pytest.approx(WEIGHTS["verb"] / 2 + WEIGHTS["lead"])
+    assert middle.total == WEIGHTS["verb"] / 2 + WEIGHTS["noun"]
+    assert lead.total - middle.total == pytest.approx(WEIGHTS["verb"] / 2 + WEIGHTS["lead"])
+
+
+def test_a_verb_said_last_or_after_a_separator_is_a_command() -> None:
+    command = WEIGHTS["verb"] + WEIGHTS["lead"] + WEIGHTS["noun"]
+    assert toy("widgets zap")["zap"].total == command  # "task 88 cancel"
+    assert toy("widgets , zap widgets")["zap"].total == command + WEIGHTS["noun"] - WEIGHTS["noun"]
+    assert toy("widgets -> zap them")["zap"].total == command
+
+
+def test_a_question_is_not_commanded_by_its_last_word() -> None:
+    assert toy("what widgets zap")["zap"].total == WEIGHTS["verb"] / 2 + WEIGHTS["noun"]
+
+
+def test_a_gerund_in_the_middle_is_a_noun_not_a_command() -> None:
+    assert "verb:zap" not in toy("any widgets besides zapping today")["zap"].evidence
+    assert "verb:zap" in toy("start zapping widgets")["zap"].evidence
 
 
 def test_connecting_words_do_not_take_the_lead() -> None:
@@ -179,7 +195,8 @@ def test_phrases_are_worth_more_with_every_word() -> None:
     scores = toy("please zap them all")["zap"]
     assert scores.named and scores.phrases == 1
     assert scores.verbs == 0  # the phrase owns "zap"
-    assert scores.total == WEIGHTS["phrase"] + PHRASE_WORD * 2
+    # The phrase starts with the tool's own verb, as a command: it earns the lead bonus too.
+    assert scores.total == WEIGHTS["phrase"] + PHRASE_WORD * 2 + WEIGHTS["lead"]
 
 
 def test_context_supports_and_against_subtracts() -> None:

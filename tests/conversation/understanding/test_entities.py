@@ -366,3 +366,35 @@ def test_values_are_unique_in_order() -> None:
 )
 def test_key_value_pairs(text: str, expected: list[tuple[str, str]]) -> None:
     assert pairs(text) == expected
+
+
+# ---- watches, bare lists, limits in context ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "watch"),
+    [("remove watch 3", [3]), ("cancel the watch 7", [7]), ("watch number 4", [4])],
+)
+def test_a_watch_by_its_id(text: str, watch: list[int]) -> None:
+    assert values(text, "watch") == watch
+
+
+def test_watch_and_a_number_is_a_request_to_watch_not_a_watch_id() -> None:
+    assert values("watch 14", "watch") == []
+
+
+def test_several_bare_numbers_are_a_list() -> None:
+    assert values("cancel 101 and 102", "tasks") == [(101, 102)]
+    assert values("cancel task 101 and droplet 4", "tasks") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "limit"),
+    [
+        ("show me fifteen in progress tasks", 15),
+        ("5 failed deploys", 5),
+        ("just the single most recent alert", 1),
+    ],
+)
+def test_a_limit_before_states_and_types(text: str, limit: int) -> None:
+    assert values(text, "limit") == [limit]

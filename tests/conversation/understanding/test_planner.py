@@ -452,3 +452,107 @@ def test_any_text_gives_a_valid_plan(text: str, context: PlanContext) -> None:
 @given(st.lists(WORDS, max_size=25).map(" ".join), CONTEXTS)
 def test_command_like_text_gives_a_valid_plan(text: str, context: PlanContext) -> None:
     _assert_valid(plan_message(text, context))
+
+
+# ---- statements, follow-ups, messages, compound requests -----------------------------------------
+
+
+def test_a_stated_fact_explains_the_command_and_is_not_a_request() -> None:
+    assert calls(plan("task forty-four failed, retry it")) == [("retry_tasks", {"task_ids": [44]})]
+    assert calls(plan("cancel 101 and 102, both tasks are stale")) == [
+        ("cancel_tasks", {"task_ids": [101, 102]})
+    ]
+
+
+def test_a_narrowing_follow_up_keeps_the_previous_arguments() -> None:
+    p = plan(
+        "only the failed ones",
+        history=history("show tasks for droplet 14", "Droplet 14 has 6 tasks."),
+    )
+    assert calls(p) == [("list_tasks", {"assigned_droplet_id": 14, "status": "failed"})]
+
+
+def test_do_the_same_skips_the_yes_that_confirmed_the_last_request() -> None:
+    p = plan(
+        "now do the same for task 31",
+        history=history("cancel task 30", "Cancel task 30?", "yes", "Task 30 cancelled."),
+    )
+    assert calls(p) == [("cancel_task", {"task_id": 31})]
+
+
+def test_a_filler_while_a_question_is_open_asks_it_again() -> None:
+    pending = PendingCall(
+        call=ToolCall(tool="create_task", args={"task_type": "verify", "priority": 5}),
+        missing=["payload.target_droplet_id"],
+    )
+    p = plan("hmm", pending=pending)
+    assert p.kind == "ask"
+    assert p.missing == ["payload.target_droplet_id"]
+
+
+def test_the_recipient_is_named_before_the_message_not_inside_it() -> None:
+    p = plan("send the registry a note that droplet 40 is being decommissioned")
+    assert calls(p) == [
+        ("send_message", {"target_droplet_id": 1, "message": "droplet 40 is being decommissioned"})
+    ]
+
+
+def test_a_message_s_own_words_name_no_tool() -> None:
+    p = plan("tell droplet 8 that watch on task 3 can be stopped")
+    assert calls(p) == [
+        ("send_message", {"target_droplet_id": 8, "message": "watch on task 3 can be stopped"})
+    ]
+
+
+def test_the_same_droplet_is_the_last_one() -> None:
+    p = plan("tell the same droplet that the docs are live", last_droplet_id=16)
+    assert calls(p) == [("send_message", {"target_droplet_id": 16, "message": "the docs are live"})]
+
+
+def test_an_unnamed_droplet_with_nothing_known_is_asked_for() -> None:
+    p = plan("is the droplet healthy?")
+    assert p.kind == "ask" and p.calls[0].tool == "droplet_status"
+    assert p.missing == ["droplet_id"]
+
+
+def test_a_colon_starts_a_message_only_after_a_messaging_word() -> None:
+    assert calls(plan("status: droplet 12")) == [("droplet_status", {"droplet_id": 12})]
+    assert calls(plan("msg droplet 5: deploy is done")) == [
+        ("send_message", {"target_droplet_id": 5, "message": "deploy is done"})
+    ]
+
+
+def test_a_message_then_a_command_on_it() -> None:
+    p = plan("tell droplet 18 the mic is fixed and then watch it for changes")
+    assert calls(p) == [
+        ("send_message", {"target_droplet_id": 18, "message": "the mic is fixed"}),
+        ("watch", {"droplet_id": 18, "event": "change"}),
+    ]
+
+
+def test_the_same_tool_twice_with_its_own_filters() -> None:
+    p = plan("give me failed deploys and failed builds")
+    assert calls(p) == [
+        ("list_tasks", {"status": "failed", "task_type": "deploy"}),
+        ("list_tasks", {"status": "failed", "task_type": "build"}),
+    ]
+
+
+def test_a_question_then_a_pronoun_that_refers_to_it() -> None:
+    p = plan("is droplet 5 healthy? if you can, also list its capabilities")
+    assert calls(p) == [
+        ("droplet_status", {"droplet_id": 5}),
+        ("droplet_capabilities", {"droplet_id": 5}),
+    ]
+
+
+def test_a_verb_said_last_is_the_command() -> None:
+    assert calls(plan("task 88, cancel")) == [("cancel_task", {"task_id": 88})]
+    assert calls(plan("failed deploys -> retry")) == [
+        ("retry_tasks", {"status": "failed", "task_type": "deploy"})
+    ]
+
+
+def test_a_required_capability_said_before_the_word_capability() -> None:
+    p = plan("create a custom task for droplet 33 that requires the gpu capability")
+    assert p.calls[0].args["required_capability"] == "gpu"

@@ -153,3 +153,32 @@ def test_a_request_is_not_small_talk(text: str) -> None:
 def test_small_talk_offers_what_can_be_done() -> None:
     assert safety.CAPABILITIES in GREETING
     assert GREETING.endswith("What would you like to know?")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "tell droplet 5 to restart",
+        "notify droplet 3 that we will restart the orchestrator tonight",
+        "send droplet 4 a message: wipe your cache",
+        "let droplet 4 know we shut down the old mesh",
+    ],
+)
+def test_a_message_asking_a_droplet_to_act_is_relayed_not_refused(text: str) -> None:
+    assert refusal(text) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "tell me how to delete droplet 4",
+        "take droplet 16 offline permanently",
+        "switch the voice droplet off",
+        "put droplet 4 into maintenance",
+        "give user bob write permissions on droplet 10",
+        "make me an owner of the orchestrator",
+        "disable droplet 7",
+    ],
+)
+def test_taking_droplets_offline_or_granting_rights_is_refused(text: str) -> None:
+    assert refusal(text) is not None

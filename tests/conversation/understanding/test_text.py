@@ -260,3 +260,36 @@ def test_offsets_are_always_inside_the_text(text: str) -> None:
         assert isinstance(token, Token)
         assert 0 <= token.start <= token.end <= len(parsed.original)
         assert token.text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("verify droplet for teen", ["verify", "droplet", "14"]),
+        ("cancel task ate", ["cancel", "task", "8"]),
+        ("build it at priority won", ["build", "it", "at", "priority", "1"]),
+        ("show the last couple of alerts", ["show", "the", "last", "2", "alerts"]),
+        ("a dozen alerts", ["12", "alerts"]),
+        ("half a dozen tasks", ["6", "tasks"]),
+        ("re run task 9", ["rerun", "task", "9"]),
+    ],
+)
+def test_what_a_transcriber_makes_of_numbers(text: str, expected: list[str]) -> None:
+    assert words(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["create a task for droplet 3", "change the priority to high", "assign task to droplet 5"],
+)
+def test_a_homophone_followed_by_more_words_stays_a_word(text: str) -> None:
+    assert words(text) == text.split()
+
+
+def test_chat_shorthand_is_spelled_out() -> None:
+    assert words("r u there") == ["are", "you", "there"]
+    assert words("any droplets down rn") == ["any", "droplets", "down"]  # "right now": filler
+
+
+def test_an_arrow_is_one_token() -> None:
+    assert words("failed deploys -> retry") == ["failed", "deploys", "->", "retry"]
