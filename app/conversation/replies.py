@@ -12,9 +12,13 @@ from app.utils.markup import escape_markdown, plain_name
 NOTHING_PENDING = "There is nothing waiting for your confirmation."
 
 
-def confirm(proposal: str, channel: Channel) -> str:
+def confirm(proposal: str, channel: Channel, *, preview: str | None = None) -> str:
+    """The question before a change; `preview` lists what it touches (a bulk action's tasks)."""
     if channel == "voice":
-        return for_channel(f"{proposal} Say yes to go ahead or no to drop it.", channel)
+        listed = f" {for_channel(preview, channel)}" if preview else ""
+        return for_channel(f"{proposal}{listed} Say yes to go ahead or no to drop it.", channel)
+    if preview:
+        return f"{proposal}\n\n{preview}\n\nReply **yes** to go ahead or **no** to drop it."
     return f"{proposal} Reply **yes** to go ahead or **no** to drop it."
 
 

@@ -23,10 +23,12 @@ from app.domain.plan import PendingCall, Plan, PlanContext, Planner, ToolCall
 from app.domain.session import AuditEntry, AuditOutcome, SessionInfo
 from app.ops.metrics import Metrics
 from app.store.sessions import UNSET, SessionStore, Unset
-from app.tools.base import ArgsInvalid, Channel, Outcome, Tool
+from app.tools.base import ArgsInvalid, Channel, Item, ItemStatus, Outcome, Tool
 from app.tools.executor import ToolExecutor
+from app.tools.explain_last import LAST_TURN
 from app.tools.registry import ToolRegistry
 from app.tools.render import for_channel
+from app.tools.undo import LAST_WRITE
 from app.utils.time import isoformat_z
 
 log = structlog.get_logger(__name__)
@@ -89,6 +91,9 @@ class _Result:
     audit: list[AuditEntry] = field(default_factory=list)
     pending: PendingChange = UNSET
     context: dict[str, Any] = field(default_factory=dict)
+    outcomes: list[Outcome] = field(default_factory=list)
+    """Every call run this turn, for "why?" on the next one."""
+    confidence: float | None = None
 
 
 def pending_view(pending: PendingCall | None, tools: ToolRegistry) -> dict[str, Any] | None:
@@ -101,6 +106,7 @@ def pending_view(pending: PendingCall | None, tools: ToolRegistry) -> dict[str, 
         "tool": pending.call.tool,
         "args": pending.call.args,
         "summary": tool.summary(pending.call.args) if tool is not None else pending.call.tool,
+        "preview": pending.preview,
         "missing": pending.missing,
         "awaiting": "details" if pending.missing else "confirmation",
     }
@@ -203,6 +209,9 @@ class ConversationService:
 
     async def _run_and_record(self, turn: Turn, session: SessionInfo, emit: ProgressFn) -> Reply:
         result = await self._run(turn, session, emit)
+        if not any(o.call.tool == "explain_last" for o in result.outcomes):
+            # "why?" explains the turn before it, so it does not replace what it explains.
+            result.context[LAST_TURN] = self._explanation(turn, result)
         await self._store.record_turn(
             session_id=session.session_id,
             user_text=turn.text,
@@ -263,6 +272,7 @@ class ConversationService:
         )
         plan = await self._planner.plan(turn.text, context)
         reply.planner = plan.planner
+        result.confidence = plan.confidence
         reply.notes = list(plan.notes)
 
         if plan.kind == "answer":
@@ -319,7 +329,9 @@ class ConversationService:
         problems: list[str] = []
         for call in plan.calls:
             tool = self._tools.get(call.tool)
-            issues = self._tools.problems(call)
+            # A write may come without all it needs (a model's plan, a partial request): the
+            # operator is asked for the rest, as with the offline planner's own questions.
+            issues = self._tools.problems(call, partial=tool is not None and tool.writes)
             if tool is None or issues:
                 problems.append(_readable(call.tool, issues))
                 reply.actions.append({"tool": call.tool, "status": "invalid"})
@@ -341,6 +353,8 @@ class ConversationService:
                             caller=turn.caller,
                             trace_id=turn.trace_id,
                             session=session.context,
+                            session_key=session.session_id,
+                            source=turn.source,
                         )
                         for call in reads
                     )
@@ -358,25 +372,15 @@ class ConversationService:
                 for_channel("I could not use part of that request: " + "; ".join(problems), channel)
             )
 
+        proposed = False
         if writes:
             tool, call = writes[0]
-            if not tool.allowed(turn.caller):
-                self._forbidden(turn, session, tool, call, result, plan.planner, channel)
-                parts.append(reply.text)
-            else:
-                new = self._proposal(turn, call, [])
-                parts.append(replies.confirm(tool.propose(tool.parse(call.args), channel), channel))
-                reply.pending_confirmation = self.view(new)
-                reply.actions.append({"tool": call.tool, "status": "awaiting_confirmation"})
-                result.pending = new
-                result.context["pending_planner"] = plan.planner
-                if len(writes) > 1:
-                    parts.append(
-                        for_channel(
-                            "One change at a time: ask for the next one after this.", channel
-                        )
-                    )
-        elif pending is not None and not pending.missing:
+            proposed = await self._propose_write(turn, session, plan, tool, call, result, parts)
+            if len(writes) > 1 and proposed:
+                parts.append(
+                    for_channel("One change at a time: ask for the next one after this.", channel)
+                )
+        if not proposed and pending is not None and not pending.missing:
             parts.append(self._waiting_line(pending, channel))
             reply.pending_confirmation = self.view(pending)
         # A question still open (details) is kept, but not repeated after an unrelated answer.
@@ -384,7 +388,64 @@ class ConversationService:
         reply.text = "\n\n".join(p for p in parts if p) or for_channel("Done.", channel)
         for out in outcomes:
             result.context.update(out.context)
+        result.outcomes = outcomes
         return result
+
+    async def _propose_write(
+        self,
+        turn: Turn,
+        session: SessionInfo,
+        plan: Plan,
+        tool: Tool[Any],
+        call: ToolCall,
+        result: _Result,
+        parts: list[str],
+    ) -> bool:
+        """Turn a write into a proposal (True), or say why there is none (False).
+
+        The proposal holds exactly what a yes will do: a filter ("all pending tasks for
+        droplet 14") is resolved into the concrete list first, and that list is shown.
+        """
+        channel: Channel = turn.source
+        reply = result.reply
+        if not tool.allowed(turn.caller):
+            self._forbidden(turn, session, tool, call, result, plan.planner, channel)
+            parts.append(reply.text)
+            return False
+        missing = tool.missing(call.args)
+        if missing:
+            new = self._proposal(turn, call, missing)
+            parts.append(for_channel(tool.question(missing, channel), channel))
+            reply.pending_confirmation = self.view(new)
+            reply.actions.append({"tool": call.tool, "status": "awaiting_details"})
+            result.pending = new
+            result.context["pending_planner"] = plan.planner
+            return True
+        prepared = await self._executor.prepare(
+            call,
+            caller=turn.caller,
+            trace_id=turn.trace_id,
+            session=session.context,
+            session_key=session.session_id,
+            source=turn.source,
+        )
+        if prepared.answer is not None:
+            parts.append(for_channel(prepared.answer, channel))
+            reply.actions.append({"tool": call.tool, "status": "nothing_to_do"})
+            return False
+        if prepared.args is not None:
+            call = ToolCall(tool=call.tool, args=dict(prepared.args))
+        new = self._proposal(turn, call, [], preview=prepared.preview)
+        parts.append(
+            replies.confirm(
+                tool.propose(tool.parse(call.args), channel), channel, preview=prepared.preview
+            )
+        )
+        reply.pending_confirmation = self.view(new)
+        reply.actions.append({"tool": call.tool, "status": "awaiting_confirmation"})
+        result.pending = new
+        result.context["pending_planner"] = plan.planner
+        return True
 
     def _forbidden(
         self,
@@ -434,7 +495,12 @@ class ConversationService:
         # The executor checks the caller's permission itself: a "yes" from a caller without
         # `write` executes nothing, whoever proposed it.
         out = await self._executor.execute(
-            call, caller=turn.caller, trace_id=turn.trace_id, session=session.context
+            call,
+            caller=turn.caller,
+            trace_id=turn.trace_id,
+            session=session.context,
+            session_key=session.session_id,
+            source=turn.source,
         )
         self._metrics.tool_calls.labels(call.tool, out.status).inc()
         await emit("formatting", {"step": "formatting"})
@@ -442,8 +508,17 @@ class ConversationService:
         reply.actions = [{"tool": call.tool, "status": out.status}]
         planner = str(session.context.get("pending_planner") or "rules")
         reply.planner = planner
-        result.audit = [self._audit_outcome(turn, session, out, planner)]
-        result.context = dict(out.context)
+        result.outcomes = [out]
+        result.audit = (
+            [self._audit_item(turn, session, out, item, planner) for item in out.items]
+            if out.items
+            else [self._audit_outcome(turn, session, out, planner)]
+        )
+        if tool.writes and out.answered:
+            # What "undo" reverses: the created tasks, or the tool alone (a cancel, a message:
+            # the answer to "undo" is then an honest "cannot").
+            result.context[LAST_WRITE] = {"tool": call.tool, **(out.undo or {})}
+        result.context.update(out.context)
         if out.status == "unavailable":
             # Nothing changed and the peer may be back in a moment: keep exactly this proposal,
             # so "yes" again retries it instead of "nothing is waiting".
@@ -457,6 +532,31 @@ class ConversationService:
         return result
 
     # ---- pieces ------------------------------------------------------------------------------
+
+    def _explanation(self, turn: Turn, result: _Result) -> dict[str, Any]:
+        """What "why?" says about this turn: planner, confidence, each call and its peers."""
+        calls = []
+        for out in result.outcomes:
+            tool = self._tools.get(out.call.tool)
+            calls.append(
+                {
+                    "tool": out.call.tool,
+                    "args": out.call.args,
+                    "status": out.status,
+                    "peers": list(tool.peers) if tool is not None else [],
+                    "duration_ms": out.duration_ms,
+                    "items": len(out.items),
+                }
+            )
+        for action in result.reply.actions[len(result.outcomes) :]:
+            calls.append({"tool": action.get("tool"), "args": {}, "status": action.get("status")})
+        return {
+            "text": turn.text[:500],
+            "planner": result.reply.planner,
+            "confidence": result.confidence,
+            "trace_id": turn.trace_id,
+            "calls": calls,
+        }
 
     def _say(self, out: Outcome, channel: Channel) -> str:
         tool = self._tools.get(out.call.tool)
@@ -479,13 +579,16 @@ class ConversationService:
         return for_channel(f"(Still waiting for your **yes** or **no** to {what}.)", channel)
 
     @staticmethod
-    def _proposal(turn: Turn, call: ToolCall, missing: list[str]) -> PendingCall:
+    def _proposal(
+        turn: Turn, call: ToolCall, missing: list[str], *, preview: str | None = None
+    ) -> PendingCall:
         """A new proposal: its own id, bound to the identity it is shown to."""
         return PendingCall(
             call=call,
             missing=missing,
             proposal_id=secrets.token_urlsafe(12),
             proposed_by=str(turn.caller.identity),
+            preview=preview,
         )
 
     def _stale_confirmation(
@@ -543,6 +646,25 @@ class ConversationService:
             planner=planner or str(pending_planner or "rules"),
         )
 
+    def _audit_item(
+        self, turn: Turn, session: SessionInfo, out: Outcome, item: Item, planner: str
+    ) -> AuditEntry:
+        """One record per element of a bulk action: each task's own fate is on file."""
+        outcome: AuditOutcome = _ITEM_AUDIT[item.status]
+        args: dict[str, Any] = {"task_id": item.id}
+        if item.new_id is not None:
+            args["new_task_id"] = item.new_id
+        detail = item.message or (None if item.status == "done" else item.status)
+        return self._audit(
+            turn,
+            session,
+            ToolCall(tool=out.call.tool, args=args),
+            outcome,
+            detail,
+            planner=planner,
+            duration_ms=out.duration_ms,
+        )
+
     def _audit_outcome(
         self, turn: Turn, session: SessionInfo, out: Outcome, planner: str
     ) -> AuditEntry:
@@ -558,6 +680,16 @@ class ConversationService:
             planner=planner,
             duration_ms=out.duration_ms,
         )
+
+
+_ITEM_AUDIT: dict[ItemStatus, AuditOutcome] = {
+    "done": "ok",
+    "already_finished": "declined",
+    "refused": "declined",
+    "failed": "error",
+    "unavailable": "error",
+}
+"""An element the Orchestrator would not act on was declined; one that broke is an error."""
 
 
 async def _no_progress(_step: str, _data: dict[str, Any]) -> None:

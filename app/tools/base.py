@@ -142,6 +142,7 @@ class Prepared:
     nothing to propose."""
 
     args: Mapping[str, Any] | None
+    """The concrete arguments to propose; None with no answer: propose the call as it is."""
     preview: str | None = None
     """What the proposal lists (the tasks a bulk cancel will touch), shown with the question."""
     answer: str | None = None
@@ -238,8 +239,9 @@ class Tool(ABC, Generic[A]):
 
     async def prepare(self, args: A, ctx: RunContext) -> Prepared:
         """Before a write is proposed: make it concrete (resolve a filter into the exact tasks)
-        or say why there is nothing to propose. Most writes are concrete already."""
-        return Prepared(args=args.model_dump(exclude_none=True))
+        or say why there is nothing to propose. Most writes are concrete already: no new
+        arguments and no answer means the call is proposed as it is."""
+        return Prepared(None)
 
     # ---- saying ------------------------------------------------------------------------------
 

@@ -16,9 +16,10 @@ import structlog
 from app.domain.identity import Caller
 from app.domain.plan import ToolCall
 from app.mesh.peers import PeerError, PeerNotFound, PeerRejected, PeerUnavailable
-from app.tools.base import ArgsInvalid, Outcome
-from app.tools.context import Mesh, MeshOff, RunContext
+from app.tools.base import ArgsInvalid, Outcome, Prepared
+from app.tools.context import Mesh, MeshOff, RunContext, WatchBook
 from app.tools.registry import ToolRegistry
+from app.tools.render import peer_display
 
 log = structlog.get_logger(__name__)
 
@@ -31,15 +32,88 @@ class ToolExecutor:
         mesh: Mesh,
         timeout_s: float = 10.0,
         observe_upstream: Callable[[str, float], None] | None = None,
+        watches: WatchBook | None = None,
+        watch_ttl_s: float = 24 * 3600,
+        max_watches: int = 20,
     ) -> None:
         self._tools = tools
         self._mesh = mesh
         self._timeout = timeout_s
         self._observe = observe_upstream
+        self._watches = watches
+        self._watch_ttl_s = watch_ttl_s
+        self._max_watches = max_watches
 
     @property
     def tools(self) -> ToolRegistry:
         return self._tools
+
+    def _context(
+        self,
+        *,
+        caller: Caller,
+        trace_id: str,
+        session: dict[str, Any] | None,
+        session_key: str | None,
+        source: str,
+    ) -> RunContext:
+        return RunContext(
+            mesh=self._mesh,
+            caller=caller,
+            trace_id=trace_id,
+            session=session or {},
+            session_key=session_key,
+            source=source,
+            watches=self._watches,
+            watch_ttl_s=self._watch_ttl_s,
+            max_watches=self._max_watches,
+        )
+
+    async def prepare(
+        self,
+        call: ToolCall,
+        *,
+        caller: Caller,
+        trace_id: str,
+        session: dict[str, Any] | None = None,
+        session_key: str | None = None,
+        source: str = "chat",
+    ) -> Prepared:
+        """A write made concrete before it is proposed (a filter resolved into the exact tasks),
+        or what to say instead. Peer failures become an answer: nothing is proposed that the
+        operator could not see."""
+        tool = self._tools.get(call.tool)
+        if tool is None:
+            return Prepared(None, answer=f"I don't know the tool {call.tool!r}.")
+        try:
+            args = tool.parse(call.args)
+        except ArgsInvalid as exc:
+            return Prepared(None, answer="I couldn't use that: " + "; ".join(exc.problems))
+        ctx = self._context(
+            caller=caller,
+            trace_id=trace_id,
+            session=session,
+            session_key=session_key,
+            source=source,
+        )
+        action = tool.action_for(call.args)
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await tool.prepare(args, ctx)
+        except TimeoutError:
+            reason = f"the mesh did not answer within {self._timeout:g} seconds"
+        except PeerUnavailable as exc:
+            reason = f"the {peer_display(exc.peer)} is unreachable right now"
+        except PeerError as exc:
+            reason = f"the {peer_display(exc.peer)} said: {exc.message}"
+        except MeshOff as exc:
+            reason = str(exc)
+        log.info("tool_prepare_failed", tool=call.tool, reason=reason, trace_id=trace_id)
+        return Prepared(
+            None,
+            answer=f"I couldn't prepare that ({action}): {reason}. Nothing was changed; "
+            "try again in a moment.",
+        )
 
     async def execute(
         self,
@@ -48,6 +122,8 @@ class ToolExecutor:
         caller: Caller,
         trace_id: str,
         session: dict[str, Any] | None = None,
+        session_key: str | None = None,
+        source: str = "chat",
     ) -> Outcome:
         started = time.perf_counter()
         out = Outcome(call=call)
@@ -68,7 +144,13 @@ class ToolExecutor:
         except ArgsInvalid as exc:
             out.status, out.message = "invalid", "; ".join(exc.problems)
             return out
-        ctx = RunContext(mesh=self._mesh, caller=caller, trace_id=trace_id, session=session or {})
+        ctx = self._context(
+            caller=caller,
+            trace_id=trace_id,
+            session=session,
+            session_key=session_key,
+            source=source,
+        )
         try:
             async with asyncio.timeout(self._timeout):
                 await tool.run(args, ctx, out)
