@@ -7,17 +7,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from app.conversation.notifications import NOTIFICATION, WatchNotifier, chat_text, voice_text
 from app.conversation.watches import Firing, WatchEngine
-from app.domain.mesh import MeshEvent, NewTask, TaskState
+from app.domain.identity import Identity, session_key
+from app.domain.mesh import MeshEvent, NewTask, Task, TaskState
 from app.domain.watch import Watch
 from app.mesh.directory import DropletDirectory
 from app.mesh.orchestrator import OrchestratorClient, OrchestratorCredentials
@@ -25,6 +30,7 @@ from app.store.sessions import SessionStore
 from app.store.watches import WatchStore
 from app.utils.time import utcnow
 from sandbox.testing import MeshHandle
+from tests.fakes._server import ThreadedServer
 from tests.mesh.support import FAST_RETRY, Peers, Ticks, no_wait, peers_for, sandbox_post
 from tests.store.support import Backend, make_backend
 
@@ -254,6 +260,72 @@ async def test_any_task_fails_notices_only_new_failures(
     assert voice_text(firing) == f"Task {task_id}, Flaky deploy, failed."
 
 
+@pytest.fixture
+def voice_droplet() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A stand-in for the Voice droplet: its /message endpoint and what it received."""
+    received: list[dict[str, Any]] = []
+
+    async def message(request: Request) -> JSONResponse:
+        received.append(await request.json())
+        return JSONResponse({"status": "accepted"}, status_code=202)
+
+    server = ThreadedServer(
+        Starlette(routes=[Route("/message", message, methods=["POST"])]), name="fake-voice"
+    )
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}", received
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("delivery", ["orchestrator", "reply"])
+async def test_a_voice_watch_is_routed_back_through_the_orchestrator(
+    delivery: Literal["orchestrator", "reply"],
+    kit: Kit,
+    peers: Peers,
+    mesh: MeshHandle,
+    voice_droplet: tuple[str, list[dict[str, Any]]],
+) -> None:
+    endpoint, received = voice_droplet
+    voice = OrchestratorClient(
+        base_url=mesh.orchestrator_url,
+        credentials=OrchestratorCredentials(private_key_path=mesh.private_key_path),
+        droplet_id=42,
+        retry_policy=FAST_RETRY,
+        sleep=no_wait,
+    )
+    try:
+        await voice.register(name="Voice", endpoint=endpoint, steward="tests", capabilities=[])
+    finally:
+        await voice.aclose()
+    notifier = WatchNotifier(
+        sessions=kit.sessions,
+        publish=Bus().publish,
+        orchestrator=peers.orchestrator,
+        route_back_delivery=delivery,
+        new_trace_id=lambda: "trace-watch-1",
+    )
+    engine = _kit(kit.sessions, peers, notify=notifier, clock=kit.clock).engine
+    task_id = await _seeded_failed_task(peers)
+    await _watch(kit, task_id=task_id, event="done", source="voice", route_back="42")
+
+    assert await engine.check_once() == 1
+    spoken = f"Task {task_id}, Deploy Dashboard v1.3, failed."
+    (entry,) = await kit.sessions.history(SESSION)
+    assert (entry.text, entry.trace_id) == (spoken, "trace-watch-1")
+    if delivery == "reply":
+        assert received == []
+        return
+    (envelope,) = received
+    assert envelope["message_type"] == "response"
+    assert envelope["payload"] == {
+        "response": spoken,
+        "session_id": "s1",
+        "trace_id": "trace-watch-1",
+    }
+
+
 # ---- droplets --------------------------------------------------------------------------------
 
 
@@ -445,3 +517,43 @@ def test_the_interval_must_be_positive(kit: Kit, peers: Peers) -> None:
             notify=kit.recorder,
             interval_s=0,
         )
+
+
+# ---- through the app's REST history and WebSocket ---------------------------------------------
+
+
+def test_a_notification_reaches_the_rest_history_and_the_open_socket(client: Any) -> None:
+    said = client.post("/api/chat", json={"message": "hello", "session_id": "watch-rest"})
+    assert said.status_code == 200, said.text
+    (listed,) = client.get("/api/sessions").json()["sessions"]
+    owner = Identity.parse(listed["owner"])
+    runtime = client.app.state.runtime
+    now = utcnow()
+    watch = Watch(
+        id=5,
+        owner=str(owner),
+        session_key=session_key(owner, "watch-rest"),
+        task_id=7,
+        event="done",
+        created_at=now,
+        expires_at=now + timedelta(hours=1),
+    )
+    task = Task(id=7, task_type="verify", title="Rebuild index", status=TaskState.COMPLETED)
+    firing = Firing(watch=watch, status="completed", task=task)
+    notifier = WatchNotifier(sessions=runtime.store, publish=runtime.bus.publish)
+    text = "✅ **Task 7** (Rebuild index) finished."
+
+    with client.websocket_connect("/ws?session_id=watch-rest") as ws:
+        assert ws.receive_json()["type"] == "welcome"
+        # The app's loop runs in the test client's thread; the store belongs to it.
+        client.portal.call(notifier, firing)
+        frame = ws.receive_json()
+    assert (frame["type"], frame["session_id"], frame["text"], frame["watch_id"]) == (
+        NOTIFICATION,
+        "watch-rest",
+        text,
+        5,
+    )
+    history = client.get("/api/sessions/watch-rest").json()["history"]
+    assert [(h["role"], h["content"]) for h in history][-1] == ("assistant", text)
+    assert len(history) == 3
