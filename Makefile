@@ -50,6 +50,7 @@ unit: $(STAMP)
 # The tests that run the whole service again on PostgreSQL (the store's own tests and the
 # scale-out tests cover both stores in the first pass already).
 PG_SUITE := tests/channels tests/test_durability.py tests/test_llm_planning.py \
+	tests/conversation/test_watches.py \
 	tests/test_fault_injection.py tests/test_secrets.py tests/test_fuzz_api.py
 
 # Line coverage of app/ by the SQLite pass; `make test` fails below it.

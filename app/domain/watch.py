@@ -10,6 +10,14 @@ from pydantic import BaseModel, Field
 WatchEvent = Literal["up", "down", "change", "done", "failed"]
 
 
+class TooManyWatches(Exception):
+    """The owner already has as many active watches as it may keep."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"at most {limit} watches")
+        self.limit = limit
+
+
 class Watch(BaseModel):
     id: int | None = None
     owner: str

@@ -461,6 +461,46 @@ class SessionStore:
                 )
         return user_seq, answer_seq
 
+    async def append_notification(
+        self,
+        session_id: str,
+        *,
+        text: str,
+        meta: Mapping[str, Any] | None = None,
+        trace_id: str | None = None,
+    ) -> int:
+        """Add one assistant message that answers no question (a watch firing); returns its seq.
+
+        The seq comes from the session row like record_turn's (the UPDATE locks it until
+        commit), so a notification landing during a turn takes the next number, never a taken
+        one. `meta["kind"]` tells it apart from answers. Raises SessionNotFound.
+        """
+        now = utc_now()
+        async with self._write() as conn:
+            row = (
+                await conn.execute(
+                    update(SessionRow)
+                    .where(SessionRow.id == session_id)
+                    .values(message_count=SessionRow.message_count + 1, last_activity=now)
+                    .returning(SessionRow.message_count)
+                )
+            ).one_or_none()
+            if row is None:
+                raise SessionNotFound(session_id)
+            seq = int(row.message_count)
+            await conn.execute(
+                insert(MessageRow).values(
+                    session_id=session_id,
+                    seq=seq,
+                    role="assistant",
+                    text=text,
+                    trace_id=trace_id,
+                    created_at=now,
+                    meta=_jsonable(dict(meta or {})),
+                )
+            )
+        return seq
+
     async def list_sessions(
         self, *, owner: str | None = None, limit: int = 50, offset: int = 0
     ) -> tuple[list[SessionInfo], int]:
@@ -650,6 +690,20 @@ class SessionStore:
         written = await asyncio.to_thread(backup_sqlite, source=path, dest=dest)
         log.info("session_store_backup_written", dest=str(written))
         return written
+
+    # ---- shared with the other repositories of app/store ------------------------------------
+
+    def reading(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A connection for reads, for repositories that live in this database (watches)."""
+        return self._read()
+
+    def writing(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A write transaction, for repositories that live in this database (watches).
+
+        Sharing it (rather than a second engine) keeps one pool and, on SQLite, one queue of
+        writers: a second engine's writers would wait in SQLite's busy handler instead.
+        """
+        return self._write()
 
     # ---- internals -------------------------------------------------------------------------
 

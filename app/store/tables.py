@@ -149,3 +149,36 @@ class ClaimedTaskRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     state: Mapped[str] = mapped_column(String(32))
     claimed_by: Mapped[str | None] = mapped_column(String(255))
+
+
+class WatchRow(Base):
+    """A watch ("tell me when droplet 16 is back"): fires once, then waits out its expiry."""
+
+    __tablename__ = "watches"
+    __table_args__ = (
+        CheckConstraint("source IN ('chat', 'voice')", name="source"),
+        CheckConstraint("event IN ('up', 'down', 'change', 'done', 'failed')", name="event"),
+        # "What am I watching?" and the per-owner limit.
+        Index(None, "owner"),
+        # Each check round: every unfired, unexpired watch; the expiry sweep.
+        Index(None, "fired_at", "expires_at"),
+        # Deleting a session cascades here; without an index PostgreSQL scans the table.
+        Index(None, "session_key"),
+    )
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    owner: Mapped[str] = mapped_column(String(255))
+    # A deleted session takes its watches with it: nobody is left to tell.
+    session_key: Mapped[str] = mapped_column(
+        String(SESSION_ID_MAX), ForeignKey("sessions.id", ondelete="CASCADE")
+    )
+    source: Mapped[str] = mapped_column(String(16))
+    droplet_id: Mapped[int | None] = mapped_column(Integer)
+    task_id: Mapped[int | None] = mapped_column(BigInteger)
+    event: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The status last observed, or for "any task fails" a JSON list of the known failed ids.
+    last_seen: Mapped[str | None] = mapped_column(Text)
+    fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    route_back: Mapped[str | None] = mapped_column(String(128))

@@ -9,17 +9,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Literal
 
-from app.domain.watch import Watch, WatchEvent
+from app.domain.watch import TooManyWatches, Watch, WatchEvent
 from app.tools.base import Channel, Cues, HelpEntry, Outcome, Slot, Tool, ToolArgs
 from app.tools.context import RunContext
 from app.tools.vocabulary import DropletId, TaskId
 from app.utils.time import utcnow
-
-
-class TooManyWatches(Exception):
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"at most {limit} watches")
-        self.limit = limit
 
 
 class WatchArgs(ToolArgs):
