@@ -128,6 +128,14 @@ class Settings(BaseSettings):
     """None: `jwt` in production, `none` otherwise."""
     route_back_delivery: Literal["reply", "orchestrator"] = "reply"
 
+    # Watches ("tell me when droplet 16 is back")
+    watch_ttl_s: float = Field(default=24 * 3600, gt=0)
+    """A watch that has not fired by then is dropped."""
+    max_watches_per_identity: int = Field(default=20, ge=1)
+    watch_check_interval_s: float = Field(default=5.0, gt=0)
+    """How often the leader checks the watched tasks and droplets (the Orchestrator pushes
+    droplet health, but not a task's completion, so tasks are polled)."""
+
     # Planning
     planner: Literal["rules", "gemini", "openai", "hybrid"] | None = None
     """None: `rules` without an LLM configured, `hybrid` with one."""

@@ -211,6 +211,7 @@ class Gate:
         source: Channel = "chat",
         origin: str | None = None,
         proposal_id: str | None = None,
+        route_back: str | None = None,
     ) -> Turn:
         """The only way a turn is made. A session id names a session in the caller's own
         namespace, so another identity's session can never be reached or squatted."""
@@ -226,4 +227,5 @@ class Gate:
             channel=channel,
             origin=origin,
             proposal_id=proposal_id,
+            route_back=route_back,
         )

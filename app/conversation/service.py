@@ -63,6 +63,9 @@ class Turn:
     """The WebSocket connection that sent it, which gets the answer directly."""
     proposal_id: str | None = None
     """For a confirmation: the proposal the sender was shown (None: the one waiting)."""
+    route_back: str | None = None
+    """The droplet a mesh envelope asked answers to go to: where a watch made in this turn
+    delivers its notification (when ROUTE_BACK_DELIVERY=orchestrator)."""
 
     @property
     def actor(self) -> str:
@@ -355,6 +358,7 @@ class ConversationService:
                             session=session.context,
                             session_key=session.session_id,
                             source=turn.source,
+                            route_back=turn.route_back,
                         )
                         for call in reads
                     )

@@ -65,6 +65,8 @@ class RunContext:
     session_key: str | None = None
     source: str = "chat"
     """chat or voice: where a watch's notification goes."""
+    route_back: str | None = None
+    """The droplet that asked through the mesh, to deliver a watch's notification back to."""
     watches: WatchBook | None = None
     watch_ttl_s: float = 24 * 3600
     max_watches: int = 20

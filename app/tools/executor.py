@@ -56,6 +56,7 @@ class ToolExecutor:
         session: dict[str, Any] | None,
         session_key: str | None,
         source: str,
+        route_back: str | None = None,
     ) -> RunContext:
         return RunContext(
             mesh=self._mesh,
@@ -64,6 +65,7 @@ class ToolExecutor:
             session=session or {},
             session_key=session_key,
             source=source,
+            route_back=route_back,
             watches=self._watches,
             watch_ttl_s=self._watch_ttl_s,
             max_watches=self._max_watches,
@@ -124,6 +126,7 @@ class ToolExecutor:
         session: dict[str, Any] | None = None,
         session_key: str | None = None,
         source: str = "chat",
+        route_back: str | None = None,
     ) -> Outcome:
         started = time.perf_counter()
         out = Outcome(call=call)
@@ -150,6 +153,7 @@ class ToolExecutor:
             session=session,
             session_key=session_key,
             source=source,
+            route_back=route_back,
         )
         try:
             async with asyncio.timeout(self._timeout):

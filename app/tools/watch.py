@@ -113,6 +113,7 @@ class WatchTool(Tool[WatchArgs]):
             event=event,
             created_at=now,
             expires_at=now + timedelta(seconds=ctx.watch_ttl_s),
+            route_back=ctx.route_back,
         )
         try:
             out.result = await ctx.watches.add(watch, limit=ctx.max_watches)

@@ -123,6 +123,7 @@ async def process(
         )[:128]
     proposal = envelope.payload.get("proposal_id")
     is_voice = source == "18" or envelope.payload.get("channel") == "voice"
+    target = normalise_droplet_ref(envelope.route_back or envelope.source)
     turn = gate.turn(
         caller,
         channel="process",
@@ -131,9 +132,9 @@ async def process(
         session_id=session_id,
         source="voice" if is_voice else "chat",
         proposal_id=proposal if isinstance(proposal, str) and proposal else None,
+        route_back=target,
     )
     reply = await runtime.conversation.handle(turn)
-    target = normalise_droplet_ref(envelope.route_back or envelope.source)
     if runtime.settings.route_back_delivery == "orchestrator" and runtime.orchestrator:
         await deliver_reply(
             orchestrator=runtime.orchestrator,
