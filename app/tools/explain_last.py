@@ -99,7 +99,8 @@ class ExplainLast(Tool[ExplainLastArgs]):
             took = f", {timing:.0f} ms" if isinstance(timing, int | float) else ""
             via = f" via {escape_markdown(peers)}" if peers else ""
             lines.append(
-                f"- `{escape_markdown(str(call.get('tool')))}`({args}): "
+                # Inside a code span nothing is escaped: drop backticks instead.
+                f"- `{str(call.get('tool')).replace('`', '')[:64]}`({args}): "
                 f"{escape_markdown(str(call.get('status')))}{via}{took}"
             )
         if not calls:
