@@ -181,6 +181,13 @@ def render_summary(console: Console, content: str) -> None:
     console.print(SafeMarkdown(content))
 
 
+def render_notification(console: Console, frame: dict[str, Any]) -> None:
+    """A watch that fired ("Droplet 16 is back"), between turns."""
+    line = Text("🔔 ", style="bold cyan")
+    line.append(clean(str(frame.get("text", ""))), style="cyan")
+    console.print(line)
+
+
 def render_pending(console: Console, pending: dict[str, Any]) -> None:
     """What a pending write action would do, argument by argument."""
     table = Table(show_header=False, box=None, padding=(0, 1))
@@ -192,6 +199,9 @@ def render_pending(console: Console, pending: dict[str, Any]) -> None:
         table.add_row(Text(clean(name)), Text(clean(shown)))
     title = Text("Pending action: ", style="bold yellow")
     title.append(clean(pending.get("tool", "?")), style="bold")
+    summary = pending.get("summary")
+    if isinstance(summary, str) and summary:
+        title.append(f" ({clean(summary)})")
     console.print(title)
     if table.row_count:
         console.print(table)

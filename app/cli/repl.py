@@ -28,6 +28,7 @@ from app.cli.render import (
     render_error,
     render_event,
     render_note,
+    render_notification,
     render_pending,
     render_summary,
 )
@@ -225,6 +226,7 @@ class ChatRepl:
         return (
             (kind == "event" and isinstance(frame.get("event"), dict))
             or kind == "message"
+            or kind == "notification"
             or (kind == "summary" and bool(frame.get("complete")) and bool(frame.get("content")))
             or (kind == "error" and frame.get("trace_id") is None)
         )
@@ -243,6 +245,8 @@ class ChatRepl:
             render_answer(self.console, frame)
         elif kind == "summary":
             render_summary(self.console, str(frame["content"]))
+        elif kind == "notification":
+            render_notification(self.console, frame)
         else:
             render_error(self.console, _error_text(frame))
 

@@ -55,3 +55,14 @@ def test_status_vocabulary_matches_the_web_page() -> None:
     for kind, words in re.findall(r'addStatus\("(\w+)", \[(.*?)\]\);', script, re.S):
         web.update(dict.fromkeys(re.findall(r'"([^"]+)"', words), kind))
     assert web == _STATUS_WORDS
+
+
+def test_a_notification_and_a_pending_summary_are_shown_as_text() -> None:
+    from app.cli.render import render_notification, render_pending
+
+    console = Console(record=True, width=100)
+    render_notification(console, {"text": "Droplet 16 is back \x1b[2J[bold]x[/]"})
+    render_pending(console, {"tool": "cancel_tasks", "summary": "cancel 2 tasks: 4, 7", "args": {}})
+    shown = console.export_text()
+    assert "🔔 Droplet 16 is back [2J[bold]x[/]" in shown
+    assert "Pending action: cancel_tasks (cancel 2 tasks: 4, 7)" in shown

@@ -91,6 +91,9 @@ def test_confirm_creates_the_task_in_the_orchestrator(
     card = proposal.locator(".pending")
     card.wait_for()
     assert "create_task" in card.inner_text()
+    # The tool's own wording, not the raw arguments (those are folded away).
+    assert card.locator(".pending-summary").inner_text().startswith("create a build task")
+    assert not card.locator(".pending-args").is_visible()
     assert tasks(orchestrator) and {t["id"] for t in tasks(orchestrator)} == before, (
         "nothing is created before the confirmation"
     )

@@ -201,6 +201,11 @@ class ChatPage {
       case "event":
         this.onEvent(frame.event);
         break;
+      case "notification":
+        view.appendToLog(this.ui.log, view.notificationMessage({
+          text: frame.text, timestamp: frame.timestamp,
+        }));
+        break;
       case "error":
         this.onError(frame);
         break;

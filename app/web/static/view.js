@@ -143,7 +143,11 @@ function argumentList(args) {
     const shown = typeof value === "string" ? value : JSON.stringify(value);
     list.append(el("dt", { text: name }), el("dd", { text: shown }));
   }
-  return list;
+  // The tool's own wording comes first; the raw arguments stay one click away.
+  return el("details", { className: "pending-raw" }, [
+    el("summary", { text: "Arguments" }),
+    list,
+  ]);
 }
 
 /** The Confirm / Cancel card of a pending write action. */
@@ -171,11 +175,26 @@ export function pendingCard(pending, { onConfirm, onCancel }) {
       el("span", { text: awaitingDetails ? "Needs details: " : "Waiting for your confirmation: " }),
       el("code", { text: pending.tool }),
     ]),
+    pending.summary
+      ? el("p", { className: "pending-summary", text: pending.summary })
+      : null,
+    pending.preview
+      ? el("div", { className: "pending-preview markdown" }, [renderMarkdown(pending.preview)])
+      : null,
     argumentList(pending.args),
     missing,
     el("div", { className: "pending-buttons" }, awaitingDetails ? [cancel] : [confirm, cancel]),
   ]);
   return card;
+}
+
+/** A watch that fired ("Droplet 16 is back"): an event in the session, not an answer. */
+export function notificationMessage({ text, timestamp }) {
+  const body = el("div", { className: "msg-body" }, [el("p", { text: String(text ?? "") })]);
+  return el("article", {
+    className: "msg msg-assistant msg-notification",
+    attrs: { "data-role": "notification", role: "status" },
+  }, [meta("Notification", timestamp, []), body]);
 }
 
 /** Freeze a pending card once it is answered or superseded. */
