@@ -29,7 +29,7 @@ from app.mesh.catalogue import catalogue_aliases
 from app.mesh.directory import DropletDirectory
 from app.mesh.keys import PublicKeySource
 from app.mesh.leadership import build_leader
-from app.mesh.lifecycle import Lifecycle
+from app.mesh.lifecycle import DropletProfile, Lifecycle, LifecycleTiming, TaskDuty
 from app.mesh.orchestrator import OrchestratorClient, OrchestratorCredentials
 from app.mesh.registry import RegistryClient
 from app.ops.health import HealthMonitor, ProbeResult
@@ -195,18 +195,21 @@ def build_runtime(settings: Settings) -> Runtime:
         lifecycle = Lifecycle(
             registry=registry if settings.registry_key() else None,
             orchestrator=orchestrator,
-            droplet_id=settings.droplet_id,
-            name=settings.droplet_name,
-            steward=settings.steward,
-            endpoint=settings.droplet_url,
-            capabilities=CAPABILITIES,
-            version=__version__,
-            env=settings.environment.value,
-            heartbeat_interval=settings.heartbeat_interval_s,
-            poll_interval=settings.task_poll_interval_s,
-            registration_backoff=(1.0, settings.registration_backoff_max_s),
-            task_runner=run_task,
-            claimed_store=StoreClaims(store),
+            profile=DropletProfile(
+                droplet_id=settings.droplet_id,
+                name=settings.droplet_name,
+                steward=settings.steward,
+                endpoint=settings.droplet_url,
+                capabilities=tuple(CAPABILITIES),
+                version=__version__,
+                env=settings.environment.value,
+            ),
+            timing=LifecycleTiming(
+                heartbeat_interval=settings.heartbeat_interval_s,
+                poll_interval=settings.task_poll_interval_s,
+                registration_backoff=(1.0, settings.registration_backoff_max_s),
+            ),
+            tasks=TaskDuty(runner=run_task, claimed=StoreClaims(store)),
             event_sink=alerts.add,
         )
 
