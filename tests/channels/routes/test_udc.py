@@ -1,10 +1,17 @@
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import KeyPair
+
+# The one place the version is written.
+PYPROJECT_VERSION: str = tomllib.loads(
+    (Path(__file__).resolve().parents[3] / "pyproject.toml").read_text()
+)["project"]["version"]
 
 PROTECTED = ["/capabilities", "/state", "/dependencies", "/version"]
 
@@ -26,7 +33,7 @@ def test_health_is_public_and_matches_the_guide(client: Any) -> None:
     assert body["steward"] == "Zainab"
     assert body["status"] in ("active", "inactive", "error")
     assert body["endpoint"] == "http://localhost:8012"
-    assert body["version"] == "1.0.0"
+    assert body["version"] == PYPROJECT_VERSION
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["x-frame-options"] == "DENY"
     assert response.headers["x-trace-id"]
@@ -101,7 +108,7 @@ def test_udc_bodies_with_a_valid_token(client: Any, keys: KeyPair) -> None:
     assert {d["id"] for d in deps["required"]} == {1, 10}
 
     version = client.get("/version", headers=auth).json()
-    assert version["version"] == "1.0.0"
+    assert version["version"] == PYPROJECT_VERSION
     assert version["environment"] == "development"
 
 
