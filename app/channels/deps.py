@@ -119,6 +119,18 @@ async def require_caller(request: Request, gate: GateDep) -> Caller:
 
 CurrentCaller = Annotated[Caller, Depends(require_caller)]
 
+
+async def optional_caller(request: Request, gate: GateDep) -> Caller | None:
+    """/capabilities: None without an Authorization header; a token that is sent must verify
+    (a wrong token is still a 401, so a client learns its token is bad)."""
+    authorization = request.headers.get("authorization")
+    if authorization is None:
+        return None
+    return gate.api_caller(authorization=authorization, address=client_address(request))
+
+
+OptionalCaller = Annotated[Caller | None, Depends(optional_caller)]
+
 AUTH_RESPONSES: dict[int | str, dict[str, object]] = {
     401: {"description": "Missing or invalid bearer token (standard error body)"},
     403: {"description": "The token lacks the permission (standard error body)"},

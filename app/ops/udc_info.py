@@ -35,6 +35,8 @@ class About:
     """What this deployment is built with, fixed at start-up (for /capabilities)."""
 
     features: tuple[str, ...]
+    public_features: tuple[str, ...]
+    """The features every deployment has, shown without a token (see `capabilities`)."""
     planner: str
     session_store: str
     event_bus: str
@@ -59,35 +61,55 @@ class Vitals:
         return round(self._clock() - self._started, 3)
 
 
-def capabilities(settings: Settings, about: About) -> CapabilitiesResponse:
-    return CapabilitiesResponse(
-        version=__version__,
-        features=list(about.features),
-        dependencies=["registry", "orchestrator"],
-        metadata={
-            "droplet_id": settings.droplet_id,
-            "name": settings.droplet_name,
-            "steward": settings.steward,
+# /capabilities answers without a token, as the Registry's and the Orchestrator's do and as the
+# deployment guide's post-deploy check expects. Without a verified token it says only what is
+# public anyway (who we are, the UDC endpoints, what any deployment of droplet 12 can do). These
+# need a token, because they describe this deployment's configuration and help an attacker aim:
+# - the environment (a development instance is a softer target);
+# - the planner (which model vendor reads operator text: prompt-injection and cost attacks);
+# - the session store and event bus backends (PostgreSQL? Redis? the infrastructure behind us);
+# - configuration-dependent features: whether chat needs a token at all (`chat_authentication`
+#   absent says "talk to me anonymously") and whether a model phrases answers (`llm_summaries`).
+_ENDPOINTS = (
+    "/health",
+    "/capabilities",
+    "/state",
+    "/dependencies",
+    "/version",
+    "/message",
+    "/send",
+    "/heartbeat",
+    "/api/chat",
+    "/api/process",
+    "/api/analyze",
+    "/api/sessions",
+    "/ws",
+)
+
+
+def capabilities(settings: Settings, about: About, *, verified: bool) -> CapabilitiesResponse:
+    """The whole description for a verified caller; the public part for anyone else."""
+    metadata: dict[str, object] = {
+        "droplet_id": settings.droplet_id,
+        "name": settings.droplet_name,
+        "steward": settings.steward,
+        "endpoints": list(_ENDPOINTS),
+    }
+    features = list(about.features)
+    if verified:
+        metadata |= {
             "environment": settings.environment.value,
             "planner": about.planner,
             "session_store": about.session_store,
             "event_bus": about.event_bus,
-            "endpoints": [
-                "/health",
-                "/capabilities",
-                "/state",
-                "/dependencies",
-                "/version",
-                "/message",
-                "/send",
-                "/heartbeat",
-                "/api/chat",
-                "/api/process",
-                "/api/analyze",
-                "/api/sessions",
-                "/ws",
-            ],
-        },
+        }
+    else:
+        features = [f for f in features if f in about.public_features]
+    return CapabilitiesResponse(
+        version=__version__,
+        features=features,
+        dependencies=["registry", "orchestrator"],
+        metadata=metadata,
     )
 
 

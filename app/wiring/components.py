@@ -74,12 +74,14 @@ def build(settings: Settings) -> Components:
         event_sink=alerts.add,
     )
     vitals = Vitals(process=new_process_probe())
+    listed, public = features(settings, talk.summarizer)
     return Components(
         settings=settings,
         metrics=metrics,
         vitals=vitals,
         about=About(
-            features=features(settings, talk.summarizer),
+            features=listed,
+            public_features=public,
             planner=talk.planner.name,
             session_store=store.dialect,
             event_bus=bus.backend,

@@ -17,13 +17,18 @@ from app.utils.time import utcnow
 from app.wiring.mesh import CAPABILITIES, MeshParts
 
 
-def features(settings: Settings, summarizer: Summarizer | None) -> tuple[str, ...]:
-    listed = ["udc", "jwt_verification", *CAPABILITIES, "websocket", "audit_log"]
+def features(
+    settings: Settings, summarizer: Summarizer | None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(every feature, the ones every deployment has). The others depend on configuration and
+    are shown only to a verified caller."""
+    always = ("udc", "jwt_verification", *CAPABILITIES, "websocket", "audit_log")
+    configured = []
     if settings.effective_chat_auth == "jwt":
-        listed.append("chat_authentication")
+        configured.append("chat_authentication")
     if summarizer is not None:
-        listed.append("llm_summaries")
-    return tuple(listed)
+        configured.append("llm_summaries")
+    return (*always, *configured), always
 
 
 def build_health(

@@ -16,6 +16,7 @@ from app.channels.deps import (
     HubDep,
     MetricsDep,
     OperatorAccess,
+    OptionalCaller,
     SettingsDep,
     VitalsDep,
 )
@@ -54,13 +55,22 @@ async def health(settings: SettingsDep, health: HealthDep, vitals: VitalsDep) ->
     )
 
 
+# HEAD too: `curl -I /health` is the deployment guide's troubleshooting step, and load balancers
+# probe with HEAD. Out of the schema: one operation per path and method there.
+router.add_api_route("/health", health, methods=["HEAD"], include_in_schema=False)
+
+
 @router.get(
-    "/capabilities", summary="What this droplet can do, as configured", responses=AUTH_RESPONSES
+    "/capabilities",
+    summary="What this droplet can do (public; the configuration details with a valid token)",
+    responses=AUTH_RESPONSES,
 )
 async def capabilities(
-    settings: SettingsDep, about: AboutDep, _caller: CurrentCaller
+    settings: SettingsDep, about: AboutDep, caller: OptionalCaller
 ) -> CapabilitiesResponse:
-    return udc_info.capabilities(settings, about)
+    # Open like the real peers' /capabilities; what is withheld without a token, and why, is
+    # said in udc_info.capabilities.
+    return udc_info.capabilities(settings, about, verified=caller is not None)
 
 
 @router.get("/state", summary="Live metrics", responses=AUTH_RESPONSES)
