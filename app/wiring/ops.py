@@ -6,10 +6,10 @@ from datetime import timedelta
 
 from app.channels.events import EventBus
 from app.config import Settings
-from app.conversation.planners.llm_common import Summarizer
+from app.conversation.planners.llm_common import ModelProbe, Summarizer
 from app.domain.plan import Planner
 from app.mesh.lifecycle import Lifecycle
-from app.ops.health import HealthMonitor, ProbeResult
+from app.ops.health import CachedProbe, HealthMonitor, Probe, ProbeResult
 from app.ops.metrics import Metrics
 from app.ops.udc_info import Vitals
 from app.store.sessions import SessionStore
@@ -81,8 +81,20 @@ def build_health(
         return await bus.ping()
 
     health.add_probe(f"event_bus ({bus.backend})", bus_probe, critical=False)
-    health.add_probe(f"planner ({planner.name})", _always_ok, critical=False)
+    health.add_probe(f"planner ({planner.name})", planner_probe(planner), critical=False)
     return health
+
+
+PLANNER_PROBE_TTL_S = 5.0
+
+
+def planner_probe(planner: Planner) -> Probe:
+    """The configured model, looked up (cached a few seconds: /health itself never waits on it);
+    the offline rules need nothing and are always ok."""
+    model = getattr(planner, "llm", planner)
+    if isinstance(model, ModelProbe):
+        return CachedProbe(model.probe, ttl_s=PLANNER_PROBE_TTL_S)
+    return _always_ok
 
 
 def _to_configure(peer: str) -> str:
