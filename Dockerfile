@@ -1,9 +1,12 @@
 # Chat Orchestrator, droplet 12. One worker per container: scale with replicas, not workers.
 FROM python:3.11-slim
 
+# The version is written only in pyproject.toml; `make image` passes it here. The running
+# service reports its own (from the installed package) on /health and /version.
+ARG VERSION=unknown
 LABEL droplet.id="12" \
       droplet.name="Chat Orchestrator" \
-      droplet.version="1.0.0" \
+      droplet.version="${VERSION}" \
       droplet.udc_compliant="true" \
       droplet.capabilities="chat,natural_language_understanding,conversation_memory,task_execution,voice_formatting"
 
@@ -23,7 +26,6 @@ RUN pip install -r requirements.txt
 COPY pyproject.toml README.md alembic.ini ./
 COPY app ./app
 COPY alembic ./alembic
-COPY sandbox ./sandbox
 RUN pip install --no-deps . \
     && useradd --create-home --uid 10012 droplet \
     && mkdir -p /app/data /app/keys \

@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run serve sandbox test lint typecheck unit eval calibrate bench services browser clean install
+.PHONY: run serve sandbox test lint typecheck unit eval calibrate bench services browser clean install image
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -64,6 +64,13 @@ test: $(STAMP) services browser
 	$(PY) -m pytest -q -p no:cacheprovider --cov=app --cov-report=term:skip-covered \
 		--cov-fail-under=$(COVERAGE_FLOOR)
 	TEST_STORE=postgresql $(PY) -m pytest -q -p no:cacheprovider $(PG_SUITE)
+
+# pyproject.toml holds the one version; the image's label and tag are taken from it.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+
+## The production image (no sandbox, no tests), labelled and tagged with the package version.
+image:
+	docker build --build-arg VERSION=$(VERSION) -t chat-orchestrator:$(VERSION) .
 
 ## Accuracy per split and category, misses, calibration (ARGS="--split test --misses 0").
 eval: $(STAMP)

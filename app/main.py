@@ -1,162 +1,22 @@
-"""App factory and lifespan: builds every component once, starts and stops the background work."""
+"""The entry point: `python -m app.main` and `uvicorn app.main:app` serve droplet 12.
+
+`app` is built once, when this module is imported, from the environment (and `.env`); a
+configuration problem is one clear line and exit code 2. Tests and tools build their own apps
+with `app.factory.create_app(settings)` and never import this module, so they read no
+environment by accident.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
 
-import structlog
 import uvicorn
-from fastapi import Depends, FastAPI, Request
-from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from pydantic import ValidationError
-from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from app import __version__
-from app.channels.errors import ERROR_RESPONSES, install_error_handlers
-from app.channels.gate import Gate
-from app.channels.http_limits import guarded_protocol
-from app.channels.middleware import RequestMiddleware
-from app.channels.routes import chat, mesh, sessions, udc, web, ws
 from app.config import ConfigError, Settings
-from app.runtime import Runtime
-from app.utils.logging import configure_logging
-from app.wiring import build_runtime, start_runtime, stop_runtime
-
-log = structlog.get_logger("app.main")
-
-DESCRIPTION = (
-    "Droplet 12 of the mesh: operate the Registry and the Orchestrator in natural language. "
-    "Every error answers in the standard UDC error shape."
-)
-
-
-def _secrets(settings: Settings) -> list[str]:
-    values = [
-        settings.droplet_secret,
-        settings.registry_api_key,
-        settings.orchestrator_token,
-        settings.gemini_api_key,
-        settings.llm_api_key,
-    ]
-    return [v.get_secret_value() for v in values if v is not None]
-
-
-def _configure_logging(settings: Settings) -> None:
-    json_lines = settings.log_format == "json" or (
-        settings.log_format == "auto" and not settings.is_development
-    )
-    configure_logging(level=settings.log_level, json_lines=json_lines, secrets=_secrets(settings))
-
-
-def _lifespan(runtime: Runtime) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        settings = runtime.settings
-        for feature in settings.disabled_features():
-            log.info("feature_disabled", feature=feature)
-        await start_runtime(runtime)
-        log.info(
-            "service_started",
-            droplet_id=settings.droplet_id,
-            port=settings.port,
-            environment=settings.environment.value,
-            chat_auth=settings.effective_chat_auth,
-            version=__version__,
-        )
-        try:
-            yield
-        finally:
-            await stop_runtime(runtime)
-            log.info("service_stopped")
-
-    return lifespan
-
-
-def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
-    settings.check_runnable()
-    _configure_logging(settings)
-    runtime = build_runtime(settings)
-    docs = settings.effective_api_docs
-
-    app = FastAPI(
-        title="Chat Orchestrator",
-        version=__version__,
-        description=DESCRIPTION,
-        lifespan=_lifespan(runtime),
-        debug=False,
-        responses=ERROR_RESPONSES,
-        docs_url="/docs" if docs == "public" else None,
-        redoc_url="/redoc" if docs == "public" else None,
-        openapi_url="/openapi.json" if docs == "public" else None,
-    )
-    app.state.runtime = runtime
-    app.state.gate = runtime.gate
-    install_error_handlers(app)
-    for router in (udc.router, mesh.router, chat.router, sessions.router, ws.router):
-        app.include_router(router)
-    if docs == "admin":
-        _admin_openapi(app)
-    web.mount(app)
-
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=settings.cors_origins,
-        allow_credentials="*" not in settings.cors_origins,
-        allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-        allow_headers=["Authorization", "Content-Type", "X-Trace-Id"],
-        expose_headers=["X-Trace-Id", "Retry-After"],
-    )
-    app.add_middleware(
-        RequestMiddleware, metrics=runtime.metrics, max_body_bytes=settings.max_body_bytes
-    )
-    # Outermost: the client address every policy sees is the proxy's only when the proxy is
-    # not trusted (FORWARDED_ALLOW_IPS), whoever started the server.
-    app.add_middleware(
-        ProxyHeadersMiddleware,
-        trusted_hosts=settings.forwarded_allow_ips or [],
-    )
-    return app
-
-
-def _admin_openapi(app: FastAPI) -> None:
-    """API_DOCS=admin: the OpenAPI document for admin tokens only (no browsable pages)."""
-
-    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(_admin_only)])
-    async def openapi() -> JSONResponse:
-        return JSONResponse(app.openapi())
-
-
-async def _admin_only(request: Request) -> None:
-    gate: Gate = request.app.state.gate
-    caller = gate.api_caller(
-        authorization=request.headers.get("authorization"),
-        address=request.client.host if request.client else None,
-    )
-    gate.require(caller, "admin", to="The API description")
-
-
-def server_config(application: FastAPI, settings: Settings, **overrides: Any) -> uvicorn.Config:
-    """The shipped server: header size and time bounded, proxies trusted only as configured."""
-    options: dict[str, Any] = {
-        "host": settings.host,
-        "port": settings.port,
-        "log_config": None,
-        "proxy_headers": False,  # the app's own ProxyHeadersMiddleware does it
-        "http": guarded_protocol(
-            max_head_bytes=settings.max_header_bytes, head_timeout_s=settings.header_timeout_s
-        ),
-        "h11_max_incomplete_event_size": settings.max_header_bytes,
-        "ws_per_message_deflate": False,
-        "ws_max_size": 64 * 1024,
-    }
-    options.update(overrides)
-    return uvicorn.Config(application, **options)
+from app.factory import create_app, server_config
 
 
 def _build_or_exit() -> FastAPI:
@@ -173,18 +33,12 @@ def _build_or_exit() -> FastAPI:
         raise SystemExit(2) from None
 
 
-def __getattr__(name: str) -> FastAPI:
-    # `uvicorn app.main:app` resolves `app` lazily, so importing this module (tests, tools)
-    # never builds an app or reads the environment.
-    if name == "app":
-        return _build_or_exit()
-    raise AttributeError(name)
+app = _build_or_exit()
 
 
 def main() -> None:
-    application = _build_or_exit()
-    settings: Settings = application.state.runtime.settings
-    server = uvicorn.Server(server_config(application, settings))
+    settings: Settings = app.state.components.settings
+    server = uvicorn.Server(server_config(app, settings))
     # uvicorn re-raises the Ctrl-C it shut down for; a clean stop is not an error (as uvicorn.run).
     with contextlib.suppress(KeyboardInterrupt):
         server.run()

@@ -2,7 +2,7 @@
 
     python -m bench.anatomy [--turns N] [--output PATH]
 
-Builds the service's runtime exactly as `app.main` does (`build_runtime` + `start_runtime`,
+Builds the service's components exactly as `app.factory` does (`wiring.build` + `wiring.start`,
 SQLite in a temporary directory, the sandbox mesh in threads), then runs turns one at a time
 through `ConversationService.handle` with a timer around each part: the session store's calls,
 the session lock, the planner, the tool executor, the renderer, the event publish. Wall time
@@ -270,16 +270,16 @@ async def _turns(conversation: Any, n: int, session: str, text: str) -> None:
 async def measure_rules(
     mesh: Any, workdir: Path, variant: set[str], turns: int, warmup: int
 ) -> dict[str, Any]:
-    from app.main import _configure_logging
-    from app.wiring import build_runtime, start_runtime, stop_runtime
+    from app.factory import _configure_logging
+    from app.wiring import components as wiring
 
     with _patched(variant):
         settings = _settings(workdir / ("rules-" + "-".join(sorted(variant)) or "base"), mesh)
         _configure_logging(settings)
         if "quiet_logs" in variant:
             _quiet_logs()
-        runtime = build_runtime(settings)
-        await start_runtime(runtime)
+        runtime = wiring.build(settings)
+        await wiring.start(runtime)
         try:
             conversation = runtime.conversation
             timers = Timers()
@@ -331,15 +331,15 @@ async def measure_rules(
                 "parts": parts,
             }
         finally:
-            await stop_runtime(runtime)
+            await wiring.stop(runtime)
 
 
 async def measure_llm(mesh: Any, workdir: Path, calls: int) -> dict[str, Any]:
     import httpx
     from google.genai import models as genai_models
 
-    from app.main import _configure_logging
-    from app.wiring import build_runtime, start_runtime, stop_runtime
+    from app.factory import _configure_logging
+    from app.wiring import components as wiring
     from tests.fakes.gemini import FakeGemini, function_call
 
     fake = FakeGemini(default=function_call("list_droplets", {})).start()
@@ -352,8 +352,8 @@ async def measure_llm(mesh: Any, workdir: Path, calls: int) -> dict[str, Any]:
             gemini_base_url=fake.base_url,
         )
         _configure_logging(settings)
-        runtime = build_runtime(settings)
-        await start_runtime(runtime)
+        runtime = wiring.build(settings)
+        await wiring.start(runtime)
         timers = Timers()
         original = genai_models.AsyncModels.generate_content
 
@@ -380,7 +380,7 @@ async def measure_llm(mesh: Any, workdir: Path, calls: int) -> dict[str, Any]:
             parts = timers.summary(calls)
         finally:
             genai_models.AsyncModels.generate_content = original  # type: ignore[method-assign]
-            await stop_runtime(runtime)
+            await wiring.stop(runtime)
         # The same request without the SDK: the recorded body, posted as JSON.
         body = fake.requests[-1].raw
         url = f"{fake.base_url}/v1beta/models/gemini-2.5-flash:generateContent"

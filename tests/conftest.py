@@ -100,7 +100,7 @@ def make_settings(
 def client(make_settings: Callable[..., Settings]) -> Iterator[Any]:
     from starlette.testclient import TestClient
 
-    from app.main import create_app
+    from app.factory import create_app
 
     with TestClient(create_app(make_settings()), client=("127.0.0.1", 50000)) as test_client:
         yield test_client
@@ -157,7 +157,7 @@ def mesh_settings(make_settings: Callable[..., Settings], sandbox: Any) -> Calla
 def mesh_client(mesh_settings: Callable[..., Settings]) -> Iterator[Any]:
     from starlette.testclient import TestClient
 
-    from app.main import create_app
+    from app.factory import create_app
 
     with TestClient(create_app(mesh_settings()), client=("127.0.0.1", 50000)) as test_client:
         yield test_client
@@ -180,7 +180,7 @@ class LiveApp:
 
         import uvicorn
 
-        from app.main import create_app, server_config
+        from app.factory import create_app, server_config
 
         self.port = settings.port
         self.url = f"http://127.0.0.1:{self.port}"

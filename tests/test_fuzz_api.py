@@ -18,7 +18,7 @@ from tests.conftest import KeyPair, LiveApp, free_port
 
 
 def _spec() -> dict[str, Any]:
-    from app.main import create_app
+    from app.factory import create_app
 
     # Building the app reads no environment file and does no I/O; only the document is used.
     spec: dict[str, Any] = create_app(Settings(_env_file=None, mesh_enabled=False)).openapi()

@@ -9,7 +9,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from app.config import Settings
-from app.main import create_app
+from app.factory import create_app
 from tests.fakes import gemini as g
 from tests.fakes import openai as o
 

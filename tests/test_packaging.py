@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import yaml
 
+import app
 from app.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +50,87 @@ def test_dockerfile_essentials() -> None:
         assert secret not in env_lines
     for path in ("alembic", "alembic.ini", "app"):
         assert re.search(rf"^COPY .*\b{re.escape(path)}\b", text, re.M), path
+
+
+def _instructions(dockerfile: str) -> list[tuple[str, str]]:
+    """(instruction, arguments) pairs, continuation lines joined and comments dropped."""
+    logical = re.sub(r"\\\n", " ", dockerfile)
+    pairs = []
+    for line in logical.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            pairs.append((word.upper(), rest))
+    return pairs
+
+
+def test_the_production_image_holds_no_sandbox() -> None:
+    instructions = _instructions((ROOT / "Dockerfile").read_text())
+    copied = [args for word, args in instructions if word in ("COPY", "ADD")]
+    assert copied, "the Dockerfile copies nothing?"
+    for args in copied:
+        assert "sandbox" not in args, args
+        assert not re.search(r"(^|\s)\.(\s|$)", args.split()[0] if args else ""), (
+            f"COPY of the whole context would bring the sandbox in: {args}"
+        )
+    dockerignore = (ROOT / ".dockerignore").read_text().split()
+    assert "tests" in dockerignore
+
+
+def test_the_version_is_written_once_in_pyproject() -> None:
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert app.__version__ == version
+    literal = re.compile(rf"(?<![\d.]){re.escape(version)}(?![\d.])")
+    shipped = [
+        ROOT / "Dockerfile",
+        *ROOT.glob("docker-compose*.yml"),
+        *(ROOT / "app").rglob("*.py"),
+    ]
+    assert [str(p.relative_to(ROOT)) for p in shipped if literal.search(p.read_text())] == []
+    instructions = _instructions((ROOT / "Dockerfile").read_text())
+    assert ("ARG", "VERSION=unknown") in instructions
+    label = next(args for word, args in instructions if word == "LABEL")
+    assert 'droplet.version="${VERSION}"' in label
+
+
+# Imports every module of app/ with `sandbox` made unimportable, as in the production image.
+_WITHOUT_SANDBOX = """
+import importlib, pkgutil, sys
+class NoSandbox:
+    def find_spec(self, name, path=None, target=None):
+        if name == "sandbox" or name.startswith("sandbox."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+sys.meta_path.insert(0, NoSandbox())
+import app
+for module in pkgutil.walk_packages(app.__path__, "app."):
+    if not module.name.endswith(".__main__"):  # runs a command when imported
+        importlib.import_module(module.name)
+assert not [m for m in sys.modules if m == "sandbox" or m.startswith("sandbox.")]
+from typer.testing import CliRunner
+from app.cli.main import build_cli
+result = CliRunner().invoke(build_cli(), ["sandbox"])
+assert result.exit_code == 2, result.output
+print(result.output.strip())
+"""
+
+
+def test_the_app_never_imports_the_sandbox(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k.upper() not in _SETTINGS}
+    env.update({"PYTHONPATH": str(ROOT), "DATA_DIR": str(tmp_path)})
+    result = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_SANDBOX],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "the sandbox is not part of this installation" in result.stdout
+
+
+_SETTINGS = {name.upper() for name in Settings.model_fields}
 
 
 def test_ignored_files_keep_secrets_out() -> None:

@@ -10,7 +10,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from app.config import Settings
-from app.main import create_app
+from app.factory import create_app
 from tests.conftest import KeyPair
 
 

@@ -163,8 +163,19 @@ def serve() -> None:
 
 def sandbox(ctx: typer.Context) -> None:
     """Run the sandbox Registry and Orchestrator (options as for python -m sandbox)."""
-    from sandbox.__main__ import main as sandbox_main
-
+    # The sandbox is a development and test tool: a source checkout has it, the production
+    # image does not, and nothing else in app/ imports it.
+    try:
+        from sandbox.__main__ import main as sandbox_main
+    except ModuleNotFoundError as exc:
+        if exc.name != "sandbox":
+            raise
+        typer.echo(
+            "the sandbox is not part of this installation (it ships with the source, not the "
+            "image); run it from a checkout: make sandbox",
+            err=True,
+        )
+        raise typer.Exit(2) from None
     raise typer.Exit(sandbox_main(list(ctx.args)))
 
 

@@ -82,11 +82,3 @@ def answer_of(text: str) -> int:
             return 0
     seen.discard(0)
     return seen.pop() if len(seen) == 1 else 0
-
-
-def is_affirmative(text: str) -> bool:
-    return answer_of(text) == 1
-
-
-def is_negative(text: str) -> bool:
-    return answer_of(text) == -1

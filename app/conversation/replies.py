@@ -26,12 +26,6 @@ def declined(tool: Tool[Any], channel: Channel) -> str:
     return for_channel(f"Okay, I dropped it: nothing was {tool.done}.", channel)
 
 
-def still_waiting(tool: Tool[Any], channel: Channel) -> str:
-    return for_channel(
-        f"(Still waiting for your **yes** or **no** to {tool.action_for({})}.)", channel
-    )
-
-
 def failure(tool: Tool[Any] | None, out: Outcome, channel: Channel) -> str:
     """A call that did not answer, said plainly: which peer failed and what it means."""
     action = tool.action_for(out.call.args) if tool is not None else "do that"

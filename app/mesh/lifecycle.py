@@ -14,6 +14,7 @@ import random
 import socket
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 from urllib.parse import urlparse
@@ -90,68 +91,99 @@ def task_text(task: Task) -> str | None:
     return None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DropletProfile:
+    """Who this droplet says it is to the Registry and the Orchestrator."""
+
+    droplet_id: int = 12
+    name: str
+    steward: str
+    endpoint: str
+    capabilities: tuple[str, ...]
+    version: str
+    env: str
+    role: str = "chat_orchestrator"
+    fqdn: str | None = None
+    """None: the endpoint's host name."""
+    ip: str | None = None
+    """None: resolved from the endpoint's host when first needed."""
+    cost_hour: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LifecycleTiming:
+    """How often each loop runs and how long it backs off (seconds)."""
+
+    heartbeat_interval: float = 60.0
+    heartbeat_jitter: float | None = None
+    """None: a tenth of the interval, at most 5 s, so replicas restarted together spread out."""
+    poll_interval: float = 5.0
+    watch_interval: float = 30.0
+    heartbeat_miss_after: float = 90.0
+    registration_backoff: tuple[float, float] = (1.0, 60.0)
+    feed_backoff: tuple[float, float] = (1.0, 30.0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskDuty:
+    """Answering tasks the Orchestrator assigns to this droplet (absent: no task polling)."""
+
+    runner: TaskRunner
+    timeout: float = 120.0
+    max_concurrent: int = 4
+    claimed: ClaimedStore | None = None
+    """None: an in-memory record, which a restart forgets."""
+
+
 class Lifecycle:
     def __init__(
         self,
         *,
         registry: RegistryClient | None,
         orchestrator: OrchestratorClient | None,
-        droplet_id: int = 12,
-        name: str,
-        steward: str,
-        endpoint: str,
-        capabilities: list[str],
-        version: str,
-        env: str,
-        role: str = "chat_orchestrator",
-        fqdn: str | None = None,
-        ip: str | None = None,
-        cost_hour: float = 0.0,
-        heartbeat_interval: float = 60.0,
-        heartbeat_jitter: float | None = None,
-        poll_interval: float = 5.0,
-        watch_interval: float = 30.0,
-        heartbeat_miss_after: float = 90.0,
-        registration_backoff: tuple[float, float] = (1.0, 60.0),
-        feed_backoff: tuple[float, float] = (1.0, 30.0),
+        profile: DropletProfile,
+        timing: LifecycleTiming | None = None,
+        tasks: TaskDuty | None = None,
         event_feed: bool = True,
-        task_runner: TaskRunner | None = None,
-        task_timeout: float = 120.0,
-        max_concurrent_tasks: int = 4,
-        claimed_store: ClaimedStore | None = None,
         event_sink: EventSink | None = None,
         host_metrics: HostMetrics | None = None,
         extra_metrics: Callable[[], Mapping[str, float]] | None = None,
         rng: random.Random | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
+        timing = timing or LifecycleTiming()
         self._registry = registry
         self._orchestrator = orchestrator
-        self._droplet_id = droplet_id
-        self._name = name
-        self._steward = steward
-        self._endpoint = endpoint
-        self._capabilities = list(capabilities)
-        self._version = version
-        self._env = env
-        self._role = role
-        self._fqdn = fqdn or urlparse(endpoint).hostname or f"drop{droplet_id}.local"
-        self._ip = ip
-        self._cost_hour = cost_hour
-        self._heartbeat_interval = heartbeat_interval
-        self._heartbeat_jitter = (
-            min(5.0, heartbeat_interval * 0.1) if heartbeat_jitter is None else heartbeat_jitter
+        self._droplet_id = profile.droplet_id
+        self._name = profile.name
+        self._steward = profile.steward
+        self._endpoint = profile.endpoint
+        self._capabilities = list(profile.capabilities)
+        self._version = profile.version
+        self._env = profile.env
+        self._role = profile.role
+        self._fqdn = (
+            profile.fqdn or urlparse(profile.endpoint).hostname or f"drop{profile.droplet_id}.local"
         )
-        self._poll_interval = poll_interval
-        self._watch_interval = watch_interval
-        self._miss_after = heartbeat_miss_after
-        self._registration_retry = _until_it_works(*registration_backoff)
-        self._feed_retry = _until_it_works(*feed_backoff)
+        self._ip = profile.ip
+        self._cost_hour = profile.cost_hour
+        self._heartbeat_interval = timing.heartbeat_interval
+        self._heartbeat_jitter = (
+            min(5.0, timing.heartbeat_interval * 0.1)
+            if timing.heartbeat_jitter is None
+            else timing.heartbeat_jitter
+        )
+        self._poll_interval = timing.poll_interval
+        self._watch_interval = timing.watch_interval
+        self._miss_after = timing.heartbeat_miss_after
+        self._registration_retry = _until_it_works(*timing.registration_backoff)
+        self._feed_retry = _until_it_works(*timing.feed_backoff)
         self._event_feed_enabled = event_feed
-        self._task_runner = task_runner
-        self._task_timeout = task_timeout
-        self._task_slots = asyncio.Semaphore(max_concurrent_tasks)
-        self._claimed: ClaimedStore = claimed_store or InMemoryClaimedStore()
+        self._task_runner = tasks.runner if tasks is not None else None
+        self._task_timeout = tasks.timeout if tasks is not None else 120.0
+        self._task_slots = asyncio.Semaphore(tasks.max_concurrent if tasks is not None else 1)
+        claimed = tasks.claimed if tasks is not None else None
+        self._claimed: ClaimedStore = claimed or InMemoryClaimedStore()
         self._event_sink = event_sink
         self._host_metrics = host_metrics
         self._extra_metrics = extra_metrics

@@ -36,6 +36,31 @@ class _ProbeEntry:
     checked_at: float | None = None
 
 
+class CachedProbe:
+    """A probe whose answer is reused for `ttl_s` seconds.
+
+    For a probe that costs something upstream (a model look-up): however often probe rounds run
+    (every replica, a round at start-up and then every interval), the peer is asked at most once
+    per `ttl_s`.
+    """
+
+    def __init__(
+        self, probe: Probe, *, ttl_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._probe = probe
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._last: tuple[float, ProbeResult] | None = None
+
+    async def __call__(self) -> ProbeResult:
+        now = self._clock()
+        if self._last is not None and now - self._last[0] < self._ttl_s:
+            return self._last[1]
+        result = await self._probe()
+        self._last = (now, result)
+        return result
+
+
 class HealthMonitor:
     """Runs each probe every `interval` seconds with a timeout and keeps the latest results.
 
@@ -48,7 +73,6 @@ class HealthMonitor:
         self._timeout = probe_timeout
         self._entries: dict[str, _ProbeEntry] = {}
         self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
 
     def add_probe(
         self, name: str, probe: Probe | None, *, critical: bool, detail: str | None = None
@@ -76,19 +100,13 @@ class HealthMonitor:
             log.info("health_check_changed", check=name, state=new_state, detail=detail)
         entry.state, entry.detail, entry.checked_at = new_state, detail, time.time()
 
-    def poke(self) -> None:
-        """Ask for a probe round now (e.g. after a peer came back)."""
-        self._wake.set()
-
     async def start(self) -> None:
         await self.run_once()
         self._task = asyncio.create_task(self._loop(), name="health-monitor")
 
     async def _loop(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval)
-            self._wake.clear()
+            await asyncio.sleep(self._interval)
             await self.run_once()
 
     async def stop(self) -> None:

@@ -136,7 +136,7 @@ def test_chat_turns_are_rate_limited(make_settings: object, channel: str) -> Non
     refused (see the module docstring for why not exactly both)."""
     from starlette.testclient import TestClient
 
-    from app.main import create_app
+    from app.factory import create_app
 
     settings = make_settings(chat_rate_limit_per_minute=3)  # type: ignore[operator]
     with TestClient(create_app(settings), client=("127.0.0.1", 1)) as client:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.conversation.confirmation import is_affirmative, is_negative
+from app.conversation.confirmation import answer_of
 
 
 @pytest.mark.parametrize(
@@ -25,8 +25,7 @@ from app.conversation.confirmation import is_affirmative, is_negative
     ],
 )
 def test_affirmative(text: str) -> None:
-    assert is_affirmative(text)
-    assert not is_negative(text)
+    assert answer_of(text) == 1
 
 
 @pytest.mark.parametrize(
@@ -34,8 +33,7 @@ def test_affirmative(text: str) -> None:
     ["no", "nope", "cancel", "stop", "abort", "never mind", "don't", "No thanks.", "forget it"],
 )
 def test_negative(text: str) -> None:
-    assert is_negative(text)
-    assert not is_affirmative(text)
+    assert answer_of(text) == -1
 
 
 @pytest.mark.parametrize(
@@ -53,5 +51,4 @@ def test_negative(text: str) -> None:
     ],
 )
 def test_requests_are_neither_yes_nor_no(text: str) -> None:
-    assert not is_negative(text)
-    assert not (is_affirmative(text) and text != "")
+    assert answer_of(text) == 0

@@ -61,7 +61,7 @@ def start_live_server(
 ) -> Iterator[Callable[..., str]]:
     """`start_live_server(**settings)` -> the base URL of droplet 12 served by uvicorn in a
     thread, wired to the sandbox mesh; stopped after the test."""
-    from app.main import create_app
+    from app.factory import create_app
     from sandbox.testing import ServerThread
 
     servers: list[ServerThread] = []

@@ -135,6 +135,11 @@ class ScriptedFake(ABC, Generic[ReplyT]):
         self.delay_s = delay_s
         self._queue: deque[ReplyT] = deque()
         self._requests: list[RecordedRequest] = []
+        # Model look-ups (health probes) are counted apart from the scripted requests, so a
+        # test's request counts are the same whether or not a probe ran in between.
+        self.model_status = 200
+        """What a model look-up answers: 200 (the model exists) or an error status."""
+        self._model_lookups = 0
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._server = ThreadedServer(Starlette(routes=self._routes()), name=self.server_name)
@@ -189,6 +194,17 @@ class ScriptedFake(ABC, Generic[ReplyT]):
         with self._lock:
             self._queue.clear()
             self._requests.clear()
+
+    @property
+    def model_lookups(self) -> int:
+        with self._lock:
+            return self._model_lookups
+
+    def _model_lookup(self) -> int:
+        """Count one look-up; the status it should answer."""
+        with self._lock:
+            self._model_lookups += 1
+            return self.model_status
 
     # Serving
     def _record(self, recorded: RecordedRequest) -> None:

@@ -167,7 +167,10 @@ class FakeGemini(ScriptedFake[GeminiReply]):
     server_name = "fake-gemini"
 
     def _routes(self) -> list[BaseRoute]:
-        return [Route("/{version}/models/{rest:path}", self._handle, methods=["POST"])]
+        return [
+            Route("/{version}/models/{rest:path}", self._handle, methods=["POST"]),
+            Route("/{version}/models/{model}", self._get_model, methods=["GET"]),
+        ]
 
     @property
     def base_url(self) -> str:
@@ -175,6 +178,21 @@ class FakeGemini(ScriptedFake[GeminiReply]):
         return f"http://127.0.0.1:{self._server.port}"
 
     # Serving
+    async def _get_model(self, request: Request) -> Response:
+        """models.get, what a health probe asks: no tokens spent."""
+        status = self._model_lookup()
+        model = request.path_params["model"]
+        if status != 200:
+            body = {"error": {"code": status, "message": "fake gemini: model lookup failed"}}
+            return JSONResponse(body, status_code=status)
+        return JSONResponse(
+            {
+                "name": f"models/{model}",
+                "displayName": model,
+                "supportedGenerationMethods": ["generateContent", "streamGenerateContent"],
+            }
+        )
+
     async def _handle(self, request: Request) -> Response:
         match = _MODEL_PATH.match(request.path_params["rest"])
         if match is None:

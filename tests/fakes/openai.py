@@ -123,7 +123,10 @@ class FakeOpenAI(ScriptedFake[OpenAIReply]):
     server_name = "fake-openai"
 
     def _routes(self) -> list[BaseRoute]:
-        return [Route("/v1/chat/completions", self._handle, methods=["POST"])]
+        return [
+            Route("/v1/chat/completions", self._handle, methods=["POST"]),
+            Route("/v1/models/{model:path}", self._get_model, methods=["GET"]),
+        ]
 
     @property
     def base_url(self) -> str:
@@ -131,6 +134,15 @@ class FakeOpenAI(ScriptedFake[OpenAIReply]):
         return f"http://127.0.0.1:{self._server.port}/v1"
 
     # Serving
+    async def _get_model(self, request: Request) -> Response:
+        """models.retrieve, what a health probe asks: no tokens spent."""
+        status = self._model_lookup()
+        if status != 200:
+            body = {"error": {"message": "fake openai: model lookup failed", "type": "server"}}
+            return JSONResponse(body, status_code=status)
+        model = request.path_params["model"]
+        return JSONResponse({"id": model, "object": "model", "created": 0, "owned_by": "fake"})
+
     async def _handle(self, request: Request) -> Response:
         try:
             raw = json.loads(await request.body() or b"{}")

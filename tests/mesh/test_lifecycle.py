@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,14 @@ import pytest
 from structlog.testing import capture_logs
 
 from app.domain.mesh import MeshEvent, NewTask, Task, TaskState
-from app.mesh.lifecycle import InMemoryClaimedStore, Lifecycle, task_text
+from app.mesh.lifecycle import (
+    DropletProfile,
+    InMemoryClaimedStore,
+    Lifecycle,
+    LifecycleTiming,
+    TaskDuty,
+    task_text,
+)
 from app.mesh.orchestrator import OrchestratorClient
 from sandbox.testing import MeshHandle, start_mesh
 from tests.mesh.support import (
@@ -73,28 +81,42 @@ class Sink:
         ]
 
 
+PROFILE = DropletProfile(
+    droplet_id=12,
+    name="Chat Orchestrator",
+    steward="Zainab",
+    endpoint="http://127.0.0.1:8012",
+    capabilities=("chat", "natural_language_understanding"),
+    version="1.0.0",
+    env="test",
+)
+FAST = LifecycleTiming(
+    heartbeat_interval=0.3,
+    heartbeat_jitter=0.05,
+    poll_interval=0.1,
+    watch_interval=0.2,
+    registration_backoff=(0.05, 0.3),
+    feed_backoff=(0.05, 0.3),
+)
+_TIMING_FIELDS = {f.name for f in fields(LifecycleTiming)}
+
+
 @pytest.fixture
 async def running(peers: Peers) -> AsyncIterator[Any]:
     """Builds and starts lifecycles with test-speed intervals; stops them after the test."""
     started: list[Lifecycle] = []
 
     async def start(**overrides: Any) -> Lifecycle:
+        # Flat overrides (as the tests read best) sorted into the lifecycle's value objects.
+        timing = {k: overrides.pop(k) for k in _TIMING_FIELDS & overrides.keys()}
+        runner = overrides.pop("task_runner", None)
+        claimed = overrides.pop("claimed_store", None)
         options: dict[str, Any] = {
             "registry": peers.registry,
             "orchestrator": peers.orchestrator,
-            "droplet_id": 12,
-            "name": "Chat Orchestrator",
-            "steward": "Zainab",
-            "endpoint": "http://127.0.0.1:8012",
-            "capabilities": ["chat", "natural_language_understanding"],
-            "version": "1.0.0",
-            "env": "test",
-            "heartbeat_interval": 0.3,
-            "heartbeat_jitter": 0.05,
-            "poll_interval": 0.1,
-            "watch_interval": 0.2,
-            "registration_backoff": (0.05, 0.3),
-            "feed_backoff": (0.05, 0.3),
+            "profile": PROFILE,
+            "timing": replace(FAST, **timing),
+            "tasks": TaskDuty(runner=runner, claimed=claimed) if runner is not None else None,
         }
         options.update(overrides)
         lifecycle = Lifecycle(**options)
@@ -371,13 +393,8 @@ async def test_without_peers_nothing_runs_and_stop_is_safe() -> None:
     lifecycle = Lifecycle(
         registry=None,
         orchestrator=None,
-        name="Chat Orchestrator",
-        steward="Zainab",
-        endpoint="http://127.0.0.1:8012",
-        capabilities=[],
-        version="1.0.0",
-        env="test",
-        heartbeat_interval=0.05,
+        profile=replace(PROFILE, capabilities=()),
+        timing=LifecycleTiming(heartbeat_interval=0.05),
     )
     await lifecycle.start()
     assert lifecycle.status() == {}
@@ -392,13 +409,8 @@ async def test_without_orchestrator_credentials_nothing_is_attempted_or_retried(
     lifecycle = Lifecycle(
         registry=None,
         orchestrator=orchestrator,
-        name="Chat Orchestrator",
-        steward="Zainab",
-        endpoint="http://127.0.0.1:8012",
-        capabilities=[],
-        version="1.0.0",
-        env="test",
-        task_runner=lambda task: asyncio.sleep(0, "never"),
+        profile=replace(PROFILE, capabilities=()),
+        tasks=TaskDuty(runner=lambda task: asyncio.sleep(0, "never")),
     )
     try:
         with capture_logs() as logs:

@@ -6,7 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Request
 
-from app.channels.deps import GateDep, RuntimeDep, ThrottledChatCaller
+from app.channels.deps import (
+    GateDep,
+    OrchestratorDep,
+    SettingsDep,
+    ThrottledChatCaller,
+    TurnServiceDep,
+)
 from app.channels.errors import ApiError
 from app.channels.gate import valid_session_id
 from app.channels.schemas import (
@@ -55,7 +61,7 @@ def _chat_response(reply: Reply) -> ChatResponse:
 async def chat(
     body: ChatRequest,
     request: Request,
-    runtime: RuntimeDep,
+    turns: TurnServiceDep,
     gate: GateDep,
     caller: ThrottledChatCaller,
 ) -> ChatResponse:
@@ -67,7 +73,7 @@ async def chat(
         session_id=body.session_id,
         proposal_id=body.proposal_id,
     )
-    return _chat_response(await runtime.conversation.handle(turn))
+    return _chat_response(await turns.handle(turn))
 
 
 def _payload_text(envelope: Envelope, field: str, *, limit: int, required: bool) -> str | None:
@@ -97,7 +103,9 @@ def _payload_text(envelope: Envelope, field: str, *, limit: int, required: bool)
 async def process(
     envelope: Annotated[Envelope, Body()],
     request: Request,
-    runtime: RuntimeDep,
+    turns: TurnServiceDep,
+    settings: SettingsDep,
+    orchestrator: OrchestratorDep,
     gate: GateDep,
     caller: ThrottledChatCaller,
 ) -> Envelope:
@@ -134,10 +142,10 @@ async def process(
         proposal_id=proposal if isinstance(proposal, str) and proposal else None,
         route_back=target,
     )
-    reply = await runtime.conversation.handle(turn)
-    if runtime.settings.route_back_delivery == "orchestrator" and runtime.orchestrator:
+    reply = await turns.handle(turn)
+    if settings.route_back_delivery == "orchestrator" and orchestrator:
         await deliver_reply(
-            orchestrator=runtime.orchestrator,
+            orchestrator=orchestrator,
             target=target,
             text=reply.text,
             session_id=reply.session_id,
@@ -145,7 +153,7 @@ async def process(
         )
     return Envelope(
         trace_id=envelope.trace_id,
-        source=str(runtime.settings.droplet_id),
+        source=str(settings.droplet_id),
         target=target,
         message_type="response",
         payload={
@@ -160,10 +168,10 @@ async def process(
 
 @router.post("/analyze", summary="Parse a message without executing anything", responses=_ERRORS)
 async def analyze(
-    body: AnalyzeRequest, runtime: RuntimeDep, gate: GateDep, caller: ThrottledChatCaller
+    body: AnalyzeRequest, turns: TurnServiceDep, gate: GateDep, caller: ThrottledChatCaller
 ) -> AnalyzeResponse:
     gate.require(caller, "read", to="Analysing a message")
-    plan = await runtime.conversation.analyze(body.text)
+    plan = await turns.analyze(body.text)
     return AnalyzeResponse(
         analysis=Analysis(
             intent=plan.intent,
@@ -171,7 +179,7 @@ async def analyze(
             missing=plan.missing,
             confidence=plan.confidence,
             planner=plan.planner,
-            writes=[c.tool for c in plan.calls if runtime.conversation.tools.writes(c.tool)],
+            writes=[c.tool for c in plan.calls if turns.tools.writes(c.tool)],
             answer=plan.answer,
         ),
         timestamp=isoformat_z(),

@@ -11,7 +11,17 @@ from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator
 
-from app.channels.deps import AUTH_RESPONSES, CurrentCaller, GateDep, RuntimeDep, client_address
+from app.channels.deps import (
+    AUTH_RESPONSES,
+    AlertsDep,
+    CurrentCaller,
+    GateDep,
+    OrchestratorDep,
+    SessionsDep,
+    SettingsDep,
+    TurnServiceDep,
+    client_address,
+)
 from app.channels.errors import ApiError
 from app.channels.gate import forbidden
 from app.domain.identity import Caller
@@ -49,7 +59,12 @@ def _claims_source(caller: Caller, source: str) -> None:
     },
 )
 async def inbound_message(
-    envelope: Annotated[Envelope, Body()], request: Request, runtime: RuntimeDep, gate: GateDep
+    envelope: Annotated[Envelope, Body()],
+    request: Request,
+    settings: SettingsDep,
+    turns: TurnServiceDep,
+    alerts: AlertsDep,
+    gate: GateDep,
 ) -> Any:
     source = normalise_droplet_ref(envelope.source)
     caller = gate.inbound_caller(
@@ -70,10 +85,10 @@ async def inbound_message(
             session_id=f"droplet-{source}:message"[:128] if _safe(source) else "message",
             source="voice" if source == "18" else "chat",
         )
-        reply = await runtime.conversation.handle(turn)
+        reply = await turns.handle(turn)
         return Envelope(
             trace_id=envelope.trace_id,
-            source=str(runtime.settings.droplet_id),
+            source=str(settings.droplet_id),
             target=source,
             message_type="response",
             payload={
@@ -85,7 +100,7 @@ async def inbound_message(
     if envelope.message_type == "event":
         _claims_source(caller, source)
         await gate.throttle(caller, "mesh")
-        await runtime.alerts.add(_event_from(envelope, source, caller), bucket=_bucket(caller))
+        await alerts.add(_event_from(envelope, source, caller), bucket=_bucket(caller))
     return JSONResponse(
         {"status": "accepted", "trace_id": envelope.trace_id, "timestamp": isoformat_z()},
         status_code=202,
@@ -162,7 +177,13 @@ class SendResult(BaseModel):
     },
 )
 async def send(
-    body: SendRequest, request: Request, runtime: RuntimeDep, gate: GateDep, caller: CurrentCaller
+    body: SendRequest,
+    request: Request,
+    settings: SettingsDep,
+    orchestrator: OrchestratorDep,
+    sessions: SessionsDep,
+    gate: GateDep,
+    caller: CurrentCaller,
 ) -> SendResult:
     # Relaying speaks with droplet 12's credentials: a change to the mesh like any other.
     gate.require(caller, "write", to="Relaying a message")
@@ -174,13 +195,13 @@ async def send(
             'target must be a droplet id such as 1, "1" or "droplet-1"',
             details={"field": "target"},
         )
-    if int(target) == runtime.settings.droplet_id:
+    if int(target) == settings.droplet_id:
         raise ApiError(
             422,
             "target is this droplet itself; send it a /message instead",
             details={"field": "target"},
         )
-    if runtime.orchestrator is None:
+    if orchestrator is None:
         raise ApiError(
             503, "The mesh is not configured on this droplet", code=ErrorCode.DEPENDENCY_UNAVAILABLE
         )
@@ -188,7 +209,7 @@ async def send(
     started = time.perf_counter()
     outcome, detail = "error", None
     try:
-        receipt = await runtime.orchestrator.send(
+        receipt = await orchestrator.send(
             int(target),
             body.message_type,
             body.payload,
@@ -203,7 +224,7 @@ async def send(
         raise ApiError(502, exc.message, code=ErrorCode.DEPENDENCY_UNAVAILABLE) from exc
     finally:
         # Who relayed what, under the trace id the receiver sees: the real caller is kept.
-        await runtime.store.record_audit(
+        await sessions.record_audit(
             [
                 AuditEntry(
                     actor=str(caller.identity),
@@ -238,7 +259,8 @@ class HeartbeatAck(BaseModel):
 )
 async def heartbeat(
     envelope: Annotated[Envelope, Body()],
-    runtime: RuntimeDep,
+    settings: SettingsDep,
+    alerts: AlertsDep,
     gate: GateDep,
     caller: CurrentCaller,
 ) -> HeartbeatAck:
@@ -253,7 +275,7 @@ async def heartbeat(
             details={"field": "payload.status"},
         )
     if status != "active":
-        await runtime.alerts.add(
+        await alerts.add(
             MeshEvent(
                 kind="droplet_health_changed",
                 severity="warning" if status == "inactive" else "critical",
@@ -265,7 +287,7 @@ async def heartbeat(
             ),
             bucket=_bucket(caller),
         )
-    interval = runtime.settings.heartbeat_interval_s
+    interval = settings.heartbeat_interval_s
     return HeartbeatAck(
         received=True,
         droplet_id=source,

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
 
-from app.channels.deps import AdminCaller, ChatCaller, GateDep, RuntimeDep
+from app.channels.deps import AdminCaller, ChatCaller, GateDep, SessionsDep, TurnServiceDep
 from app.channels.errors import ApiError
 from app.channels.schemas import (
     Action,
@@ -27,6 +27,7 @@ from app.channels.schemas import (
 from app.domain.identity import Caller, Identity, session_key, session_name
 from app.domain.session import SessionInfo
 from app.domain.udc import ErrorCode
+from app.store.sessions import SessionStore
 
 router = APIRouter(prefix="/api", tags=["sessions"])
 
@@ -67,10 +68,10 @@ def _key_for(caller: Caller, session_id: str, owner: str | None) -> str:
 
 
 async def _session_or_404(
-    runtime: RuntimeDep, caller: Caller, session_id: str, owner: str | None
+    sessions: SessionStore, caller: Caller, session_id: str, owner: str | None
 ) -> SessionInfo:
     key = _key_for(caller, session_id, owner)
-    info = await runtime.store.get(key)
+    info = await sessions.get(key)
     mine = info is not None and info.owner == str(caller.identity)
     if info is None or not (mine or (caller.authenticated and caller.can("admin"))):
         # The same answer for "absent" and "not yours": ids of others are not confirmed.
@@ -85,7 +86,7 @@ async def _session_or_404(
 
 @router.get("/sessions", summary="List sessions (yours; all for an admin)")
 async def list_sessions(
-    runtime: RuntimeDep,
+    sessions: SessionsDep,
     gate: GateDep,
     caller: ChatCaller,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -96,27 +97,28 @@ async def list_sessions(
     else:
         gate.require_admin(caller, to="Listing every session")
         owner = None
-    sessions, total = await runtime.store.list_sessions(owner=owner, limit=limit, offset=offset)
-    return SessionList(sessions=[_summary(s) for s in sessions], total=total)
+    found, total = await sessions.list_sessions(owner=owner, limit=limit, offset=offset)
+    return SessionList(sessions=[_summary(s) for s in found], total=total)
 
 
 @router.get("/sessions/stats", summary="Session statistics (yours; all for an admin)")
-async def session_stats(runtime: RuntimeDep, caller: ChatCaller) -> SessionStatsResponse:
+async def session_stats(sessions: SessionsDep, caller: ChatCaller) -> SessionStatsResponse:
     owner = None if caller.authenticated and caller.can("admin") else str(caller.identity)
-    stats = await runtime.store.stats(owner=owner)
+    stats = await sessions.stats(owner=owner)
     return SessionStatsResponse(**stats.model_dump())
 
 
 @router.get("/sessions/{session_id}", summary="One session with its history", responses=_NOT_FOUND)
 async def get_session(
     session_id: SessionId,
-    runtime: RuntimeDep,
+    sessions: SessionsDep,
+    turns: TurnServiceDep,
     caller: ChatCaller,
     owner: OwnerParam = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> SessionDetail:
-    info = await _session_or_404(runtime, caller, session_id, owner)
-    messages = await runtime.store.history(info.session_id, limit=limit)
+    info = await _session_or_404(sessions, caller, session_id, owner)
+    messages = await sessions.history(info.session_id, limit=limit)
     history = [
         HistoryEntry(
             seq=m.seq,
@@ -135,27 +137,27 @@ async def get_session(
     return SessionDetail(
         **_summary(info).model_dump(),
         history=history,
-        pending_confirmation=runtime.conversation.view(info.pending),
+        pending_confirmation=turns.view(info.pending),
     )
 
 
 @router.delete("/sessions/{session_id}", summary="Delete one session", responses=_NOT_FOUND)
 async def delete_session(
-    session_id: SessionId, runtime: RuntimeDep, caller: ChatCaller, owner: OwnerParam = None
+    session_id: SessionId, sessions: SessionsDep, caller: ChatCaller, owner: OwnerParam = None
 ) -> Deleted:
-    info = await _session_or_404(runtime, caller, session_id, owner)
-    deleted = await runtime.store.delete(info.session_id)
+    info = await _session_or_404(sessions, caller, session_id, owner)
+    deleted = await sessions.delete(info.session_id)
     return Deleted(deleted=int(deleted))
 
 
 @router.delete("/sessions", summary="Delete every session (admin)")
-async def delete_all_sessions(runtime: RuntimeDep, _admin: AdminCaller) -> Deleted:
-    return Deleted(deleted=await runtime.store.delete_all())
+async def delete_all_sessions(sessions: SessionsDep, _admin: AdminCaller) -> Deleted:
+    return Deleted(deleted=await sessions.delete_all())
 
 
 @router.get("/audit", summary="The audit log of tool executions (admin)")
 async def audit_log(
-    runtime: RuntimeDep,
+    sessions: SessionsDep,
     _admin: AdminCaller,
     session_id: Annotated[str | None, Query(max_length=128)] = None,
     owner: OwnerParam = None,
@@ -177,7 +179,7 @@ async def audit_log(
                 details={"field": "owner"},
             ) from exc
         key = session_key(identity, session_id)
-    entries = await runtime.store.audit(
+    entries = await sessions.audit(
         session_id=key,
         tool=tool,
         actor=actor,

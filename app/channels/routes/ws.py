@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,14 +19,24 @@ import structlog
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
-from app.channels.deps import OperatorAccess, RuntimeDep
+from app.channels.deps import (
+    GateDep,
+    HubDep,
+    MetricsDep,
+    OperatorAccess,
+    SettingsDep,
+    SummarizerDep,
+    TurnServiceDep,
+)
 from app.channels.errors import ApiError
 from app.channels.frames import FollowFrame, FrameError, MessageFrame, PingFrame, parse_frame
 from app.channels.gate import Gate
 from app.channels.ws_hub import Connection, WebSocketHub, frame
-from app.conversation.service import SessionAccessDenied
+from app.config import Settings
+from app.conversation.planners.llm_common import Summarizer
+from app.conversation.service import ConversationService, SessionAccessDenied
 from app.domain.identity import SESSION_ID_RULE, Caller, session_key, valid_session_id
-from app.runtime import Runtime
+from app.ops.metrics import Metrics
 from app.store.sessions import SessionQuotaExceeded
 
 log = structlog.get_logger(__name__)
@@ -38,13 +49,26 @@ CLOSE_TOKEN_EXPIRED = 4401
 CLOSE_TOO_MANY = 4429
 
 
-def _origin_allowed(runtime: Runtime, origin: str | None, host: str | None) -> bool:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Socket:
+    """One connection and the services its turns use, handed to the frame handlers."""
+
+    gate: Gate
+    hub: WebSocketHub
+    conn: Connection
+    caller: Caller
+    turns: ConversationService
+    metrics: Metrics
+    summarizer: Summarizer | None
+
+
+def _origin_allowed(settings: Settings, origin: str | None, host: str | None) -> bool:
     # Non-browser clients (wscat, droplets) send no Origin; browsers always do. The page this
     # droplet serves itself is same-origin (Origin's host equals Host), whatever name the
     # operator reaches it by; any other origin must be listed in CORS_ORIGINS.
     if origin is None:
         return True
-    allowed = runtime.settings.cors_origins
+    allowed = settings.cors_origins
     if "*" in allowed or origin in allowed:
         return True
     return host is not None and urlsplit(origin).netloc == host
@@ -55,16 +79,22 @@ def _origin_allowed(runtime: Runtime, origin: str | None, host: str | None) -> b
     summary="Live WebSocket connections on this instance",
     dependencies=[OperatorAccess],
 )
-async def connections(runtime: RuntimeDep) -> dict[str, int]:
-    return {"active_connections": runtime.hub.count()}
+async def connections(hub: HubDep) -> dict[str, int]:
+    return {"active_connections": hub.count()}
 
 
 @router.websocket("/ws")
-async def chat_socket(websocket: WebSocket) -> None:
-    runtime: Runtime = websocket.app.state.runtime
-    gate: Gate = websocket.app.state.gate
+async def chat_socket(
+    websocket: WebSocket,
+    settings: SettingsDep,
+    gate: GateDep,
+    hub: HubDep,
+    turns: TurnServiceDep,
+    metrics: MetricsDep,
+    summarizer: SummarizerDep,
+) -> None:
     origin, host = websocket.headers.get("origin"), websocket.headers.get("host")
-    if not _origin_allowed(runtime, origin, host):
+    if not _origin_allowed(settings, origin, host):
         await websocket.close(code=1008, reason="origin not allowed")
         return
     address = websocket.client.host if websocket.client else None
@@ -78,12 +108,11 @@ async def chat_socket(websocket: WebSocket) -> None:
     except ApiError as exc:
         await websocket.close(code=1008, reason=exc.message[:120])
         return
-    hub = runtime.hub
     await websocket.accept()
-    if hub.count_for(caller.rate_key) >= runtime.settings.max_ws_per_identity:
+    if hub.count_for(caller.rate_key) >= settings.max_ws_per_identity:
         await websocket.close(
             code=CLOSE_TOO_MANY,
-            reason=f"at most {runtime.settings.max_ws_per_identity} connections per identity",
+            reason=f"at most {settings.max_ws_per_identity} connections per identity",
         )
         return
 
@@ -92,7 +121,16 @@ async def chat_socket(websocket: WebSocket) -> None:
             await websocket.close(code=code, reason=reason)
 
     conn = hub.register(send_text=websocket.send_text, close=close, owner=caller.rate_key)
-    runtime.metrics.ws_connections.set(hub.count())
+    metrics.ws_connections.set(hub.count())
+    socket = _Socket(
+        gate=gate,
+        hub=hub,
+        conn=conn,
+        caller=caller,
+        turns=turns,
+        metrics=metrics,
+        summarizer=summarizer,
+    )
     expiry = _close_at_expiry(conn, caller)
     followed = websocket.query_params.get("session_id")
     if followed is not None:
@@ -106,7 +144,7 @@ async def chat_socket(websocket: WebSocket) -> None:
             "welcome",
             conn.session_id,
             connection_id=conn.id,
-            droplet_id=runtime.settings.droplet_id,
+            droplet_id=settings.droplet_id,
             message="Connected to the Chat Orchestrator. Say 'help' to begin.",
         ),
     )
@@ -140,7 +178,7 @@ async def chat_socket(websocket: WebSocket) -> None:
                     ),
                 )
                 continue
-            _handle_frame(runtime, gate, hub, conn, caller, text, in_flight)
+            _handle_frame(socket, text, in_flight)
     except WebSocketDisconnect:
         pass
     finally:
@@ -149,7 +187,7 @@ async def chat_socket(websocket: WebSocket) -> None:
         for task in in_flight:
             task.cancel()
         await hub.unregister(conn)
-        runtime.metrics.ws_connections.set(hub.count())
+        metrics.ws_connections.set(hub.count())
         if websocket.client_state is WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
                 await websocket.close()
@@ -173,15 +211,9 @@ def _close_at_expiry(conn: Connection, caller: Caller) -> asyncio.TimerHandle | 
     )
 
 
-def _handle_frame(
-    runtime: Runtime,
-    gate: Gate,
-    hub: WebSocketHub,
-    conn: Connection,
-    caller: Caller,
-    text: str,
-    in_flight: set[asyncio.Task[None]],
-) -> None:
+def _handle_frame(socket: _Socket, text: str, in_flight: set[asyncio.Task[None]]) -> None:
+    hub, conn, caller = socket.hub, socket.conn, socket.caller
+
     def error(message: str, **extra: Any) -> None:
         hub.send(conn, frame("error", conn.session_id, error=message, **extra))
 
@@ -209,24 +241,19 @@ def _handle_frame(
         return
     trace_id = str(uuid.uuid4())
     hub.send(conn, frame("ack", session_id, trace_id=trace_id, received=incoming.type))
-    task = asyncio.create_task(
-        _run_turn(runtime, gate, hub, conn, caller, content, session_id, trace_id, proposal_id)
-    )
+    task = asyncio.create_task(_run_turn(socket, content, session_id, trace_id, proposal_id))
     in_flight.add(task)
     task.add_done_callback(in_flight.discard)
 
 
 async def _run_turn(
-    runtime: Runtime,
-    gate: Gate,
-    hub: WebSocketHub,
-    conn: Connection,
-    caller: Caller,
+    socket: _Socket,
     content: str,
     session_id: str | None,
     trace_id: str,
     proposal_id: str | None,
 ) -> None:
+    gate, hub, conn, caller = socket.gate, socket.hub, socket.conn, socket.caller
     try:
         await gate.throttle(caller, "turn")
         turn = gate.turn(
@@ -258,7 +285,7 @@ async def _run_turn(
         hub.send(conn, frame("progress", session_id, trace_id=trace_id, **data))
 
     try:
-        reply = await runtime.conversation.handle(turn, progress=progress)
+        reply = await socket.turns.handle(turn, progress=progress)
     except SessionAccessDenied:
         hub.send(
             conn,
@@ -286,7 +313,7 @@ async def _run_turn(
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        runtime.metrics.record_error()
+        socket.metrics.record_error()
         log.error("ws_turn_failed", error_type=type(exc).__name__, trace_id=trace_id, exc_info=exc)
         hub.send(
             conn,
@@ -312,12 +339,12 @@ async def _run_turn(
         trace_id=reply.trace_id,
     )
     hub.send(conn, message)
-    if runtime.summarizer is not None and any(a["status"] == "ok" for a in reply.actions):
-        await _stream_summary(runtime, hub, conn, reply.session_id, reply.text, trace_id)
+    if socket.summarizer is not None and any(a["status"] == "ok" for a in reply.actions):
+        await _stream_summary(socket.summarizer, hub, conn, reply.session_id, reply.text, trace_id)
 
 
 async def _stream_summary(
-    runtime: Runtime,
+    summarizer: Summarizer,
     hub: WebSocketHub,
     conn: Connection,
     session_id: str,
@@ -326,10 +353,9 @@ async def _stream_summary(
 ) -> None:
     """A model's phrasing of the answer, piece by piece; the deterministic answer stays the
     record. Any model failure just ends the stream: the client already has the facts."""
-    assert runtime.summarizer is not None
     pieces: list[str] = []
     try:
-        async for piece in runtime.summarizer.summarize_stream(facts):
+        async for piece in summarizer.summarize_stream(facts):
             pieces.append(piece)
             hub.send(conn, frame("summary_delta", session_id, trace_id=trace_id, content=piece))
     except asyncio.CancelledError:

@@ -17,6 +17,7 @@ from google.genai import types
 from pydantic import SecretStr
 
 from app.conversation.planners.llm_common import (
+    PROBE_TIMEOUT_S,
     SUMMARY_PROMPT,
     PlannerFailure,
     Proposal,
@@ -115,6 +116,21 @@ class GeminiPlanner:
     async def aclose(self) -> None:
         await self._client.aio.aclose()
         self._client.close()
+
+    async def probe(self) -> tuple[bool, str | None]:
+        """Does the configured model answer? `models.get` costs no tokens and fails the same way
+        a plan would (wrong key, unknown model, service down)."""
+        config = types.GetModelConfig(
+            http_options=types.HttpOptions(timeout=int(PROBE_TIMEOUT_S * 1000))
+        )
+        try:
+            await self._client.aio.models.get(model=self.model, config=config)
+        except genai_errors.APIError as exc:
+            return False, f"model {self.model} answered HTTP {exc.code}"
+        except Exception as exc:
+            # Connection refused, DNS, timeout: no upstream text, only what kind of failure.
+            return False, f"model {self.model} unreachable ({type(exc).__name__})"
+        return True, None
 
     def _config(self, context: PlanContext) -> types.GenerateContentConfig:
         return types.GenerateContentConfig(

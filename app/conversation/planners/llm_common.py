@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import structlog
 from tenacity import RetryCallState
@@ -80,6 +80,19 @@ class ModelRound(Protocol):
     """
 
     async def __call__(self, feedback: Sequence[dict[str, Any]] | None) -> Proposal: ...
+
+
+PROBE_TIMEOUT_S = 2.0
+"""A health probe's own bound: well inside the health monitor's, so a hung model is reported as
+such rather than as a probe the monitor had to cancel."""
+
+
+@runtime_checkable
+class ModelProbe(Protocol):
+    """A model planner that can say whether its configured model answers, without spending
+    tokens (a model look-up, not a generation)."""
+
+    async def probe(self) -> tuple[bool, str | None]: ...
 
 
 class Summarizer(Protocol):

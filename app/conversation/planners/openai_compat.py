@@ -24,6 +24,7 @@ from openai.types.chat import (
 from pydantic import SecretStr
 
 from app.conversation.planners.llm_common import (
+    PROBE_TIMEOUT_S,
     SUMMARY_PROMPT,
     PlannerFailure,
     Proposal,
@@ -106,6 +107,18 @@ class OpenAICompatPlanner:
 
     async def aclose(self) -> None:
         await self._client.close()
+
+    async def probe(self) -> tuple[bool, str | None]:
+        """Does the configured model answer? `GET /models/{model}` costs no tokens and fails the
+        same way a plan would (wrong key, unknown model, server down)."""
+        try:
+            await self._client.with_options(timeout=PROBE_TIMEOUT_S).models.retrieve(self.model)
+        except openai.APIStatusError as exc:
+            return False, f"model {self.model} answered HTTP {exc.status_code}"
+        except Exception as exc:
+            # Connection refused, DNS, timeout: no upstream text, only what kind of failure.
+            return False, f"model {self.model} unreachable ({type(exc).__name__})"
+        return True, None
 
     async def plan(self, text: str, context: PlanContext) -> Plan:
         messages: list[ChatCompletionMessageParam] = [

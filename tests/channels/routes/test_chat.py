@@ -215,7 +215,7 @@ def test_peer_down_is_an_answer_not_a_500(mesh_client: Any, sandbox: Any) -> Non
 
 def test_health_reflects_peers(mesh_client: Any) -> None:
     # A probe round now, on the app's own loop, rather than waiting for the background one.
-    mesh_client.portal.call(mesh_client.app.state.runtime.health.run_once)
+    mesh_client.portal.call(mesh_client.app.state.components.health.run_once)
     body = mesh_client.get("/health").json()
     assert body["checks"]["registry"] == "ok"
     assert body["checks"]["orchestrator"] == "ok"

@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from app.config import Settings
-from app.main import create_app
+from app.factory import create_app
 from tests.conftest import KeyPair
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -136,7 +136,7 @@ def test_message_policy(client: Any, keys: KeyPair) -> None:
 def test_message_policy_jwt_only_refuses_unsigned(make_settings: Callable[..., Any]) -> None:
     from starlette.testclient import TestClient
 
-    from app.main import create_app
+    from app.factory import create_app
 
     app = create_app(make_settings(inbound_message_auth="jwt"))
     with TestClient(app, client=("127.0.0.1", 1)) as strict:

@@ -1,12 +1,21 @@
 from __future__ import annotations
 
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from app.config import Settings
 from tests.conftest import KeyPair
 
-PROTECTED = ["/capabilities", "/state", "/dependencies", "/version"]
+# The one place the version is written.
+PYPROJECT_VERSION: str = tomllib.loads(
+    (Path(__file__).resolve().parents[3] / "pyproject.toml").read_text()
+)["project"]["version"]
+
+PROTECTED = ["/state", "/dependencies", "/version"]
 
 
 def _assert_error_shape(body: dict[str, Any], code: str) -> None:
@@ -26,7 +35,7 @@ def test_health_is_public_and_matches_the_guide(client: Any) -> None:
     assert body["steward"] == "Zainab"
     assert body["status"] in ("active", "inactive", "error")
     assert body["endpoint"] == "http://localhost:8012"
-    assert body["version"] == "1.0.0"
+    assert body["version"] == PYPROJECT_VERSION
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["x-frame-options"] == "DENY"
     assert response.headers["x-trace-id"]
@@ -101,7 +110,7 @@ def test_udc_bodies_with_a_valid_token(client: Any, keys: KeyPair) -> None:
     assert {d["id"] for d in deps["required"]} == {1, 10}
 
     version = client.get("/version", headers=auth).json()
-    assert version["version"] == "1.0.0"
+    assert version["version"] == PYPROJECT_VERSION
     assert version["environment"] == "development"
 
 
@@ -136,3 +145,82 @@ def test_cors_allows_only_configured_origins(client: Any) -> None:
     assert ok.headers.get("access-control-allow-origin") == "http://localhost:8012"
     bad = client.get("/health", headers={"Origin": "http://evil.example"})
     assert "access-control-allow-origin" not in bad.headers
+
+
+# The deployment guide's commands, as written (development defaults, where chat needs no token).
+def test_the_guides_health_and_capabilities_commands_answer_200(client: Any) -> None:
+    # curl http://localhost:8012/health ; curl http://localhost:8012/capabilities
+    assert client.get("/health").status_code == 200
+    capabilities = client.get("/capabilities")
+    assert capabilities.status_code == 200
+    assert capabilities.json()["metadata"]["droplet_id"] == 12
+    # curl -I http://localhost:8012/health ; curl -H "Origin: http://example.com" -I .../health
+    head = client.head("/health")
+    assert head.status_code == 200
+    assert head.headers["content-type"] == "application/json"
+    assert head.content == b""
+    cors = client.head("/health", headers={"Origin": "http://example.com"})
+    assert cors.status_code == 200
+    assert "access-control-allow-origin" not in cors.headers
+
+
+def test_the_guides_other_commands_work_as_written(client: Any) -> None:
+    # Test Chat Endpoint
+    chat = client.post(
+        "/api/chat", json={"message": "show me all registered items", "session_id": "test-123"}
+    )
+    assert chat.status_code == 200
+    # API Metrics (the JWT-protected /state is marked as such in the guide)
+    assert client.get("/api/sessions/stats").status_code == 200
+    assert client.get("/ws/connections").status_code == 200
+    assert client.get("/state").status_code == 401
+    # Test WebSocket: wscat -c ws://localhost:8012/ws, then the guide's frame
+    with client.websocket_connect("/ws") as socket:
+        assert socket.receive_json()["type"] == "welcome"
+        socket.send_json({"type": "message", "content": "hello", "session_id": "ws-test"})
+        kinds = []
+        while "message" not in kinds:
+            kinds.append(socket.receive_json()["type"])
+    # Clear Sessions: curl -X DELETE http://localhost:8012/api/sessions
+    assert client.delete("/api/sessions").status_code == 200
+
+
+# What an attacker without a token learns from /capabilities: who we are and the UDC surface,
+# which /health and the OpenAPI document say anyway; nothing about this deployment's set-up.
+WITHHELD_KEYS = {"environment", "planner", "session_store", "event_bus"}
+WITHHELD_FEATURES = {"chat_authentication", "llm_summaries"}
+
+
+def test_capabilities_without_a_token_leak_nothing_sensitive(
+    make_settings: Callable[..., Settings], keys: KeyPair
+) -> None:
+    from starlette.testclient import TestClient
+
+    from app.factory import create_app
+
+    settings = make_settings(chat_auth="jwt")
+    with TestClient(create_app(settings), client=("203.0.113.9", 40000)) as client:
+        anonymous = client.get("/capabilities")
+        verified = client.get(
+            "/capabilities", headers={"Authorization": f"Bearer {keys.token(permissions=['read'])}"}
+        )
+        forged = [
+            client.get("/capabilities", headers={"Authorization": header})
+            for header in ("Bearer not.a.jwt", "Basic YWRtaW46YWRtaW4=", "Bearer ")
+        ]
+    assert anonymous.status_code == 200
+    body = anonymous.json()
+    assert set(body["metadata"]) == {"droplet_id", "name", "steward", "endpoints"}
+    assert not WITHHELD_FEATURES & set(body["features"])
+    text = anonymous.text.lower()
+    for word in ("sqlite", "postgres", "development", "rules", "in-process", "redis"):
+        assert word not in text, word
+    # The same question with a valid token gets the whole description.
+    full = verified.json()
+    assert verified.status_code == 200
+    assert set(full["metadata"]) >= WITHHELD_KEYS
+    assert "chat_authentication" in full["features"]
+    # A token that is sent must verify: a forged or malformed one is refused, never downgraded.
+    for response in forged:
+        assert response.status_code == 401
+        _assert_error_shape(response.json(), "UNAUTHORIZED")

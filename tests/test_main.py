@@ -1,0 +1,57 @@
+"""The entry point: `app.main:app` is built once, at import, from the environment; the factory
+module reads nothing until it is called."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from app.config import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+BUILT_ONCE = """
+import app.factory as factory
+built = []
+original = factory.create_app
+factory.create_app = lambda *a, **k: built.append(1) or original(*a, **k)
+import app.main
+first, second = app.main.app, app.main.app
+from app.main import app as third
+assert first is second is third, "app.main.app must be one object"
+assert built == [1], built
+print("ok")
+"""
+
+
+def _run(code: str, env_overrides: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k.upper() not in {f.upper() for f in Settings.model_fields}
+    }
+    env.update(env_overrides)
+    env["PYTHONPATH"] = str(ROOT)
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_app_main_builds_the_app_once(tmp_path: Path) -> None:
+    result = _run(BUILT_ONCE, {"DATA_DIR": str(tmp_path)}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+    # Built, not started: the lifespan (store, peers, background loops) runs only under a server.
+    assert not list(tmp_path.iterdir())
+
+
+def test_importing_the_factory_reads_no_environment(tmp_path: Path) -> None:
+    # A production environment without its secret: app.main refuses it, app.factory does not care.
+    bad = {"ENVIRONMENT": "production"}
+    factory = _run("import app.factory; print('ok')", bad, tmp_path)
+    assert factory.returncode == 0, factory.stderr
+    main = _run("import app.main", bad, tmp_path)
+    assert main.returncode == 2
+    assert main.stderr.startswith("configuration error: DROPLET_SECRET")
