@@ -30,6 +30,7 @@ class WatchTool(Tool[WatchArgs]):
         "with neither id and event failed: when any task fails."
     )
     Args = WatchArgs
+    peers = ("orchestrator",)
     slots = {
         "droplet_id": Slot("droplet"),
         "task_id": Slot("task"),
@@ -103,6 +104,13 @@ class WatchTool(Tool[WatchArgs]):
         event: WatchEvent = args.event
         if args.task_id is None and args.droplet_id is None and event not in ("failed", "done"):
             event = "failed"
+        last_seen = None
+        if args.task_id is not None:
+            # The status now is the baseline a change is measured from, so a change made while
+            # no check ran (or while this service was down) still fires; and a task that does
+            # not exist is said at once instead of being watched for a day.
+            task = await ctx.mesh.orchestrator.get_task(args.task_id, trace_id=ctx.trace_id)
+            last_seen = task.status.value
         now = utcnow()
         watch = Watch(
             owner=str(ctx.caller.identity),
@@ -114,6 +122,7 @@ class WatchTool(Tool[WatchArgs]):
             created_at=now,
             expires_at=now + timedelta(seconds=ctx.watch_ttl_s),
             route_back=ctx.route_back,
+            last_seen=last_seen,
         )
         try:
             out.result = await ctx.watches.add(watch, limit=ctx.max_watches)

@@ -15,6 +15,7 @@ from app.config import Settings
 from app.conversation.planners.hybrid import close_planner
 from app.conversation.planners.llm_common import Summarizer
 from app.conversation.service import ConversationService
+from app.domain.mesh import MeshEvent
 from app.mesh.alerts import AlertLog
 from app.mesh.leadership import Leader
 from app.mesh.lifecycle import Lifecycle
@@ -66,12 +67,20 @@ def build(settings: Settings) -> Components:
         settings, store=store, mesh=mesh, alerts=alerts, bus=bus, metrics=metrics
     )
     gate = build_gate(settings, public_keys=mesh.public_keys)
+    engine = talk.watch_engine
+
+    async def mesh_event(event: MeshEvent) -> None:
+        await alerts.add(event)
+        if engine is not None:
+            # A pushed health change is checked against the watches at once, not next round.
+            await engine.on_event(event)
+
     lifecycle = build_lifecycle(
         settings,
         mesh,
         run_task=task_runner(gate=gate, conversation=talk.service),
         claims=StoreClaims(store=store),
-        event_sink=alerts.add,
+        event_sink=mesh_event,
     )
     vitals = Vitals(process=new_process_probe())
     listed, public = features(settings, talk.summarizer)
@@ -104,7 +113,9 @@ def build(settings: Settings) -> Components:
         gate=gate,
         mesh=mesh,
         lifecycle=lifecycle,
-        leader=build_leadership(settings, lifecycle),
+        leader=build_leadership(
+            settings, lifecycle, duties=[engine.run] if engine is not None else []
+        ),
     )
 
 

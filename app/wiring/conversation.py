@@ -9,10 +9,12 @@ from typing import cast
 from app.channels.events import EventBus
 from app.channels.gate import Gate
 from app.config import Settings
+from app.conversation.notifications import WatchNotifier
 from app.conversation.planners.factory import build_planner
 from app.conversation.planners.llm_common import Summarizer
 from app.conversation.service import ConversationService
 from app.conversation.understanding.planner import OfflinePlanner
+from app.conversation.watches import WatchEngine
 from app.domain.identity import SYSTEM_TASKS
 from app.domain.mesh import Task
 from app.domain.plan import Planner
@@ -20,6 +22,7 @@ from app.mesh.alerts import AlertLog
 from app.mesh.catalogue import catalogue_aliases
 from app.ops.metrics import Metrics
 from app.store.sessions import SessionStore
+from app.store.watches import WatchStore
 from app.tools.context import Mesh
 from app.tools.executor import ToolExecutor
 from app.tools.registry import default_tools
@@ -32,6 +35,9 @@ class ConversationParts:
     service: ConversationService
     summarizer: Summarizer | None
     """The model that phrases answers on the WebSocket (LLM_SUMMARIZE), when there is one."""
+    watches: WatchStore
+    watch_engine: WatchEngine | None
+    """Checks the watches and notifies their owners (on the leader); None without a mesh."""
 
 
 def build_conversation(
@@ -58,6 +64,7 @@ def build_conversation(
         threshold=settings.planner_threshold,
         tools=tools,
     )
+    watches = WatchStore(sessions=store)
     executor = ToolExecutor(
         tools=tools,
         mesh=Mesh(
@@ -70,6 +77,9 @@ def build_conversation(
         observe_upstream=lambda peer, seconds: metrics.upstream_latency.labels(peer).observe(
             seconds
         ),
+        watches=watches,
+        watch_ttl_s=settings.watch_ttl_s,
+        max_watches=settings.max_watches_per_identity,
     )
     directory = mesh.directory
 
@@ -87,7 +97,27 @@ def build_conversation(
         max_sessions_per_owner=settings.max_sessions_per_identity,
     )
     summarizer = model_summarizer(planner) if settings.llm_summarize else None
-    return ConversationParts(planner=planner, service=service, summarizer=summarizer)
+    engine = None
+    if mesh.orchestrator is not None and mesh.directory is not None:
+        engine = WatchEngine(
+            store=watches,
+            orchestrator=mesh.orchestrator,
+            directory=mesh.directory,
+            notify=WatchNotifier(
+                sessions=store,
+                publish=bus.publish,
+                orchestrator=mesh.orchestrator,
+                route_back_delivery=settings.route_back_delivery,
+            ),
+            interval_s=settings.watch_check_interval_s,
+        )
+    return ConversationParts(
+        planner=planner,
+        service=service,
+        summarizer=summarizer,
+        watches=watches,
+        watch_engine=engine,
+    )
 
 
 def model_summarizer(planner: Planner) -> Summarizer | None:

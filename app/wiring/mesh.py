@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -22,6 +25,9 @@ from app.mesh.lifecycle import (
 )
 from app.mesh.orchestrator import OrchestratorClient, OrchestratorCredentials
 from app.mesh.registry import RegistryClient
+
+LeaderDuty = Callable[[], Coroutine[Any, Any, None]]
+"""A loop only the leader runs (until cancelled), such as the watch checks."""
 
 CAPABILITIES = (
     "chat",
@@ -131,14 +137,25 @@ def redis_url(settings: Settings) -> str | None:
     return url if url.startswith(("redis://", "rediss://", "unix://")) else None
 
 
-def build_leadership(settings: Settings, lifecycle: Lifecycle | None) -> Leader:
-    """One replica at a time runs the lifecycle (every replica when there is no Redis)."""
+def build_leadership(
+    settings: Settings, lifecycle: Lifecycle | None, *, duties: Sequence[LeaderDuty] = ()
+) -> Leader:
+    """One replica at a time runs the lifecycle and the other duties, such as checking the
+    watches (every replica when there is no Redis)."""
+    running: list[asyncio.Task[None]] = []
 
     async def elected() -> None:
         if lifecycle is not None:
             await lifecycle.start()
+        running.extend(asyncio.create_task(duty(), name="leader-duty") for duty in duties)
 
     async def demoted() -> None:
+        for task in running:
+            task.cancel()
+        for task in running:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        running.clear()
         if lifecycle is not None:
             await lifecycle.stop()
 

@@ -527,7 +527,7 @@ def test_a_notification_reaches_the_rest_history_and_the_open_socket(client: Any
     assert said.status_code == 200, said.text
     (listed,) = client.get("/api/sessions").json()["sessions"]
     owner = Identity.parse(listed["owner"])
-    runtime = client.app.state.runtime
+    runtime = client.app.state.components
     now = utcnow()
     watch = Watch(
         id=5,

@@ -48,7 +48,7 @@ UNSURE = Plan(
 @pytest.fixture
 async def gemini(fake_gemini: g.FakeGemini) -> AsyncIterator[GeminiPlanner]:
     planner = GeminiPlanner(
-        api_key="k", base_url=fake_gemini.base_url, timeout_s=0.3, retry_backoff_s=0.0
+        api_key="k", base_url=fake_gemini.base_url, timeout_s=0.8, retry_backoff_s=0.0
     )
     yield planner
     await planner.aclose()
@@ -57,7 +57,7 @@ async def gemini(fake_gemini: g.FakeGemini) -> AsyncIterator[GeminiPlanner]:
 @pytest.fixture
 async def openai_llm(fake_openai: o.FakeOpenAI) -> AsyncIterator[OpenAICompatPlanner]:
     planner = OpenAICompatPlanner(
-        base_url=fake_openai.base_url, model="m", timeout_s=0.3, retry_backoff_s=0.0
+        base_url=fake_openai.base_url, model="m", timeout_s=5.0, retry_backoff_s=0.0
     )
     yield planner
     await planner.aclose()
