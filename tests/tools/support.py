@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +24,9 @@ from app.domain.mesh import Droplet, MeshEvent, Task, TaskState, TaskTransition
 from app.domain.plan import ToolCall
 from app.mesh.alerts import AlertLog
 from app.mesh.directory import DirectoryListing, DropletDirectory, PeerFailure
-from app.tools.base import Channel, Outcome, Tool
+from app.store.sessions import SessionStore
+from app.store.watches import WatchStore
+from app.tools.base import Channel, Item, Outcome, Tool
 from app.tools.context import Mesh
 from app.tools.executor import ToolExecutor
 from app.tools.registry import ToolRegistry, default_tools
@@ -123,6 +126,12 @@ def say(
     return for_channel(tool(tool_name).render(out, channel), channel)
 
 
+def say_items(tool_name: str, items: Sequence[Item], channel: Channel) -> str:
+    """What the service says for a bulk call whose items came out as `items`."""
+    out = Outcome(call=ToolCall(tool=tool_name, args={}), result=list(items), items=list(items))
+    return for_channel(tool(tool_name).render(out, channel), channel)
+
+
 def listing(droplets: Sequence[Droplet], failures: Sequence[PeerFailure] = ()) -> DirectoryListing:
     return DirectoryListing(droplets=list(droplets), failures=list(failures), fetched_at=NOW)
 
@@ -215,6 +224,35 @@ class LiveMesh:
             return body
 
 
+WORKER_ID = 30
+"""A droplet the tests register to take tasks and report on them (the seeded ones have no
+endpoint, so the router never hands them anything)."""
+
+
+async def work_on(live: LiveMesh, task_ids: Sequence[int], to: TaskState) -> None:
+    """Move pending tasks through the worker droplet as a real assignee would: it registers,
+    the router hands it every pending task it may take (on a tick), then it reports `to`
+    (in_progress, or through in_progress to completed or failed)."""
+    token = live.handle.mint_token(droplet_id=WORKER_ID)
+    headers = {"Authorization": f"Bearer {token}"}
+    body = {"droplet_id": WORKER_ID, "name": "Worker", "endpoint": "http://127.0.0.1:9"}
+    async with httpx.AsyncClient(
+        base_url=live.handle.orchestrator_url, headers=headers, timeout=5
+    ) as http:
+        registered = await http.post("/droplets/register", json=body)
+        if registered.status_code == 500:  # the Orchestrator's first-registration quirk
+            registered = await http.post("/droplets/register", json=body)
+        registered.raise_for_status()
+        await live.tick()
+        steps = [TaskState.IN_PROGRESS] + ([to] if to is not TaskState.IN_PROGRESS else [])
+        for task_id in task_ids:
+            for step in steps:
+                report: dict[str, Any] = {"status": step.value}
+                if step is TaskState.FAILED:
+                    report["error_message"] = "worker gave up"
+                (await http.patch(f"/tasks/{task_id}", json=report)).raise_for_status()
+
+
 def wire(
     peers: Peers, *, timeout_s: float = 5.0, tools: ToolRegistry = TOOLS
 ) -> tuple[DropletDirectory, AlertLog, ToolExecutor]:
@@ -247,3 +285,61 @@ def mesh_off(alerts: AlertLog | None = None) -> Mesh:
     """A droplet with MESH_ENABLED=false: no directory, no Orchestrator."""
     log = alerts or AlertLog(publish=_no_publish)
     return Mesh(directory_or_none=None, orchestrator_or_none=None, alerts=log.alerts)
+
+
+# ---- watches in a real store ---------------------------------------------------------------------
+
+WRITER_SESSION = "tools-test.writer"
+READER_SESSION = "tools-test.reader"
+
+
+@asynccontextmanager
+async def watch_store(tmp_path: Path) -> AsyncIterator[WatchStore]:
+    """A `WatchStore` on a migrated SQLite file, with one session each for WRITER and READER
+    (a watch belongs to a session)."""
+    sessions = SessionStore(database_url=f"sqlite+aiosqlite:///{tmp_path / 'watches.db'}")
+    await sessions.open()
+    try:
+        await sessions.migrate()
+        for key, caller in ((WRITER_SESSION, WRITER), (READER_SESSION, READER)):
+            await sessions.get_or_create(session_id=key, source="chat", owner=str(caller.identity))
+        yield WatchStore(sessions=sessions)
+    finally:
+        await sessions.close()
+
+
+@dataclass
+class WatchDesk:
+    """The watch tools run through a real `ToolExecutor` with a real `WatchStore` (they never
+    call a peer, so the mesh is off)."""
+
+    store: WatchStore
+    executor: ToolExecutor
+
+    async def run(
+        self,
+        tool_name: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        caller: Caller = WRITER,
+        session_key: str | None = None,
+        source: str = "chat",
+        route_back: str | None = None,
+    ) -> Outcome:
+        if session_key is None:
+            session_key = READER_SESSION if caller is READER else WRITER_SESSION
+        return await self.executor.execute(
+            ToolCall(tool=tool_name, args=dict(args or {})),
+            caller=caller,
+            trace_id="trace-tools-test",
+            session_key=session_key,
+            source=source,
+            route_back=route_back,
+        )
+
+
+def watch_desk(store: WatchStore, *, ttl_s: float = 24 * 3600, max_watches: int = 20) -> WatchDesk:
+    executor = ToolExecutor(
+        tools=TOOLS, mesh=mesh_off(), watches=store, watch_ttl_s=ttl_s, max_watches=max_watches
+    )
+    return WatchDesk(store, executor)
