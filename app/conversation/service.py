@@ -442,7 +442,9 @@ class ConversationService:
         new = self._proposal(turn, call, [], preview=prepared.preview)
         parts.append(
             replies.confirm(
-                tool.propose(tool.parse(call.args), channel), channel, preview=prepared.preview
+                tool.propose(tool.parse(call.args), channel),
+                channel,
+                preview=prepared.spoken if channel == "voice" else prepared.preview,
             )
         )
         reply.pending_confirmation = self.view(new)

@@ -145,6 +145,9 @@ class Prepared:
     """The concrete arguments to propose; None with no answer: propose the call as it is."""
     preview: str | None = None
     """What the proposal lists (the tasks a bulk cancel will touch), shown with the question."""
+    spoken: str | None = field(default=None, compare=False)
+    """The same for voice: a few tasks by name and how many more, not a list of fifty.
+    Derived from the same tasks as `preview`, so it takes no part in comparisons."""
     answer: str | None = None
     """Said instead of a proposal: nothing matches, too many, cannot be undone."""
 

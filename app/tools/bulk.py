@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from app.tools.base import Channel, Item
-from app.utils.markup import escape_markdown, join_words, plain_name, plural
+from app.utils.markup import escape_markdown, plural
 
 _WORDS = {
     "already_finished": "already finished, so not {verb}",
@@ -47,9 +47,7 @@ def render_items(items: Sequence[Item], *, verb: str, channel: Channel) -> str:
     return f"**{head}**\n\n" + "\n".join(rows)
 
 
-def spoken_ids(ids: Sequence[int]) -> str:
-    return join_words([str(i) for i in ids])
-
-
-def title_of(title: str | None) -> str:
-    return plain_name(title or "", limit=60)
+def with_note(note: str, listing: str) -> str:
+    """A proposal's note ("No task 9999.") above its list, never on the first item's line."""
+    note = note.strip()
+    return f"{note}\n\n{listing}" if note else listing

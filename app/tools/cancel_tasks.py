@@ -21,6 +21,7 @@ from app.tools.base import (
     ToolArgs,
 )
 from app.tools.bulk import render_items
+from app.tools.bulk import with_note as _with_note
 from app.tools.context import RunContext
 from app.tools.selection import MAX_BULK, TooMany, describe_filter, listing, select_tasks
 from app.tools.vocabulary import CANCELLABLE, DropletId, TaskId, TaskType
@@ -143,7 +144,8 @@ class CancelTasks(Tool[CancelTasksArgs]):
             return Prepared(None, answer=_too_many(len(cancellable), what))
         return Prepared(
             {"task_ids": [t.id for t in cancellable]},
-            preview=note + listing(cancellable, spoken=False),
+            preview=_with_note(note, listing(cancellable, spoken=False)),
+            spoken=_with_note(note, listing(cancellable, spoken=True)),
         )
 
     async def run(self, args: CancelTasksArgs, ctx: RunContext, out: Outcome) -> None:

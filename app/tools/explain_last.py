@@ -106,5 +106,5 @@ class ExplainLast(Tool[ExplainLastArgs]):
         if not calls:
             lines.append("- No tool was called.")
         if last.get("trace_id"):
-            lines.append(f"- Trace: `{escape_markdown(str(last['trace_id']), limit=64)}`")
+            lines.append(f"- Trace: `{str(last['trace_id']).replace('`', '')[:64]}`")
         return "\n".join(lines)

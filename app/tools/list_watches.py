@@ -39,7 +39,8 @@ class ListWatches(Tool[ListWatchesArgs]):
 
     async def run(self, args: ListWatchesArgs, ctx: RunContext, out: Outcome) -> None:
         if ctx.watches is None:
-            out.status, out.message = "unavailable", "watches are not available here"
+            # Not an outage: this droplet keeps no watches (no store), so retrying won't help.
+            out.status, out.message = "invalid", "watches are not kept on this droplet"
             return
         out.result = await ctx.watches.active(owner=str(ctx.caller.identity))
 
@@ -52,6 +53,7 @@ class ListWatches(Tool[ListWatchesArgs]):
             )
         if channel == "voice":
             said = "; ".join(f"when {w.describe()}" for w in watches[:5])
-            return f"{number_word(n, capital=True)} {plural(n, 'watch')}: I'll tell you {said}."
+            count = f"{number_word(n, capital=True)} {plural(n, 'watch', 'watches')}"
+            return f"{count}: I'll tell you {said}."
         lines = [f"- **{w.id}**: when {w.describe()} (until {when(w.expires_at)})" for w in watches]
-        return f"**{n} {plural(n, 'watch')}**:\n\n" + "\n".join(lines)
+        return f"**{n} {plural(n, 'watch', 'watches')}**:\n\n" + "\n".join(lines)

@@ -11,6 +11,7 @@ from app.domain.mesh import NewTask
 from app.mesh.peers import PeerError, PeerRejected, PeerUnavailable
 from app.tools.base import Channel, Cues, HelpEntry, Item, Outcome, Prepared, Slot, Tool, ToolArgs
 from app.tools.bulk import render_items
+from app.tools.bulk import with_note as _with_note
 from app.tools.context import RunContext
 from app.tools.selection import MAX_BULK, TooMany, describe_filter, listing, select_tasks
 from app.tools.vocabulary import DropletId, TaskId, TaskType
@@ -131,7 +132,8 @@ class RetryTasks(Tool[RetryTasksArgs]):
             )
         return Prepared(
             {"task_ids": [t.id for t in sources]},
-            preview=note + listing(sources, spoken=False),
+            preview=_with_note(note, listing(sources, spoken=False)),
+            spoken=_with_note(note, listing(sources, spoken=True)),
         )
 
     async def run(self, args: RetryTasksArgs, ctx: RunContext, out: Outcome) -> None:

@@ -16,6 +16,7 @@ from app.domain.mesh import Task
 from app.mesh.peers import PeerError, PeerNotFound, PeerRejected, PeerUnavailable
 from app.tools.base import Channel, Cues, HelpEntry, Item, Outcome, Prepared, Tool, ToolArgs
 from app.tools.bulk import render_items
+from app.tools.bulk import with_note as _with_note
 from app.tools.context import RunContext
 from app.tools.selection import listing
 from app.tools.vocabulary import CANCELLABLE, TaskId
@@ -104,7 +105,9 @@ class Undo(Tool[UndoArgs]):
                 + ". "
             )
         return Prepared(
-            {"task_ids": [t.id for t in live]}, preview=note + listing(live, spoken=False)
+            {"task_ids": [t.id for t in live]},
+            preview=_with_note(note, listing(live, spoken=False)),
+            spoken=_with_note(note, listing(live, spoken=True)),
         )
 
     async def run(self, args: UndoArgs, ctx: RunContext, out: Outcome) -> None:
@@ -113,7 +116,11 @@ class Undo(Tool[UndoArgs]):
                 await ctx.mesh.orchestrator.cancel_task(ident, trace_id=ctx.trace_id)
                 out.items.append(Item(ident, "done"))
             except PeerRejected as exc:
-                out.items.append(Item(ident, "already_finished", message=exc.message))
+                # 400: no longer pending or assigned; anything else is the Orchestrator's no.
+                finished = exc.status_code == 400
+                out.items.append(
+                    Item(ident, "already_finished" if finished else "refused", message=exc.message)
+                )
             except PeerNotFound as exc:
                 out.items.append(Item(ident, "failed", message=exc.message))
             except PeerUnavailable as exc:

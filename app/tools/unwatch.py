@@ -91,13 +91,17 @@ class Unwatch(Tool[UnwatchArgs]):
 
     async def run(self, args: UnwatchArgs, ctx: RunContext, out: Outcome) -> None:
         if ctx.watches is None:
-            out.status, out.message = "unavailable", "watches are not available here"
+            # Not an outage: this droplet keeps no watches (no store), so retrying won't help.
+            out.status, out.message = "invalid", "watches are not kept on this droplet"
             return
         which = WatchFilter(
             watch_id=args.watch_id,
             task_id=args.task_id,
             droplet_id=args.droplet_id,
-            all=bool(args.all) or not (args.watch_id or args.task_id or args.droplet_id),
+            # "stop watching" alone means all of them; an explicit all=false with nothing
+            # named stops nothing.
+            all=args.all is True
+            or (args.all is None and not (args.watch_id or args.task_id or args.droplet_id)),
         )
         out.result = await ctx.watches.remove(owner=str(ctx.caller.identity), which=which)
 
@@ -107,4 +111,4 @@ class Unwatch(Tool[UnwatchArgs]):
             return "No such watch: nothing was stopped."
         n = len(stopped)
         what = "; ".join(f"when {w.describe()}" for w in stopped[:5])
-        return f"Stopped {n} {plural(n, 'watch')}: I won't tell you {what}."
+        return f"Stopped {n} {plural(n, 'watch', 'watches')}: I won't tell you {what}."

@@ -13,6 +13,7 @@ from app.domain.watch import TooManyWatches, Watch, WatchEvent
 from app.tools.base import Channel, Cues, HelpEntry, Outcome, Slot, Tool, ToolArgs
 from app.tools.context import RunContext
 from app.tools.vocabulary import DropletId, TaskId
+from app.utils.markup import plural
 from app.utils.time import utcnow
 
 
@@ -99,7 +100,8 @@ class WatchTool(Tool[WatchArgs]):
 
     async def run(self, args: WatchArgs, ctx: RunContext, out: Outcome) -> None:
         if ctx.watches is None or ctx.session_key is None:
-            out.status, out.message = "unavailable", "watches are not available here"
+            # Not an outage: this droplet keeps no watches (no store), so retrying won't help.
+            out.status, out.message = "invalid", "watches are not kept on this droplet"
             return
         event: WatchEvent = args.event
         if args.task_id is None and args.droplet_id is None and event not in ("failed", "done"):
@@ -127,8 +129,12 @@ class WatchTool(Tool[WatchArgs]):
         try:
             out.result = await ctx.watches.add(watch, limit=ctx.max_watches)
         except TooManyWatches as exc:
-            out.status = "rejected"
-            out.message = f"you already have {exc.limit} watches; stop one first"
+            # Our own limit, not the mesh's refusal.
+            out.status = "invalid"
+            out.message = (
+                f"you already have {exc.limit} {plural(exc.limit, 'watch', 'watches')}; "
+                "stop one first"
+            )
             return
         if args.task_id is not None:
             out.context["last_task_id"] = args.task_id
@@ -139,7 +145,10 @@ class WatchTool(Tool[WatchArgs]):
         watch: Watch = out.result
         hours = max(1, round((watch.expires_at - watch.created_at).total_seconds() / 3600))
         if channel == "voice":
-            return f"Okay, I'll tell you when {watch.describe()}. I'll watch for {hours} hours."
+            return (
+                f"Okay, I'll tell you when {watch.describe()}. "
+                f"I'll watch for {hours} {plural(hours, 'hour')}."
+            )
         return (
             f"👀 I'll tell you when {watch.describe()} (watch **{watch.id}**, for the next "
             f"{hours} h). Say **what am I watching?** to see your watches."

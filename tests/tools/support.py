@@ -310,8 +310,7 @@ async def watch_store(tmp_path: Path) -> AsyncIterator[WatchStore]:
 
 @dataclass
 class WatchDesk:
-    """The watch tools run through a real `ToolExecutor` with a real `WatchStore` (they never
-    call a peer, so the mesh is off)."""
+    """The watch tools run through a real `ToolExecutor` with a real `WatchStore`."""
 
     store: WatchStore
     executor: ToolExecutor
@@ -338,8 +337,24 @@ class WatchDesk:
         )
 
 
-def watch_desk(store: WatchStore, *, ttl_s: float = 24 * 3600, max_watches: int = 20) -> WatchDesk:
+def watch_desk(
+    store: WatchStore,
+    live: LiveMesh | None = None,
+    *,
+    ttl_s: float = 24 * 3600,
+    max_watches: int = 20,
+) -> WatchDesk:
+    """The watch tools with a real store; with `live`, against the sandbox (a task watch looks
+    the task up for its baseline), else with the mesh off."""
+    mesh = mesh_off()
+    if live is not None:
+        mesh = Mesh(
+            directory_or_none=live.directory,
+            orchestrator_or_none=live.peers.orchestrator,
+            alerts=live.alerts.alerts,
+            droplet_id=12,
+        )
     executor = ToolExecutor(
-        tools=TOOLS, mesh=mesh_off(), watches=store, watch_ttl_s=ttl_s, max_watches=max_watches
+        tools=TOOLS, mesh=mesh, watches=store, watch_ttl_s=ttl_s, max_watches=max_watches
     )
     return WatchDesk(store, executor)

@@ -223,13 +223,14 @@ async def test_explicit_ids_say_what_is_missing_or_finished(live: LiveMesh) -> N
     mine = await new_task(live)
     prepared = await prepare(live, {"task_ids": [mine, COMPLETED, 9999, ASSIGNED_TO_18]})
     assert prepared.args == {"task_ids": [mine, ASSIGNED_TO_18]}
-    # The note and the list, not how they are joined (see the report on this branch).
-    assert prepared.preview is not None
-    assert prepared.preview.startswith(
-        "No task 9999. Task 1 is already past pending or assigned and can't be cancelled. "
-    )
-    assert prepared.preview.endswith(
+    # The note on its own paragraph: the first task stays a list item.
+    assert prepared.preview == (
+        "No task 9999. Task 1 is already past pending or assigned and can't be cancelled.\n\n"
         f"- **{mine}** Build droplet 3 (pending)\n- **4** Transcribe voice note (assigned)"
+    )
+    assert prepared.spoken == (
+        "No task 9999. Task 1 is already past pending or assigned and can't be cancelled.\n\n"
+        f"task {mine}, Build droplet 3; task 4, Transcribe voice note."
     )
     none = await prepare(live, {"task_ids": [COMPLETED, CANCELLED, 9998]})
     assert none == Prepared(

@@ -160,13 +160,10 @@ async def test_more_than_the_bulk_limit_is_refused(live: LiveMesh) -> None:
 async def test_only_failed_or_cancelled_tasks_are_retried(live: LiveMesh) -> None:
     prepared = await prepare(live, {"task_ids": [FAILED, PENDING, CANCELLED, IN_PROGRESS, 9999]})
     assert prepared.args == {"task_ids": [FAILED, CANCELLED]}
-    # The note and the list, not how they are joined (see the report on this branch).
-    assert prepared.preview is not None
-    assert prepared.preview.startswith(
+    # The note on its own paragraph: the first task stays a list item.
+    assert prepared.preview == (
         "No task 9999. Only failed or cancelled tasks are retried; task 5 is pending, task 3 is "
-        "in progress. "
-    )
-    assert prepared.preview.endswith(
+        "in progress.\n\n"
         "- **2** Deploy Dashboard v1.3 (failed)\n- **6** Rotate registry keys (cancelled)"
     )
     nothing = await prepare(live, {"task_ids": [COMPLETED, 9999]})

@@ -145,9 +145,9 @@ async def test_only_what_is_still_waiting_is_proposed(live: LiveMesh) -> None:
     await work_on(live, [running], TaskState.IN_PROGRESS)  # both routed: waiting is assigned
     prepared = await prepare(live, last_write("retry_tasks", running, waiting))
     assert prepared.args == {"task_ids": [waiting]} and prepared.answer is None
-    # Only the note and the list, not how they are joined (see the report on this branch).
+    # The note on its own paragraph, then the list.
     assert prepared.preview is not None
-    assert prepared.preview.startswith(f"Not undoable: task {running} is in progress. ")
+    assert prepared.preview.startswith(f"Not undoable: task {running} is in progress.\n\n- ")
     assert prepared.preview.endswith(f"- **{waiting}** Build droplet 14 (assigned)")
 
 

@@ -19,6 +19,7 @@ from tests.tools.support import (
     READER,
     TOOLS,
     WRITER,
+    LiveMesh,
     WatchDesk,
     assert_speakable,
     mesh_off,
@@ -40,8 +41,8 @@ async def store(tmp_path: Path) -> AsyncIterator[WatchStore]:
 
 
 @pytest.fixture
-async def desk(store: WatchStore) -> WatchDesk:
-    return watch_desk(store)
+async def desk(store: WatchStore, live: LiveMesh) -> WatchDesk:
+    return watch_desk(store, live)
 
 
 async def watched(desk: WatchDesk, args: dict[str, Any], *, reader: bool = False) -> Watch:
@@ -52,15 +53,15 @@ async def watched(desk: WatchDesk, args: dict[str, Any], *, reader: bool = False
 
 
 async def setup(desk: WatchDesk) -> tuple[list[Watch], list[Watch]]:
-    """The operator watches droplet 16, task 7 and (on failure) droplet 14's tasks; the viewer
-    watches task 7 and droplet 16 too."""
+    """The operator watches droplet 16, task 5 and (on failure) droplet 14's tasks; the viewer
+    watches task 5 and droplet 16 too."""
     mine = [
         await watched(desk, {"droplet_id": 16, "event": "up"}),
-        await watched(desk, {"task_id": 7, "event": "done"}),
+        await watched(desk, {"task_id": 5, "event": "done"}),
         await watched(desk, {"droplet_id": 14, "event": "failed"}),
     ]
     theirs = [
-        await watched(desk, {"task_id": 7}, reader=True),
+        await watched(desk, {"task_id": 5}, reader=True),
         await watched(desk, {"droplet_id": 16}, reader=True),
     ]
     return mine, theirs
@@ -70,7 +71,7 @@ async def active(store: WatchStore, owner: str = "user:operator") -> list[Watch]
     return await store.active(owner=owner)
 
 
-async def test_by_id(desk: WatchDesk, store: WatchStore) -> None:
+async def test_by_id(desk: WatchDesk, store: WatchStore, live: LiveMesh) -> None:
     mine, theirs = await setup(desk)
     out = await desk.run(NAME, {"watch_id": mine[1].id})
     assert out.status == "ok", out.message
@@ -80,7 +81,7 @@ async def test_by_id(desk: WatchDesk, store: WatchStore) -> None:
 
 
 async def test_another_owners_watch_is_not_stopped_even_by_its_id(
-    desk: WatchDesk, store: WatchStore
+    desk: WatchDesk, store: WatchStore, live: LiveMesh
 ) -> None:
     mine, theirs = await setup(desk)
     out = await desk.run(NAME, {"watch_id": theirs[0].id})
@@ -91,15 +92,15 @@ async def test_another_owners_watch_is_not_stopped_even_by_its_id(
     assert await active(store) == mine
 
 
-async def test_by_task(desk: WatchDesk, store: WatchStore) -> None:
+async def test_by_task(desk: WatchDesk, store: WatchStore, live: LiveMesh) -> None:
     mine, theirs = await setup(desk)
-    out = await desk.run(NAME, {"task_id": 7})
+    out = await desk.run(NAME, {"task_id": 5})
     assert out.result == [mine[1]]
     assert await active(store) == [mine[0], mine[2]]
     assert await active(store, "user:viewer") == theirs
 
 
-async def test_by_droplet(desk: WatchDesk, store: WatchStore) -> None:
+async def test_by_droplet(desk: WatchDesk, store: WatchStore, live: LiveMesh) -> None:
     mine, theirs = await setup(desk)
     out = await desk.run(NAME, {"droplet_id": 16})
     assert out.result == [mine[0]]
@@ -107,16 +108,18 @@ async def test_by_droplet(desk: WatchDesk, store: WatchStore) -> None:
     assert await active(store, "user:viewer") == theirs
 
 
-async def test_task_and_droplet_must_both_match(desk: WatchDesk, store: WatchStore) -> None:
+async def test_task_and_droplet_must_both_match(
+    desk: WatchDesk, store: WatchStore, live: LiveMesh
+) -> None:
     mine, _ = await setup(desk)
-    out = await desk.run(NAME, {"task_id": 7, "droplet_id": 16})
+    out = await desk.run(NAME, {"task_id": 5, "droplet_id": 16})
     assert out.result == []
     assert await active(store) == mine
 
 
 @pytest.mark.parametrize("args", [{"all": True}, {}])
 async def test_all_of_the_callers_watches(
-    desk: WatchDesk, store: WatchStore, args: dict[str, Any]
+    desk: WatchDesk, store: WatchStore, live: LiveMesh, args: dict[str, Any]
 ) -> None:
     mine, theirs = await setup(desk)
     out = await desk.run(NAME, args)
@@ -140,7 +143,7 @@ async def test_the_answer_for_chat_and_voice(desk: WatchDesk) -> None:
     said = say(NAME, out.result, "chat")
     assert said.startswith("Stopped 3 watch")  # the noun is misspelt: see the report
     assert said.endswith(
-        ": I won't tell you when droplet 16 is back; when task 7 finishes; "
+        ": I won't tell you when droplet 16 is back; when task 5 finishes; "
         "when a task of droplet 14 fails."
     )
     assert say(NAME, out.result, "voice") == said
@@ -151,29 +154,31 @@ async def test_the_answer_for_chat_and_voice(desk: WatchDesk) -> None:
 
 async def test_only_five_are_named(desk: WatchDesk) -> None:
     for n in range(1, 8):
-        await watched(desk, {"task_id": n})
+        await watched(desk, {"droplet_id": n})
     out = await desk.run(NAME, {})
     said = say(NAME, out.result, "voice")
     assert said.startswith("Stopped 7 watch")
-    assert ": I won't tell you when task 1 changes status; when task 2" in said
-    assert said.endswith("when task 5 changes status.")
+    assert ": I won't tell you when droplet 1 changes status; when droplet 2" in said
+    assert said.endswith("when droplet 5 changes status.")
     assert_speakable(said)
 
 
 # ---- permission, availability, arguments ---------------------------------------------------------
 
 
-async def test_nobody_without_read_stops_nothing(desk: WatchDesk, store: WatchStore) -> None:
+async def test_nobody_without_read_stops_nothing(
+    desk: WatchDesk, store: WatchStore, live: LiveMesh
+) -> None:
     mine, _ = await setup(desk)
     out = await desk.run(NAME, {"all": True}, caller=NOBODY)
     assert out.status == "forbidden"
     assert await active(store) == mine
 
 
-async def test_without_a_store_it_is_unavailable() -> None:
+async def test_without_a_store_there_are_none_here() -> None:
     bare = ToolExecutor(tools=TOOLS, mesh=mesh_off())
     out = await bare.execute(ToolCall(tool=NAME, args={"all": True}), caller=WRITER, trace_id="t")
-    assert (out.status, out.message) == ("unavailable", "watches are not available here")
+    assert (out.status, out.message) == ("invalid", "watches are not kept on this droplet")
 
 
 @pytest.mark.parametrize(
@@ -192,7 +197,9 @@ def test_invalid_arguments_are_refused(args: dict[str, Any], problem: str) -> No
     assert problem in caught.value.problems
 
 
-async def test_an_invalid_call_stops_nothing(desk: WatchDesk, store: WatchStore) -> None:
+async def test_an_invalid_call_stops_nothing(
+    desk: WatchDesk, store: WatchStore, live: LiveMesh
+) -> None:
     mine, _ = await setup(desk)
     out = await desk.run(NAME, {"watch_id": 0})
     assert out.status == "invalid"
