@@ -110,7 +110,16 @@ class DropletStatus(Tool[DropletStatusArgs]):
             "display",
         ),
         entities=("droplet",),
-        against=("tasks", "task", "alerts", "capabilities", "capability", "can do", "offer"),
+        against=(
+            "tasks",
+            "task",
+            "alerts",
+            "capabilities",
+            "capability",
+            "can do",
+            "offer",
+            "working on",
+        ),
         needs=("droplet",),
     )
     help = HelpEntry("Check a droplet", ("is droplet 14 healthy?", "status of droplets 1 and 10"))

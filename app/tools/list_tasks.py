@@ -65,6 +65,11 @@ class ListTasks(Tool[ListTasksArgs]):
         ),
         phrases=(
             "working on",
+            "what is * working on",
+            "task list",
+            "tasks list",
+            "job list",
+            "list of tasks",
             "busy with",
             "on its plate",
             "on the plate",

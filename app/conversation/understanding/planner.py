@@ -165,6 +165,23 @@ class OfflinePlanner:
             "newest",
             "oldest",
             "every",
+            # How a listing is cut or ordered ("limit 25", "of type provision", "by name").
+            "limit",
+            "max",
+            "maximum",
+            "cap",
+            "type",
+            "types",
+            "kind",
+            "name",
+            "names",
+            "ids",
+            "date",
+            "created",
+            "ascending",
+            "descending",
+            "alphabetically",
+            "alphabetical",
         }
         lead_words = {w for lead in MESSAGE_LEADS for w in lead} | MESSAGE_VERBS
         self._verb_words = frozenset(w for verb in self._index.verbs for w in verb)
