@@ -62,6 +62,11 @@ class ListTasks(Tool[ListTasksArgs]):
             "verifications",
             "deployments",
             "provisions",
+            "verifies",
+            "validations",
+            "monitors",
+            "rebuilds",
+            "redeploys",
         ),
         phrases=(
             "working on",
