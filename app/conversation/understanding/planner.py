@@ -845,8 +845,10 @@ def _content(words: Sequence[str], ents: Entities | None = None) -> frozenset[in
         colon = words.index(":")
         if any(w in MESSAGE_VERBS or w in MESSAGE_NOUNS for w in words[:colon]):
             out |= set(range(colon + 1, len(words)))
-    lead = next((w for w in words if w not in ("hey", "and", "also")), "")
-    if lead in MESSAGE_VERBS:
+    at = next((i for i, w in enumerate(words) if w not in ("hey", "and", "also")), len(words))
+    lead = words[at] if at < len(words) else ""
+    said_to_me = at + 1 < len(words) and words[at + 1] in ("me", "us")
+    if lead in MESSAGE_VERBS and not said_to_me:  # "tell me what droplet 14 is working on"
         for i, word in enumerate(words):
             if word in ("that", "saying") and i > 1:
                 out |= set(range(i + 1, len(words)))
