@@ -749,3 +749,12 @@ def test_a_correction_with_no_still_answers_the_question() -> None:
 def test_a_follow_up_changes_only_what_it_says(follow_up: str, expected: dict[str, Any]) -> None:
     turns = history("show failed tasks for droplet 7", "Droplet 7 has 2 failed tasks: 31 and 35.")
     assert calls(plan(follow_up, history=turns)) == [("list_tasks", expected)]
+
+
+def test_a_task_named_by_its_noun_with_a_priority_is_created() -> None:
+    assert calls(plan("priority two verification of droplet eighteen")) == [
+        (
+            "create_task",
+            {"task_type": "verify", "payload": {"target_droplet_id": 18}, "priority": 2},
+        )
+    ]
