@@ -51,7 +51,8 @@ class DropletStatus(Tool[DropletStatusArgs]):
     }
     fan_out = "droplet_id"
     cues = Cues(
-        verbs=("check", "inspect", "look at", "examine", "describe"),
+        # "ping droplet 5" with nothing to say is a liveness check; with a text, a message.
+        verbs=("check", "inspect", "look at", "examine", "describe", "ping"),
         nouns=(
             "status",
             "health",
@@ -110,8 +111,18 @@ class DropletStatus(Tool[DropletStatusArgs]):
             "display",
         ),
         entities=("droplet",),
-        against=("tasks", "task", "alerts", "capabilities", "capability", "can do", "offer"),
+        against=(
+            "tasks",
+            "task",
+            "alerts",
+            "capabilities",
+            "capability",
+            "can do",
+            "offer",
+            "working on",
+        ),
         needs=("droplet",),
+        excludes=("message",),
     )
     help = HelpEntry("Check a droplet", ("is droplet 14 healthy?", "status of droplets 1 and 10"))
     action = "check droplet {droplet_id}"

@@ -20,6 +20,12 @@ class ListWatches(Tool[ListWatchesArgs]):
         nouns=("watches", "watchlist", "subscriptions", "notifications i set"),
         phrases=(
             "what am i watching",
+            "what i am watching",
+            "what i am tracking",
+            "what i am subscribed to",
+            "what i watch",
+            "what we are watching",
+            "what are we watching",
             "what are you watching",
             "what am i tracking",
             "my watches",

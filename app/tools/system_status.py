@@ -59,6 +59,12 @@ class SystemStatus(Tool[SystemStatusArgs]):
         ),
         phrases=(
             "system status",
+            "how is the system",
+            "how is the mesh",
+            "system doing",
+            "mesh doing",
+            "how is the cluster",
+            "how is the platform",
             "mesh status",
             "how is everything",
             "how are things",

@@ -56,7 +56,7 @@ DROPLET_STATUS_WORDS: Mapping[str, str] = {
 }  # fmt: skip
 TASK_TYPE_WORDS: Mapping[str, tuple[str, bool]] = {
     "verify": ("verify", False), "verification": ("verify", False),
-    "verifications": ("verify", True), "verifying": ("verify", False),
+    "verifications": ("verify", True), "verifies": ("verify", True), "verifying": ("verify", False),
     "validate": ("verify", False), "validation": ("verify", False),
     "validations": ("verify", True), "verified": ("verify", False),
     "build": ("build", False), "builds": ("build", True), "building": ("build", False),

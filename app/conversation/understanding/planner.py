@@ -49,6 +49,9 @@ QUESTION_STARTS = frozenset(
     {"what", "which", "how", "is", "are", "any", "who", "where", "did", "does", "do", "has",
      "have", "was", "were", "can", "could", "will", "why"}
 )  # fmt: skip
+# Words that ask to see something: after "and" they start a request of their own ("retry
+# task 12 and show me task 13"), though no tool is named by them alone.
+READ_VERBS = frozenset({"show", "list", "display", "fetch", "get", "give", "pull"})
 FOLLOW_UPS: tuple[tuple[str, ...], ...] = (
     ("and", "what", "about"), ("what", "about"), ("how", "about"), ("and", "for"),
     ("same", "for"), ("same", "with"), ("same", "thing", "for"), ("now", "for"), ("and",),
@@ -165,6 +168,23 @@ class OfflinePlanner:
             "newest",
             "oldest",
             "every",
+            # How a listing is cut or ordered ("limit 25", "of type provision", "by name").
+            "limit",
+            "max",
+            "maximum",
+            "cap",
+            "type",
+            "types",
+            "kind",
+            "name",
+            "names",
+            "ids",
+            "date",
+            "created",
+            "ascending",
+            "descending",
+            "alphabetically",
+            "alphabetical",
         }
         lead_words = {w for lead in MESSAGE_LEADS for w in lead} | MESSAGE_VERBS
         self._verb_words = frozenset(w for verb in self._index.verbs for w in verb)
@@ -192,6 +212,11 @@ class OfflinePlanner:
         if raw.strip(" ?") == "" and "?" in raw:
             return self._tools_plan([ToolCall(tool="help")], Features(top=4.0, named=True))
         parsed = tokenize(raw, self._vocabulary)
+        rest = _after_dismissal(parsed) if context.pending is not None else None
+        if rest is not None:
+            # "scratch that, how is the system doing?": the waiting question is dropped and
+            # the rest is a request of its own (not an undo of anything done).
+            return self.plan_now(rest, context.model_copy(update={"pending": None}))
         if context.pending is not None:
             pending_plan = self._pending(parsed, context.pending, context)
             if pending_plan is not None:
@@ -368,6 +393,9 @@ class OfflinePlanner:
         for i, word in enumerate(words):
             if word not in CONNECTORS or i == 0 or i == len(words) - 1:
                 continue
+            if i in content and word in ("and", ",") and _recipient_then_text(words, i + 1, whole):
+                cuts.append(i)  # "... and droplet 20 that the tests failed": a second message
+                continue
             if (
                 i in content
                 and word not in SENTENCE_ENDS
@@ -388,7 +416,7 @@ class OfflinePlanner:
                 continue  # "task 88, cancel": the verb acts on what came before
             if (
                 self._index.starts_with_verb(words, j)
-                or (nxt in QUESTION_STARTS and word != ",")
+                or ((nxt in QUESTION_STARTS or nxt in READ_VERBS) and word != ",")
                 or (word != "," and _own_task(words, j) and _own_task(words[start:i], 0))
                 or self._different_tools(parsed, start, i - 1, j, context, comma=word == ",")
             ):
@@ -461,8 +489,15 @@ class OfflinePlanner:
                 call = self._previous_call(context)
                 if call is not None and self._fits(call.tool, request.ents):
                     request.tool, request.inherited = call.tool, True
-                    if NARROWING & set(request.words):
+                    if NARROWING & set(request.words) or _replaces(request.words):
                         request.base = dict(call.args)
+            if (
+                n > 0
+                and previous == "send_message"
+                and not named
+                and _recipient_then_text(request.words, 0, request.ents)
+            ):
+                request.tool, request.inherited = previous, True  # "... and droplet 20 that ..."
             if (
                 request.tool is None
                 and n > 0
@@ -504,7 +539,12 @@ class OfflinePlanner:
         merged: list[_Request] = []
         for request in requests:
             best = request.best
-            if merged and merged[-1].tool == "send_message" and not (best and best.named):
+            if (
+                merged
+                and merged[-1].tool == "send_message"
+                and not (best and best.named)
+                and not _recipient_then_text(request.words, 0, request.ents)
+            ):
                 last = merged[-1]
                 merged[-1] = self._request(parsed, last.first, request.last, context)
                 merged[-1].tool = "send_message"
@@ -680,9 +720,12 @@ class OfflinePlanner:
             )
         whole = self._request(parsed, 0, len(parsed.tokens) - 1, context, spoken=parsed.spoken)
         own = whole.best
-        # A new request of its own ("forget it, show me the alerts") is planned as such.
+        message_missing = "message" in pending.missing
+        # A new request of its own ("forget it, show me the alerts") is planned as such; while
+        # a message's text is awaited, a statement is that text ("the hotfix is deployed").
         if (
-            own is not None
+            not (message_missing and _states(whole.words))
+            and own is not None
             and own.tool != tool.name
             and own.total >= 3
             and (own.named or own.nouns > 0)
@@ -703,7 +746,6 @@ class OfflinePlanner:
         refs = _Refs(context.last_droplet_id, context.last_task_id)
         args = _copy(pending.call.args)
         changed = False
-        message_missing = "message" in pending.missing
         for path, slot in tool.slots.items():
             if slot.entity == "message" and message_missing:
                 text = _whole_message(parsed)
@@ -803,8 +845,10 @@ def _content(words: Sequence[str], ents: Entities | None = None) -> frozenset[in
         colon = words.index(":")
         if any(w in MESSAGE_VERBS or w in MESSAGE_NOUNS for w in words[:colon]):
             out |= set(range(colon + 1, len(words)))
-    lead = next((w for w in words if w not in ("hey", "and", "also")), "")
-    if lead in MESSAGE_VERBS:
+    at = next((i for i, w in enumerate(words) if w not in ("hey", "and", "also")), len(words))
+    lead = words[at] if at < len(words) else ""
+    said_to_me = at + 1 < len(words) and words[at + 1] in ("me", "us")
+    if lead in MESSAGE_VERBS and not said_to_me:  # "tell me what droplet 14 is working on"
         for i, word in enumerate(words):
             if word in ("that", "saying") and i > 1:
                 out |= set(range(i + 1, len(words)))
@@ -849,6 +893,60 @@ def _statement(request: _Request) -> bool:
         for i in ids
     )
     return stated or said_of
+
+
+DISMISSALS: tuple[tuple[str, ...], ...] = tuple(
+    tuple(d.split())
+    for d in ("scratch that", "never mind", "nevermind", "forget it", "forget that",
+              "forget about it", "cancel that", "drop that", "drop it", "skip that", "skip it",
+              "leave it", "ignore that")
+)  # fmt: skip
+
+
+def _after_dismissal(parsed: Text) -> str | None:
+    """The rest of a reply that first drops what was waiting ("never mind, list the alerts"),
+    or None when it does not start so or says nothing more."""
+    words = parsed.words
+    for dismissal in sorted(DISMISSALS, key=len, reverse=True):
+        n = len(dismissal)
+        if tuple(words[:n]) != dismissal:
+            continue
+        j = n
+        while j < len(words) and words[j] in (",", ".", ";", "-", "!", "and", "then", "instead"):
+            j += 1
+        if j >= len(words):
+            return None  # a bare "never mind": the conversation answers it
+        return parsed.original[parsed.tokens[j].start :]
+    return None
+
+
+MESSAGE_TEXT_LEADS = frozenset({"that", "saying", ":"})
+
+
+def _recipient_then_text(words: Sequence[str], start: int, ents: Entities) -> bool:
+    """From `start`: another recipient and the text for it ("tell droplet 7 that the build
+    passed and droplet 20 that the tests failed"): a second message, not the first one's text."""
+    j = start
+    while j < len(words) and words[j] in ("and", "also", "then", "the", "to", "tell"):
+        j += 1
+    for found in ents.of("droplet"):
+        if start <= found.first <= j and found.last + 1 < len(words):
+            after = found.last + 1
+            if words[after] in ("droplet", "service", "node") and after + 1 < len(words):
+                after += 1
+            return words[after] in MESSAGE_TEXT_LEADS
+    return False
+
+
+def _states(words: Sequence[str]) -> bool:
+    """Said as a statement ("queue is drained, go ahead", "the build has finished"), not asked
+    and not commanded: a copula after the subject, no question."""
+    return (
+        bool(words)
+        and "?" not in words
+        and words[0] not in QUESTION_STARTS
+        and any(w in COPULAS for w in words[1:])
+    )
 
 
 def _remember_ents(ents: Entities, refs: _Refs) -> None:
@@ -917,6 +1015,12 @@ def _all_question(words: Sequence[str]) -> bool:
 
 def _follows_up(words: Sequence[str]) -> bool:
     return any(tuple(words[: len(f)]) == f for f in FOLLOW_UPS) or len(words) <= 3
+
+
+def _replaces(words: Sequence[str]) -> bool:
+    """ "and for droplet 16?", "what about droplet 9?", "same for pending": the previous
+    request again with only what is said changed (its other filters kept)."""
+    return any(tuple(words[: len(f)]) == f for f in FOLLOW_UPS if len(f) > 1)
 
 
 def _task_ref(words: Sequence[str]) -> bool:
@@ -1073,7 +1177,7 @@ def _clean_message(text: str, parsed: Text) -> str | None:
         text = text.replace(f"\x00quote{i}", quote)
     for i, url in enumerate(parsed.urls):
         text = text.replace(f"\x00url{i}", url)
-    text = text.strip().lstrip(":,-").strip().strip("\"'“”").strip()
+    text = text.strip().lstrip(":,-").rstrip(",;").strip().strip("\"'“”").strip()
     for tail in (" please", " thanks", " thank you", " for me"):
         if text.lower().endswith(tail):
             text = text[: -len(tail)].rstrip(" ,")

@@ -42,38 +42,67 @@ _INJECTION = re.compile(
     r"|\bsystem\s*prompt\b|\bdeveloper\s+mode\b|\bjail\s*break|\bdan\s+mode\b|\bgod\s+mode\b"
     r"|\byou\s+are\s+now\b|\bact\s+as\s+(?:an?\s+)?(?:admin|root|system|unrestricted)"
     r"|\bpretend\s+(?:to\s+be|you)\b|^\s*system\s*:|\[\s*system\s*\]|<\s*/?\s*system\s*>"
-    r"|\b(?:print|show|reveal|dump|repeat)\b[^.?!]{0,30}\b(?:your|the)\s+(?:system\s+)?"
-    r"(?:prompt|instructions|configuration|config|secrets?|api\s*keys?|tokens?|passwords?)\b"
-    r"|\bwithout\s+(?:asking|confirmation|confirming)\b|\bno\s+confirmation\b"
+    r"|\b(?:print|show|reveal|dump|repeat|tell|leak|output|display|list|export|give)\b[^.?!]{0,30}"
+    r"\b(?:your|the|all|any)\s+(?:[\w-]+\s+){0,2}(?:prompt|instructions|configuration|config"
+    r"|secrets?|api\s*keys?|tokens?|passwords?|credentials|env(?:ironment)?\s+variables"
+    r"|private\s+keys?|ssh\s+keys?)\b"
+    r"|\b(?:forget|ignore|disregard)\s+(?:everything|all|anything)\s+(?:that\s+)?(?:you(?:'ve|"
+    r"\s+have|\s+were|\s+was)?\s+)?(?:been\s+)?(?:told|taught|instructed|learned|know)\b"
+    r"|\b(?:ignore|disregard)\s+(?:all\s+|everything\s+)?(?:of\s+)?(?:the\s+)?(?:above|previous|"
+    r"prior|preceding)\b|\bnew\s+instructions\b|\bfrom\s+now\s+on\s+you\b"
+    r"|\b(?:change|set|update|switch|upgrade)\b[^.?!]{0,20}\b(?:role|permissions?|access\s+"
+    r"levels?|privileges?)\b"
+    r"|\bwithout\s+(?:asking|confirmation|confirming|approval|review)\b|\bno\s+confirmation\b"
+    r"|\b(?:bypass|skip|circumvent|disable|override|turn\s+off)\b[^.?!]{0,30}\b(?:approvals?|"
+    r"confirmations?|confirm\s+step|checks|reviews?|sign-?offs?|permissions?)\b"
+    r"|\b(?:pretend|assume|consider)\b[^.?!]{0,40}\b(?:confirm\w*|approv\w*|authori[sz]\w*|"
+    r"said\s+yes)\b|\b(?:already|pre-?)\s*(?:confirmed|approved|authori[sz]ed)\b"
+    r"|\bnew\s+rules\b|\byou\s+(?:may|can|are\s+(?:now\s+)?allowed\s+to)\s+(?:now\s+)?(?:run|"
+    r"execute|do)\s+(?:any|anything|everything|whatever)\b|\b(?:system|admin|security|root)\s+"
+    r"(?:override|mode)\b|\b(?:admin|root|access|auth|bearer|session)\s+(?:tokens?|"
+    r"credentials|passwords?)\b"
     r"|\b(?:grant|give|make|add|promote|elevate)\b[^.?!]{0,30}\b(?:admin|admins|root|"
     r"superuser|owner|owners|operator\s+rights|(?:write|admin|root|full)\s+(?:access|"
     r"permissions?|rights|privileges?)|permissions?|privileges?)\b|\bsudo\b|\bescalate\b",
     re.I,
 )
 _CODE = re.compile(
-    r"\bdrop\s+(?:table|database|schema)\b|\bdelete\s+from\b|\binsert\s+into\b|\btruncate\s+"
+    r"\bdrop\s+(?:table|database|schema)\b|\b(?:drop|truncate)\s+the\s+[\w-]+\s+table\b|\bdelete\s+from\b|\binsert\s+into\b|\btruncate\s+"
     r"table\b|\bunion\s+(?:all\s+)?select\b|\bselect\s+\*?\s*from\b|'\s*or\s+'?1'?\s*=\s*'?1"
     r"|;\s*--|--\s*$|\brm\s+-rf\b|\brm\s+-r\b|;\s*rm\b|&&\s*\w|\|\s*(?:sh|bash)\b|`[^`]*`"
     r"|\$\([^)]*\)|/etc/passwd|/etc/shadow|\bchmod\s+\d|\bcurl\s+\S+\s*\|\s*\w|\bwget\s"
     r"|\bshutdown\s+-|\bmkfs\b|\bdd\s+if=|:\(\)\s*\{|<script\b|\beval\s*\(|\bexec\s*\("
-    r"|\bos\.system\b|\b__import__\b",
+    r"|\bos\.system\b|\b__import__\b|\bor\s+1\s*=\s*1\b|\{\{[^}]*\}\}|\$\{[^}]*\}"
+    r"|(?:^|\s)(?:ping|kill|ls|cat|sudo|chmod|chown|systemctl|service|docker|kubectl|ssh|scp|nc|"
+    r"curl|wget|killall|pkill|iptables|del|format)\s+-{1,2}\w|\b(?:systemctl|kubectl|killall|"
+    r"pkill|iptables|nmap|netcat)\b|\breverse\s+shell\b|\bshell\s+commands?\b"
+    r"|\b(?:run|execute|exec|eval)\s+(?:this|the\s+following|these|a|an|the|my)?\s*(?:shell\s+|"
+    r"bash\s+|python\s+)?(?:commands?|scripts?|code|snippet|payload)\b|\bexecute\s+the\s+following"
+    r"|\b(?:ddos|dos\s+attack|denial\s+of\s+service)\b|\bspam\b|\b\d{3,}\s+(?:messages|requests"
+    r"|times|calls|pings)\b",
     re.I,
 )
 _DESTROY = re.compile(
     r"\b(?:delete|remove|destroy|wipe|purge|erase|nuke|deregister|unregister|decommission|"
     r"kill|terminate|shut\s*down|shutdown|power\s+off|reboot|restart|stop|take\s+down|"
     r"tear\s+down|format|reset|flush|drop|uninstall|disable|deactivate|suspend|unplug|"
-    r"retire|evict|ban|block)\b"
+    r"retire|evict|ban|block|halt|bounce|crash|brick|zap|scrap|obliterate|annihilate|trash|"
+    r"dismantle|deprovision|reinstall|re-?image|roll\s*back|revoke|flood|overload|hammer|"
+    r"stress\s+test|scale|lock\s+out|downgrade|power[\s-]*cycle|spin\s+down|wind\s+down|shut\s+off|blow\s+away|blow\s+up|get\s+rid\s+of)\b"
     r"[^.?!]{0,30}?\b(?:droplets?|registry|orchestrator|database|db|mesh|cluster|servers?|"
     r"nodes?|everything|the\s+whole|all\s+services|services?|infrastructure|platform|logs|"
-    r"audit|history|sessions?|users?|voice|dashboard|onboarding|deck)\b",
+    r"audit|history|sessions?|users?|voice|dashboard|onboarding|deck|disks?|drives?|volumes?|"
+    r"data|storage|file\s*systems?|filesystems?|backups?|tables?|files|it\s+all|all\s+of\s+it|"
+    r"the\s+lot|chat\s+orchestrator|yourself|itself|access|accounts?)\b",
     re.I,
 )
 # "take droplet 16 offline", "switch the voice droplet off", "bring the registry down".
 _OFFLINE = re.compile(
-    r"\b(?:take|bring|knock|turn|switch|power|put)\b[^.?!]{0,30}?\b(?:droplets?|registry|"
+    r"\b(?:take|bring|knock|turn|switch|power|put|shut|spin|wind|close)\b[^.?!]{0,30}?\b(?:droplets?|registry|"
     r"orchestrator|mesh|cluster|servers?|nodes?|services?|voice|dashboard|onboarding|deck)\b"
-    r"[^.?!]{0,20}?\b(?:offline|off|down|out\s+of\s+service|into\s+maintenance)\b",
+    r"[^.?!]{0,20}?\b(?:offline|off|down|out\s+of\s+service|into\s+maintenance)\b"
+    r"|\b(?:move|put|switch|set)\b[^.?!]{0,30}?\b(?:droplets?|registry|orchestrator|mesh|"
+    r"cluster|services?)\b[^.?!]{0,20}?\b(?:in|into|to)\s+maintenance\b",
     re.I,
 )
 _RELAY = re.compile(
@@ -81,7 +110,18 @@ _RELAY = re.compile(
     r"inform|remind|ask|send|shoot|text|let)\b(?!\s+(?:me|us)\b)[^:]{0,60}?(?:\b(?:that|saying|to|know)\b|:)",
     re.I,
 )
-_ALLOWED_DESTROY_OBJECT = re.compile(r"\b(?:tasks?|jobs?|watch(?:es|ing)?|alerts?)\b", re.I)
+_ALLOWED_DESTROY_OBJECT = re.compile(
+    r"\b(?:tasks?|jobs?|watch(?:es|ing)?|alerts?|deploys|builds|verifies|verifications|"
+    r"deployments|provisions|monitors|rebuilds|redeploys|queue|backlog)\b",
+    re.I,
+)
+# "clear the history", "clear out the logs": "clear" only with what it would erase right after
+# it ("all clear on droplet 5?" asks a question).
+_CLEAR = re.compile(
+    r"\b(?:clear|empty)\s+(?:out\s+)?(?:the\s+|all\s+|my\s+|our\s+)?(?:history|logs?|audit|data|"
+    r"database|db|registry|disks?|sessions?|users?|cache|storage|mesh)\b",
+    re.I,
+)
 # "delete droplet 14's pending tasks": the droplet only owns what is removed.
 _OWNED_BY_OBJECT = re.compile(
     r"^(?:\s*(?:#?\d+|[a-z]+))?\s*(?:'s|s')\s+(?:[\w-]+\s+){0,3}?"
@@ -116,7 +156,7 @@ def refusal(text: str) -> str | None:
     # request around it is checked for destruction.
     relay = _RELAY.match(text)
     text = text[: relay.end()] if relay else text
-    if _OFFLINE.search(text):
+    if _OFFLINE.search(text) or _CLEAR.search(text):
         return CANNOT_DESTROY
     destroy = _DESTROY.search(text)
     if (

@@ -198,7 +198,7 @@ def tokenize(text: str, vocabulary: frozenset[str] = frozenset()) -> Text:
     raw = [Token(m.group(0).lower(), m.start(), m.end()) for m in WORD.finditer(marked.lower())]
     out = Text(original=marked, tokens=[], urls=urls, quotes=quotes)
     words = _expand(raw)
-    words = _numbers(_sounds_like_numbers(words))
+    words = _self_corrections(_numbers(_sounds_like_numbers(words)))
     out.spoken = [t.text for t in words]
     words, out.fillers = _drop_fillers(words)
     out.tokens, out.typos = _fix_typos(_collapse(words), vocabulary)
@@ -333,6 +333,54 @@ def _pronoun_one(words: Sequence[str], i: int) -> bool:
     if after in ("hundred", "thousand", "oh"):
         return False
     return before not in NUMBER_BEFORE or after in ("of", "for", "too", "more")
+
+
+# Said between a number and the number meant instead: "task twenty no wait twenty one",
+# "droplet 33, no sorry, 34", "priority 3 I mean 2", "droplet 5 or rather 6".
+CORRECTION_WORDS = frozenset(
+    {"no", "nope", "wait", "sorry", "i", "mean", "actually", "rather", "or", "make", "that", "it",
+     "scratch", "correction", "not", "uh", "um", "er", "erm", ",", "."}
+)  # fmt: skip
+CORRECTION_MARKS: tuple[tuple[str, ...], ...] = tuple(
+    tuple(m.split())
+    for m in ("no", "nope", "sorry", "i mean", "actually", "rather", "make that", "make it",
+              "correction", "scratch that")
+)  # fmt: skip
+
+
+def _self_corrections(tokens: list[Token]) -> list[Token]:
+    """A number corrected as it is said keeps only the correction: "cancel task twenty no
+    wait twenty one" -> "cancel task 21". Only between two numbers, and only when a correction
+    word ("no", "sorry", "I mean", "actually", "make that") stands between them; the id noun
+    may be repeated ("droplet 5, no, droplet 6")."""
+    out: list[Token] = []
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if tok.num is not None and not tok.ordinal:
+            j = i + 1
+            while j < len(tokens) and tokens[j].text in CORRECTION_WORDS:
+                j += 1
+            between = tuple(t.text for t in tokens[i + 1 : j])
+            marked = any(
+                between[k : k + len(m)] == m for m in CORRECTION_MARKS for k in range(len(between))
+            )
+            k = j
+            if k < len(tokens) and k + 1 < len(tokens) and tokens[k].text in ID_NOUNS:
+                k += 1  # "droplet 5, no, droplet 6"
+            if (
+                marked
+                and j > i + 1
+                and k < len(tokens)
+                and tokens[k].num is not None
+                and not tokens[k].ordinal
+                and (k == j or (i > 0 and tokens[j].text == tokens[i - 1].text))
+            ):
+                i = k
+                continue
+        out.append(tok)
+        i += 1
+    return out
 
 
 def _drop_fillers(tokens: list[Token]) -> tuple[list[Token], int]:

@@ -556,3 +556,205 @@ def test_a_verb_said_last_is_the_command() -> None:
 def test_a_required_capability_said_before_the_word_capability() -> None:
     p = plan("create a custom task for droplet 33 that requires the gpu capability")
     assert p.calls[0].args["required_capability"] == "gpu"
+
+
+# ---- phrasings of the kinds operators and speech-to-text produce -------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("hey bot cancel task uh twenty no wait twenty one", [("cancel_task", {"task_id": 21})]),
+        (
+            "um deploy droplet thirty three no sorry thirty four",
+            [
+                (
+                    "create_task",
+                    {"task_type": "deploy", "payload": {"target_droplet_id": 34}, "priority": 5},
+                )
+            ],
+        ),
+        ("uh check droplet uh fourteen", [("droplet_status", {"droplet_id": 14})]),
+        ("i want to uh i want to check droplet five", [("droplet_status", {"droplet_id": 5})]),
+        ("show me the show me the failed tasks", [("list_tasks", {"status": "failed"})]),
+        ("could you please tell me what i'm watching", [("list_watches", {})]),
+        (
+            "could you tell me what droplet 14 is working on",
+            [("list_tasks", {"assigned_droplet_id": 14})],
+        ),
+        ("um so how's the system doing?", [("system_status", {})]),
+    ],
+)
+def test_voice_fillers_false_starts_and_self_corrections(
+    text: str, expected: list[tuple[str, dict[str, Any]]]
+) -> None:
+    result = plan(text)
+    assert result.kind == "tools"
+    assert calls(result) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "cancel task 11, retry task 12 and show me task 13",
+            [
+                ("cancel_task", {"task_id": 11}),
+                ("retry_tasks", {"task_ids": [12]}),
+                ("task_status", {"task_id": 13}),
+            ],
+        ),
+        (
+            "check droplet 5 then cancel task 9 then show me the alerts",
+            [
+                ("droplet_status", {"droplet_id": 5}),
+                ("cancel_task", {"task_id": 9}),
+                ("system_alerts", {}),
+            ],
+        ),
+        (
+            "list droplets, show alerts and check the registry",
+            [("list_droplets", {}), ("system_alerts", {}), ("droplet_status", {"droplet_id": 1})],
+        ),
+        (
+            "tell droplet 7 that the build passed and droplet 20 that the tests failed",
+            [
+                ("send_message", {"target_droplet_id": 7, "message": "the build passed"}),
+                ("send_message", {"target_droplet_id": 20, "message": "the tests failed"}),
+            ],
+        ),
+        (
+            "message droplet 3 saying hi and the registry saying bye, then check droplet 5",
+            [
+                ("send_message", {"target_droplet_id": 3, "message": "hi"}),
+                ("send_message", {"target_droplet_id": 1, "message": "bye"}),
+                ("droplet_status", {"droplet_id": 5}),
+            ],
+        ),
+        (
+            "tell droplet 5 that droplet 7 is down and droplet 9 is slow",
+            [
+                (
+                    "send_message",
+                    {"target_droplet_id": 5, "message": "droplet 7 is down and droplet 9 is slow"},
+                )
+            ],
+        ),
+    ],
+)
+def test_compound_requests_of_three_parts_and_several_messages(
+    text: str, expected: list[tuple[str, dict[str, Any]]]
+) -> None:
+    result = plan(text)
+    assert result.kind == "tools"
+    assert calls(result) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "what args did u use",
+        "what parameters did you pass",
+        "how did you come up with that",
+        "how come you did that",
+        "what was your reasoning",
+        "break down what you just did",
+        "what did you base that on",
+        "why did you pick that tool",
+    ],
+)
+def test_why_and_explain_phrasings(text: str) -> None:
+    result = plan(text, history=history("list failed tasks", "3 failed tasks: 31, 35, 40."))
+    assert calls(result) == [("explain_last", {})]
+
+
+def test_how_come_about_a_droplet_is_not_an_explanation() -> None:
+    assert calls(plan("how come droplet 5 is down")) == [("droplet_status", {"droplet_id": 5})]
+
+
+@pytest.mark.parametrize(
+    ("text", "args"),
+    [
+        ("top 3 alerts", {"limit": 3}),
+        ("the last two alerts", {"limit": 2}),
+        ("list pending tasks, limit 25", {"status": "pending", "limit": 25}),
+        (
+            "list cancelled deploys, max 5",
+            {"status": "cancelled", "task_type": "deploy", "limit": 5},
+        ),
+        ("show me tasks of type provision", {"task_type": "provision"}),
+        (
+            "completed verifies for droplet 33",
+            {"status": "completed", "task_type": "verify", "assigned_droplet_id": 33},
+        ),
+        (
+            "list the top three failed builds on the visibility deck",
+            {"status": "failed", "task_type": "build", "assigned_droplet_id": 14, "limit": 3},
+        ),
+        ("task list please", {}),
+    ],
+)
+def test_limits_and_filters_in_other_words(text: str, args: dict[str, Any]) -> None:
+    result = plan(text)
+    assert result.kind == "tools"
+    assert len(result.calls) == 1
+    call = result.calls[0]
+    tool = "system_alerts" if "alerts" in text else "list_tasks"
+    assert (call.tool, call.args) == (tool, args)
+
+
+def test_ping_without_a_text_checks_the_droplet_and_with_one_sends_it() -> None:
+    assert calls(plan("ping droplet 5")) == [("droplet_status", {"droplet_id": 5})]
+    assert calls(plan("ping droplet 5 that the db is back")) == [
+        ("send_message", {"target_droplet_id": 5, "message": "the db is back"})
+    ]
+
+
+@pytest.mark.parametrize("reply", ["the hotfix is deployed", "queue is drained, go ahead"])
+def test_a_statement_while_a_message_is_awaited_is_the_message(reply: str) -> None:
+    pending = _pending("send_message", {"target_droplet_id": 14}, ["message"])
+    assert calls(plan(reply, pending=pending)) == [
+        ("send_message", {"target_droplet_id": 14, "message": reply})
+    ]
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        ("scratch that, how's the system doing?", [("system_status", {})]),
+        ("never mind, list the droplets", [("list_droplets", {})]),
+        ("forget it, show me the alerts", [("system_alerts", {})]),
+    ],
+)
+def test_dropping_a_waiting_question_for_another_request(
+    reply: str, expected: list[tuple[str, dict[str, Any]]]
+) -> None:
+    pending = _pending("cancel_task", {}, ["task_id"])
+    assert calls(plan(reply, pending=pending)) == expected
+
+
+def test_a_correction_with_no_still_answers_the_question() -> None:
+    pending = _pending("cancel_task", {}, ["task_id"])
+    assert calls(plan("no, task 15", pending=pending)) == [("cancel_task", {"task_id": 15})]
+
+
+@pytest.mark.parametrize(
+    ("follow_up", "expected"),
+    [
+        ("and for droplet 16?", {"status": "failed", "assigned_droplet_id": 16}),
+        ("what about droplet 9?", {"status": "failed", "assigned_droplet_id": 9}),
+        ("same for pending", {"status": "pending", "assigned_droplet_id": 7}),
+    ],
+)
+def test_a_follow_up_changes_only_what_it_says(follow_up: str, expected: dict[str, Any]) -> None:
+    turns = history("show failed tasks for droplet 7", "Droplet 7 has 2 failed tasks: 31 and 35.")
+    assert calls(plan(follow_up, history=turns)) == [("list_tasks", expected)]
+
+
+def test_a_task_named_by_its_noun_with_a_priority_is_created() -> None:
+    assert calls(plan("priority two verification of droplet eighteen")) == [
+        (
+            "create_task",
+            {"task_type": "verify", "payload": {"target_droplet_id": 18}, "priority": 2},
+        )
+    ]

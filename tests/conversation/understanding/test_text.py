@@ -293,3 +293,25 @@ def test_chat_shorthand_is_spelled_out() -> None:
 
 def test_an_arrow_is_one_token() -> None:
     assert words("failed deploys -> retry") == ["failed", "deploys", "->", "retry"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("cancel task twenty no wait twenty one", ["cancel", "task", "21"]),
+        ("deploy droplet thirty three no sorry thirty four", ["deploy", "droplet", "34"]),
+        ("check droplet 5, no, droplet 6", ["check", "droplet", "6"]),
+        ("priority 3 i mean 2", ["priority", "2"]),
+        ("task 8 actually 9", ["task", "9"]),
+    ],
+)
+def test_a_number_corrected_as_it_is_said_keeps_only_the_correction(
+    text: str, expected: list[str]
+) -> None:
+    assert tokenize(text).words == expected
+
+
+@pytest.mark.parametrize("text", ["cancel tasks 4, 7 and 9", "cancel task 5 or 6", "tasks 4 not 5"])
+def test_numbers_without_a_correction_word_are_all_kept(text: str) -> None:
+    numbers = [t.num for t in tokenize(text).tokens if t.num is not None]
+    assert len(numbers) >= 2
