@@ -92,6 +92,9 @@ CONTRACTIONS: dict[str, tuple[str, ...]] = {
     # Chat shorthand.
     "u": ("you",), "ya": ("you",), "ur": ("your",), "r": ("are",), "rn": ("right", "now"),
     "atm": ("at", "the", "moment"), "pls": ("please",), "plz": ("please",), "thx": ("thanks",),
+    "lmk": ("let", "me", "know"), "nvm": ("never", "mind"), "stat": ("status",),
+    "stats": ("status",), "caps": ("capabilities",), "w": ("with",), "wo": ("without",),
+    "fails": ("failed",), "failures": ("failed",),
 }  # fmt: skip
 
 # What speech-to-text writes for a number said right after "droplet", "task" or "priority".
@@ -110,8 +113,20 @@ ID_NOUNS = frozenset({"droplet", "task", "job", "priority", "prio", "number", "#
 # "priority won, please"; never "priority to high" or "a task for droplet 3".
 HOMOPHONE_BEFORE = frozenset(
     {"", ",", ".", "?", "!", ";", "and", "please", "now", "is", "was", "has", "status", "still",
-     "done", "failed", "then", "asap", "right", "too", "at", "healthy", "up", "down"}
+     "done", "failed", "then", "asap", "right", "too", "at", "healthy", "up", "down",
+     "finishes", "finished", "finish", "completes", "completed", "succeeds", "ends", "starts",
+     "goes", "comes", "hundred", "thousand", "stat", "details", "info"}
 )  # fmt: skip
+# Plural nouns a spoken count stands before: "the last ate alerts", "top for tasks".
+COUNTED_NOUNS = frozenset(
+    {"alerts", "tasks", "droplets", "jobs", "events", "deploys", "builds", "failures", "items",
+     "ones", "messages", "watches", "errors", "entries"}
+)  # fmt: skip
+TENS = frozenset({"twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"})
+# Speech-to-text splits a compound word: "on boarding", "dash board".
+SPLIT_WORDS: dict[tuple[str, str], str] = {
+    ("on", "boarding"): "onboarding", ("dash", "board"): "dashboard",
+}  # fmt: skip
 
 # Said around a request without changing it. Longest first; matched on whole words.
 FILLER_PHRASES: tuple[tuple[str, ...], ...] = tuple(
@@ -256,9 +271,18 @@ def _sounds_like_numbers(tokens: list[Token]) -> list[Token]:
             out.append(Token(TEEN_PARTS[word], tok.start, tokens[i + 1].end))
             i += 2
             continue
-        if word in HOMOPHONES and before in ID_NOUNS and nxt in HOMOPHONE_BEFORE:
+        if word in HOMOPHONES and _homophone_number(out, before, nxt):
             out.append(Token(HOMOPHONES[word], tok.start, tok.end))
             i += 1
+            continue
+        if word in ("t", "d") and i + 1 < len(tokens) and tokens[i + 1].num is not None:
+            # "t 105", "d 9": the shorthand id noun written apart from its number.
+            out.append(Token("task" if word == "t" else "droplet", tok.start, tok.end))
+            i += 1
+            continue
+        if (word, nxt) in SPLIT_WORDS:
+            out.append(Token(SPLIT_WORDS[(word, nxt)], tok.start, tokens[i + 1].end))
+            i += 2
             continue
         if word in ("couple", "dozen") and before in ("a", "the", *LIMIT_WORDS):
             value = 2 if word == "couple" else 12
@@ -280,6 +304,20 @@ def _sounds_like_numbers(tokens: list[Token]) -> list[Token]:
         out.append(tok)
         i += 1
     return out
+
+
+def _homophone_number(out: list[Token], before: str, nxt: str) -> bool:
+    """Where "ate", "for", "to", "won" stand for a number: after an id noun ("task ate"), a
+    tens word ("sixty ate"), a number and "and" ("tasks 4 and ate"), with a number-ending
+    word next; or between a limit word and a counted noun ("the last ate alerts")."""
+    if before in LIMIT_WORDS:
+        return nxt in COUNTED_NOUNS
+    if before in ("and", ",", "or"):
+        if len(out) < 2 or not (out[-2].num is not None or out[-2].text in NUMBER_WORDS):
+            return False
+    elif before not in ID_NOUNS and before not in TENS and before not in ("tasks", "droplets"):
+        return False
+    return nxt in HOMOPHONE_BEFORE
 
 
 def _num(digits: str, tok: Token) -> Token:

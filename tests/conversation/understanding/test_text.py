@@ -315,3 +315,46 @@ def test_a_number_corrected_as_it_is_said_keeps_only_the_correction(
 def test_numbers_without_a_correction_word_are_all_kept(text: str) -> None:
     numbers = [t.num for t in tokenize(text).tokens if t.num is not None]
     assert len(numbers) >= 2
+
+
+# ---- terse chat-ops shorthand and homophones in more places ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("lmk when it is done", ["let", "me", "know", "when", "it", "is", "done"]),
+        ("nvm", ["never", "mind"]),
+        ("t 105 stat", ["task", "105", "status"]),
+        ("d 9 caps", ["droplet", "9", "capabilities"]),
+        ("droplets w/ errors", ["droplets", "with", "errors"]),
+        ("rerun fails", ["rerun", "failed"]),
+        ("deploy on boarding", ["deploy", "onboarding"]),
+        # Near-misses: a lone letter without a number, "on" before another word.
+        ("t is fine", ["t", "is", "fine"]),
+        ("turn on backups", ["turn", "on", "backups"]),
+    ],
+)
+def test_chat_shorthand_is_expanded(text: str, expected: list[str]) -> None:
+    assert words(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("the last ate alerts", ["the", "last", "8", "alerts"]),
+        ("top for tasks", ["top", "4", "tasks"]),
+        ("task for hundred", ["task", "400"]),
+        ("task sixty ate status", ["task", "68", "status"]),
+        ("cancel tasks for and ate", ["cancel", "tasks", "4", "and", "8"]),
+        ("tell me when task to finishes", ["tell", "me", "when", "task", "2", "finishes"]),
+        # Near-misses: the same words as words.
+        ("the last one to fail", ["the", "last", "one", "to", "fail"]),
+        ("a task for droplet 3", ["a", "task", "for", "droplet", "3"]),
+        ("the last alerts for the registry", ["the", "last", "alerts", "for", "the", "registry"]),
+        ("tasks to cancel", ["tasks", "to", "cancel"]),
+        ("droplet 5 and to droplet 6", ["droplet", "5", "and", "to", "droplet", "6"]),
+    ],
+)
+def test_homophones_read_as_numbers_where_a_number_stands(text: str, expected: list[str]) -> None:
+    assert words(text) == expected
