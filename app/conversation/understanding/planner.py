@@ -334,6 +334,7 @@ class OfflinePlanner:
             and self._in_scope(best, words, ents, request.content)
         ):
             request.tool = best.tool
+            request.tool = _bulk_twin(request)
         return request
 
     def _in_scope(
@@ -723,8 +724,11 @@ class OfflinePlanner:
         message_missing = "message" in pending.missing
         # A new request of its own ("forget it, show me the alerts") is planned as such; while
         # a message's text is awaited, a statement is that text ("the hotfix is deployed").
+        # "only the builds", "just the deploys" while a proposal waits: it narrows that one.
+        narrows = not pending.missing and bool({*parsed.spoken[:2]} & {"only", "just"})
         if (
             not (message_missing and _states(whole.words))
+            and not (narrows and own is not None and not own.named)
             and own is not None
             and own.tool != tool.name
             and own.total >= 3
@@ -834,6 +838,27 @@ class OfflinePlanner:
 
 
 # ---- helpers ---------------------------------------------------------------------------------
+
+
+# A tool on one task, and its twin on the tasks a filter selects.
+_BULK_TWINS = {"cancel_task": "cancel_tasks"}
+
+
+def _bulk_twin(request: _Request) -> str | None:
+    """ "cancel pending for the registry", "drop 14's pending": a state filter and no task in
+    sight (no id, no pronoun, no bare number) selects the tasks in that state, not one task."""
+    twin = _BULK_TWINS.get(request.tool or "")
+    ents = request.ents
+    if (
+        twin is None
+        or not ents.has("task_status")
+        or any(ents.has(k) for k in ("task", "tasks", "pronoun", "number"))
+        or _task_ref(request.words)
+        or any(w in ("task", "job", "one") for w in request.words)
+        or not any(s.tool == twin for s in request.scores)
+    ):
+        return request.tool
+    return twin
 
 
 def _content(words: Sequence[str], ents: Entities | None = None) -> frozenset[int]:

@@ -395,6 +395,10 @@ def _self_corrections(tokens: list[Token]) -> list[Token]:
     i = 0
     while i < len(tokens):
         tok = tokens[i]
+        denied = _denied_number(tokens, i)
+        if denied:
+            i += denied  # "not 12, 21": only the number meant is kept
+            continue
         if tok.num is not None and not tok.ordinal:
             j = i + 1
             while j < len(tokens) and tokens[j].text in CORRECTION_WORDS:
@@ -419,6 +423,32 @@ def _self_corrections(tokens: list[Token]) -> list[Token]:
         out.append(tok)
         i += 1
     return out
+
+
+def _denied_number(tokens: list[Token], i: int) -> int:
+    """ "not 12, 21", "not droplet 5, droplet 6": a number denied and the one meant right
+    after it. Returns how many tokens to skip (the denial), 0 when there is none."""
+    if tokens[i].text != "not":
+        return 0
+    j = i + 1
+    noun = tokens[j].text if j < len(tokens) and tokens[j].text in ID_NOUNS else ""
+    j += bool(noun)
+    if j >= len(tokens) or tokens[j].num is None or tokens[j].ordinal:
+        return 0
+    k = j + 1
+    if k >= len(tokens) or tokens[k].text != ",":
+        return 0
+    k += 1
+    if noun and k < len(tokens) and tokens[k].text == noun:
+        k += 1
+        if k >= len(tokens) or tokens[k].num is None:
+            return 0
+        return k - 1 - i
+    if k >= len(tokens) or tokens[k].num is None or tokens[k].ordinal:
+        return 0
+    if k + 1 < len(tokens) and tokens[k + 1].text not in (",", ".", "?", "!", "please"):
+        return 0
+    return k - i
 
 
 def _drop_fillers(tokens: list[Token]) -> tuple[list[Token], int]:

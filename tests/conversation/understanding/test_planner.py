@@ -758,3 +758,54 @@ def test_a_task_named_by_its_noun_with_a_priority_is_created() -> None:
             {"task_type": "verify", "payload": {"target_droplet_id": 18}, "priority": 2},
         )
     ]
+
+
+# ---- terse chat-ops: bulk by state, narrowing a proposal, denied numbers ------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("cancel pending for the registry", {"status": "pending", "droplet_id": 1}),
+        ("drop 14's pending", {"status": "pending", "droplet_id": 14}),
+        ("abort pending on droplet 3", {"status": "pending", "droplet_id": 3}),
+    ],
+)
+def test_a_state_without_a_task_in_sight_cancels_in_bulk(
+    text: str, expected: dict[str, Any]
+) -> None:
+    assert calls(plan(text)) == [("cancel_tasks", expected)]
+
+
+@pytest.mark.parametrize(
+    "text", ["cancel the pending task 7", "cancel pending task 7", "cancel the pending task"]
+)
+def test_a_single_task_named_with_its_state_stays_single(text: str) -> None:
+    p = plan(text)
+    assert p.calls[0].tool == "cancel_task"
+
+
+@pytest.mark.parametrize(
+    ("pending", "reply", "expected"),
+    [
+        (("cancel_tasks", {"status": "pending", "droplet_id": 14}), "only the builds",
+         ("cancel_tasks", {"status": "pending", "droplet_id": 14, "task_type": "build"})),
+        (("retry_tasks", {"status": "failed"}), "just the deploys",
+         ("retry_tasks", {"status": "failed", "task_type": "deploy"})),
+        (("cancel_task", {"task_id": 12}), "wait, not 12, 21", ("cancel_task", {"task_id": 21})),
+    ],
+)  # fmt: skip
+def test_a_reply_narrows_or_corrects_the_waiting_proposal(
+    pending: tuple[str, dict[str, Any]], reply: str, expected: tuple[str, dict[str, Any]]
+) -> None:
+    p = plan(reply, pending=_pending(pending[0], pending[1], []))
+    assert calls(p) == [expected]
+
+
+def test_a_new_request_starting_with_just_is_still_a_new_request() -> None:
+    p = plan("just show me the alerts", pending=_pending("retry_tasks", {"status": "failed"}, []))
+    assert calls(p) == [("system_alerts", {})]
+
+
+def test_a_negated_command_is_not_a_denied_number() -> None:
+    assert calls(plan("don't cancel 5, cancel 6")) == [("cancel_task", {"task_id": 6})]

@@ -358,3 +358,17 @@ def test_chat_shorthand_is_expanded(text: str, expected: list[str]) -> None:
 )
 def test_homophones_read_as_numbers_where_a_number_stands(text: str, expected: list[str]) -> None:
     assert words(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("wait, not 12, 21", ["wait", ",", "21"]),
+        ("not droplet 5, droplet 6", ["droplet", "6"]),
+        # Near-misses: a negated command, a list after "not".
+        ("do not cancel 5, cancel 6", ["do", "not", "cancel", "5", ",", "cancel", "6"]),
+        ("not 5, 6 and 7", ["not", "5", ",", "6", "and", "7"]),
+    ],
+)
+def test_a_denied_number_gives_way_to_the_one_meant(text: str, expected: list[str]) -> None:
+    assert tokenize(text).spoken == expected
