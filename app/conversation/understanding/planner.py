@@ -56,7 +56,7 @@ FOLLOW_UPS: tuple[tuple[str, ...], ...] = (
     ("and", "what", "about"), ("what", "about"), ("how", "about"), ("and", "for"),
     ("same", "for"), ("same", "with"), ("same", "thing", "for"), ("now", "for"), ("and",),
     ("also",), ("what", "of"), ("or",), ("then",), ("now",), ("only",), ("but", "only"),
-    ("do", "the", "same"), ("the", "same"), ("same",),
+    ("do", "the", "same"), ("the", "same"), ("same",), ("make", "it"), ("make", "that"),
 )  # fmt: skip
 # A follow-up with these keeps the previous request's arguments and changes only what it says
 # ("show tasks for droplet 14" -> "only the failed ones").
@@ -486,11 +486,19 @@ class OfflinePlanner:
         for n, request in enumerate(requests):
             best = request.best
             named = best is not None and best.named
-            if n == 0 and len(requests) == 1 and not named and _follows_up(request.words):
+            amends = _amends(request.words)
+            if (
+                n == 0
+                and len(requests) == 1
+                and (amends or not named)
+                and _follows_up(request.words)
+            ):
                 call = self._previous_call(context)
-                if call is not None and self._fits(call.tool, request.ents):
+                if call is not None and (
+                    self._fits(call.tool, request.ents) or self._takes_number(call, request.ents)
+                ):
                     request.tool, request.inherited = call.tool, True
-                    if NARROWING & set(request.words) or _replaces(request.words):
+                    if NARROWING & set(request.words) or _replaces(request.words) or amends:
                         request.base = dict(call.args)
             if (
                 n > 0
@@ -511,6 +519,21 @@ class OfflinePlanner:
                 if earlier is not None and self._fits(earlier, request.ents):
                     request.tool, request.inherited = earlier, True
             previous = request.tool or previous
+
+    def _takes_number(self, call: ToolCall, ents: Entities) -> bool:
+        """ "and 7?", "now 10", "make it 10": a bare number after a request with one number
+        of its own (an id or a limit) stands in for that number."""
+        if ents.kinds() - {"pronoun"} != {"number"} or len(ents.values("number")) != 1:
+            return False
+        tool = self._tools.get(call.tool)
+        if tool is None:
+            return False
+        numeric = [
+            path
+            for path, slot in tool.slots.items()
+            if slot.entity in ("droplet", "task", "limit") and _get(call.args, path) is not None
+        ]
+        return len(numeric) == 1
 
     def _fits(self, tool_name: str, ents: Entities) -> bool:
         table = self._index.by_tool[tool_name]
@@ -1040,6 +1063,25 @@ def _all_question(words: Sequence[str]) -> bool:
 
 def _follows_up(words: Sequence[str]) -> bool:
     return any(tuple(words[: len(f)]) == f for f in FOLLOW_UPS) or len(words) <= 3
+
+
+def _amends(words: Sequence[str]) -> bool:
+    """ "make it 10", "make that 7": the previous request with its number changed."""
+    rest = [w for w in words[2:] if w not in ("?", ".", "!", "instead")]
+    return (
+        tuple(words[:2]) in (("make", "it"), ("make", "that"))
+        and len(rest) == 1
+        and (rest[0].isdigit())
+    )
+
+
+def _get(args: Mapping[str, Any], path: str) -> Any:
+    value: Any = args
+    for part in path.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
 
 
 def _replaces(words: Sequence[str]) -> bool:

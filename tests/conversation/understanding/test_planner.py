@@ -809,3 +809,26 @@ def test_a_new_request_starting_with_just_is_still_a_new_request() -> None:
 
 def test_a_negated_command_is_not_a_denied_number() -> None:
     assert calls(plan("don't cancel 5, cancel 6")) == [("cancel_task", {"task_id": 6})]
+
+
+@pytest.mark.parametrize(
+    ("earlier", "reply", "expected"),
+    [
+        ("is droplet 14 healthy", "and 7?", ("droplet_status", {"droplet_id": 7})),
+        ("cancel task 9", "now 10", ("cancel_task", {"task_id": 10})),
+        ("last 5 alerts", "make it 10", ("system_alerts", {"limit": 10})),
+        ("status of task 4", "make that 6", ("task_status", {"task_id": 6})),
+    ],
+)
+def test_a_bare_number_after_a_request_replaces_its_number(
+    earlier: str, reply: str, expected: tuple[str, dict[str, Any]]
+) -> None:
+    assert calls(plan(reply, history=history(earlier, "Done."))) == [expected]
+
+
+def test_make_it_a_number_without_an_earlier_request_is_not_a_follow_up() -> None:
+    assert plan("make it 10").intent != "system_alerts"
+
+
+def test_two_numbers_are_not_one_replacement() -> None:
+    assert plan("and 7 and 8?", history=history("last 5 alerts", "Here.")).kind == "answer"
