@@ -255,7 +255,8 @@ def _forms(word: str) -> frozenset[str]:
 def _find(
     forms: Sequence[frozenset[str]], phrase: Phrase, taken: set[int]
 ) -> tuple[int, int] | None:
-    """Where `phrase` occurs (start, end), "*" standing for one to three words."""
+    """Where `phrase` occurs (start, end), "*" standing for one to four words ("droplets 16
+    and 18")."""
     n = len(forms)
     for i in range(n):
         end = _match(forms, phrase, i)
@@ -269,7 +270,7 @@ def _match(forms: Sequence[frozenset[str]], phrase: Phrase, i: int) -> int | Non
         return i
     head, rest = phrase[0], phrase[1:]
     if head == "*":
-        for skip in (1, 2, 3):
+        for skip in (1, 2, 3, 4):
             if i + skip <= len(forms):
                 end = _match(forms, rest, i + skip)
                 if end is not None:

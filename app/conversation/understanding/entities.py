@@ -360,6 +360,18 @@ def _limits(words: Sequence[str], tokens: Sequence[Token], ents: Entities) -> No
             _collection_follows(words, i + 1) and before not in DROPLET_NOUNS | TASK_NOUNS
         ):
             ents.add("limit", tok.num, i, i)
+    for i, tok in enumerate(tokens):
+        # "cancelled tasks, show 7": a number closing a listing of a collection.
+        if (
+            tok.num is not None
+            and i not in ents.used
+            and not tok.ordinal
+            and i >= 1
+            and words[i - 1] in ("show", "list", "give")
+            and (i + 1 == len(words) or words[i + 1] in (".", "!", "?"))
+            and any(w in COLLECTIONS for w in words[: i - 1])
+        ):
+            ents.add("limit", tok.num, i, i)
     for i, word in enumerate(words):
         # "limit 30", "max 10", "at most 5".
         if (

@@ -357,7 +357,7 @@ def _numbers(tokens: list[Token]) -> list[Token]:
 NUMBER_BEFORE = frozenset(
     {"droplet", "droplets", "task", "tasks", "job", "jobs", "number", "no", "#", "priority",
      "prio", "p", "and", ",", "or", "to", "through", "thru", "service", "node", "id", "ticket",
-     "level", "is", "be", "at", "of", "top", "first"}
+     "level", "is", "be", "at", "of", "top", "first", "just"}
 )  # fmt: skip
 
 

@@ -832,3 +832,22 @@ def test_make_it_a_number_without_an_earlier_request_is_not_a_follow_up() -> Non
 
 def test_two_numbers_are_not_one_replacement() -> None:
     assert plan("and 7 and 8?", history=history("last 5 alerts", "Here.")).kind == "answer"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("what can droplets 16 and 18 do",
+         [("droplet_capabilities", {"droplet_id": 16}),
+          ("droplet_capabilities", {"droplet_id": 18})]),
+        ("cancelled tasks, show 7", [("list_tasks", {"status": "cancelled", "limit": 7})]),
+        ("show me just one task", [("list_tasks", {"limit": 1})]),
+        ("just one alert", [("system_alerts", {"limit": 1})]),
+        # Near-misses: a number after "show" that names a droplet, not a count.
+        ("show droplet 7", [("droplet_status", {"droplet_id": 7})]),
+    ],
+)  # fmt: skip
+def test_terse_limits_and_plural_capabilities(
+    text: str, expected: list[tuple[str, dict[str, Any]]]
+) -> None:
+    assert calls(plan(text)) == expected
