@@ -288,11 +288,24 @@ class OfflinePlanner:
     def _requests(self, parsed: Text, context: PlanContext) -> list[_Request]:
         spans = self._split(parsed, context)
         single = len(spans) == 1
-        requests = []
+        requests: list[_Request] = []
         for first, last in spans:
             request = self._request(
                 parsed, first, last, context, spoken=parsed.spoken if single else ()
             )
+            lead = requests[-1] if requests else None
+            if (
+                lead is not None
+                and lead.tool is None
+                and request.tool is not None
+                and lead.ents.has("task_status")
+                and request.ents.has("pronoun")
+            ):
+                # "the failed ones, retry them": the topic first, then the command about it.
+                joined = self._request(parsed, lead.first, last, context)
+                if joined.tool == request.tool:
+                    requests[-1] = joined
+                    continue
             requests.append(request)
             context = _after(context, request.ents)
         self._inherit(requests, context)

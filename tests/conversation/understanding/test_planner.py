@@ -851,3 +851,14 @@ def test_terse_limits_and_plural_capabilities(
     text: str, expected: list[tuple[str, dict[str, Any]]]
 ) -> None:
     assert calls(plan(text)) == expected
+
+
+def test_a_state_named_first_is_the_topic_of_the_command_after_it() -> None:
+    assert calls(plan("the failed ones, retry them")) == [("retry_tasks", {"status": "failed"})]
+
+
+def test_a_listing_before_a_separate_command_stays_a_listing() -> None:
+    assert calls(plan("failed tasks, and retry task 4")) == [
+        ("list_tasks", {"status": "failed"}),
+        ("retry_tasks", {"task_ids": [4]}),
+    ]
