@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import socket
 import subprocess
 import sys
@@ -347,10 +348,13 @@ def test_8_forged_events_and_heartbeats_cannot_impersonate_or_evict(prod: Prod) 
     )
     assert real.status_code == 202
     forged = {**event, "payload": {**event["payload"], "summary": "FAKE " + "x" * 60_000}}
+    started = time.monotonic()
     statuses = [httpx.post(f"{prod.url}/message", json=forged).status_code for _ in range(200)]
-    # Rate-limited per sender (120 a minute; a window approximation may admit a few more when
-    # the posts straddle a minute boundary).
-    assert statuses.count(202) <= 130 and 429 in statuses
+    took = time.monotonic() - started
+    # Rate-limited per sender: 120 a minute. The sliding window counter weighs the previous
+    # minute by what is left of it, so a burst straddling a minute boundary may get the
+    # share of the limit that the burst's own duration earns, and no more.
+    assert statuses.count(202) <= 120 + math.ceil(120 * took / 60) + 1 and 429 in statuses
     alice = prod.user("alice", "read")
     answer = prod.chat(alice, "any alerts?").json()["response"]
     assert answer.index("REAL: registry disk full") < answer.index("FAKE")
