@@ -12,7 +12,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import structlog
 
@@ -39,6 +39,17 @@ PendingChange = PendingCall | Unset | None
 """What a turn does to the waiting proposal: a new one, UNSET (leave it), None (clear it)."""
 
 _PEER_DROPLET_IDS = {"registry": 1, "orchestrator": 10}
+
+
+class _Scope(TypedDict):
+    """The executor's keyword arguments for one turn (prepare and execute take the same)."""
+
+    caller: Caller
+    trace_id: str
+    session: dict[str, Any]
+    session_key: str
+    source: str
+    route_back: str | None
 
 
 class SessionAccessDenied(Exception):
@@ -350,18 +361,7 @@ class ConversationService:
                 await emit("calling", self._calling(call))
             outcomes = list(
                 await asyncio.gather(
-                    *(
-                        self._executor.execute(
-                            call,
-                            caller=turn.caller,
-                            trace_id=turn.trace_id,
-                            session=session.context,
-                            session_key=session.session_id,
-                            source=turn.source,
-                            route_back=turn.route_back,
-                        )
-                        for call in reads
-                    )
+                    *(self._executor.execute(call, **self._scope(turn, session)) for call in reads)
                 )
             )
             for out in outcomes:
@@ -425,14 +425,7 @@ class ConversationService:
             result.pending = new
             result.context["pending_planner"] = plan.planner
             return True
-        prepared = await self._executor.prepare(
-            call,
-            caller=turn.caller,
-            trace_id=turn.trace_id,
-            session=session.context,
-            session_key=session.session_id,
-            source=turn.source,
-        )
+        prepared = await self._executor.prepare(call, **self._scope(turn, session))
         if prepared.answer is not None:
             parts.append(for_channel(prepared.answer, channel))
             reply.actions.append({"tool": call.tool, "status": "nothing_to_do"})
@@ -500,14 +493,7 @@ class ConversationService:
         await emit("calling", self._calling(call))
         # The executor checks the caller's permission itself: a "yes" from a caller without
         # `write` executes nothing, whoever proposed it.
-        out = await self._executor.execute(
-            call,
-            caller=turn.caller,
-            trace_id=turn.trace_id,
-            session=session.context,
-            session_key=session.session_id,
-            source=turn.source,
-        )
+        out = await self._executor.execute(call, **self._scope(turn, session))
         self._metrics.tool_calls.labels(call.tool, out.status).inc()
         await emit("formatting", {"step": "formatting"})
         reply.text = self._say(out, channel)
@@ -539,6 +525,18 @@ class ConversationService:
 
     # ---- pieces ------------------------------------------------------------------------------
 
+    @staticmethod
+    def _scope(turn: Turn, session: SessionInfo) -> _Scope:
+        """Who runs a tool, in which conversation, and where its later news goes."""
+        return {
+            "caller": turn.caller,
+            "trace_id": turn.trace_id,
+            "session": session.context,
+            "session_key": session.session_id,
+            "source": turn.source,
+            "route_back": turn.route_back,
+        }
+
     def _explanation(self, turn: Turn, result: _Result) -> dict[str, Any]:
         """What "why?" says about this turn: planner, confidence, each call and its peers."""
         calls = []
@@ -551,7 +549,6 @@ class ConversationService:
                     "status": out.status,
                     "peers": list(tool.peers) if tool is not None else [],
                     "duration_ms": out.duration_ms,
-                    "items": len(out.items),
                 }
             )
         for action in result.reply.actions[len(result.outcomes) :]:

@@ -80,6 +80,7 @@ class ToolExecutor:
         session: dict[str, Any] | None = None,
         session_key: str | None = None,
         source: str = "chat",
+        route_back: str | None = None,
     ) -> Prepared:
         """A write made concrete before it is proposed (a filter resolved into the exact tasks),
         or what to say instead. Peer failures become an answer: nothing is proposed that the
@@ -97,6 +98,7 @@ class ToolExecutor:
             session=session,
             session_key=session_key,
             source=source,
+            route_back=route_back,
         )
         action = tool.action_for(call.args)
         try:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,17 +26,10 @@ from tests.tools.support import (
     plain_schema_problems,
     say,
     watch_desk,
-    watch_store,
 )
 
 NAME = "list_watches"
 LIST = ListWatches()
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[WatchStore]:
-    async with watch_store(tmp_path) as made:
-        yield made
 
 
 async def watched(desk: WatchDesk, *calls: dict[str, Any], reader: bool = False) -> list[Watch]:

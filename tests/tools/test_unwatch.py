@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,17 +25,10 @@ from tests.tools.support import (
     say,
     tool,
     watch_desk,
-    watch_store,
 )
 
 NAME = "unwatch"
 UNWATCH = Unwatch()
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[WatchStore]:
-    async with watch_store(tmp_path) as made:
-        yield made
 
 
 @pytest.fixture

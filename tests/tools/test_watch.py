@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,18 +27,11 @@ from tests.tools.support import (
     say,
     tool,
     watch_desk,
-    watch_store,
 )
 
 NAME = "watch"
 WATCH = WatchTool()
 DAY = 24 * 3600
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[WatchStore]:
-    async with watch_store(tmp_path) as made:
-        yield made
 
 
 # ---- stored for the caller and its session -------------------------------------------------------

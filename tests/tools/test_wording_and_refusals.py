@@ -3,9 +3,6 @@ is not "already finished", our own limits are not blamed on the mesh, plurals ar
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from app.conversation import replies
@@ -22,14 +19,7 @@ from tests.tools.support import (
     say,
     tool,
     watch_desk,
-    watch_store,
 )
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[WatchStore]:
-    async with watch_store(tmp_path) as made:
-        yield made
 
 
 # app/tools/undo.py:115-116: every PeerRejected becomes "already_finished", a 403 too.
