@@ -44,8 +44,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
+# Most tests wait on loopback peers (sandbox mesh, PostgreSQL, a browser) rather than compute,
+# so the suite runs in parallel processes (pytest-xdist); tests that share one Redis key are
+# grouped onto one worker (`xdist_group`). `make test TEST_WORKERS=0` runs it in one process.
+TEST_WORKERS ?= 3
+PARALLEL := -n $(TEST_WORKERS) --dist loadgroup
+
 unit: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(PARALLEL)
 
 # The tests that run the whole service again on PostgreSQL (the store's own tests and the
 # scale-out tests cover both stores in the first pass already).
@@ -61,9 +67,9 @@ test: $(STAMP) services browser
 	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/ruff format --check $(LINTED)
 	$(VENV)/bin/mypy
-	$(PY) -m pytest -q -p no:cacheprovider --cov=app --cov-report=term:skip-covered \
+	$(PY) -m pytest -q -p no:cacheprovider $(PARALLEL) --cov=app --cov-report=term:skip-covered \
 		--cov-fail-under=$(COVERAGE_FLOOR)
-	TEST_STORE=postgresql $(PY) -m pytest -q -p no:cacheprovider $(PG_SUITE)
+	TEST_STORE=postgresql $(PY) -m pytest -q -p no:cacheprovider $(PARALLEL) $(PG_SUITE)
 
 # pyproject.toml holds the one version; the image's label and tag are taken from it.
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)

@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 INTERVAL = 2.0
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
-pytestmark = pytest.mark.e2e
+# One worker at a time: the instances share the production leader key and event channel.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("redis-leader")]
 
 
 class Instance:

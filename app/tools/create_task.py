@@ -18,6 +18,11 @@ from app.tools.vocabulary import DropletId, TaskType
 from app.utils.markup import escape_markdown, join_words, markdown_link, plain_name
 
 DEFAULT_PRIORITY = 5
+# "droplet 40 - verification needed": a task named by its noun and a need, without a verb.
+NEEDED_NOUNS = (
+    "verification", "verify", "validation", "deploy", "deployment", "redeploy", "build",
+    "rebuild", "provisioning", "monitoring",
+)  # fmt: skip
 """Priority when none is said: "normal". Shown in the confirmation, so it is easy to change."""
 TITLE_VERB: Mapping[str, str] = {
     "verify": "Verify",
@@ -152,6 +157,11 @@ class CreateTask(Tool[CreateTaskArgs]):
             "run a",
             "start a",
             "kick off a",
+            *(
+                f"{noun} {need}"
+                for noun in NEEDED_NOUNS
+                for need in ("needed", "required", "wanted", "requested")
+            ),
             "verification for",
             "deployment for",
             "deploy for",

@@ -122,7 +122,7 @@ class DropletStatus(Tool[DropletStatusArgs]):
             "working on",
         ),
         needs=("droplet",),
-        excludes=("message",),
+        excludes=("message", "limit"),
     )
     help = HelpEntry("Check a droplet", ("is droplet 14 healthy?", "status of droplets 1 and 10"))
     action = "check droplet {droplet_id}"

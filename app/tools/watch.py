@@ -40,6 +40,8 @@ class WatchTool(Tool[WatchArgs]):
     cues = Cues(
         verbs=(
             "watch",
+            "start watching",
+            "start tracking",
             "monitor",
             "track",
             "follow",
@@ -70,6 +72,9 @@ class WatchTool(Tool[WatchArgs]):
             "watch for",
             "give me a shout",
             "heads up when",
+            "heads up if",
+            "heads up once",
+            "heads up whenever",
             "let me know once",
             "tell me once",
             "as soon as",

@@ -23,9 +23,14 @@ from tests.store.support import make_backend
 from tests.tools.support import READER, TOOLS, WRITER, LiveMesh, live_mesh
 
 
-@dataclass
+@dataclass(repr=False)
 class Chat:
     """One operator's conversation with droplet 12."""
+
+    # Short on purpose: a property test prints its arguments when it fails, and the service's
+    # own repr (store, mesh, every frame) would bury the failing dialogue.
+    def __repr__(self) -> str:
+        return f"Chat(frames={len(self.frames)})"
 
     service: ConversationService
     store: SessionStore

@@ -188,6 +188,14 @@ class CueIndex:
                         after = words[end] if end < len(words) else ""
                         if after in NOT_A_RECIPIENT:
                             continue
+                    if (
+                        label == "phrase"
+                        and table.tool == "send_message"
+                        and "*" in phrase
+                        and {"me", "us"} & set(words[at:end])
+                    ):
+                        continue  # "give me a heads up when …" is said to the operator
+
                     if label != "against":
                         taken |= span
                     gain = weight

@@ -241,11 +241,21 @@ def _id_list(words: Sequence[str], tokens: Sequence[Token], i: int) -> tuple[lis
             k += 1
         if k < len(tokens) and words[k] in DROPLET_NOUNS | TASK_NOUNS:
             break
-        if k < len(tokens) and tokens[k].num is not None and not tokens[k].ordinal:
+        if (
+            k < len(tokens)
+            and tokens[k].num is not None
+            and not tokens[k].ordinal
+            and not _counts(words, k)
+        ):
             j = k
             continue
         break
     return ids[:MAX_IDS], last
+
+
+def _counts(words: Sequence[str], k: int) -> bool:
+    """ "droplet 40, five of them": a number of items, not a further id."""
+    return words[k + 1 : k + 3] in (["of", "them"], ["of", "those"], ["of", "these"])
 
 
 def _ids(words: Sequence[str], tokens: Sequence[Token], ents: Entities) -> None:
@@ -356,8 +366,15 @@ def _limits(words: Sequence[str], tokens: Sequence[Token], ents: Entities) -> No
             continue
         if before in LIMIT_BEFORE or (before2 in LIMIT_BEFORE and before in ("few", "the")):
             ents.add("limit", tok.num, i - 1, i)
-        elif after in ("most", "latest", "newest", "recent", "last") or (
-            _collection_follows(words, i + 1) and before not in DROPLET_NOUNS | TASK_NOUNS
+        elif (
+            after in ("most", "latest", "newest", "recent", "last")
+            or (_collection_follows(words, i + 1) and before not in DROPLET_NOUNS | TASK_NOUNS)
+            or (  # "failed builds, five of them"
+                after == "of"
+                and i + 2 < len(words)
+                and words[i + 2] in ("them", "those", "these")
+                and before not in DROPLET_NOUNS | TASK_NOUNS
+            )
         ):
             ents.add("limit", tok.num, i, i)
     for i, tok in enumerate(tokens):

@@ -7,6 +7,7 @@ calibrated on the dev split, so a configured model is consulted exactly when it 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,10 +71,13 @@ MESSAGE_LEADS: tuple[tuple[str, ...], ...] = (
     ("saying", "that"), ("saying",), ("that",), ("know", "that"), ("know",), ("with",),
     (":",), ("-",), (",",), ("to",), ("a", "note"), ("note",), ("message",), ("and", "say"),
     ("and", "tell", "it"), ("the", "following"), ("a", "heads", "up", "that"),
-    ("a", "heads", "up"), ("heads", "up"), ("about",),
+    ("a", "heads", "up"), ("heads", "up"), ("about",), ("a", "line"), ("a", "quick", "line"),
+    ("a", "quick", "note"),
 )  # fmt: skip
 _ID_LIST_TOOLS = frozenset({"retry_tasks", "cancel_tasks"})
 OWNER_PRONOUNS = frozenset({"its", "it", "their", "they"})
+ONES = frozenset({"ones", "those"})
+FILTER_KINDS = ("task_status", "task_type", "droplet", "task", "number")
 DROPLET_REFS = frozenset({"that", "this", "the", "same", "said"})
 TASK_REFS = frozenset({"that", "this", "the", "my", "our", "same", "last", "latest", "previous"})
 MESSAGE_NOUNS = frozenset(
@@ -168,6 +172,8 @@ class OfflinePlanner:
             "newest",
             "oldest",
             "every",
+            "both",
+            "each",
             # How a listing is cut or ordered ("limit 25", "of type provision", "by name").
             "limit",
             "max",
@@ -306,9 +312,28 @@ class OfflinePlanner:
                 if joined.tool == request.tool:
                     requests[-1] = joined
                     continue
+            if (
+                lead is not None
+                and lead.tool == "list_tasks"
+                and (request.tool in _ID_LIST_TOOLS or request.tool in _BULK_TWINS)
+                and request.ents.has("pronoun")
+                and not any(request.ents.has(k) for k in FILTER_KINDS)
+            ):
+                # "show failed tasks then retry all of them": the tasks just listed.
+                joined = self._request(parsed, lead.first, last, context)
+                joined.tool = _BULK_TWINS.get(request.tool or "", request.tool)
+                request = joined
+            if (
+                lead is not None
+                and lead.tool == "watch"
+                and parsed.words[first - 1] == "or"
+                and not _named(request)
+            ):
+                request.tool = "watch"  # "… goes down or droplet 16 comes back"
             requests.append(request)
             context = _after(context, request.ents)
         self._inherit(requests, context)
+        _share_objects(parsed, requests)
         return self._merge_messages(parsed, requests, context)
 
     def _request(
@@ -405,8 +430,14 @@ class OfflinePlanner:
         content = _content(words, whole)
         objects = {f.first for f in whole.found if f.kind in ("droplet", "task", "pronoun")}
         for i, word in enumerate(words):
+            if word == "or" and 0 < i < len(words) - 1:
+                if self._either_event(parsed, cuts[-1] + 1 if cuts else 0, i, context):
+                    cuts.append(i)  # "if droplet 14 goes down or droplet 16 comes back"
+                continue
             if word not in CONNECTORS or i == 0 or i == len(words) - 1:
                 continue
+            if word in (",", "-") and i not in content and i + 1 in content:
+                continue  # "drop droplet 9 a note, build is green": the comma opens the text
             if i in content and word in ("and", ",") and _recipient_then_text(words, i + 1, whole):
                 cuts.append(i)  # "... and droplet 20 that the tests failed": a second message
                 continue
@@ -447,6 +478,20 @@ class OfflinePlanner:
             (0, len(words) - 1)
         ]
 
+    def _either_event(self, parsed: Text, start: int, i: int, context: PlanContext) -> bool:
+        """Two watched conditions joined by "or", each with its own droplet or task."""
+        words = parsed.words
+        end = next((k for k in range(i + 1, len(words)) if words[k] in CONNECTORS), len(words))
+        left = extract(parsed, parsed.tokens[start:i], context.aliases)
+        right = extract(parsed, parsed.tokens[i + 1 : end], context.aliases)
+        ids = ("droplet", "task")
+        return (
+            left.has("watch_event")
+            and right.has("watch_event")
+            and any(left.has(k) for k in ids)
+            and any(right.has(k) for k in ids)
+        )
+
     def _command_with_object(self, words: Sequence[str], i: int, objects: set[int]) -> bool:
         """Inside a message, "and (then) <verb> <droplet, task or 'it'>" starts a new request
         ("tell droplet 18 the mic is fixed and then watch it"); "and retry is needed" does not."""
@@ -478,6 +523,12 @@ class OfflinePlanner:
                 break
         left = self._request(parsed, left_first, left_last, context)
         right = self._request(parsed, right_first, end, _after(context, left.ents))
+        if left.tool is not None and left.tool == right.tool and comma:
+            # "registry status, dashboard status": the same question about another droplet.
+            for kind in ("droplet", "task"):
+                mine, theirs = left.ents.values(kind), right.ents.values(kind)
+                if mine and theirs and not set(mine) & set(theirs) and right.best is not None:
+                    return right.best.nouns > 0 or right.best.named
         if left.tool is not None and left.tool == right.tool and not comma:
             # "failed deploys and failed builds": the same tool twice, each with its own filter.
             for kind in ("task_type", "task_status", "droplet_status"):
@@ -485,10 +536,18 @@ class OfflinePlanner:
                 if mine and theirs and not set(mine) & set(theirs):
                     return True
             return False
+        if left.tool is not None and ONES & set(right.words) and not _named(right):
+            # "healthy droplets and the inactive ones": the same listing with its own filter.
+            for kind in ("task_type", "task_status", "droplet_status"):
+                mine, theirs = left.ents.values(kind), right.ents.values(kind)
+                if mine and theirs and not set(mine) & set(theirs):
+                    return True
         if left.tool is None or right.tool is None or left.tool == right.tool:
             return False
         # After "and", a new id of another kind starts a request of its own ("droplet 14 and
         # task 9"); after a comma it is more often a detail of the same one ("..., for droplet 14").
+        if comma and left.best is not None and not left.best.named and left.best.nouns == 0:
+            return False  # "for droplet 7, failed tasks": a detail of what follows
         ids = set() if comma else {"droplet", "task"} & right.ents.kinds() - left.ents.kinds()
         return right.best is not None and (right.best.nouns > 0 or right.best.named or bool(ids))
 
@@ -520,6 +579,14 @@ class OfflinePlanner:
                 and _recipient_then_text(request.words, 0, request.ents)
             ):
                 request.tool, request.inherited = previous, True  # "... and droplet 20 that ..."
+            if (
+                n > 0
+                and previous is not None
+                and not named
+                and ONES & set(request.words)
+                and self._fits(previous, request.ents)
+            ):
+                request.tool, request.inherited = previous, True  # "… then the failed ones"
             if (
                 request.tool is None
                 and n > 0
@@ -593,6 +660,7 @@ class OfflinePlanner:
 
     def _draft(self, parsed: Text, requests: list[_Request], context: PlanContext) -> _Drafted:
         drafted = _Drafted()
+        unprioritised: set[int] = set()
         refs = _Refs(context.last_droplet_id, context.last_task_id)
         commanded = any(r.best is not None and r.best.verbs > 0 for r in requests)
         for request in requests:
@@ -623,9 +691,20 @@ class OfflinePlanner:
                 if drafted.ask is None:
                     drafted.ask = (calls[0], missing)
                 continue
+            if not request.ents.has("priority"):
+                unprioritised.update(range(len(drafted.calls), len(drafted.calls) + len(calls)))
             drafted.calls += calls
         if drafted.calls:
             drafted.ask = None
+        shared = _shared_priority(parsed, requests)
+        if shared is not None:
+            # "a build for droplet 9 and a verify for droplet 9, both urgent"
+            drafted.calls = [
+                ToolCall(tool=c.tool, args=_with(c.args, "priority", shared))
+                if n in unprioritised and "priority" in c.args
+                else c
+                for n, c in enumerate(drafted.calls)
+            ]
         return drafted
 
     def _fill(
@@ -635,6 +714,7 @@ class OfflinePlanner:
         whether the conversation supplied a value."""
         args: dict[str, Any] = _copy(request.base)
         fan: list[object] = []
+        said: dict[str, list[Any]] = {}
         used_context = bool(request.base)
         for path, slot in tool.slots.items():
             values, from_context = self._values(tool, path, slot, parsed, request, refs)
@@ -649,13 +729,23 @@ class OfflinePlanner:
                 continue
             if path == tool.fan_out and len(values) > 1:
                 fan = values
+            said[path] = values
             _put(args, path, values[0])
         calls = [ToolCall(tool=tool.name, args=args)]
         if fan and tool.fan_out is not None:
-            calls = [
-                ToolCall(tool=tool.name, args=_with(args, tool.fan_out, value))
-                for value in fan[:MAX_CALLS]
-            ]
+            # "droplet 5 at priority 1, droplet 7 at priority 3": as many values as targets
+            # go to them in order.
+            paired = {
+                path: values
+                for path, values in said.items()
+                if path != tool.fan_out and len(values) == len(fan)
+            }
+            calls = []
+            for n, value in enumerate(fan[:MAX_CALLS]):
+                each = _with(args, tool.fan_out, value)
+                for path, values in paired.items():
+                    each = _with(each, path, values[n])
+                calls.append(ToolCall(tool=tool.name, args=each))
         return calls, tool.missing(args), used_context
 
     def _values(
@@ -880,6 +970,47 @@ class OfflinePlanner:
 _BULK_TWINS = {"cancel_task": "cancel_tasks"}
 
 
+SHARED_KINDS = ("droplet", "task", "pronoun", "priority")
+ALL_OF_THEM = frozenset({"both", "each", "all"})
+
+
+def _shared_priority(parsed: Text, requests: Sequence[_Request]) -> object | None:
+    """The priority said of every task at once ("…, both urgent", "all at priority 2")."""
+    if len(requests) < 2:
+        return None
+    for request in requests:
+        for found in request.ents.of("priority"):
+            before = request.words[max(0, found.first - 3) : found.first]
+            if ALL_OF_THEM & set(before):
+                return found.value
+    return None
+
+
+def _share_objects(parsed: Text, requests: list[_Request]) -> None:
+    """ "verify and deploy droplet 16": a bare command joined by "and" to the next one acts
+    on the same object (and at the same priority)."""
+    for left, right in itertools.pairwise(requests):
+        if (
+            left.tool is None
+            or right.tool is None
+            or right.first != left.last + 2
+            or parsed.words[left.last + 1] not in ("and", "&", "+", "plus")
+            or len(left.words) > 3
+            or any(left.ents.has(k) for k in ("droplet", "task", "pronoun", "number"))
+            or not _named(left)
+        ):
+            continue
+        at = len(left.words)
+        for found in right.ents.found:
+            if found.kind in SHARED_KINDS and not left.ents.has(found.kind):
+                left.ents.found.append(Found(found.kind, found.value, at, at, "shared"))
+
+
+def _named(request: _Request) -> bool:
+    best = request.best
+    return best is not None and best.named
+
+
 def _bulk_twin(request: _Request) -> str | None:
     """ "cancel pending for the registry", "drop 14's pending": a state filter and no task in
     sight (no id, no pronoun, no bare number) selects the tasks in that state, not one task."""
@@ -977,7 +1108,7 @@ def _after_dismissal(parsed: Text) -> str | None:
             j += 1
         if j >= len(words):
             return None  # a bare "never mind": the conversation answers it
-        return parsed.original[parsed.tokens[j].start :]
+        return parsed.unmarked(parsed.original[parsed.tokens[j].start :])
     return None
 
 
@@ -1286,21 +1417,40 @@ def _after_to(parsed: Text) -> str | None:
     return None
 
 
+TITLE_MARKS = frozenset({"titled", "entitled", "called", "named"})
+TITLE_VERBS = frozenset({"title", "call", "name", "rename", "retitle"})
+TITLE_ENDS = frozenset(
+    {",", "for", "with", "on", "at", "priority", "and", "code", "spec", "to", ";", "."}
+)
+
+
+def _title_start(words: Sequence[str], i: int) -> int | None:
+    """Where a title starts after word i: "titled X", "title it X", "rename it to X"."""
+    if words[i] in TITLE_MARKS:
+        return i + 1 if i + 1 < len(words) else None
+    if words[i] in TITLE_VERBS and words[i + 1 : i + 2] in (["it"], ["this"], ["that"]):
+        start = i + 2
+        if start < len(words) and words[start] in ("to", "as"):
+            start += 1
+        if start < len(words) and words[start] not in ("off", "quits", "a", "done"):
+            return start  # not "call it off"
+    return None
+
+
 def _title(parsed: Text, request: _Request) -> str | None:
     words = request.words
     tokens = parsed.tokens[request.first : request.last + 1]
-    for i, word in enumerate(words):
-        if word in ("titled", "entitled", "called", "named") and i + 1 < len(words):
-            nxt = words[i + 1]
-            if nxt.startswith("\x00quote"):
-                return parsed.quotes[int(nxt[6:])]
-            end = i + 1
-            while end + 1 < len(words) and words[end + 1] not in (
-                ",", "for", "with", "on", "at", "priority", "and", "code", "spec", "to", ";", ".",
-            ):  # fmt: skip
-                end += 1
-            text = parsed.original[tokens[i + 1].start : tokens[end].end].strip()
-            return text or None
+    for i in range(len(words)):
+        start = _title_start(words, i)
+        if start is None:
+            continue
+        if words[start].startswith("\x00quote"):
+            return parsed.quotes[int(words[start][6:])]
+        end = start
+        while end + 1 < len(words) and words[end + 1] not in TITLE_ENDS:
+            end += 1
+        text = parsed.original[tokens[start].start : tokens[end].end].strip()
+        return text or None
     return None
 
 

@@ -112,7 +112,19 @@ _RELAY = re.compile(
 )
 _ALLOWED_DESTROY_OBJECT = re.compile(
     r"\b(?:tasks?|jobs?|watch(?:es|ing)?|alerts?|deploys|builds|verifies|verifications|"
-    r"deployments|provisions|monitors|rebuilds|redeploys|queue|backlog)\b",
+    r"deployments|provisions|monitors|rebuilds|redeploys|queue|backlog)\b"
+    # "scrap every pending verify": a task type in the singular, counted or qualified by a
+    # task status, still names tasks.
+    r"|\b(?:every|all|each|any|pending|queued|failed|stuck|assigned)\s+(?:\w+\s+)?"
+    r"(?:verify|build|deploy|provision|monitor|verification|deployment)\b",
+    re.I,
+)
+# "drop the deck a line saying …", "shoot droplet 7 a note": messaging idioms, whatever the
+# message then says.
+_IDIOM_RELAY = re.compile(
+    r"^\W*(?:(?:hey|please|pls|can\s+you|could\s+you)\W+)*(?:drop|shoot|send|give|fire\s+off)\s+"
+    r"(?:(?!\b(?:and|then|also|plus)\b)[^:.,;?!]){0,40}?\ba\s+(?:line|note|quick\s+note|"
+    r"heads[\s-]up|message|quick\s+message)\b",
     re.I,
 )
 # "clear the history", "clear out the logs": "clear" only with what it would erase right after
@@ -154,6 +166,8 @@ def refusal(text: str) -> str | None:
         return REFUSAL
     # A message relayed to a droplet may ask it to act ("tell droplet 5 to restart"): only the
     # request around it is checked for destruction.
+    if _IDIOM_RELAY.match(text):
+        return None
     relay = _RELAY.match(text)
     text = text[: relay.end()] if relay else text
     if _OFFLINE.search(text) or _CLEAR.search(text):

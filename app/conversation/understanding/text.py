@@ -55,6 +55,18 @@ class Text:
     def joined(self) -> str:
         return " ".join(self.words)
 
+    def unmarked(self, marked: str) -> str:
+        """A piece of `original` with its URLs and quotes put back (for planning it again)."""
+
+        def restore(match: re.Match[str]) -> str:
+            if match.group(1):
+                index = int(match.group(2))
+                return self.urls[index] if index < len(self.urls) else ""
+            index = int(match.group(4))
+            return f'"{self.quotes[index]}"' if index < len(self.quotes) else ""
+
+        return PLACEHOLDER.sub(restore, marked)
+
     def cut(self, first: int, last: int) -> str:
         """The original text from token `first` to token `last` (inclusive)."""
         if first > last or first >= len(self.tokens):
@@ -63,6 +75,7 @@ class Text:
         return self.original[start:end]
 
 
+PLACEHOLDER = re.compile("\x00(url)(\\d+)| ?\x00(quote)(\\d+) ?")
 URL = re.compile(r"https?://[^\s<>\"'`]+", re.I)
 QUOTED = re.compile(
     r"\"([^\"]{1,500})\"|“([^”]{1,500})”|(?:(?<=\s)|^)'([^']{1,500})'(?=[\s.,;:!?]|$)"

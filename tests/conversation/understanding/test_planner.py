@@ -733,6 +733,22 @@ def test_dropping_a_waiting_question_for_another_request(
     assert calls(plan(reply, pending=pending)) == expected
 
 
+def test_a_request_after_a_dismissal_keeps_its_urls_and_quotes() -> None:
+    pending = _pending("cancel_task", {}, ["task_id"])
+    reply = 'never mind, build droplet 5 from https://github.com/acme/app titled "night run"'
+    assert calls(plan(reply, pending=pending)) == [
+        (
+            "create_task",
+            {
+                "task_type": "build",
+                "payload": {"target_droplet_id": 5, "code_url": "https://github.com/acme/app"},
+                "priority": 5,
+                "title": "night run",
+            },
+        )
+    ]
+
+
 def test_a_correction_with_no_still_answers_the_question() -> None:
     pending = _pending("cancel_task", {}, ["task_id"])
     assert calls(plan("no, task 15", pending=pending)) == [("cancel_task", {"task_id": 15})]
@@ -862,3 +878,128 @@ def test_a_listing_before_a_separate_command_stays_a_listing() -> None:
         ("list_tasks", {"status": "failed"}),
         ("retry_tasks", {"task_ids": [4]}),
     ]
+
+
+# ---- forms found by the blind batches (each a pattern, not a sentence) ----------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "target", "message"),
+    [
+        ("fyi droplet 3: db restarts at noon", 3, "db restarts at noon"),
+        ("fyi to the visibility deck, charts are stale", 14, "charts are stale"),
+        ("pass this on to droplet 16: new hires start monday", 16, "new hires start monday"),
+        ("drop the voice droplet a line saying the mic is fixed", 18, "the mic is fixed"),
+        ("shoot droplet 9 a quick note, deploy is green", 9, "deploy is green"),
+    ],
+)
+def test_messaging_idioms_carry_their_text(text: str, target: int, message: str) -> None:
+    assert calls(plan(text)) == [
+        ("send_message", {"target_droplet_id": target, "message": message})
+    ]
+
+
+def test_give_me_a_heads_up_is_a_watch_not_a_message() -> None:
+    assert calls(plan("give me a heads up when task 5 finishes")) == [
+        ("watch", {"task_id": 5, "event": "done"})
+    ]
+    assert calls(plan("heads up if the registry goes down")) == [
+        ("watch", {"droplet_id": 1, "event": "down"})
+    ]
+
+
+def test_two_commands_joined_by_and_share_their_object_and_priority() -> None:
+    assert calls(plan("build and deploy droplet 7 priority 2")) == [
+        ("create_task", {"task_type": t, "payload": {"target_droplet_id": 7}, "priority": 2})
+        for t in ("build", "deploy")
+    ]
+
+
+def test_a_priority_said_of_both_tasks_applies_to_both() -> None:
+    text = "a build for droplet 20 and a verify for droplet 33, both high prio"
+    assert [c.args["priority"] for c in plan(text).calls] == [3, 3]
+
+
+def test_as_many_priorities_as_targets_go_to_them_in_order() -> None:
+    text = "verify droplet 5 at priority 1, droplet 7 at priority 3"
+    assert [
+        (c.args["payload"]["target_droplet_id"], c.args["priority"]) for c in plan(text).calls
+    ] == [
+        (5, 1),
+        (7, 3),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "list healthy droplets and the inactive ones",
+            [("list_droplets", {"status": "healthy"}), ("list_droplets", {"status": "inactive"})],
+        ),
+        (
+            "running tasks for droplet 14 then the failed ones for droplet 16",
+            [
+                ("list_tasks", {"status": "in_progress", "assigned_droplet_id": 14}),
+                ("list_tasks", {"status": "failed", "assigned_droplet_id": 16}),
+            ],
+        ),
+        (
+            "registry status, voice status",
+            [("droplet_status", {"droplet_id": 1}), ("droplet_status", {"droplet_id": 18})],
+        ),
+    ],
+)
+def test_the_same_question_again_with_its_own_filter_or_droplet(
+    text: str, expected: list[tuple[str, dict[str, Any]]]
+) -> None:
+    assert calls(plan(text)) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "for droplet 7, failed tasks, just 2 of them",
+            {"status": "failed", "assigned_droplet_id": 7, "limit": 2},
+        ),
+        (
+            "cancelled builds on droplet 40, five of them",
+            {"status": "cancelled", "task_type": "build", "assigned_droplet_id": 40, "limit": 5},
+        ),
+    ],
+)
+def test_a_detail_before_a_comma_and_a_count_of_them_narrow_the_listing(
+    text: str, expected: dict[str, Any]
+) -> None:
+    assert calls(plan(text)) == [("list_tasks", expected)]
+
+
+def test_two_watched_conditions_joined_by_or_are_two_watches() -> None:
+    assert calls(plan("tell me if droplet 14 goes down or droplet 16 comes back")) == [
+        ("watch", {"droplet_id": 14, "event": "down"}),
+        ("watch", {"droplet_id": 16, "event": "up"}),
+    ]
+
+
+def test_acting_on_the_tasks_just_listed_uses_the_same_filter() -> None:
+    assert calls(plan("list pending builds for droplet 7 and cancel them")) == [
+        ("list_tasks", {"status": "pending", "assigned_droplet_id": 7, "task_type": "build"}),
+        ("cancel_tasks", {"status": "pending", "droplet_id": 7, "task_type": "build"}),
+    ]
+
+
+def test_a_task_named_by_its_noun_and_a_need_is_created() -> None:
+    assert calls(plan("droplet 40 - rebuild required, top priority")) == [
+        ("create_task", {"task_type": "build", "payload": {"target_droplet_id": 40}, "priority": 1})
+    ]
+
+
+@pytest.mark.parametrize(
+    ("reply", "title"),
+    [("and title it nightly check", "nightly check"), ("rename it to db sweep", "db sweep")],
+)
+def test_a_title_given_while_a_create_waits_for_yes(reply: str, title: str) -> None:
+    args = {"task_type": "verify", "priority": 5, "payload": {"target_droplet_id": 14}}
+    pending = _pending("create_task", args, [])
+    assert calls(plan(reply, pending=pending)) == [("create_task", {**args, "title": title})]

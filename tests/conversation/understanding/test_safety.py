@@ -76,6 +76,8 @@ def test_sql_and_shell_injection_are_refused(text: str) -> None:
         "stop the dashboard",
         "purge the audit logs",
         "decommission droplet 16",
+        "drop the registry and send a message",
+        "scrap the deck",
     ],
 )
 def test_destroying_the_mesh_is_refused_with_what_can_be_done(text: str) -> None:
@@ -101,6 +103,8 @@ def test_destroying_the_mesh_is_refused_with_what_can_be_done(text: str) -> None
         "list droplets",
         "select the failed tasks",
         "show me the alerts",
+        "scrap every pending verify for the deck",
+        "kill all queued build for droplet 9",
     ],
 )
 def test_ordinary_requests_are_not_refused(text: str) -> None:
@@ -162,6 +166,8 @@ def test_small_talk_offers_what_can_be_done() -> None:
         "notify droplet 3 that we will restart the orchestrator tonight",
         "send droplet 4 a message: wipe your cache",
         "let droplet 4 know we shut down the old mesh",
+        "drop the deck a line saying we wipe the cache tonight",
+        "shoot onboarding a quick note: restart after lunch",
     ],
 )
 def test_a_message_asking_a_droplet_to_act_is_relayed_not_refused(text: str) -> None:

@@ -372,3 +372,10 @@ def test_homophones_read_as_numbers_where_a_number_stands(text: str, expected: l
 )
 def test_a_denied_number_gives_way_to_the_one_meant(text: str, expected: list[str]) -> None:
     assert tokenize(text).spoken == expected
+
+
+def test_a_marked_piece_gets_its_urls_and_quotes_back() -> None:
+    parsed = tokenize('then deploy https://x.io/a and say "all good" after https://x.io/b')
+    tail = parsed.original[parsed.tokens[1].start :]
+    assert "\x00" in tail
+    assert parsed.unmarked(tail) == 'deploy https://x.io/a and say "all good" after https://x.io/b'
