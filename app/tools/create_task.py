@@ -245,6 +245,9 @@ class CreateTask(Tool[CreateTaskArgs]):
         ),
         entities=("task_type", "priority", "code_url", "spec_url", "title"),
         against=(
+            "any",
+            "pending",
+            "queued",
             "what was",
             "when was",
             "when did",

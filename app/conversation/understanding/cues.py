@@ -203,6 +203,11 @@ class CueIndex:
                         gain += PHRASE_WORD * (len(phrase) - 1)
                         if at in commands and phrase[:1] in table.verbs:
                             gain += WEIGHTS["lead"]  # "cancel all ..." is a command too
+                    if label == "verb" and len(phrase) == 1 and words[at] in TASK_TYPE_WORDS:
+                        after = words[end] if end < len(words) else ""
+                        before = words[max(0, at - 2) : at]
+                        if after in ("tasks", "jobs") or {"type", "kind"} & set(before):
+                            continue  # "monitor tasks on the deck", "type is build": a filter
                     if label == "verb":
                         if (
                             at not in commands

@@ -19,7 +19,8 @@ MAX_IDS = 50
 
 DROPLET_NOUNS = frozenset({"droplet", "droplets", "service", "services", "node", "nodes", "drop"})
 TASK_NOUNS = frozenset({"task", "tasks", "job", "jobs", "ticket", "tickets", "tsk"})
-NUMBER_MARKS = frozenset({"number", "no", "num", "#", "id"})
+NUMBER_MARKS = frozenset({"number", "no", "num", "#", "id", "="})
+"""Between an id noun and its number: "droplet number 5", "droplet=20"."""
 LIST_JOINS = frozenset({",", "and", "&", "+", "or"})
 RANGE_JOINS = frozenset({"to", "through", "thru", "-", "till", "until"})
 
@@ -390,14 +391,12 @@ def _limits(words: Sequence[str], tokens: Sequence[Token], ents: Entities) -> No
         ):
             ents.add("limit", tok.num, i, i)
     for i, word in enumerate(words):
-        # "limit 30", "max 10", "at most 5".
-        if (
-            word in ("limit", "max", "maximum", "most", "cap")
-            and i + 1 < len(tokens)
-            and tokens[i + 1].num is not None
-            and (i + 1) not in ents.used
-        ):
-            ents.add("limit", tokens[i + 1].num, i, i + 1)
+        # "limit 30", "max 10", "at most 5", "limit=25".
+        if word not in ("limit", "max", "maximum", "most", "cap", "top"):
+            continue
+        j = i + 2 if i + 2 < len(tokens) and words[i + 1] in ("=", ":") else i + 1
+        if j < len(tokens) and tokens[j].num is not None and j not in ents.used:
+            ents.add("limit", tokens[j].num, i, j)
     for i, word in enumerate(words):
         # "the single most recent alert", "just one alert".
         if word == "single" and i not in ents.used and _collection_follows(words, i + 1):
@@ -448,7 +447,19 @@ def _words_of(words: Sequence[str], ents: Entities) -> None:
             ents.found.append(Found("pronoun", word, i, i))
 
 
+EVENT_VALUES = frozenset({"up", "down", "change", "done", "failed"})
+
+
 def _watch_events(words: Sequence[str], ents: Entities) -> None:
+    for i in range(len(words) - 2):
+        # "event=down", "event: failed"
+        if (
+            words[i] in ("event", "events")
+            and words[i + 1] in ("=", ":")
+            and words[i + 2] in EVENT_VALUES
+        ):
+            ents.found.append(Found("watch_event", words[i + 2], i, i + 2))
+            return
     for i in range(len(words)):
         for phrase, event in WATCH_EVENTS:
             n = len(phrase)

@@ -72,11 +72,14 @@ MESSAGE_LEADS: tuple[tuple[str, ...], ...] = (
     (":",), ("-",), (",",), ("to",), ("a", "note"), ("note",), ("message",), ("and", "say"),
     ("and", "tell", "it"), ("the", "following"), ("a", "heads", "up", "that"),
     ("a", "heads", "up"), ("heads", "up"), ("about",), ("a", "line"), ("a", "quick", "line"),
-    ("a", "quick", "note"),
+    ("a", "quick", "note"), ("->",), ("=>",),
 )  # fmt: skip
 _ID_LIST_TOOLS = frozenset({"retry_tasks", "cancel_tasks"})
 OWNER_PRONOUNS = frozenset({"its", "it", "their", "they"})
 ONES = frozenset({"ones", "those"})
+CARRIED_FILTERS = frozenset({"task_status", "task_type", "droplet_status", "limit"})
+FOR_ANOTHER = (["for"], ["on"], ["of"], ["about"])
+WATCH_LEADS = frozenset({"when", "if", "once", "whenever"})
 FILTER_KINDS = ("task_status", "task_type", "droplet", "task", "number")
 DROPLET_REFS = frozenset({"that", "this", "the", "same", "said"})
 TASK_REFS = frozenset({"that", "this", "the", "my", "our", "same", "last", "latest", "previous"})
@@ -103,6 +106,9 @@ class _Request:
     inherited: bool = False
     base: dict[str, Any] = field(default_factory=dict)
     """Arguments carried from the previous turn, which this request's own values override."""
+    elliptic: bool = False
+    """A word or two and nothing named ("status?", "retry"): about what the conversation
+    last spoke of."""
 
     @property
     def best(self) -> Score | None:
@@ -174,6 +180,7 @@ class OfflinePlanner:
             "every",
             "both",
             "each",
+            "event",
             # How a listing is cut or ordered ("limit 25", "of type provision", "by name").
             "limit",
             "max",
@@ -326,10 +333,14 @@ class OfflinePlanner:
             if (
                 lead is not None
                 and lead.tool == "watch"
-                and parsed.words[first - 1] == "or"
                 and not _named(request)
+                and (
+                    parsed.words[first - 1] == "or"
+                    or (request.words[0] in WATCH_LEADS and request.ents.has("watch_event"))
+                )
             ):
-                request.tool = "watch"  # "… goes down or droplet 16 comes back"
+                # "… goes down or droplet 16 comes back", "… and when droplet 7 goes down"
+                request.tool = "watch"
             requests.append(request)
             context = _after(context, request.ents)
         self._inherit(requests, context)
@@ -351,17 +362,29 @@ class OfflinePlanner:
         request = _Request(first, last, ents, words, content=_content(words, ents))
         if request.content or any(w.startswith("\x00quote") for w in words):
             ents.found.append(Found("message", True, first, last))
+        said = [w for w in words if w not in ("?", ".", "!", "please", "pls", "now", "again")]
+        request.elliptic = 0 < len(said) <= 2 and not ents.found
         available = self._available(ents, words, context)
+        strong = available - (
+            {"droplet", "task"} - ents.kinds()
+            if ents.has("number") and not ents.has("pronoun")
+            else frozenset()
+        )
+        if request.elliptic:
+            # Known from the conversation, so a candidate, but only as weak support.
+            available |= {
+                kind
+                for kind, last_id in (
+                    ("droplet", context.last_droplet_id),
+                    ("task", context.last_task_id),
+                )
+                if last_id is not None
+            }
         request.scores = self._index.score(
             words,
             ents,
             available=available,
-            strong=available
-            - (
-                {"droplet", "task"} - ents.kinds()
-                if ents.has("number") and not ents.has("pronoun")
-                else frozenset()
-            ),
+            strong=strong,
             spoken=spoken,
             content=request.content,
         )
@@ -530,12 +553,19 @@ class OfflinePlanner:
                 if mine and theirs and not set(mine) & set(theirs) and right.best is not None:
                     return right.best.nouns > 0 or right.best.named
         if left.tool is not None and left.tool == right.tool and not comma:
-            # "failed deploys and failed builds": the same tool twice, each with its own filter.
-            for kind in ("task_type", "task_status", "droplet_status"):
+            # "failed deploys and failed builds": the same tool twice, each with its own filter
+            # ("if it goes down and when it comes back": each with its own event).
+            for kind in ("task_type", "task_status", "droplet_status", "watch_event"):
                 mine, theirs = left.ents.values(kind), right.ents.values(kind)
                 if mine and theirs and not set(mine) & set(theirs):
                     return True
             return False
+        if left.tool is not None and not _named(right) and right.words[:1] in FOR_ANOTHER:
+            # "tasks for droplet 3 and for droplet 4": the same request for another one.
+            for kind in ("droplet", "task"):
+                mine, theirs = left.ents.values(kind), right.ents.values(kind)
+                if mine and theirs and not set(mine) & set(theirs):
+                    return True
         if left.tool is not None and ONES & set(right.words) and not _named(right):
             # "healthy droplets and the inactive ones": the same listing with its own filter.
             for kind in ("task_type", "task_status", "droplet_status"):
@@ -570,7 +600,11 @@ class OfflinePlanner:
                     self._fits(call.tool, request.ents) or self._takes_number(call, request.ents)
                 ):
                     request.tool, request.inherited = call.tool, True
-                    if NARROWING & set(request.words) or _replaces(request.words) or amends:
+                    if (
+                        (NARROWING | ONES) & set(request.words)
+                        or _replaces(request.words)
+                        or amends
+                    ):
                         request.base = dict(call.args)
             if (
                 n > 0
@@ -583,10 +617,16 @@ class OfflinePlanner:
                 n > 0
                 and previous is not None
                 and not named
-                and ONES & set(request.words)
+                and (ONES & set(request.words) or request.words[:1] in FOR_ANOTHER)
                 and self._fits(previous, request.ents)
             ):
                 request.tool, request.inherited = previous, True  # "… then the failed ones"
+                if request.words[:1] in FOR_ANOTHER:
+                    # "failed tasks for droplet 3 and for droplet 4": the same filters.
+                    at = len(request.words)
+                    for found in requests[n - 1].ents.found:
+                        if found.kind in CARRIED_FILTERS and not request.ents.has(found.kind):
+                            request.ents.found.append(Found(found.kind, found.value, at, at))
             if (
                 request.tool is None
                 and n > 0
@@ -784,6 +824,10 @@ class OfflinePlanner:
             owner = kind == "droplet" and bool(set(request.words) & OWNER_PRONOUNS)
             if last is not None and ((refers and needs) or owner) and not ents.has("number"):
                 return [last], True
+            if last is not None and needs and request.elliptic:
+                return [last], True  # "status?" right after task 77 was named
+            if last is not None and kind == "droplet" and _same_droplet(request.words):
+                return [last], True  # "… for the same droplet", also as a filter
             if last is not None and refers and _pronoun_means(kind, tool, ents, refs):
                 return [last], True
             return [], False
@@ -791,7 +835,12 @@ class OfflinePlanner:
             ids = ents.values("task") or (
                 ents.values("number") if tool.name in _ID_LIST_TOOLS else []
             )
-            if not ids and ents.has("pronoun") and refs.task is not None and not ents.has("all"):
+            if (
+                not ids
+                and (ents.has("pronoun") or request.elliptic)
+                and refs.task is not None
+                and not ents.has("all")
+            ):
                 return [[refs.task]], True
             return ([list(ids)] if ids else []), False
         if kind == "all":
@@ -876,6 +925,8 @@ class OfflinePlanner:
         refs = _Refs(context.last_droplet_id, context.last_task_id)
         args = _copy(pending.call.args)
         changed = False
+        if message_missing and _only_a_droplet(whole) and len(pending.missing) > 1:
+            message_missing = False  # "droplet 5" answers "to whom?", not "what should it say?"
         for path, slot in tool.slots.items():
             if slot.entity == "message" and message_missing:
                 text = _whole_message(parsed)
@@ -1245,6 +1296,25 @@ def _task_ref(words: Sequence[str]) -> bool:
             if words[i - 1] == "a" and nxt == "'s":
                 return True
     return False
+
+
+def _only_a_droplet(request: _Request) -> bool:
+    """The whole reply names a droplet and says nothing else ("droplet 5", "to the deck")."""
+    if not request.ents.has("droplet"):
+        return False
+    return all(
+        i in request.ents.used or w in ("to", "for", "the", "droplet", "please", "?", ".", "!")
+        for i, w in enumerate(request.words)
+    )
+
+
+def _same_droplet(words: Sequence[str]) -> bool:
+    """ "the same droplet", "that droplet": the one the conversation named, said plainly."""
+    return any(
+        word in ("droplet", "service", "node") and words[i - 1] in ("same", "that", "this", "said")
+        for i, word in enumerate(words)
+        if i >= 1
+    )
 
 
 def _droplet_ref(words: Sequence[str]) -> bool:

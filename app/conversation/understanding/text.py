@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from rapidfuzz.distance import OSA
 from rapidfuzz.process import extractOne
@@ -433,9 +433,45 @@ def _self_corrections(tokens: list[Token]) -> list[Token]:
             ):
                 i = k
                 continue
+            late = _late_correction(tokens, i)
+            if late is not None:
+                # "task thirty status no wait thirty one": the number is replaced where it
+                # stood, the words said between stay.
+                corrected, skip = late
+                out.append(replace(corrected, start=tok.start, end=tok.end))
+                out += tokens[i + 1 : i + 1 + skip]
+                i = _after_late_correction(tokens, i + 1 + skip)
+                continue
         out.append(tok)
         i += 1
     return out
+
+
+def _late_correction(tokens: list[Token], i: int) -> tuple[Token, int] | None:
+    """After the number at i: one or two plain words, a correction mark, a number. Returns the
+    number meant and how many plain words stand between."""
+    for skip in (1, 2):
+        j = i + 1 + skip
+        between = tokens[i + 1 : j]
+        if len(between) < skip or any(
+            t.num is not None or t.text in CORRECTION_WORDS for t in between
+        ):
+            return None
+        k = j
+        while k < len(tokens) and tokens[k].text in CORRECTION_WORDS:
+            k += 1
+        said = tuple(t.text for t in tokens[j:k])
+        marked = any(said[n : n + len(m)] == m for m in CORRECTION_MARKS for n in range(len(said)))
+        if marked and k < len(tokens) and tokens[k].num is not None and not tokens[k].ordinal:
+            return tokens[k], skip
+    return None
+
+
+def _after_late_correction(tokens: list[Token], j: int) -> int:
+    """The position after the correction mark and the number meant."""
+    while j < len(tokens) and tokens[j].text in CORRECTION_WORDS:
+        j += 1
+    return j + 1
 
 
 def _denied_number(tokens: list[Token], i: int) -> int:

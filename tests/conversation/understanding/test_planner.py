@@ -1003,3 +1003,96 @@ def test_a_title_given_while_a_create_waits_for_yes(reply: str, title: str) -> N
     args = {"task_type": "verify", "priority": 5, "payload": {"target_droplet_id": 14}}
     pending = _pending("create_task", args, [])
     assert calls(plan(reply, pending=pending)) == [("create_task", {**args, "title": title})]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "tasks droplet=20 status=in_progress limit=5",
+            ("list_tasks", {"assigned_droplet_id": 20, "status": "in_progress", "limit": 5}),
+        ),
+        ("watch droplet=33 event=down", ("watch", {"droplet_id": 33, "event": "down"})),
+        (
+            "list tasks where status is failed and type is build",
+            ("list_tasks", {"status": "failed", "task_type": "build"}),
+        ),
+        (
+            "monitor tasks on droplet 14",
+            ("list_tasks", {"task_type": "monitor", "assigned_droplet_id": 14}),
+        ),
+        (
+            "any queued verify task for the registry?",
+            ("list_tasks", {"status": "pending", "task_type": "verify", "assigned_droplet_id": 1}),
+        ),
+        ("stop all watch pls", ("unwatch", {"all": True})),
+    ],
+)
+def test_filters_said_as_keys_and_values_or_as_types(
+    text: str, expected: tuple[str, dict[str, Any]]
+) -> None:
+    assert calls(plan(text)) == [expected]
+
+
+@pytest.mark.parametrize(
+    ("text", "context", "expected"),
+    [
+        ("status?", {"last_task_id": 77}, ("task_status", {"task_id": 77})),
+        ("capabilities?", {"last_droplet_id": 14}, ("droplet_capabilities", {"droplet_id": 14})),
+        ("retry", {"last_task_id": 58}, ("retry_tasks", {"task_ids": [58]})),
+        ("help", {"last_task_id": 5}, ("help", {})),
+        ("alerts?", {"last_droplet_id": 5}, ("system_alerts", {})),
+        (
+            "cancel all pending for the same droplet",
+            {"last_droplet_id": 20},
+            ("cancel_tasks", {"status": "pending", "droplet_id": 20}),
+        ),
+    ],
+)
+def test_a_word_or_two_is_about_what_the_conversation_last_named(
+    text: str, context: dict[str, Any], expected: tuple[str, dict[str, Any]]
+) -> None:
+    assert calls(plan(text, **context)) == [expected]
+
+
+def test_a_droplet_answers_to_whom_before_what_a_message_says() -> None:
+    pending = _pending("send_message", {}, ["target_droplet_id", "message"])
+    result = plan("droplet 5", pending=pending)
+    assert (result.kind, calls(result), result.missing) == (
+        "ask",
+        [("send_message", {"target_droplet_id": 5})],
+        ["message"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "droplet 14 status + capabilities",
+            [("droplet_status", {"droplet_id": 14}), ("droplet_capabilities", {"droplet_id": 14})],
+        ),
+        (
+            "alert me if droplet 20 goes down and when it comes back",
+            [
+                ("watch", {"droplet_id": 20, "event": "down"}),
+                ("watch", {"droplet_id": 20, "event": "up"}),
+            ],
+        ),
+        (
+            "failed tasks for droplet 3 and for droplet 4",
+            [
+                ("list_tasks", {"status": "failed", "assigned_droplet_id": 3}),
+                ("list_tasks", {"status": "failed", "assigned_droplet_id": 4}),
+            ],
+        ),
+        (
+            "msg droplet 33 -> disk almost full",
+            [("send_message", {"target_droplet_id": 33, "message": "disk almost full"})],
+        ),
+    ],
+)
+def test_the_second_part_borrows_what_it_leaves_out(
+    text: str, expected: list[tuple[str, dict[str, Any]]]
+) -> None:
+    assert calls(plan(text)) == expected

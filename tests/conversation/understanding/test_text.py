@@ -311,6 +311,19 @@ def test_a_number_corrected_as_it_is_said_keeps_only_the_correction(
     assert tokenize(text).words == expected
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("task thirty status no wait thirty one", ["task", "31", "status"]),
+        ("show 5 failed tasks sorry 10", ["show", "10", "failed", "tasks"]),
+    ],
+)
+def test_a_number_corrected_a_few_words_later_is_replaced_where_it_stood(
+    text: str, expected: list[str]
+) -> None:
+    assert tokenize(text).words == expected
+
+
 @pytest.mark.parametrize("text", ["cancel tasks 4, 7 and 9", "cancel task 5 or 6", "tasks 4 not 5"])
 def test_numbers_without_a_correction_word_are_all_kept(text: str) -> None:
     numbers = [t.num for t in tokenize(text).tokens if t.num is not None]
