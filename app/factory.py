@@ -6,6 +6,7 @@ Importing this module reads no environment and builds nothing; `app.main` is the
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -24,10 +25,14 @@ from app.channels.http_limits import guarded_protocol
 from app.channels.middleware import RequestMiddleware
 from app.channels.routes import chat, mesh, sessions, udc, web, ws
 from app.config import Settings
+from app.ops.gc_freeze import GcFreezer
 from app.utils.logging import configure_logging
 from app.wiring import components as wiring
 
 log = structlog.get_logger("app.main")  # the name operators already filter on
+
+GC_FREEZE_INTERVAL_S = 300.0
+"""How often what accumulated since is moved out of the collector's way (see app.ops.gc_freeze)."""
 
 DESCRIPTION = (
     "Droplet 12 of the mesh: operate the Registry and the Orchestrator in natural language. "
@@ -62,6 +67,9 @@ def _lifespan(
         for feature in settings.disabled_features():
             log.info("feature_disabled", feature=feature)
         await wiring.start(components)
+        freezer = GcFreezer(interval_s=GC_FREEZE_INTERVAL_S)
+        frozen = freezer.freeze_now()
+        refreeze = asyncio.create_task(freezer.run(), name="gc-freeze")
         log.info(
             "service_started",
             droplet_id=settings.droplet_id,
@@ -70,9 +78,11 @@ def _lifespan(
             chat_auth=settings.effective_chat_auth,
             version=__version__,
         )
+        log.debug("gc_frozen", objects=frozen)
         try:
             yield
         finally:
+            refreeze.cancel()
             await wiring.stop(components)
             log.info("service_stopped")
 

@@ -287,7 +287,8 @@ async def run_http(job: dict[str, Any]) -> dict[str, Any]:
         session = f"{prefix}-{index}"
         raws = [s.raw(host, port, session) for s in steps]
         conn: HttpConnection | None = None
-        turn = 0
+        # A mix of distinct texts: each client starts at its own place in it.
+        turn = index if job.get("stagger") else 0
         # Open loop: this client's requests are due every `interval` seconds (staggered), and
         # latency counts from when a request was due, so a server that falls behind is charged
         # for the queueing it causes (no coordinated omission).

@@ -54,8 +54,9 @@ def table(results: dict[str, Any], output: Path) -> None:
     http = scen.get("http")
     if http:
         t = Table(
-            title='Baseline vs chat read turn ("show me all droplets", own session per '
-            f"client; {http['rounds']} interleaved rounds)"
+            title='Baseline vs chat read turn ("show me all droplets") and a varied read mix '
+            f"({http.get('mix_texts', 0)} texts from the corpus), own session per client; "
+            f"{http['rounds']} interleaved rounds"
         )
         for col in (
             "endpoint",
@@ -71,8 +72,12 @@ def table(results: dict[str, Any], output: Path) -> None:
             "bad",
         ):
             t.add_column(col, justify="right" if col not in ("endpoint",) else "left")
-        for which, label in (("baseline", "baseline POST /echo"), ("read", "POST /api/chat")):
-            for key, row in http[which].items():
+        for which, label in (
+            ("baseline", "baseline POST /echo"),
+            ("read", "POST /api/chat"),
+            ("mix", "POST /api/chat, mix"),
+        ):
+            for key, row in http.get(which, {}).items():
                 bad = sum(n for code, n in row["status"].items() if code != "200")
                 bad += row["unexpected"] + sum(row["errors"].values())
                 clients = key[1:].split("_")[0]

@@ -60,6 +60,45 @@ LLM_TEXT = "give me the lay of the land across the mesh"
 HISTORY_SESSION = "bench-history-0"  # the load generator names client 0 of prefix "bench-history"
 
 READ_OK = '{"tool":"list_droplets","status":"ok"}'
+SPLITS = ROOT / "tests" / "eval" / "splits"
+READ_TOOLS = frozenset(
+    {"list_droplets", "droplet_status", "droplet_capabilities", "list_tasks", "system_status",
+     "system_alerts", "help"}
+)  # fmt: skip
+SEEDED_DROPLETS = frozenset({1, 2, 10, 12, 14, 16, 18})
+MIX_SIZE = 60
+
+
+def read_mix(size: int = MIX_SIZE) -> list[dict[str, Any]]:
+    """Distinct read requests from the evaluation corpus (train split): no conversation needed,
+    only read tools, only droplets the sandbox knows. Spread evenly over the corpus so every
+    category is in; each client starts at a different one (no two clients in step)."""
+    cases = []
+    for line in (SPLITS / "train.jsonl").read_text(encoding="utf-8").splitlines():
+        case = json.loads(line)
+        expect = case["expect"]
+        calls = expect.get("calls", [])
+        if case.get("context") or expect["kind"] != "tools" or not calls:
+            continue
+        if any(c["tool"] not in READ_TOOLS for c in calls):
+            continue
+        ids = {v for c in calls for k, v in c["args"].items() if k.endswith("droplet_id")}
+        if ids <= SEEDED_DROPLETS:
+            cases.append(case["text"])
+    texts = list(dict.fromkeys(cases))
+    step = max(1, len(texts) // size)
+    chosen = texts[::step][:size]
+    return [
+        {
+            "tag": "mix",
+            "path": "/api/chat",
+            "body": json.dumps({"message": text, "session_id": "@SESSION@"}),
+            "expect": '"status":"ok"',
+        }
+        for text in chosen
+    ]
+
+
 BASELINE_STEP = {
     "tag": "echo",
     "path": "/echo",
@@ -318,6 +357,8 @@ class Bench:
             "duration_s": duration,
             "max_requests": 500_000,
             "steps": steps,
+            # Several texts of one kind (the read mix): clients spread over them.
+            "stagger": len(steps) > 1 and len({s["tag"] for s in steps}) == 1,
             "session_prefix": prefix,
             "raw": raw,
             "rate_per_s": rate,
@@ -329,10 +370,13 @@ class Bench:
 
     def scenario_http(self, baseline: Service, d12: Service) -> dict[str, Any]:
         """Baseline and read turn at each concurrency, interleaved so noise hits both alike."""
-        runs: dict[str, dict[int, list[dict[str, Any]]]] = {"baseline": {}, "read": {}}
+        # "read": one text every turn; "mix": distinct texts from the corpus (issue 17).
+        series = {"read": [READ_STEP], "mix": read_mix()}
+        runs: dict[str, dict[int, list[dict[str, Any]]]] = {"baseline": {}, "read": {}, "mix": {}}
         for r in range(self.plan.rounds):
             for clients in self.plan.clients:
-                order = ["baseline", "read"] if r % 2 == 0 else ["read", "baseline"]
+                order = ["baseline", *series]
+                order = order if r % 2 == 0 else order[::-1]
                 for which in order:
                     if which == "baseline":
                         res = self.http(
@@ -344,49 +388,58 @@ class Bench:
                     else:
                         before = self.mesh_requests()
                         res = self.http(
-                            d12, clients=clients, steps=[READ_STEP], prefix=f"read-r{r}-c{clients}"
+                            d12,
+                            clients=clients,
+                            steps=series[which],
+                            prefix=f"{which}-r{r}-c{clients}",
                         )
-                        turns = res["tags"]["read"]["completed_incl_warmup"]
+                        turns = res["tags"][which]["completed_incl_warmup"]
                         res["mesh_requests_per_turn"] = round(
                             (self.mesh_requests() - before) / max(1, turns), 4
                         )
                     runs[which].setdefault(clients, []).append(res)
-        out: dict[str, Any] = {"rounds": self.plan.rounds, "baseline": {}, "read": {}}
-        for which, tag in (("baseline", "echo"), ("read", "read")):
+        out: dict[str, Any] = {
+            "rounds": self.plan.rounds,
+            "mix_texts": len(series["mix"]),
+            "baseline": {},
+            "read": {},
+            "mix": {},
+        }
+        for which, tag in (("baseline", "echo"), ("read", "read"), ("mix", "mix")):
             for clients, results in runs[which].items():
                 out[which][f"c{clients}"] = _pool(results, tag)
-        for clients in self.plan.clients:
-            base = runs["baseline"][clients]
-            read = runs["read"][clients]
-            paired = [
-                r["tags"]["read"]["per_s"] / b["tags"]["echo"]["per_s"]
-                for b, r in zip(base, read, strict=True)
-                if b["tags"]["echo"].get("per_s")
-            ]
-            out["read"][f"c{clients}"]["ratio_to_baseline"] = (
-                round(statistics.median(paired), 3) if paired else None
-            )
-            out["read"][f"c{clients}"]["ratio_per_round"] = [round(p, 3) for p in paired]
-            out["read"][f"c{clients}"]["mesh_requests_per_turn"] = statistics.median(
-                r["mesh_requests_per_turn"] for r in read
-            )
-        # The same 64 clients, open loop at half the measured capacity: the latency a user
-        # sees when the service is busy but not saturated.
-        top = max(self.plan.clients)
-        capacity = out["read"][f"c{top}"]["per_s"]
-        if capacity:
-            rate = round(capacity * 0.5, 1)
-            res = self.http(
-                d12,
-                clients=top,
-                steps=[READ_STEP],
-                prefix=f"read-open-c{top}",
-                duration=self.plan.duration_s * 2,
-                rate=rate,
-            )
-            pooled = _pool([res], "read")
-            pooled["rate_per_s"] = rate
-            out["read"][f"c{top}_open_half"] = pooled
+        for which in series:
+            for clients in self.plan.clients:
+                base = runs["baseline"][clients]
+                mine = runs[which][clients]
+                paired = [
+                    r["tags"][which]["per_s"] / b["tags"]["echo"]["per_s"]
+                    for b, r in zip(base, mine, strict=True)
+                    if b["tags"]["echo"].get("per_s")
+                ]
+                row = out[which][f"c{clients}"]
+                row["ratio_to_baseline"] = round(statistics.median(paired), 3) if paired else None
+                row["ratio_per_round"] = [round(p, 3) for p in paired]
+                row["mesh_requests_per_turn"] = statistics.median(
+                    r["mesh_requests_per_turn"] for r in mine
+                )
+            # The same 64 clients, open loop at half the measured capacity: the latency a user
+            # sees when the service is busy but not saturated.
+            top = max(self.plan.clients)
+            capacity = out[which][f"c{top}"]["per_s"]
+            if capacity:
+                rate = round(capacity * 0.5, 1)
+                res = self.http(
+                    d12,
+                    clients=top,
+                    steps=series[which],
+                    prefix=f"{which}-open-c{top}",
+                    duration=self.plan.duration_s * 2,
+                    rate=rate,
+                )
+                pooled = _pool([res], which)
+                pooled["rate_per_s"] = rate
+                out[which][f"c{top}_open_half"] = pooled
         return out
 
     def scenario_write(self, d12: Service) -> dict[str, Any]:

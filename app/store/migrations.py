@@ -7,13 +7,19 @@ there is one, else it builds its own engine from DATABASE_URL.
 
 from __future__ import annotations
 
+import re
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection
+from sqlalchemy import Connection, inspect, text
 
-from alembic import command
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# Alembic is imported only when a migration actually runs: importing it costs about a quarter
+# of a second of every start-up, and a database already at head (every start but the first)
+# needs nothing from it.
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,6 +46,8 @@ def project_root() -> Path:
 
 
 def alembic_config(*, database_url: str | None = None) -> Config:
+    from alembic.config import Config
+
     root = project_root()
     ini = root / "alembic.ini"
     config = Config(str(ini)) if ini.is_file() else Config()
@@ -52,10 +60,35 @@ def alembic_config(*, database_url: str | None = None) -> Config:
 
 def upgrade(connection: Connection, *, revision: str = "head") -> None:
     """Apply migrations up to `revision` inside the caller's transaction (sync; run_sync)."""
+    from alembic import command
+
     config = alembic_config()
     config.attributes["connection"] = connection
     command.upgrade(config, revision)
 
 
+VERSION_TABLE = "alembic_version"
+_REVISION = re.compile(r'^revision(?::\s*str)?\s*=\s*["\'](\w+)["\']', re.M)
+_DOWN = re.compile(r'^down_revision(?::[^=]+)?=\s*["\'](\w+)["\']', re.M)
+
+
+@cache
+def head_revision() -> str | None:
+    """The newest revision among the scripts (read as text), or None when that is not one
+    clear revision (then Alembic decides)."""
+    revisions: set[str] = set()
+    downs: set[str] = set()
+    for script in (project_root() / "alembic" / "versions").glob("*.py"):
+        source = script.read_text(encoding="utf-8")
+        revisions.update(_REVISION.findall(source))
+        downs.update(_DOWN.findall(source))
+    heads = revisions - downs
+    return heads.pop() if len(heads) == 1 else None
+
+
 def current_revision(connection: Connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
+    """The database's revision, as Alembic records it (None before the first migration)."""
+    if not inspect(connection).has_table(VERSION_TABLE):
+        return None
+    rows = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+    return str(rows[0]) if len(rows) == 1 else None

@@ -245,8 +245,12 @@ class SessionStore:
                     {"k": migrations.MIGRATION_LOCK_KEY},
                 )
             before = await conn.run_sync(migrations.current_revision)
-            await conn.run_sync(lambda sync: migrations.upgrade(sync, revision=revision))
-            after = await conn.run_sync(migrations.current_revision)
+            target = migrations.head_revision() if revision == "head" else revision
+            if before is None or before != target:
+                await conn.run_sync(lambda sync: migrations.upgrade(sync, revision=revision))
+                after = await conn.run_sync(migrations.current_revision)
+            else:
+                after = before  # already there: Alembic is not even imported
         log.info("session_store_migrated", url=self.url, from_revision=before, to_revision=after)
 
     async def revision(self) -> str | None:

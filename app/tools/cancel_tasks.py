@@ -95,6 +95,7 @@ class CancelTasks(Tool[CancelTasksArgs]):
             "cancel them all",
             "cancel all of them",
             "be cancelled",
+            "all cancelled",
             "be canceled",
             "be killed",
             "be aborted",

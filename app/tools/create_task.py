@@ -18,12 +18,12 @@ from app.tools.vocabulary import DropletId, TaskType
 from app.utils.markup import escape_markdown, join_words, markdown_link, plain_name
 
 DEFAULT_PRIORITY = 5
+"""Priority when none is said: "normal". Shown in the confirmation, so it is easy to change."""
 # "droplet 40 - verification needed": a task named by its noun and a need, without a verb.
 NEEDED_NOUNS = (
     "verification", "verify", "validation", "deploy", "deployment", "redeploy", "build",
-    "rebuild", "provisioning", "monitoring",
+    "rebuild", "provisioning", "monitoring", "provision",
 )  # fmt: skip
-"""Priority when none is said: "normal". Shown in the confirmation, so it is easy to change."""
 TITLE_VERB: Mapping[str, str] = {
     "verify": "Verify",
     "build": "Build",
@@ -162,6 +162,7 @@ class CreateTask(Tool[CreateTaskArgs]):
                 for noun in NEEDED_NOUNS
                 for need in ("needed", "required", "wanted", "requested")
             ),
+            *(f"{need} {noun}" for noun in NEEDED_NOUNS for need in ("needs", "need")),
             "verification for",
             "deployment for",
             "deploy for",

@@ -69,6 +69,7 @@ class SendMessage(Tool[SendMessageArgs]):
         phrases=(
             "know that",
             "a message to",
+            "a message for",
             "a note to",
             "message to",
             "word to",

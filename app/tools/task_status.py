@@ -42,6 +42,8 @@ class TaskStatus(Tool[TaskStatusArgs]):
             "did it fail",
             "is it running",
             "working on task",
+            "what is task * doing",
+            "what is job * doing",
             "who has task",
             "who is on task",
             "tell me about task",

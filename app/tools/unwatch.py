@@ -58,6 +58,7 @@ class Unwatch(Tool[UnwatchArgs]):
             "clear watches",
             "stop all watches",
             "stop all watch",
+            "stop watch",
             "stop * watch",
             "cancel * watch",
             "remove * watch",

@@ -76,6 +76,8 @@ class WatchTool(Tool[WatchArgs]):
             "give me a shout",
             "heads up when",
             "heads up if",
+            "heads-up when",
+            "heads-up if",
             "heads up once",
             "heads up whenever",
             "let me know once",

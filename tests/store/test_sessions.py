@@ -968,3 +968,35 @@ async def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
             assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         finally:
             conn.close()
+
+
+def test_the_head_read_from_the_scripts_is_alembics_head() -> None:
+    assert migrations.head_revision() == head_revision()
+
+
+def test_a_start_on_a_database_at_head_does_not_load_alembic(tmp_path: Path) -> None:
+    """Every start but the first finds the schema current and skips Alembic (~0.25 s)."""
+    import subprocess
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}"
+    script = (
+        "import asyncio, sys\n"
+        "from app.store.sessions import SessionStore\n"
+        "async def main():\n"
+        f"    async with SessionStore(database_url={url!r}) as store:\n"
+        "        await store.migrate()\n"
+        "        print('RESULT', await store.revision(), 'alembic' in sys.modules)\n"
+        "asyncio.run(main())\n"
+    )
+    outputs = [
+        next(
+            line.split()[1:]
+            for line in subprocess.run(
+                [sys.executable, "-c", script], capture_output=True, text=True, check=True
+            ).stdout.splitlines()
+            if line.startswith("RESULT")
+        )
+        for _ in range(2)
+    ]
+    head = head_revision()
+    assert outputs == [[head, "True"], [head, "False"]]

@@ -72,7 +72,7 @@ MESSAGE_LEADS: tuple[tuple[str, ...], ...] = (
     (":",), ("-",), (",",), ("to",), ("a", "note"), ("note",), ("message",), ("and", "say"),
     ("and", "tell", "it"), ("the", "following"), ("a", "heads", "up", "that"),
     ("a", "heads", "up"), ("heads", "up"), ("about",), ("a", "line"), ("a", "quick", "line"),
-    ("a", "quick", "note"), ("->",), ("=>",),
+    ("a", "quick", "note"), ("->",), ("=>",), ("that", "says"), ("which", "says"), ("says",),
 )  # fmt: skip
 _ID_LIST_TOOLS = frozenset({"retry_tasks", "cancel_tasks"})
 OWNER_PRONOUNS = frozenset({"its", "it", "their", "they"})
@@ -178,6 +178,7 @@ class OfflinePlanner:
             "newest",
             "oldest",
             "every",
+            "number",
             "both",
             "each",
             "event",
@@ -309,8 +310,9 @@ class OfflinePlanner:
             lead = requests[-1] if requests else None
             if (
                 lead is not None
-                and lead.tool is None
+                and (lead.tool is None or (lead.tool == "list_tasks" and not _read_verb(lead)))
                 and request.tool is not None
+                and request.tool != lead.tool
                 and lead.ents.has("task_status")
                 and request.ents.has("pronoun")
             ):
@@ -319,6 +321,12 @@ class OfflinePlanner:
                 if joined.tool == request.tool:
                     requests[-1] = joined
                     continue
+            if lead is not None and lead.tool == "create_task" and _amends_priority(request):
+                # "deploy droplet 16 and make it high priority": one task, at that priority.
+                at = len(lead.words)
+                for found in request.ents.of("priority"):
+                    lead.ents.found.append(Found("priority", found.value, at, at))
+                continue
             if (
                 lead is not None
                 and lead.tool == "list_tasks"
@@ -336,7 +344,10 @@ class OfflinePlanner:
                 and not _named(request)
                 and (
                     parsed.words[first - 1] == "or"
-                    or (request.words[0] in WATCH_LEADS and request.ents.has("watch_event"))
+                    or (
+                        bool(set(request.words[:3]) & WATCH_LEADS)
+                        and request.ents.has("watch_event")
+                    )
                 )
             ):
                 # "… goes down or droplet 16 comes back", "… and when droplet 7 goes down"
@@ -409,7 +420,11 @@ class OfflinePlanner:
         my pizza order"), is not a request about the mesh; nor is a write with no target in
         sight among unknown words ("send flowers to my mom")."""
         tool = self._tools.get(best.tool)
-        targets = any(ents.has(k) for k in ("droplet", "task", "pronoun", "number"))
+        # A filter is what a bulk write acts on ("cancel all the pending builds I guess").
+        targets = any(
+            ents.has(k)
+            for k in ("droplet", "task", "pronoun", "number", "task_status", "task_type")
+        )
         if best.named and (tool is None or not tool.writes or targets):
             return True
         if targets and not (tool is not None and tool.writes):
@@ -480,6 +495,9 @@ class OfflinePlanner:
                                  and words[j + 1].isdigit() and word == ","):  # fmt: skip
                 continue  # "droplets 1 and 10", "tasks 4, 7 and 9"
             start = cuts[-1] + 1 if cuts else 0
+            if nxt in WATCH_LEADS and self._either_event(parsed, start, i, context):
+                cuts.append(i)  # "tell me when droplet 7 is back and also when droplet 3 …"
+                continue
             if _bare_command(words, j, self._verb_words):
                 continue  # "task 88, cancel": the verb acts on what came before
             if (
@@ -552,6 +570,12 @@ class OfflinePlanner:
                 mine, theirs = left.ents.values(kind), right.ents.values(kind)
                 if mine and theirs and not set(mine) & set(theirs) and right.best is not None:
                     return right.best.nouns > 0 or right.best.named
+        if left.tool is not None and left.tool == right.tool and not comma and right.best:
+            # "pending tasks for droplet 14 and pending tasks for droplet 18"
+            for kind in ("droplet", "task"):
+                mine, theirs = left.ents.values(kind), right.ents.values(kind)
+                if mine and theirs and not set(mine) & set(theirs) and right.best.nouns > 0:
+                    return True
         if left.tool is not None and left.tool == right.tool and not comma:
             # "failed deploys and failed builds": the same tool twice, each with its own filter
             # ("if it goes down and when it comes back": each with its own event).
@@ -754,6 +778,7 @@ class OfflinePlanner:
         whether the conversation supplied a value."""
         args: dict[str, Any] = _copy(request.base)
         fan: list[object] = []
+        fan_path = tool.fan_out
         said: dict[str, list[Any]] = {}
         used_context = bool(request.base)
         for path, slot in tool.slots.items():
@@ -767,22 +792,22 @@ class OfflinePlanner:
                 for key, value in values:
                     _put(args, f"{path}.{key}", value)
                 continue
-            if path == tool.fan_out and len(values) > 1:
-                fan = values
+            if len(values) > 1 and not fan and _fans_out(tool, path, slot):
+                fan, fan_path = values, path
             said[path] = values
             _put(args, path, values[0])
         calls = [ToolCall(tool=tool.name, args=args)]
-        if fan and tool.fan_out is not None:
+        if fan and fan_path is not None:
             # "droplet 5 at priority 1, droplet 7 at priority 3": as many values as targets
             # go to them in order.
             paired = {
                 path: values
                 for path, values in said.items()
-                if path != tool.fan_out and len(values) == len(fan)
+                if path != fan_path and len(values) == len(fan)
             }
             calls = []
             for n, value in enumerate(fan[:MAX_CALLS]):
-                each = _with(args, tool.fan_out, value)
+                each = _with(args, fan_path, value)
                 for path, values in paired.items():
                     each = _with(each, path, values[n])
                 calls.append(ToolCall(tool=tool.name, args=each))
@@ -872,6 +897,9 @@ class OfflinePlanner:
         if kind == "capability":
             cap = said.get("capability") or said.get("requires") or _capability(request.words)
             return ([cap] if cap else []), False
+        if kind == "task_status" and tool.name in _CANCELS and ents.has("task"):
+            # "tasks 5, 6 and 8 all cancelled please": the command, not a filter.
+            return [v for v in ents.values(kind) if v != "cancelled"], False
         return ents.values(kind), False
 
     # ---- a reply to a waiting question or proposal ---------------------------------------
@@ -1019,6 +1047,7 @@ class OfflinePlanner:
 
 # A tool on one task, and its twin on the tasks a filter selects.
 _BULK_TWINS = {"cancel_task": "cancel_tasks"}
+_CANCELS = frozenset({"cancel_task", "cancel_tasks"})
 
 
 SHARED_KINDS = ("droplet", "task", "pronoun", "priority")
@@ -1055,6 +1084,29 @@ def _share_objects(parsed: Text, requests: list[_Request]) -> None:
         for found in right.ents.found:
             if found.kind in SHARED_KINDS and not left.ents.has(found.kind):
                 left.ents.found.append(Found(found.kind, found.value, at, at, "shared"))
+
+
+def _read_verb(request: _Request) -> bool:
+    return any(w in READ_VERBS for w in request.words)
+
+
+def _amends_priority(request: _Request) -> bool:
+    """ "… and make it high priority": only a priority, said of what came before."""
+    words = [w for w in request.words if w not in ("and", "then", "also", "please", "uh", "um")]
+    return (
+        request.ents.has("priority")
+        and not any(request.ents.has(k) for k in ("droplet", "task", "task_type", "number"))
+        and tuple(words[:2])
+        in (("make", "it"), ("make", "that"), ("set", "it"), ("at", "priority"))
+    )
+
+
+def _fans_out(tool: Tool[Any], path: str, slot: Slot) -> bool:
+    """One call per value: the tool's own fan-out argument, or, for a tool without one, an id
+    said more than once ("watch task 50 and task 51", "tell droplets 5 and 7 that …")."""
+    if tool.fan_out is not None:
+        return path == tool.fan_out
+    return slot.entity in ("droplet", "task")
 
 
 def _named(request: _Request) -> bool:
@@ -1112,7 +1164,9 @@ def _content(words: Sequence[str], ents: Entities | None = None) -> frozenset[in
                         after += len(lead_in)
                         moved = True
                         break
-            if after < len(words) - 1:
+            if after < len(words) and words[after].startswith("\x00quote"):
+                out.add(after)  # "send droplet 5 'prep for patch' and …": the quote only
+            elif after < len(words) - 1:
                 out |= set(range(after, len(words)))
     return frozenset(out)
 

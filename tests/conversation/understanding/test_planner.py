@@ -1096,3 +1096,84 @@ def test_the_second_part_borrows_what_it_leaves_out(
     text: str, expected: list[tuple[str, dict[str, Any]]]
 ) -> None:
     assert calls(plan(text)) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "watch task 50 and task 51",
+            [
+                ("watch", {"task_id": 50, "event": "change"}),
+                ("watch", {"task_id": 51, "event": "change"}),
+            ],
+        ),
+        (
+            "tell droplets 5 and 7 that the db is back",
+            [
+                ("send_message", {"target_droplet_id": 5, "message": "the db is back"}),
+                ("send_message", {"target_droplet_id": 7, "message": "the db is back"}),
+            ],
+        ),
+        (
+            "okay so can you deploy droplet 16 and uh make it high priority",
+            [
+                (
+                    "create_task",
+                    {"task_type": "deploy", "payload": {"target_droplet_id": 16}, "priority": 3},
+                )
+            ],
+        ),
+        (
+            "the failed deploys on droplet 16, retry them",
+            [("retry_tasks", {"status": "failed", "droplet_id": 16, "task_type": "deploy"})],
+        ),
+        (
+            "send droplet 5 'prep for patch' and let me know if droplet 5 goes down",
+            [
+                ("send_message", {"target_droplet_id": 5, "message": "prep for patch"}),
+                ("watch", {"droplet_id": 5, "event": "down"}),
+            ],
+        ),
+        (
+            "tell me when droplet 7 is back and also when droplet 3 goes down",
+            [
+                ("watch", {"droplet_id": 7, "event": "up"}),
+                ("watch", {"droplet_id": 3, "event": "down"}),
+            ],
+        ),
+        (
+            "send a message to droplet 105 that says hello from on-call",
+            [("send_message", {"target_droplet_id": 105, "message": "hello from on-call"})],
+        ),
+        ("tasks 5, 6 and 8 all cancelled please", [("cancel_tasks", {"task_ids": [5, 6, 8]})]),
+        (
+            "droplet 16 needs provisioning, normal priority",
+            [
+                (
+                    "create_task",
+                    {"task_type": "provision", "payload": {"target_droplet_id": 16}, "priority": 5},
+                )
+            ],
+        ),
+        ("stop watch number two", [("unwatch", {"watch_id": 2})]),
+        ("could you please tell me how everything is looking", [("system_status", {})]),
+    ],
+)
+def test_forms_from_the_ninth_blind_batch(
+    text: str, expected: list[tuple[str, dict[str, Any]]]
+) -> None:
+    assert calls(plan(text)) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["how are you doing today?", "can you recommend a good pizza place nearby?"],
+)
+def test_small_talk_and_errands_are_not_task_listings(text: str) -> None:
+    assert plan(text).kind == "answer"
+
+
+def test_cancelling_the_cancelled_tasks_is_refused_not_widened() -> None:
+    result = plan("cancel the cancelled tasks")
+    assert (result.kind, result.intent) == ("answer", "invalid")
