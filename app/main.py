@@ -8,15 +8,22 @@ environment by accident.
 
 from __future__ import annotations
 
-import contextlib
-import sys
+import gc
 
-import uvicorn
-from fastapi import FastAPI
-from pydantic import ValidationError
+# Everything imported and built below lives as long as the process: the cyclic collector
+# walking it again and again while it is built is wasted start-up time (~0.1 s). It is switched
+# back on, with all of it frozen out of its walk, once the app exists (app.ops.gc_freeze).
+gc.disable()
 
-from app.config import ConfigError, Settings
-from app.factory import create_app, server_config
+import contextlib  # noqa: E402
+import sys  # noqa: E402
+
+import uvicorn  # noqa: E402
+from fastapi import FastAPI  # noqa: E402
+from pydantic import ValidationError  # noqa: E402
+
+from app.config import ConfigError, Settings  # noqa: E402
+from app.factory import create_app, server_config  # noqa: E402
 
 
 def _build_or_exit() -> FastAPI:
@@ -33,7 +40,11 @@ def _build_or_exit() -> FastAPI:
         raise SystemExit(2) from None
 
 
-app = _build_or_exit()
+try:
+    app = _build_or_exit()
+finally:
+    gc.freeze()
+    gc.enable()
 
 
 def main() -> None:

@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 from limits import RateLimitItemPerMinute
-from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.errors import StorageError
-from redis.asyncio import ConnectionPool
+
+if TYPE_CHECKING:
+    from limits.aio.storage import RedisStorage
+    from redis.asyncio import ConnectionPool
 
 log = structlog.get_logger(__name__)
 
@@ -103,6 +106,10 @@ class RateLimiter:
         self._shared: _Counters | None = None
         self._pool: ConnectionPool | None = None
         if redis_url is not None:
+            # Imported only when Redis is configured: redis-py costs ~70 ms of every start-up.
+            from limits.aio.storage import RedisStorage
+            from redis.asyncio import ConnectionPool
+
             # Our own pool, so aclose() can release it (limits' storage has no close), with
             # short timeouts: a hung Redis must not hold every turn for long.
             self._pool = ConnectionPool.from_url(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
@@ -295,6 +296,7 @@ class OrchestratorClient:
         timeout: float = 5.0,
         droplet_id: int = 12,
         client: httpx.AsyncClient | None = None,
+        tls: ssl.SSLContext | None = None,
         retry_policy: RetryPolicy | None = None,
         failure_threshold: int = 5,
         reset_timeout: float = 30.0,
@@ -318,7 +320,9 @@ class OrchestratorClient:
         )
         self._auth = _BearerAuth(self.tokens)
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=timeout)
+        self._client = client or httpx.AsyncClient(
+            timeout=timeout, verify=tls if tls is not None else True
+        )
         self._retry_policy = retry_policy or PEER_RETRY
         self._sleep = sleep
         self._ws_open_timeout = ws_open_timeout

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import ssl
 import time
 import uuid
 from collections.abc import Mapping
@@ -89,6 +90,7 @@ class RegistryClient:
         api_key: str,
         timeout: float = 5.0,
         client: httpx.AsyncClient | None = None,
+        tls: ssl.SSLContext | None = None,
         retry_policy: RetryPolicy | None = None,
         failure_threshold: int = 5,
         reset_timeout: float = 30.0,
@@ -98,7 +100,9 @@ class RegistryClient:
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=timeout)
+        self._client = client or httpx.AsyncClient(
+            timeout=timeout, verify=tls if tls is not None else True
+        )
         self._retry_policy = retry_policy or PEER_RETRY
         self._sleep = sleep
         self.breaker = CircuitBreaker(

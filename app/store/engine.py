@@ -15,15 +15,18 @@ import sqlite3
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, event
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import ConnectionPoolEntry
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects import postgresql as pg
 
 # Execution option carried by the store's write engine; read by the "begin" hook.
 WRITE_OPTION = "chat_store_write"
@@ -157,11 +160,12 @@ def _on_sqlite_begin(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
-def insert_for(
-    dialect_name: str, table: type[DeclarativeBase]
-) -> sqlite.Insert | postgresql.Insert:
+def insert_for(dialect_name: str, table: type[DeclarativeBase]) -> sqlite.Insert | pg.Insert:
     """An INSERT that supports ON CONFLICT on the two dialects the store runs on."""
     if dialect_name == "postgresql":
+        # Imported on first use: the PostgreSQL dialect costs ~80 ms of a SQLite start-up.
+        from sqlalchemy.dialects import postgresql
+
         return postgresql.insert(table)
     if dialect_name == "sqlite":
         return sqlite.insert(table)

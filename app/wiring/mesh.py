@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import httpx
+
 from app import __version__
 from app.config import Settings
 from app.mesh.directory import DropletDirectory
@@ -56,6 +58,9 @@ def _secret(value: Any) -> str | None:
 
 
 def build_mesh(settings: Settings) -> MeshParts:
+    # One TLS context for both peers' clients: each would otherwise load the CA bundle again
+    # (~35 ms of start-up apiece).
+    tls = httpx.create_ssl_context()
     registry: RegistryClient | None = None
     if settings.mesh_enabled or settings.registry_public_key_url:
         # The Registry's adapter also fetches the key for inbound JWTs, mesh or no mesh.
@@ -63,6 +68,7 @@ def build_mesh(settings: Settings) -> MeshParts:
             base_url=settings.registry_url,
             api_key=settings.registry_key() or "",
             timeout=settings.peer_timeout_s,
+            tls=tls,
             reset_timeout=settings.peer_breaker_reset_s,
         )
     public_keys = PublicKeySource(
@@ -89,6 +95,7 @@ def build_mesh(settings: Settings) -> MeshParts:
                 registry=registry if settings.registry_key() else None,
             ),
             timeout=settings.peer_timeout_s,
+            tls=tls,
             droplet_id=settings.droplet_id,
             reset_timeout=settings.peer_breaker_reset_s,
         )
