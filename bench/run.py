@@ -266,6 +266,8 @@ class Bench:
             "PLANNER": "rules",
             # On, so its cost is measured, but far above what the load generator sends.
             "CHAT_RATE_LIMIT_PER_MINUTE": "1000000000",
+            # The load generator's 5,000 sockets all come from one identity.
+            "MAX_WS_PER_IDENTITY": "100000",
             **(extra or {}),
         }
         service = Service(

@@ -1,8 +1,10 @@
 """Live WebSocket connections of this instance and the fan-out of events to them.
 
-Each connection owns a bounded send queue drained by its own writer task, so a slow client
+Each connection owns a bounded send buffer drained by a writer task of its own, so a slow client
 never stalls a turn or the other clients; a client that falls too far behind is disconnected
 (it reconnects and reloads its history) rather than being allowed to grow memory without bound.
+The writer exists only while there is something to send: an idle connection holds no task and
+no queue (thousands of idle sockets are the common case; each task cost ~2 KiB).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +34,6 @@ CLOSE_TOO_SLOW = 1013
 class Connection:
     send_text: SendText
     close: Close
-    queue: asyncio.Queue[str | None]
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     session_id: str | None = None
     """The followed session as the client names it."""
@@ -39,7 +41,12 @@ class Connection:
     """The followed session's stored key (in the caller's namespace): what events match."""
     owner: str | None = None
     """Who opened it (the caller's rate key), for the per-identity cap."""
+    pending: deque[str] | None = None
+    """Frames not yet written, oldest first (None while there are none)."""
     writer: asyncio.Task[None] | None = None
+    """Drains `pending`; exists only while it is not empty."""
+    gone: bool = False
+    """The socket failed or was unregistered: nothing more is written."""
 
 
 def frame(kind: str, session_id: str | None, **fields: Any) -> dict[str, Any]:
@@ -59,10 +66,7 @@ class WebSocketHub:
         return self._per_owner.get(owner, 0)
 
     def register(self, *, send_text: SendText, close: Close, owner: str | None) -> Connection:
-        conn = Connection(
-            send_text=send_text, close=close, queue=asyncio.Queue(self._queue_size), owner=owner
-        )
-        conn.writer = asyncio.create_task(self._write(conn), name=f"ws-writer-{conn.id[:8]}")
+        conn = Connection(send_text=send_text, close=close, owner=owner)
         self._connections[conn.id] = conn
         if owner is not None:
             self._per_owner[owner] = self._per_owner.get(owner, 0) + 1
@@ -77,36 +81,61 @@ class WebSocketHub:
                 self._per_owner.pop(conn.owner, None)
 
     async def unregister(self, conn: Connection) -> None:
+        """Forget it; what is already queued is still written (for up to 2 s)."""
         self._forget(conn)
-        if conn.writer is not None and not conn.writer.done():
-            # A None tells the writer to finish what is queued, then stop.
-            with contextlib.suppress(asyncio.QueueFull):
-                conn.queue.put_nowait(None)
+        writer = conn.writer
+        if writer is not None and not writer.done():
             try:
-                await asyncio.wait_for(conn.writer, 2.0)
+                await asyncio.wait_for(asyncio.shield(writer), 2.0)
             except (TimeoutError, asyncio.CancelledError):
-                conn.writer.cancel()
+                writer.cancel()
+        conn.gone = True
+        conn.pending = None
+
+    def _enqueue(self, conn: Connection, text: str) -> bool:
+        if conn.gone:
+            return False
+        pending = conn.pending
+        if pending is None:
+            pending = conn.pending = deque()
+        if len(pending) >= self._queue_size:
+            return False
+        pending.append(text)
+        if conn.writer is None:
+            conn.writer = asyncio.get_running_loop().create_task(
+                self._write(conn), name=f"ws-writer-{conn.id[:8]}"
+            )
+        return True
 
     async def _write(self, conn: Connection) -> None:
-        while True:
-            text = await conn.queue.get()
-            if text is None:
-                return
-            try:
-                await conn.send_text(text)
-            except Exception:  # the socket is gone; the reader side unregisters it
-                return
+        try:
+            while conn.pending:
+                text = conn.pending.popleft()
+                try:
+                    await conn.send_text(text)
+                except Exception:  # the socket is gone; the reader side unregisters it
+                    conn.gone = True
+                    return
+        finally:
+            conn.writer = None
+            if not conn.pending:
+                conn.pending = None
+
+    def _too_slow(self, conn: Connection) -> None:
+        log.warning("ws_client_too_slow", connection=conn.id[:8])
+        self._forget(conn)
+        conn.gone = True
+        conn.pending = None
+        asyncio.get_running_loop().create_task(
+            conn.close(CLOSE_TOO_SLOW, "client too slow; reconnect and reload history")
+        )
 
     def send(self, conn: Connection, payload: dict[str, Any]) -> bool:
         """Queue a frame for one connection; False (and a disconnect) when it cannot keep up."""
-        try:
-            conn.queue.put_nowait(json.dumps(payload, default=str))
-        except asyncio.QueueFull:
-            log.warning("ws_client_too_slow", connection=conn.id[:8])
-            self._forget(conn)
-            asyncio.get_running_loop().create_task(
-                conn.close(CLOSE_TOO_SLOW, "client too slow; reconnect and reload history")
-            )
+        if conn.gone:
+            return False
+        if not self._enqueue(conn, json.dumps(payload, default=str)):
+            self._too_slow(conn)
             return False
         return True
 
@@ -136,10 +165,8 @@ class WebSocketHub:
             return
         text = json.dumps(payload, default=str)
         for conn in targets:
-            try:
-                conn.queue.put_nowait(text)
-            except asyncio.QueueFull:
-                self.send(conn, payload)  # takes the slow-client path
+            if not conn.gone and not self._enqueue(conn, text):
+                self._too_slow(conn)
 
     async def close_all(self) -> None:
         for conn in list(self._connections.values()):

@@ -1,0 +1,103 @@
+"""The hub: frames reach each connection in order, idle connections hold no task, a client
+that falls behind is disconnected, queued frames are still written when a socket leaves."""
+
+from __future__ import annotations
+
+import asyncio
+
+from app.channels.ws_hub import CLOSE_TOO_SLOW, Connection, WebSocketHub
+
+
+class Client:
+    def __init__(self, *, stall: asyncio.Event | None = None, fail: bool = False) -> None:
+        self.received: list[str] = []
+        self.closed: list[tuple[int, str]] = []
+        self._stall = stall
+        self._fail = fail
+
+    async def send_text(self, text: str) -> None:
+        if self._fail:
+            raise ConnectionError("gone")
+        if self._stall is not None:
+            await self._stall.wait()
+        self.received.append(text)
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed.append((code, reason))
+
+
+def connect(hub: WebSocketHub, client: Client, owner: str | None = "user:a") -> Connection:
+    return hub.register(send_text=client.send_text, close=client.close, owner=owner)
+
+
+def held(conn: Connection) -> tuple[object, object]:
+    """What an idle connection should not hold: a writer task, a buffer."""
+    return conn.writer, conn.pending
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_frames_arrive_in_order_and_an_idle_connection_holds_no_task() -> None:
+    hub = WebSocketHub()
+    client = Client()
+    conn = connect(hub, client)
+    assert held(conn) == (None, None)
+    for n in range(5):
+        assert hub.send(conn, {"n": n})
+    assert conn.writer is not None
+    await settle()
+    assert [int(t.split(":")[1].strip(" }")) for t in client.received] == [0, 1, 2, 3, 4]
+    assert held(conn) == (None, None)  # idle again: nothing held
+
+
+async def test_mesh_events_reach_everyone_and_session_frames_only_followers() -> None:
+    hub = WebSocketHub()
+    a, b = Client(), Client()
+    ca, cb = connect(hub, a), connect(hub, b, owner="user:b")
+    hub.follow(ca, "user:a/main", "main")
+    await hub.dispatch({"kind": "mesh", "frame": {"type": "mesh_event"}})
+    await hub.dispatch(
+        {"kind": "session", "session_key": "user:a/main", "frame": {"type": "reply"}}
+    )
+    await settle()
+    assert [len(a.received), len(b.received)] == [2, 1]
+    assert "reply" not in b.received[0]
+    assert cb.session_key is None
+
+
+async def test_a_client_that_falls_behind_is_disconnected_not_buffered_without_end() -> None:
+    hub = WebSocketHub(queue_size=3)
+    stall = asyncio.Event()
+    slow = Client(stall=stall)
+    conn = connect(hub, slow)
+    results = [hub.send(conn, {"n": n}) for n in range(5)]
+    await settle()
+    assert results == [True, True, True, False, False]
+    assert slow.closed and slow.closed[0][0] == CLOSE_TOO_SLOW
+    assert hub.count() == 0 and hub.count_for("user:a") == 0
+    stall.set()
+
+
+async def test_queued_frames_are_written_when_the_socket_leaves() -> None:
+    hub = WebSocketHub()
+    client = Client()
+    conn = connect(hub, client)
+    hub.send(conn, {"last": "words"})
+    await hub.unregister(conn)
+    assert len(client.received) == 1
+    assert hub.send(conn, {"after": "leaving"}) is False
+    assert (*held(conn), hub.count()) == (None, None, 0)
+
+
+async def test_a_failing_socket_stops_quietly_and_takes_nothing_more() -> None:
+    hub = WebSocketHub()
+    broken = Client(fail=True)
+    conn = connect(hub, broken)
+    assert hub.send(conn, {"n": 1})
+    await settle()
+    assert conn.gone and conn.writer is None
+    assert hub.send(conn, {"n": 2}) is False
+    assert broken.closed == []  # the reader side unregisters it
