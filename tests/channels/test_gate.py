@@ -623,3 +623,42 @@ def test_the_confirm_frame_executes_the_proposal_it_names(prod: Prod) -> None:
 
 def test_identity_kinds_have_distinct_namespaces() -> None:
     assert Identity("user", "18").namespace != Identity("droplet", "18").namespace
+
+
+# ---- 17. A watch's notification reaches its owner only (issue 16's frames) ------------------
+
+
+def test_17_a_watch_notification_reaches_only_its_owner(
+    production: Callable[..., Prod],
+) -> None:
+    prod = production(watch_check_interval_s=0.2)
+    maker = prod.droplet(41, "read", "write")
+    created = httpx.post(
+        f"{prod.sandbox.orchestrator_url}/tasks",
+        json={
+            "task_type": "verify",
+            "title": "Watched",
+            "priority": 4,
+            "required_capability": "nobody_has_this",
+            "payload": {"target_droplet_id": 14},
+        },
+        headers=prod.bearer(maker),
+        timeout=10,
+    )
+    created.raise_for_status()
+    task_id = int(created.json()["payload"]["task_id"])
+    alice, bob = prod.user("alice", "read", "write"), prod.user("bob", "read", "write")
+    sid = prod.chat(alice, f"tell me when task {task_id} is done").json()["session_id"]
+    with (
+        prod.socket(bob, f"session_id={sid}") as spy,
+        prod.socket(alice, f"session_id={sid}") as tab,
+    ):
+        httpx.delete(
+            f"{prod.sandbox.orchestrator_url}/tasks/{task_id}",
+            headers=prod.bearer(maker),
+            timeout=10,
+        ).raise_for_status()
+        note = prod.until(tab, "notification")
+        assert f"Task {task_id}" in note["text"]
+        spy.send(json.dumps({"type": "ping"}))
+        assert prod.receive(spy)["type"] == "pong"  # nothing of alice's arrived before it
