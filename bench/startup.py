@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.procs import PYTHON, free_port, service_env
+from bench.procs import PYTHON, free_port, http_call, service_env
 
 POLL_S = 0.002
 TIMEOUT_S = 30.0
@@ -30,12 +30,7 @@ TIMEOUT_S = 30.0
 
 def _answers(port: int) -> bool:
     with contextlib.suppress(OSError, http.client.HTTPException):
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=0.5)
-        try:
-            conn.request("GET", "/health")
-            return conn.getresponse().status < 500
-        finally:
-            conn.close()
+        return http_call(port, "GET", "/health", timeout=0.5)[0] < 500
     return False
 
 

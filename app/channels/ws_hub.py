@@ -93,8 +93,7 @@ class WebSocketHub:
         conn.pending = None
 
     def _enqueue(self, conn: Connection, text: str) -> bool:
-        if conn.gone:
-            return False
+        """Buffer a frame for a live connection (the callers skip gone ones); False if full."""
         pending = conn.pending
         if pending is None:
             pending = conn.pending = deque()

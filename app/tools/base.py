@@ -107,6 +107,9 @@ class Cues:
     needs_any: tuple[EntityKind, ...] = ()
     """At least one of these entity kinds must be present for it to be a candidate ("tell me
     a joke" is not a watch: nothing to watch is named)."""
+    to_someone: bool = False
+    """Its verbs and phrases are said to a recipient, so one said to the operator ("tell me
+    when …", "give me a heads up") does not count for it."""
 
 
 @dataclass(frozen=True, slots=True)

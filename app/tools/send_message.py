@@ -89,6 +89,7 @@ class SendMessage(Tool[SendMessageArgs]):
         ),
         entities=("message",),
         against=("tasks", "task", "alerts", "status"),
+        to_someone=True,
     )
     help = HelpEntry("Message a droplet", ("tell droplet 18 the deploy is done",))
     action = "send the message"

@@ -47,6 +47,13 @@ MIN_SCORE = 2.0
 NOT_A_RECIPIENT = frozenset({"me", "us", "when", "if", "whenever", "once", "about", "how", "what"})
 
 
+def _said_to_operator(label: str, phrase: Phrase, words: Sequence[str], at: int, end: int) -> bool:
+    """A verb followed by "me", "when", … or a phrase whose "*" stands for "me" / "us"."""
+    if label == "verb":
+        return (words[end] if end < len(words) else "") in NOT_A_RECIPIENT
+    return label == "phrase" and "*" in phrase and bool({"me", "us"} & set(words[at:end]))
+
+
 def _phrases(items: Iterable[str]) -> tuple[Phrase, ...]:
     return tuple(sorted({tuple(i.split()) for i in items if i}, key=len, reverse=True))
 
@@ -64,6 +71,7 @@ class CompiledCues:
     excludes: frozenset[str]
     needs_any: frozenset[str]
     slot_kinds: frozenset[str]
+    to_someone: bool
     order: int
 
 
@@ -103,6 +111,7 @@ class CueIndex:
                     needs=frozenset(cues.needs),
                     excludes=frozenset(_entity_kind(e) for e in cues.excludes),
                     needs_any=frozenset(_entity_kind(e) for e in cues.needs_any),
+                    to_someone=cues.to_someone,
                     slot_kinds=frozenset(_entity_kind(s.entity) for s in tool.slots.values()),
                     order=order,
                 )
@@ -184,17 +193,8 @@ class CueIndex:
                         and claimed.get(at, table.tool) != table.tool
                     ):
                         continue  # a longer cue of another tool owns this word
-                    if label == "verb" and table.tool == "send_message":
-                        after = words[end] if end < len(words) else ""
-                        if after in NOT_A_RECIPIENT:
-                            continue
-                    if (
-                        label == "phrase"
-                        and table.tool == "send_message"
-                        and "*" in phrase
-                        and {"me", "us"} & set(words[at:end])
-                    ):
-                        continue  # "give me a heads up when …" is said to the operator
+                    if table.to_someone and _said_to_operator(label, phrase, words, at, end):
+                        continue  # "tell me when …", "give me a heads up": not a message
 
                     if label != "against":
                         taken |= span

@@ -8,7 +8,7 @@ calibrated on the dev split, so a configured model is consulted exactly when it 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -323,9 +323,7 @@ class OfflinePlanner:
                     continue
             if lead is not None and lead.tool == "create_task" and _amends_priority(request):
                 # "deploy droplet 16 and make it high priority": one task, at that priority.
-                at = len(lead.words)
-                for found in request.ents.of("priority"):
-                    lead.ents.found.append(Found("priority", found.value, at, at))
+                _borrow(lead, request, {"priority"})
                 continue
             if (
                 lead is not None
@@ -564,38 +562,22 @@ class OfflinePlanner:
                 break
         left = self._request(parsed, left_first, left_last, context)
         right = self._request(parsed, right_first, end, _after(context, left.ents))
-        if left.tool is not None and left.tool == right.tool and comma:
+        same = left.tool is not None and left.tool == right.tool
+        if same and comma and right.best is not None and _differ(left, right, ID_KINDS):
             # "registry status, dashboard status": the same question about another droplet.
-            for kind in ("droplet", "task"):
-                mine, theirs = left.ents.values(kind), right.ents.values(kind)
-                if mine and theirs and not set(mine) & set(theirs) and right.best is not None:
-                    return right.best.nouns > 0 or right.best.named
-        if left.tool is not None and left.tool == right.tool and not comma and right.best:
-            # "pending tasks for droplet 14 and pending tasks for droplet 18"
-            for kind in ("droplet", "task"):
-                mine, theirs = left.ents.values(kind), right.ents.values(kind)
-                if mine and theirs and not set(mine) & set(theirs) and right.best.nouns > 0:
-                    return True
-        if left.tool is not None and left.tool == right.tool and not comma:
-            # "failed deploys and failed builds": the same tool twice, each with its own filter
-            # ("if it goes down and when it comes back": each with its own event).
-            for kind in ("task_type", "task_status", "droplet_status", "watch_event"):
-                mine, theirs = left.ents.values(kind), right.ents.values(kind)
-                if mine and theirs and not set(mine) & set(theirs):
-                    return True
-            return False
-        if left.tool is not None and not _named(right) and right.words[:1] in FOR_ANOTHER:
-            # "tasks for droplet 3 and for droplet 4": the same request for another one.
-            for kind in ("droplet", "task"):
-                mine, theirs = left.ents.values(kind), right.ents.values(kind)
-                if mine and theirs and not set(mine) & set(theirs):
-                    return True
-        if left.tool is not None and ONES & set(right.words) and not _named(right):
-            # "healthy droplets and the inactive ones": the same listing with its own filter.
-            for kind in ("task_type", "task_status", "droplet_status"):
-                mine, theirs = left.ents.values(kind), right.ents.values(kind)
-                if mine and theirs and not set(mine) & set(theirs):
-                    return True
+            return right.best.nouns > 0 or right.best.named
+        if same and not comma:
+            # "pending tasks for droplet 14 and pending tasks for droplet 18"; "failed deploys
+            # and failed builds" and "if it goes down and when it comes back": the same tool
+            # twice, each with its own id, filter or event.
+            if right.best is not None and right.best.nouns > 0 and _differ(left, right, ID_KINDS):
+                return True
+            return _differ(left, right, (*STATUS_KINDS, "watch_event"))
+        if left.tool is not None and not _named(right):
+            if right.words[:1] in FOR_ANOTHER and _differ(left, right, ID_KINDS):
+                return True  # "tasks for droplet 3 and for droplet 4": the same for another
+            if ONES & set(right.words) and _differ(left, right, STATUS_KINDS):
+                return True  # "healthy droplets and the inactive ones": its own filter
         if left.tool is None or right.tool is None or left.tool == right.tool:
             return False
         # After "and", a new id of another kind starts a request of its own ("droplet 14 and
@@ -647,10 +629,7 @@ class OfflinePlanner:
                 request.tool, request.inherited = previous, True  # "… then the failed ones"
                 if request.words[:1] in FOR_ANOTHER:
                     # "failed tasks for droplet 3 and for droplet 4": the same filters.
-                    at = len(request.words)
-                    for found in requests[n - 1].ents.found:
-                        if found.kind in CARRIED_FILTERS and not request.ents.has(found.kind):
-                            request.ents.found.append(Found(found.kind, found.value, at, at))
+                    _borrow(request, requests[n - 1], CARRIED_FILTERS)
             if (
                 request.tool is None
                 and n > 0
@@ -1080,10 +1059,29 @@ def _share_objects(parsed: Text, requests: list[_Request]) -> None:
             or not _named(left)
         ):
             continue
-        at = len(left.words)
-        for found in right.ents.found:
-            if found.kind in SHARED_KINDS and not left.ents.has(found.kind):
-                left.ents.found.append(Found(found.kind, found.value, at, at, "shared"))
+        _borrow(left, right, SHARED_KINDS)
+
+
+ID_KINDS = ("droplet", "task")
+STATUS_KINDS = ("task_type", "task_status", "droplet_status")
+
+
+def _differ(left: _Request, right: _Request, kinds: Sequence[str]) -> bool:
+    """Both name a value of one of `kinds`, and not the same ones."""
+    for kind in kinds:
+        mine, theirs = left.ents.values(kind), right.ents.values(kind)
+        if mine and theirs and not set(mine) & set(theirs):
+            return True
+    return False
+
+
+def _borrow(into: _Request, source: _Request, kinds: Collection[str]) -> None:
+    """What `source` names of `kinds` and `into` does not, as if `into` had said it (after its
+    own words, so its own values come first)."""
+    at = len(into.words)
+    for found in source.ents.found:
+        if found.kind in kinds and not into.ents.has(found.kind):
+            into.ents.found.append(Found(found.kind, found.value, at, at, "borrowed"))
 
 
 def _read_verb(request: _Request) -> bool:
