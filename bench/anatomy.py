@@ -11,8 +11,6 @@ aiosqlite's worker threads, so its cost shows as wall time, not loop CPU.
 
 What-if variants re-run the same turns with one change applied at runtime (never in the app's
 files), so a proposal in docs/performance.md comes with a measured gain:
-- `prebuilt_sql`: the store's two hot reads built once with bound parameters;
-- `sqlite_normal`: `PRAGMA synchronous=NORMAL` instead of FULL (WAL stays on);
 - `quiet_logs`: drop filtered-out log events before structlog's processors run.
 The LLM part times one Gemini planning call through the SDK against the fake (no delay) and the
 same request body posted with a bare httpx client, which bounds what bypassing the SDK buys.
@@ -146,32 +144,6 @@ def _settings(data_dir: Path, mesh: Any, **extra: Any) -> Any:
 def _patched(variant: set[str]) -> Iterator[None]:
     """Apply the what-if changes of `variant` for the duration of the block."""
     undo: list[Callable[[], None]] = []
-    if "sqlite_normal" in variant:
-        from app.store import engine as me
-
-        connect = me._on_sqlite_connect
-
-        def on_connect(dbapi_connection: Any, record: Any) -> None:
-            connect(dbapi_connection, record)
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.close()
-
-        me._on_sqlite_connect = on_connect
-        undo.append(lambda: setattr(me, "_on_sqlite_connect", connect))
-    if "prebuilt_sql" in variant:
-        from app.store import sessions as memory
-
-        get, history = memory.SessionStore.get, memory.SessionStore.history
-        _prebuilt_history.__wrapped__ = history  # type: ignore[attr-defined]
-        memory.SessionStore.get = _prebuilt_get  # type: ignore[method-assign]
-        memory.SessionStore.history = _prebuilt_history  # type: ignore[method-assign]
-
-        def restore() -> None:
-            memory.SessionStore.get = get  # type: ignore[method-assign]
-            memory.SessionStore.history = history  # type: ignore[method-assign]
-
-        undo.append(restore)
     try:
         yield
     finally:
@@ -201,42 +173,6 @@ def _statements() -> dict[str, Any]:
         .order_by(MessageRow.seq.desc())
         .limit(bindparam("lim", type_=Integer)),
     }
-
-
-async def _prebuilt_get(self: Any, session_id: str) -> Any:
-    from app.store import sessions as memory
-
-    async with self._read() as conn:
-        row = (await conn.execute(_statements()["get"], {"sid": session_id})).one_or_none()
-    return None if row is None else memory._session_info(row)
-
-
-async def _prebuilt_history(
-    self: Any, session_id: str, *, limit: int | None = None, before_seq: int | None = None
-) -> Any:
-    from app.domain.session import StoredMessage
-
-    if before_seq is not None:
-        original = _prebuilt_history.__wrapped__  # type: ignore[attr-defined]
-        return await original(self, session_id, limit=limit, before_seq=before_seq)
-    limit = self.history_window if limit is None else limit
-    if limit <= 0:
-        return []
-    async with self._read() as conn:
-        rows = (
-            await conn.execute(_statements()["history"], {"sid": session_id, "lim": limit})
-        ).all()
-    return [
-        StoredMessage(
-            seq=r.seq,
-            role=r.role,
-            text=r.text,
-            trace_id=r.trace_id,
-            created_at=r.created_at,
-            meta=r.meta or {},
-        )
-        for r in reversed(rows)
-    ]
 
 
 def _quiet_logs() -> None:
@@ -285,6 +221,7 @@ async def measure_rules(
             timers = Timers()
             store = conversation._store
             for attr, name in (
+                ("turn_state", "store.turn_state"),
                 ("get_or_create", "store.get_or_create"),
                 ("get", "store.get"),
                 ("history", "store.history"),
@@ -411,10 +348,7 @@ async def measure_llm(mesh: Any, workdir: Path, calls: int) -> dict[str, Any]:
 
 VARIANTS: list[set[str]] = [
     set(),
-    {"prebuilt_sql"},
     {"quiet_logs"},
-    {"sqlite_normal"},
-    {"prebuilt_sql", "quiet_logs"},
 ]
 
 

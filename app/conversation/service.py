@@ -20,8 +20,9 @@ from app.conversation import replies
 from app.conversation.confirmation import answer_of
 from app.domain.identity import Caller, session_key, session_name
 from app.domain.plan import PendingCall, Plan, PlanContext, Planner, ToolCall
-from app.domain.session import AuditEntry, AuditOutcome, SessionInfo
+from app.domain.session import AuditEntry, AuditOutcome, SessionInfo, StoredMessage
 from app.ops.metrics import Metrics
+from app.store.live import LiveSession
 from app.store.sessions import UNSET, SessionStore, Unset
 from app.tools.base import ArgsInvalid, Channel, Item, ItemStatus, Outcome, Tool
 from app.tools.executor import ToolExecutor
@@ -170,14 +171,14 @@ class ConversationService:
         if turn.session_key is None:
             # A new, server-made id: nobody else knows it until this answer, so no lock.
             key = session_key(turn.caller.identity, secrets.token_urlsafe(18))
-            session = await self._open_session(turn, key)
-            reply = await self._run_and_record(turn, session, emit)
+            live = await self._open_session(turn, key)
+            reply = await self._run_and_record(turn, live, emit)
         else:
             # Read the session once, inside the lock, so a concurrent turn's pending action
             # and history are seen.
             async with self._store.lock(turn.session_key):
-                session = await self._open_session(turn, turn.session_key)
-                reply = await self._run_and_record(turn, session, emit)
+                live = await self._open_session(turn, turn.session_key)
+                reply = await self._run_and_record(turn, live, emit)
         elapsed = time.perf_counter() - started
 
         self._metrics.turns.labels(turn.channel, reply.planner).inc()
@@ -210,19 +211,20 @@ class ConversationService:
         )
         return reply
 
-    async def _open_session(self, turn: Turn, key: str) -> SessionInfo:
+    async def _open_session(self, turn: Turn, key: str) -> LiveSession:
         owner = str(turn.caller.identity)
         # Work the service does for itself (assigned tasks) is not capped like a client.
         quota = None if turn.caller.identity.kind == "system" else self._max_sessions_per_owner
-        session = await self._store.get_or_create(
+        live = await self._store.turn_state(
             session_id=key, source=turn.source, owner=owner, max_for_owner=quota
         )
-        if session.owner != owner:
+        if live.info.owner != owner:
             raise SessionAccessDenied(session_name(key))
-        return session
+        return live
 
-    async def _run_and_record(self, turn: Turn, session: SessionInfo, emit: ProgressFn) -> Reply:
-        result = await self._run(turn, session, emit)
+    async def _run_and_record(self, turn: Turn, live: LiveSession, emit: ProgressFn) -> Reply:
+        session = live.info
+        result = await self._run(turn, session, live.recent, emit)
         if not any(o.call.tool == "explain_last" for o in result.outcomes):
             # "why?" explains the turn before it, so it does not replace what it explains.
             result.context[LAST_TURN] = self._explanation(turn, result)
@@ -240,7 +242,13 @@ class ConversationService:
 
     # ---- one turn ----------------------------------------------------------------------------
 
-    async def _run(self, turn: Turn, session: SessionInfo, emit: ProgressFn) -> _Result:
+    async def _run(
+        self,
+        turn: Turn,
+        session: SessionInfo,
+        recent: Sequence[StoredMessage],
+        emit: ProgressFn,
+    ) -> _Result:
         channel: Channel = turn.source
         pending = session.pending
         result = _Result(
@@ -276,7 +284,10 @@ class ConversationService:
             return result
 
         await emit("planning", {"step": "planning"})
-        history = await self._store.history(session.session_id, limit=self._history_window)
+        if self._history_window <= self._store.history_window:
+            history = list(recent[len(recent) - self._history_window :])
+        else:  # wants more than the store keeps in memory
+            history = await self._store.history(session.session_id, limit=self._history_window)
         context = PlanContext(
             history=[m.as_turn() for m in history],
             last_task_id=_int_or_none(session.context.get("last_task_id")),

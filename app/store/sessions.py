@@ -63,6 +63,8 @@ from app.store.engine import (
     sqlite_path,
     write_engine,
 )
+from app.store.group_commit import GroupCommit
+from app.store.live import LiveSession, LiveSessions, Version
 from app.store.locks import (
     FileLocks,
     OpenMarker,
@@ -71,7 +73,9 @@ from app.store.locks import (
     SessionLocks,
     StoreInUse,
 )
+from app.store.sqlite_turns import MissingSession, SqliteTurns
 from app.store.tables import SESSION_ID_MAX, AuditRow, ClaimedTaskRow, MessageRow, SessionRow
+from app.store.turns import TurnCommitted, TurnWrite, committed
 
 __all__ = [
     "UNSET",
@@ -88,7 +92,8 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 SOURCES: Final = ("chat", "voice")
-TITLE_MAX = 80
+LIVE_SESSIONS_MAX = 4096
+"""Sessions whose state an instance keeps in memory (least recently used go first)."""
 
 
 class Unset(Enum):
@@ -130,8 +135,12 @@ class SessionStore:
         pool_size: int = 10,
         lock_pool_size: int = 10,
         instance_id: str | None = None,
+        live_sessions: int = LIVE_SESSIONS_MAX,
     ) -> None:
         """`history_window`: messages given to the planner by default (every turn is stored).
+
+        `live_sessions`: how many sessions' state this instance keeps in memory between turns
+        (app/store/live.py); 0 reads every turn's session from the database.
 
         `connect_args` go to the driver (e.g. asyncpg `server_settings`, `ssl`).
         `lock_pool_size`: PostgreSQL connections kept for per-session locks (each turn in
@@ -154,6 +163,9 @@ class SessionStore:
         self._marker: OpenMarker | None = None
         self._write_gate: asyncio.Lock | None = None
         self._locks = SessionLocks(cross_process=None)
+        self._live = LiveSessions(capacity=live_sessions, window=history_window)
+        self._sqlite: SqliteTurns | None = None
+        self._turns: GroupCommit[TurnWrite, TurnCommitted] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -170,6 +182,16 @@ class SessionStore:
     @property
     def sqlite_file(self) -> Path | None:
         return sqlite_path(self._url)
+
+    @property
+    def turn_commits(self) -> int:
+        """Transactions that wrote turns since open (fewer than turns under load)."""
+        return 0 if self._turns is None else self._turns.batches
+
+    @property
+    def live_sessions(self) -> int:
+        """Sessions whose state this instance holds in memory now."""
+        return len(self._live)
 
     async def open(self) -> None:
         """Create the engines (idempotent). Does not migrate: call migrate() after."""
@@ -199,6 +221,8 @@ class SessionStore:
         self._engine = engine
         self._writer = write_engine(engine)
         if path is not None:
+            self._sqlite = SqliteTurns(path=path)
+            self._turns = GroupCommit(write_batch=self._write_sqlite_turns)
             directory = lock_directory_for(path) / "sessions"
             directory.mkdir(parents=True, exist_ok=True)
             self._locks = SessionLocks(cross_process=FileLocks(directory=directory))
@@ -214,8 +238,16 @@ class SessionStore:
             self._locks = SessionLocks(
                 cross_process=PostgresAdvisoryLocks(engine=self._lock_engine)
             )
+            self._turns = GroupCommit(write_batch=self._write_turns)
 
     async def close(self) -> None:
+        if self._turns is not None:
+            await self._turns.flush()  # every accepted turn is written before the engines go
+            self._turns = None
+        if self._sqlite is not None:
+            await self._sqlite.close()
+            self._sqlite = None
+        self._live.clear()
         engines = [e for e in (self._lock_engine, self._engine) if e is not None]
         self._engine = self._writer = self._lock_engine = None
         for engine in engines:
@@ -352,6 +384,54 @@ class SessionStore:
             ).one_or_none()
         return None if row is None else _session_info(row)
 
+    async def turn_state(
+        self,
+        *,
+        session_id: str,
+        source: SessionSource,
+        owner: str,
+        max_for_owner: int | None = None,
+    ) -> LiveSession:
+        """The session (created as get_or_create does) with its last `history_window` messages.
+
+        Call it inside `lock(session_id)` when the session may exist: the state comes from this
+        instance's memory when the database row still has the version it was kept at (one
+        primary-key read), else from the database. The caller checks the owner.
+        """
+        version = await self._version(session_id)
+        if version is not None:
+            live = self._live.current(session_id, version)
+            if live is not None:
+                return live
+            return await self._load(session_id)
+        info = await self.get_or_create(
+            session_id=session_id, source=source, owner=owner, max_for_owner=max_for_owner
+        )
+        if info.message_count:  # created by someone else a moment ago, and already used
+            return await self._load(session_id)
+        return self._live.put(info, ())
+
+    async def _version(self, session_id: str) -> Version | None:
+        if self._sqlite is not None:
+            return self._sqlite.version(session_id)
+        async with self._read() as conn:
+            row = (await conn.execute(_VERSION.where(SessionRow.id == session_id))).one_or_none()
+        return None if row is None else (row.created_at, int(row.message_count))
+
+    async def _load(self, session_id: str) -> LiveSession:
+        async with self._read() as conn:
+            row = (
+                await conn.execute(_session_query().where(SessionRow.id == session_id))
+            ).one_or_none()
+            rows = (
+                (await conn.execute(_history_query(session_id, self.history_window))).all()
+                if row is not None and self.history_window
+                else []
+            )
+        if row is None:  # deleted between the version read and now
+            raise SessionNotFound(session_id)
+        return self._live.put(_session_info(row), [_stored_message(r) for r in reversed(rows)])
+
     async def history(
         self, session_id: str, *, limit: int | None = None, before_seq: int | None = None
     ) -> list[StoredMessage]:
@@ -362,34 +442,12 @@ class SessionStore:
         limit = self.history_window if limit is None else limit
         if limit <= 0:
             return []
-        query = (
-            select(
-                MessageRow.seq,
-                MessageRow.role,
-                MessageRow.text,
-                MessageRow.trace_id,
-                MessageRow.created_at,
-                MessageRow.meta,
-            )
-            .where(MessageRow.session_id == session_id)
-            .order_by(MessageRow.seq.desc())
-            .limit(limit)
-        )
+        query = _history_query(session_id, limit)
         if before_seq is not None:
             query = query.where(MessageRow.seq < before_seq)
         async with self._read() as conn:
             rows = (await conn.execute(query)).all()
-        return [
-            StoredMessage(
-                seq=r.seq,
-                role=r.role,
-                text=r.text,
-                trace_id=r.trace_id,
-                created_at=r.created_at,
-                meta=r.meta or {},
-            )
-            for r in reversed(rows)
-        ]
+        return [_stored_message(r) for r in reversed(rows)]
 
     async def record_turn(
         self,
@@ -411,59 +469,45 @@ class SessionStore:
         the same session queue and never leave gaps), the audit rows, the pending action
         (UNSET leaves it, None clears it) and `context_update` merged into the context
         (shallow; a key set to None is stored as None). Raises SessionNotFound.
+
+        Turns arriving while another commit runs share the next transaction (group commit);
+        this returns only after the transaction holding this turn has committed.
         """
-        now = utc_now()
-        values: dict[str, Any] = {
-            "message_count": SessionRow.message_count + 2,
-            "last_activity": now,
-            "title": func.coalesce(SessionRow.title, _title(user_text)),
-        }
-        if not isinstance(pending, Unset):
-            values["pending_action"] = _pending_json(pending)
-        meta = {"actions": _jsonable(list(actions)), **_jsonable(dict(answer_meta or {}))}
-        async with self._write() as conn:
-            row = (
-                await conn.execute(
-                    update(SessionRow)
-                    .where(SessionRow.id == session_id)
-                    .values(**values)
-                    .returning(SessionRow.message_count, SessionRow.context)
-                )
-            ).one_or_none()
-            if row is None:
-                raise SessionNotFound(session_id)
-            answer_seq = int(row.message_count)
-            user_seq = answer_seq - 1
-            await conn.execute(
-                insert(MessageRow),
-                [
-                    {
-                        "session_id": session_id,
-                        "seq": user_seq,
-                        "role": "user",
-                        "text": user_text,
-                        "trace_id": trace_id,
-                        "created_at": now,
-                        "meta": {},
-                    },
-                    {
-                        "session_id": session_id,
-                        "seq": answer_seq,
-                        "role": "assistant",
-                        "text": answer_text,
-                        "trace_id": trace_id,
-                        "created_at": now,
-                        "meta": meta,
-                    },
-                ],
-            )
-            await _insert_audit(conn, audit, session_id=session_id, trace_id=trace_id)
-            if context_update:
-                merged = {**(row.context or {}), **_jsonable(dict(context_update))}
-                await conn.execute(
-                    update(SessionRow).where(SessionRow.id == session_id).values(context=merged)
-                )
-        return user_seq, answer_seq
+        if self._turns is None:
+            raise StoreNotOpen()
+        pending_changed = not isinstance(pending, Unset)
+        write = TurnWrite(
+            session_id=session_id,
+            user_text=user_text,
+            answer_text=answer_text,
+            trace_id=trace_id,
+            at=utc_now(),
+            answer_meta={"actions": _jsonable(list(actions)), **_jsonable(dict(answer_meta or {}))},
+            audit=tuple(audit),
+            audit_args=[_jsonable(entry.args) for entry in audit],
+            pending_changed=pending_changed,
+            pending=pending if isinstance(pending, PendingCall) else None,
+            pending_json=_pending_json(pending) if isinstance(pending, PendingCall) else None,
+            context_update=_jsonable(dict(context_update or {})),
+        )
+        try:
+            change = await self._turns.submit(write)
+        except MissingSession:
+            self._live.drop(session_id)
+            raise SessionNotFound(session_id) from None
+        self._live.committed(change)
+        return change.seqs
+
+    async def _write_turns(self, batch: Sequence[TurnWrite]) -> list[TurnCommitted | BaseException]:
+        """Group commit's batch function for databases other than SQLite (PostgreSQL)."""
+        try:
+            async with self._write() as conn:
+                return [await _write_turn(conn, turn) for turn in batch]
+        except SQLAlchemyError as exc:
+            if len(batch) == 1:
+                return [exc]
+            # One bad turn must not take the others with it: write each alone.
+            return [(await self._write_turns([turn]))[0] for turn in batch]
 
     async def append_notification(
         self,
@@ -557,6 +601,7 @@ class SessionStore:
         """Delete a session and its messages (the audit trail stays). False if absent."""
         async with self._write() as conn:
             result = await conn.execute(delete(SessionRow).where(SessionRow.id == session_id))
+        self._live.drop(session_id)
         return result.rowcount > 0
 
     async def delete_all(self, *, owner: str | None = None) -> int:
@@ -566,6 +611,7 @@ class SessionStore:
             statement = statement.where(SessionRow.owner == owner)
         async with self._write() as conn:
             result = await conn.execute(statement)
+        self._live.clear()  # the version check would catch it; this frees the memory now
         log.info("sessions_deleted", count=result.rowcount, owner=owner)
         return int(result.rowcount)
 
@@ -575,6 +621,7 @@ class SessionStore:
         async with self._write() as conn:
             result = await conn.execute(delete(SessionRow).where(SessionRow.last_activity < cutoff))
         if result.rowcount:
+            self._live.clear()
             log.info("idle_sessions_expired", count=result.rowcount, cutoff=cutoff.isoformat())
         return int(result.rowcount)
 
@@ -589,6 +636,18 @@ class SessionStore:
                 await self.cleanup_idle()
             except (SQLAlchemyError, OSError) as exc:
                 log.warning("idle_session_cleanup_failed", error=type(exc).__name__)
+
+    async def _write_sqlite_turns(
+        self, batch: Sequence[TurnWrite]
+    ) -> list[TurnCommitted | BaseException]:
+        if self._sqlite is None:
+            raise StoreNotOpen()
+        if self._write_gate is None:
+            return await self._sqlite.write(batch)
+        # The engine's writers (watches, claims, deletions) queue behind the batch in FIFO
+        # order instead of polling in SQLite's busy handler.
+        async with self._write_gate:
+            return await self._sqlite.write(batch)
 
     # ---- audit -----------------------------------------------------------------------------
 
@@ -737,11 +796,6 @@ def _check_session_id(session_id: str) -> None:
         raise ValueError(f"session id must be 1..{SESSION_ID_MAX} characters")
 
 
-def _title(user_text: str) -> str:
-    line = " ".join(user_text.split())
-    return line if len(line) <= TITLE_MAX else line[: TITLE_MAX - 1] + "…"
-
-
 def _jsonable(value: Any) -> Any:
     # Tool arguments may hold datetimes, enums or models; store what JSON can say about them.
     return to_jsonable_python(value, fallback=str)
@@ -765,6 +819,36 @@ def _session_query() -> Select[Any]:
     )
 
 
+_VERSION: Final = select(SessionRow.created_at, SessionRow.message_count)
+
+
+def _history_query(session_id: str, limit: int) -> Select[Any]:
+    return (
+        select(
+            MessageRow.seq,
+            MessageRow.role,
+            MessageRow.text,
+            MessageRow.trace_id,
+            MessageRow.created_at,
+            MessageRow.meta,
+        )
+        .where(MessageRow.session_id == session_id)
+        .order_by(MessageRow.seq.desc())
+        .limit(limit)
+    )
+
+
+def _stored_message(r: Row[Any]) -> StoredMessage:
+    return StoredMessage(
+        seq=r.seq,
+        role=r.role,
+        text=r.text,
+        trace_id=r.trace_id,
+        created_at=r.created_at,
+        meta=r.meta or {},
+    )
+
+
 def _session_info(row: Row[Any]) -> SessionInfo:
     pending: PendingCall | None = None
     if row.pending_action is not None:
@@ -784,6 +868,58 @@ def _session_info(row: Row[Any]) -> SessionInfo:
         pending=pending,
         context=row.context or {},
     )
+
+
+async def _write_turn(conn: AsyncConnection, turn: TurnWrite) -> TurnCommitted | BaseException:
+    values: dict[str, Any] = {
+        "message_count": SessionRow.message_count + 2,
+        "last_activity": turn.at,
+        "title": func.coalesce(SessionRow.title, turn.title),
+    }
+    if turn.pending_changed:
+        values["pending_action"] = turn.pending_json
+    row = (
+        await conn.execute(
+            update(SessionRow)
+            .where(SessionRow.id == turn.session_id)
+            .values(**values)
+            .returning(SessionRow.message_count, SessionRow.context)
+        )
+    ).one_or_none()
+    if row is None:
+        return MissingSession(turn.session_id)
+    count = int(row.message_count)
+    await conn.execute(
+        insert(MessageRow),
+        [
+            {
+                "session_id": turn.session_id,
+                "seq": count - 1,
+                "role": "user",
+                "text": turn.user_text,
+                "trace_id": turn.trace_id,
+                "created_at": turn.at,
+                "meta": {},
+            },
+            {
+                "session_id": turn.session_id,
+                "seq": count,
+                "role": "assistant",
+                "text": turn.answer_text,
+                "trace_id": turn.trace_id,
+                "created_at": turn.at,
+                "meta": dict(turn.answer_meta),
+            },
+        ],
+    )
+    await _insert_audit(conn, turn.audit, session_id=turn.session_id, trace_id=turn.trace_id)
+    context: dict[str, Any] = dict(row.context or {})
+    if turn.context_update:
+        context = {**context, **turn.context_update}
+        await conn.execute(
+            update(SessionRow).where(SessionRow.id == turn.session_id).values(context=context)
+        )
+    return committed(turn, message_count=count, context=context)
 
 
 async def _insert_audit(

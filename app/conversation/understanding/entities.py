@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from app.conversation.understanding.text import Text, Token
+from app.conversation.understanding.text import Text, Token, by_first_word
 
 MAX_IDS = 50
 """A list or range of ids is cut here ("tasks 1 to 400" is not 400 proposals)."""
@@ -450,6 +450,10 @@ def _words_of(words: Sequence[str], ents: Entities) -> None:
 EVENT_VALUES = frozenset({"up", "down", "change", "done", "failed"})
 
 
+# Each group keeps WATCH_EVENTS' order (longest first), so the first match is the same.
+WATCH_EVENTS_BY_FIRST_WORD = by_first_word(WATCH_EVENTS, lambda item: item[0])
+
+
 def _watch_events(words: Sequence[str], ents: Entities) -> None:
     for i in range(len(words) - 2):
         # "event=down", "event: failed"
@@ -461,7 +465,7 @@ def _watch_events(words: Sequence[str], ents: Entities) -> None:
             ents.found.append(Found("watch_event", words[i + 2], i, i + 2))
             return
     for i in range(len(words)):
-        for phrase, event in WATCH_EVENTS:
+        for phrase, event in WATCH_EVENTS_BY_FIRST_WORD.get(words[i], ()):
             n = len(phrase)
             if tuple(words[i : i + n]) == phrase:
                 ents.found.append(Found("watch_event", event, i, i + n - 1))

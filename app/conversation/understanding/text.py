@@ -9,14 +9,18 @@ towards the words the planner knows (rapidfuzz; only towards known words, never 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import TypeVar
 
 from rapidfuzz.distance import OSA
 from rapidfuzz.process import extractOne
 
 from app.conversation.understanding.numbers import NUMBER_WORDS, read_number
 from app.conversation.understanding.stems import stem
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -171,6 +175,20 @@ FILLER_PHRASES: tuple[tuple[str, ...], ...] = tuple(
         reverse=True,
     )
 )  # fmt: skip
+
+
+def by_first_word(
+    items: Iterable[T], phrase_of: Callable[[T], tuple[str, ...]]
+) -> Mapping[str, tuple[T, ...]]:
+    """Items grouped by their phrase's first word, each group in the given order: a position
+    is tried only against the phrases that can start there (same first match as trying all)."""
+    groups: dict[str, list[T]] = {}
+    for item in items:
+        groups.setdefault(phrase_of(item)[0], []).append(item)
+    return MappingProxyType({word: tuple(group) for word, group in groups.items()})
+
+
+FILLERS_BY_FIRST_WORD = by_first_word(FILLER_PHRASES, lambda phrase: phrase)
 # Fillers that are words in their own right after the first position: only dropped at the start.
 LEADING_ONLY = frozenset({"so", "well", "okay", "ok", "alright", "actually", "oh", "wait", "quick",
                           "real", "question", "yo", "hey"})  # fmt: skip
@@ -506,7 +524,7 @@ def _drop_fillers(tokens: list[Token]) -> tuple[list[Token], int]:
     i = 0
     while i < len(tokens):
         match = None
-        for phrase in FILLER_PHRASES:
+        for phrase in FILLERS_BY_FIRST_WORD.get(tokens[i].text, ()):
             n = len(phrase)
             if tuple(t.text for t in tokens[i : i + n]) == phrase:
                 if n == 1 and phrase[0] in LEADING_ONLY and any(t.text not in ",." for t in out):

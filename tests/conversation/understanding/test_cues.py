@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from app.conversation.understanding.cues import MIN_SCORE, PHRASE_WORD, WEIGHTS, CueIndex, Score
@@ -226,3 +232,39 @@ def test_ties_keep_the_registry_order() -> None:
     assert [(s.tool, s.total) for s in forward] == [("zap", 0.0), ("buzz", 0.0)]
     backward = CueIndex([Buzz(), Zap()]).score(["nothing"], Entities(), available=frozenset())
     assert [s.tool for s in backward] == ["buzz", "zap"]
+
+
+_PLAN_SOME = """
+import json, sys
+from app.conversation.understanding.planner import OfflinePlanner
+from app.domain.plan import PlanContext
+from app.tools.registry import default_tools
+planner = OfflinePlanner(default_tools())
+texts = json.loads(sys.argv[1])
+print(json.dumps([planner.plan_now(t, PlanContext()).model_dump(mode="json") for t in texts]))
+"""
+
+
+def test_plans_do_not_depend_on_the_hash_seed() -> None:
+    """Equal-length cues were ordered by set iteration, so a confidence (and in principle a
+    plan) could differ between two starts of the same service. Two seeds that differed before."""
+    texts = ["everything running smoothly?", "okay so I need uh a deploy on droplet 16"]
+    outputs = []
+    for seed in ("0", "1"):
+        done = subprocess.run(
+            [sys.executable, "-c", _PLAN_SOME, json.dumps(texts)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            cwd=Path(__file__).resolve().parents[3],
+        )
+        outputs.append(json.loads(done.stdout))
+    assert outputs[0] == outputs[1]
+
+
+def test_cues_are_ordered_longest_first_then_alphabetically() -> None:
+    index = CueIndex(default_tools())
+    for table in index.tables:
+        for group in (table.verbs, table.nouns, table.phrases, table.context, table.against):
+            assert list(group) == sorted(group, key=lambda p: (-len(p), p))

@@ -1,0 +1,199 @@
+"""SQLite: turns written by one thread on one connection, and the per-turn version read.
+
+Why not through the store's SQLAlchemy engine: each statement there is a hop to aiosqlite's
+thread plus SQLAlchemy's per-execution work, about 2 ms of CPU for a turn's four statements.
+Here a whole batch of turns (group commit) is one hop to a dedicated thread that runs constant
+SQL text on a plain `sqlite3` connection, the same pragmas as the engine's connections
+(app/store/engine.py), and one COMMIT.
+
+Values are stored exactly as SQLAlchemy stores them on SQLite (datetimes as
+"YYYY-MM-DD HH:MM:SS.ffffff" in UTC, JSON as `json.dumps` text, SQL NULL for no pending
+action), so everything else in the store reads these rows unchanged; a test compares the two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from sqlalchemy.exc import DBAPIError
+
+from app.store.engine import SQLITE_BUSY_TIMEOUT_MS
+from app.store.live import Version
+from app.store.turns import TurnCommitted, TurnWrite, committed
+
+_UPDATE: Final = (
+    "UPDATE sessions SET message_count = message_count + 2, last_activity = ?, "
+    "title = coalesce(title, ?) WHERE id = ? RETURNING message_count, context"
+)
+_UPDATE_WITH_PENDING: Final = (
+    "UPDATE sessions SET message_count = message_count + 2, last_activity = ?, "
+    "title = coalesce(title, ?), pending_action = ? WHERE id = ? "
+    "RETURNING message_count, context"
+)
+_INSERT_MESSAGE: Final = (
+    "INSERT INTO messages (session_id, seq, role, text, trace_id, created_at, meta) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_AUDIT: Final = (
+    "INSERT INTO audit (at, actor, session_id, source, tool, args, outcome, detail, "
+    "duration_ms, trace_id, planner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_UPDATE_CONTEXT: Final = "UPDATE sessions SET context = ? WHERE id = ?"
+_VERSION: Final = "SELECT created_at, message_count FROM sessions WHERE id = ?"
+# A version read never waits long: in WAL mode readers do not take locks; this only bounds
+# the rare moment a new connection must wait for the WAL index.
+_READ_TIMEOUT_S: Final = 1.0
+
+
+class MissingSession(LookupError):
+    """The turn's session row is gone (deleted meanwhile); nothing of the turn was written."""
+
+
+def sqlite_datetime(value: datetime) -> str:
+    """A datetime as SQLAlchemy's SQLite DATETIME stores it (UTC, no offset)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def parse_sqlite_datetime(value: str) -> datetime:
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+class SqliteTurns:
+    """The writer thread with its connection, and a reader on the calling (event-loop) thread."""
+
+    def __init__(self, *, path: Path) -> None:
+        self._path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
+        self._conn: sqlite3.Connection | None = None  # used on the writer thread only
+        self._reader: sqlite3.Connection | None = None  # used on the event-loop thread only
+
+    # ---- the per-turn version read -----------------------------------------------------------
+
+    def version(self, session_id: str) -> Version | None:
+        """The row's (created_at, message_count), None if there is no such session.
+
+        Synchronous on purpose: a primary-key read on a local file takes microseconds, less
+        than handing it to a thread would cost.
+        """
+        if self._reader is None:
+            reader = sqlite3.connect(
+                self._path, timeout=_READ_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
+            self._reader = reader
+        row = self._reader.execute(_VERSION, (session_id,)).fetchone()
+        if row is None:
+            return None
+        return (parse_sqlite_datetime(row[0]), int(row[1]))
+
+    # ---- the writer --------------------------------------------------------------------------
+
+    async def write(self, batch: Sequence[TurnWrite]) -> list[TurnCommitted | BaseException]:
+        """Write `batch` in one transaction (one thread hop); one result per turn."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._write_batch, batch)
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._close_writer)
+        self._executor.shutdown(wait=True)
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = sqlite3.connect(
+                self._path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000, isolation_level=None
+            )
+            conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA foreign_keys=ON")
+            # FULL, as the engine's connections: an answered turn survives a power cut too.
+            conn.execute("PRAGMA synchronous=FULL")
+            self._conn = conn
+        return self._conn
+
+    def _close_writer(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _write_batch(self, batch: Sequence[TurnWrite]) -> list[TurnCommitted | BaseException]:
+        conn = self._connection()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            results = [_write_one(conn, turn) for turn in batch]
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if len(batch) == 1:
+                return [_as_sqlalchemy_error(exc)]
+            # One bad turn must not take the others with it: write each alone.
+            return [self._write_batch([turn])[0] for turn in batch]
+        return results
+
+
+def _as_sqlalchemy_error(exc: sqlite3.Error) -> BaseException:
+    # The store raises SQLAlchemy's exception types whatever wrote the row, so callers (and
+    # the error handlers) see one contract: IntegrityError, OperationalError, ...
+    return DBAPIError.instance(None, None, exc, sqlite3.Error)
+
+
+def _write_one(conn: sqlite3.Connection, turn: TurnWrite) -> TurnCommitted | BaseException:
+    at = sqlite_datetime(turn.at)
+    if turn.pending_changed:
+        pending = None if turn.pending_json is None else json.dumps(turn.pending_json)
+        cursor = conn.execute(_UPDATE_WITH_PENDING, (at, turn.title, pending, turn.session_id))
+    else:
+        cursor = conn.execute(_UPDATE, (at, turn.title, turn.session_id))
+    rows = cursor.fetchall()
+    if not rows:
+        return MissingSession(turn.session_id)
+    count, stored_context = int(rows[0][0]), rows[0][1]
+    conn.executemany(
+        _INSERT_MESSAGE,
+        (
+            (turn.session_id, count - 1, "user", turn.user_text, turn.trace_id, at, "{}"),
+            (
+                turn.session_id,
+                count,
+                "assistant",
+                turn.answer_text,
+                turn.trace_id,
+                at,
+                json.dumps(turn.answer_meta),
+            ),
+        ),
+    )
+    if turn.audit:
+        conn.executemany(
+            _INSERT_AUDIT,
+            [
+                (
+                    sqlite_datetime(entry.at),
+                    entry.actor,
+                    entry.session_id or turn.session_id,
+                    entry.source,
+                    entry.tool,
+                    json.dumps(args),
+                    entry.outcome,
+                    entry.detail,
+                    entry.duration_ms,
+                    entry.trace_id or turn.trace_id,
+                    entry.planner,
+                )
+                for entry, args in zip(turn.audit, turn.audit_args, strict=True)
+            ],
+        )
+    context: dict[str, Any] = json.loads(stored_context) if stored_context else {}
+    if turn.context_update:
+        context = {**context, **turn.context_update}
+        conn.execute(_UPDATE_CONTEXT, (json.dumps(context), turn.session_id))
+    return committed(turn, message_count=count, context=context)

@@ -1,0 +1,90 @@
+"""One turn's writes, as the conversation hands them to the store, and what committing them did."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from app.domain.plan import PendingCall
+from app.domain.session import AuditEntry, StoredMessage
+
+TITLE_MAX = 80
+
+
+@dataclass(frozen=True, slots=True)
+class TurnWrite:
+    """Everything one turn stores, in one transaction (see SessionStore.record_turn)."""
+
+    session_id: str
+    user_text: str
+    answer_text: str
+    trace_id: str | None
+    at: datetime
+    answer_meta: Mapping[str, Any]
+    """JSON-ready: {"actions": [...], ...}."""
+    audit: Sequence[AuditEntry] = ()
+    audit_args: Sequence[Any] = ()
+    """JSON-ready arguments of each audit entry, in order."""
+    pending_changed: bool = False
+    pending: PendingCall | None = None
+    pending_json: Mapping[str, Any] | None = None
+    context_update: Mapping[str, Any] = field(default_factory=dict)
+    """JSON-ready; merged (shallow) into the stored context."""
+
+    @property
+    def title(self) -> str:
+        return title_of(self.user_text)
+
+
+@dataclass(frozen=True, slots=True)
+class TurnCommitted:
+    """What one committed turn changed, as the writer saw it in the database."""
+
+    session_id: str
+    message_count: int
+    """The row's message_count after the turn."""
+    user: StoredMessage
+    answer: StoredMessage
+    context: Mapping[str, Any]
+    """The whole context after the merge."""
+    pending: PendingCall | None
+    pending_changed: bool
+
+    @property
+    def seqs(self) -> tuple[int, int]:
+        return self.user.seq, self.answer.seq
+
+
+def committed(write: TurnWrite, *, message_count: int, context: Mapping[str, Any]) -> TurnCommitted:
+    """The outcome of `write` once its UPDATE returned `message_count` (the answer's seq)."""
+    return TurnCommitted(
+        session_id=write.session_id,
+        message_count=message_count,
+        user=StoredMessage(
+            seq=message_count - 1,
+            role="user",
+            text=write.user_text,
+            trace_id=write.trace_id,
+            created_at=write.at,
+            meta={},
+        ),
+        answer=StoredMessage(
+            seq=message_count,
+            role="assistant",
+            text=write.answer_text,
+            trace_id=write.trace_id,
+            created_at=write.at,
+            meta=dict(write.answer_meta),
+        ),
+        context=context,
+        pending=write.pending,
+        pending_changed=write.pending_changed,
+    )
+
+
+def title_of(user_text: str) -> str:
+    """What a session list shows: the first user message on one line, shortened."""
+    line = " ".join(user_text.split())
+    return line if len(line) <= TITLE_MAX else line[: TITLE_MAX - 1] + "…"

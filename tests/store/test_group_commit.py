@@ -1,0 +1,97 @@
+"""GroupCommit: what queues during a write goes in the next one; every submitter its own result."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from app.store.group_commit import GroupCommit
+
+
+class Writer:
+    """Records the batches; an item "bad" fails alone, "boom" fails its whole batch."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.release = asyncio.Event()
+        self.release.set()
+
+    async def write(self, batch: Sequence[str]) -> list[str | BaseException]:
+        await self.release.wait()
+        self.batches.append(list(batch))
+        if "boom" in batch:
+            raise OSError("disk gone")
+        return [ValueError(item) if item == "bad" else item.upper() for item in batch]
+
+
+async def test_items_arriving_during_a_write_share_the_next_one() -> None:
+    writer = Writer()
+    writer.release.clear()
+    group: GroupCommit[str, str] = GroupCommit(write_batch=writer.write)
+    first = asyncio.ensure_future(group.submit("a"))
+    await asyncio.sleep(0)  # the writer task has taken "a" and waits
+    rest = [asyncio.ensure_future(group.submit(x)) for x in "bcd"]
+    await asyncio.sleep(0)
+    writer.release.set()
+    assert await first == "A"
+    assert [await f for f in rest] == ["B", "C", "D"]
+    assert writer.batches == [["a"], ["b", "c", "d"]]
+    assert group.batches == 2
+
+
+async def test_a_failing_item_fails_alone_and_a_failing_batch_fails_all() -> None:
+    writer = Writer()
+    group: GroupCommit[str, str] = GroupCommit(write_batch=writer.write)
+    results = await asyncio.gather(
+        group.submit("x"), group.submit("bad"), group.submit("y"), return_exceptions=True
+    )
+    assert results[0] == "X" and results[2] == "Y"
+    assert isinstance(results[1], ValueError)
+
+    failed = await asyncio.gather(group.submit("p"), group.submit("boom"), return_exceptions=True)
+    assert all(isinstance(r, OSError) for r in failed)
+    assert await group.submit("after") == "AFTER"  # the writer goes on
+
+
+async def test_batches_are_bounded() -> None:
+    writer = Writer()
+    writer.release.clear()
+    group: GroupCommit[str, str] = GroupCommit(write_batch=writer.write, max_batch=2)
+    futures = [asyncio.ensure_future(group.submit(x)) for x in "abcde"]
+    await asyncio.sleep(0)
+    writer.release.set()
+    assert [await f for f in futures] == list("ABCDE")
+    assert writer.batches == [["a", "b"], ["c", "d"], ["e"]]
+
+
+async def test_a_caller_that_gives_up_still_has_its_item_written() -> None:
+    writer = Writer()
+    writer.release.clear()
+    group: GroupCommit[str, str] = GroupCommit(write_batch=writer.write)
+    waiting = asyncio.ensure_future(group.submit("kept"))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    writer.release.set()
+    await group.flush()
+    assert writer.batches == [["kept"]]
+
+
+async def test_flush_waits_for_everything_queued() -> None:
+    writer = Writer()
+    writer.release.clear()
+    group: GroupCommit[str, str] = GroupCommit(write_batch=writer.write)
+    futures = [asyncio.ensure_future(group.submit(x)) for x in "ab"]
+    await asyncio.sleep(0)
+    flushing = asyncio.ensure_future(group.flush())
+    await asyncio.sleep(0)
+    assert not flushing.done()
+    writer.release.set()
+    await flushing
+    assert all(f.done() for f in futures)
+    assert group.queued == 0
+    with pytest.raises(ValueError):
+        GroupCommit(write_batch=writer.write, max_batch=0)

@@ -1,0 +1,106 @@
+"""LiveSessions: bounded, dropped when stale, and a committed turn applied only without a gap."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from app.domain.session import SessionInfo, StoredMessage
+from app.store.live import LiveSessions
+from app.store.turns import TurnWrite, committed
+
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+T1 = datetime(2026, 12, 1, 9, 5, tzinfo=UTC)
+
+
+def _info(sid: str, count: int = 0, title: str | None = None) -> SessionInfo:
+    return SessionInfo(
+        session_id=sid,
+        source="chat",
+        owner="user:a",
+        title=title,
+        created_at=T0,
+        last_activity=T0,
+        message_count=count,
+    )
+
+
+def _msg(seq: int) -> StoredMessage:
+    return StoredMessage(
+        seq=seq, role="user" if seq % 2 else "assistant", text=f"m{seq}", created_at=T0
+    )
+
+
+def _write(sid: str, **extra: object) -> TurnWrite:
+    return TurnWrite(
+        session_id=sid,
+        user_text="  show me\n all droplets ",
+        answer_text="Here they are.",
+        trace_id="t1",
+        at=T1,
+        answer_meta={"actions": []},
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def test_current_only_while_the_version_matches() -> None:
+    live = LiveSessions(capacity=10, window=4)
+    live.put(_info("a", 2), [_msg(1), _msg(2)])
+    assert live.current("a", (T0, 2)) is not None
+    assert live.current("a", (T0, 3)) is None  # stale: dropped
+    assert len(live) == 0
+    live.put(_info("a", 2), [])
+    assert live.current("a", (T1, 2)) is None  # recreated session: other created_at
+
+
+def test_window_and_capacity_are_bounds() -> None:
+    live = LiveSessions(capacity=2, window=2)
+    entry = live.put(_info("a", 3), [_msg(1), _msg(2), _msg(3)])
+    assert [m.seq for m in entry.recent] == [2, 3]
+    live.put(_info("b"), [])
+    assert live.current("a", (T0, 3)) is not None  # "a" is now the most recently used
+    live.put(_info("c"), [])
+    assert len(live) == 2
+    assert live.current("b", (T0, 0)) is None  # the least recently used went
+    assert live.current("a", (T0, 3)) is not None
+
+
+def test_zero_capacity_keeps_nothing() -> None:
+    live = LiveSessions(capacity=0, window=4)
+    entry = live.put(_info("a"), [_msg(1)])
+    assert entry.recent == (_msg(1),)
+    assert len(live) == 0
+    with pytest.raises(ValueError):
+        LiveSessions(capacity=-1, window=1)
+
+
+def test_committed_turn_is_applied() -> None:
+    live = LiveSessions(capacity=4, window=3)
+    live.put(_info("a", 2), [_msg(1), _msg(2)])
+    write = _write("a", context_update={"k": 1})
+    live.committed(committed(write, message_count=4, context={"old": 0, "k": 1}))
+    entry = live.current("a", (T0, 4))
+    assert entry is not None
+    assert [m.seq for m in entry.recent] == [2, 3, 4]
+    assert entry.recent[-1].text == "Here they are."
+    assert entry.info.title == "show me all droplets"
+    assert entry.info.last_activity == T1
+    assert entry.info.context == {"old": 0, "k": 1}
+
+
+def test_committed_turn_after_a_gap_drops_the_entry() -> None:
+    live = LiveSessions(capacity=4, window=3)
+    live.put(_info("a", 2, title="first"), [_msg(1), _msg(2)])
+    # The turn took 4 and 5: a notification took 3 meanwhile.
+    live.committed(committed(_write("a"), message_count=5, context={}))
+    assert len(live) == 0
+
+
+def test_a_title_once_set_stays() -> None:
+    live = LiveSessions(capacity=4, window=3)
+    live.put(_info("a", 0, title="first"), [])
+    live.committed(committed(_write("a"), message_count=2, context={}))
+    entry = live.current("a", (T0, 2))
+    assert entry is not None
+    assert entry.info.title == "first"

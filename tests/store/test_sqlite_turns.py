@@ -1,0 +1,156 @@
+"""SQLite's turn writer: rows it writes read back through SQLAlchemy exactly as written."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from app.domain.plan import PendingCall, ToolCall
+from app.domain.session import AuditEntry
+from app.store.sessions import SessionStore
+from app.store.sqlite_turns import MissingSession, SqliteTurns, parse_sqlite_datetime
+from app.store.turns import TurnWrite
+
+AT = datetime(2026, 12, 1, 9, 30, 15, 123456, tzinfo=UTC)
+# How SQLAlchemy stores a DATETIME on SQLite.
+STORED = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}$")
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SessionStore]:
+    opened = SessionStore(database_url=f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}")
+    await opened.open()
+    try:
+        await opened.migrate()
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
+async def turns(store: SessionStore) -> AsyncIterator[SqliteTurns]:
+    assert store.sqlite_file is not None
+    writer = SqliteTurns(path=store.sqlite_file)
+    try:
+        yield writer
+    finally:
+        await writer.close()
+
+
+def _write(sid: str, **extra: object) -> TurnWrite:
+    return TurnWrite(
+        session_id=sid,
+        user_text="cancel task 7",
+        answer_text="Cancel task 7? (yes/no)",
+        trace_id="trace-1",
+        at=AT,
+        answer_meta={"actions": [{"tool": "cancel_task", "status": "awaiting_confirmation"}]},
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+async def test_rows_read_back_through_the_store(store: SessionStore, turns: SqliteTurns) -> None:
+    await store.get_or_create(session_id="u.a", source="chat", owner="user:a")
+    pending = PendingCall(call=ToolCall(tool="cancel_task", args={"task_id": 7}))
+    audit = AuditEntry(at=AT, actor="user:a", tool="cancel_task", args={"task_id": 7}, outcome="ok")
+    [result] = await turns.write(
+        [
+            _write(
+                "u.a",
+                audit=(audit,),
+                audit_args=[{"task_id": 7}],
+                pending_changed=True,
+                pending=pending,
+                pending_json=pending.model_dump(mode="json"),
+                context_update={"last_task_id": 7},
+            )
+        ]
+    )
+    assert not isinstance(result, BaseException)
+    assert result.seqs == (1, 2)
+
+    info = await store.get("u.a")
+    assert info is not None
+    assert (info.message_count, info.title, info.last_activity) == (2, "cancel task 7", AT)
+    assert info.pending == pending
+    assert info.context == {"last_task_id": 7}
+    history = await store.history("u.a")
+    assert [(m.seq, m.role, m.text, m.created_at) for m in history] == [
+        (1, "user", "cancel task 7", AT),
+        (2, "assistant", "Cancel task 7? (yes/no)", AT),
+    ]
+    assert history[1].meta == {
+        "actions": [{"tool": "cancel_task", "status": "awaiting_confirmation"}]
+    }
+    [entry] = await store.audit(session_id="u.a")
+    assert (entry.at, entry.tool, entry.args, entry.trace_id) == (
+        AT,
+        "cancel_task",
+        {"task_id": 7},
+        "trace-1",
+    )
+
+    # Stored in the same text form as the rows SQLAlchemy writes.
+    assert store.sqlite_file is not None
+    with sqlite3.connect(store.sqlite_file) as raw:
+        created, last = raw.execute(
+            "SELECT created_at, last_activity FROM sessions WHERE id = 'u.a'"
+        ).fetchone()
+    assert STORED.match(created) and STORED.match(last)
+    assert parse_sqlite_datetime(last) == AT
+
+
+async def test_clearing_the_pending_action_stores_sql_null(
+    store: SessionStore, turns: SqliteTurns
+) -> None:
+    await store.get_or_create(session_id="u.b", source="chat", owner="user:a")
+    pending = PendingCall(call=ToolCall(tool="cancel_task", args={"task_id": 7}))
+    await turns.write(
+        [
+            _write(
+                "u.b",
+                pending_changed=True,
+                pending=pending,
+                pending_json=pending.model_dump(mode="json"),
+            )
+        ]
+    )
+    await turns.write([_write("u.b", pending_changed=True)])
+    assert (await store.stats()).with_pending_actions == 0
+    info = await store.get("u.b")
+    assert info is not None and info.pending is None
+
+
+async def test_version_and_missing_session(store: SessionStore, turns: SqliteTurns) -> None:
+    created = await store.get_or_create(session_id="u.c", source="chat", owner="user:a")
+    assert turns.version("u.c") == (created.created_at, 0)
+    assert turns.version("u.none") is None
+    [result] = await turns.write([_write("u.none")])
+    assert isinstance(result, MissingSession)
+
+
+async def test_a_constraint_violation_is_sqlalchemys_error_and_others_still_commit(
+    store: SessionStore, turns: SqliteTurns
+) -> None:
+    for sid in ("u.d", "u.e"):
+        await store.get_or_create(session_id=sid, source="chat", owner="user:a")
+    broken = AuditEntry.model_construct(
+        at=AT,
+        tool="x",
+        args={},
+        outcome="exploded",  # type: ignore[arg-type]
+        actor=None,
+        session_id=None,
+        source=None,
+    )
+    good, bad = await turns.write([_write("u.d"), _write("u.e", audit=(broken,), audit_args=[{}])])
+    assert not isinstance(good, BaseException) and good.seqs == (1, 2)
+    assert isinstance(bad, IntegrityError)
+    assert [m.seq for m in await store.history("u.d")] == [1, 2]
+    assert await store.history("u.e") == []
