@@ -27,6 +27,7 @@ import contextlib
 import json
 import os
 import resource
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -240,7 +241,14 @@ class _Step:
         self.tag: str = spec["tag"]
         self.path: str = spec["path"]
         self.template: str = spec["body"]
-        self.expect: bytes | None = spec["expect"].encode() if spec.get("expect") else None
+        # One substring, or a list of substrings that must all be in the answer.
+        expect = spec.get("expect") or []
+        self.expect: tuple[bytes, ...] = tuple(
+            e.encode() for e in ([expect] if isinstance(expect, str) else expect)
+        )
+
+    def unexpected(self, status: int, body: bytes) -> bool:
+        return bool(self.expect) and (status != 200 or any(e not in body for e in self.expect))
 
     def raw(self, host: str, port: int, session: str) -> bytes:
         body = self.template.replace("@SESSION@", session).encode()
@@ -271,16 +279,24 @@ async def run_http(job: dict[str, Any]) -> dict[str, Any]:
     measure_to = measure_from + duration
     cpu_marks: dict[str, float] = {}
     watched = _watched(job)
+    groups: dict[str, str] = dict(job.get("watch_groups", {}))
     snaps: dict[str, sysinfo.Snapshot] = {}
+    # The stall probe in the service (bench.stall_probe) opens its window on SIGUSR1 and
+    # writes it out on SIGUSR2: sent here so its window is exactly this one.
+    probe_pid = job.get("stall_probe_pid")
+
+    def mark(edge: str, signum: signal.Signals) -> None:
+        cpu_marks[edge] = cpu_seconds()
+        snaps[edge] = sysinfo.snapshot({n: w["pid"] for n, w in watched.items()}, groups)
+        if probe_pid:
+            os.kill(int(probe_pid), signum)
 
     async def mark_cpu() -> None:
         # uvloop's timers tick in milliseconds: good enough for CPU accounting, not for latency.
         await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
-        cpu_marks["from"] = cpu_seconds()
-        snaps["from"] = sysinfo.snapshot({n: w["pid"] for n, w in watched.items()})
+        mark("from", signal.SIGUSR1)
         await asyncio.sleep(max(0.0, measure_to - time.perf_counter()))
-        cpu_marks["to"] = cpu_seconds()
-        snaps["to"] = sysinfo.snapshot({n: w["pid"] for n, w in watched.items()})
+        mark("to", signal.SIGUSR2)
 
     async def client(index: int) -> None:
         nonlocal sent, last_done
@@ -325,7 +341,7 @@ async def run_http(job: dict[str, Any]) -> dict[str, Any]:
                 latencies[step.tag].append(done - started)
                 key = str(status)
                 statuses[step.tag][key] = statuses[step.tag].get(key, 0) + 1
-                if step.expect is not None and step.expect not in body:
+                if step.unexpected(status, body):
                     unexpected[step.tag] += 1
                 last_done = max(last_done, done)
         if conn is not None:

@@ -3,13 +3,16 @@
 Starts the sandbox mesh in this process and droplet 12 (`python -m app.main`) and the baseline
 app (`python -m bench.baseline`) as separate processes pinned to one core; the load generator
 (`python -m bench.loadgen`) runs pinned to the other core, together with this process (the mesh
-and the fake Gemini). Then it measures the scenarios of issue 10 and writes
+and the fake Gemini). Then it measures the scenarios of issues 10 and 17 and writes
 `bench/results/latest.json` plus a table on stdout. See docs/performance.md for the method.
 
-Scenarios (`--only` takes a comma-separated subset): `http` (baseline vs chat read turn at 1 and
-64 clients, interleaved rounds), `write` (create-task + "yes"), `ws` (WebSocket capacity),
-`llm` (fake Gemini with a fixed delay), `growth` (10 / 1,000 / 100,000 stored sessions and a
-1,000-turn history), `anatomy` (`python -m bench.anatomy`: a turn's parts timed in-process).
+Scenarios (`--only` takes a comma-separated subset): `http` (baseline vs chat read turn and the
+read mix at 1 and 64 clients, interleaved rounds, plus open loop at half capacity), `write`
+(create-task + "yes", plus open loop at half capacity), `ws` (WebSocket capacity), `llm` (fake
+Gemini at 300 ms and 0 ms, 1 and 64 clients), `pg` (read mix and write pair on SQLite and on
+PostgreSQL, bench.backends), `stall` (largest gap of a 1 ms ticker in the service's loop under
+the read mix, bench.stall), `growth` (10 / 1,000 / 100,000 stored sessions and a 1,000-turn
+history), `anatomy` (`python -m bench.anatomy`: a turn's parts timed in-process).
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import report
+from bench import issue17, report
+from bench.backends import scenario_pg
 from bench.loadgen import summarise
 from bench.procs import (
     PYTHON,
@@ -50,9 +54,10 @@ from bench.procs import (
     raise_fd_limit,
     service_env,
 )
+from bench.stall import scenario_stall
 
 RESULTS = ROOT / "bench" / "results" / "latest.json"
-SCENARIOS = ("http", "write", "ws", "llm", "growth", "anatomy")
+SCENARIOS = ("http", "write", "ws", "llm", "pg", "stall", "growth", "anatomy")
 
 READ_TEXT = "show me all droplets"
 WRITE_TEXT = "create a verification task for droplet 14, priority 3"
@@ -126,6 +131,18 @@ WRITE_STEPS = [
     },
 ]
 
+LLM_STEP = {
+    "tag": "turn",
+    "path": "/api/chat",
+    "body": json.dumps({"message": LLM_TEXT, "session_id": "@SESSION@"}),
+    "expect": ['"planner":"gemini"', '{"tool":"list_droplets","status":"ok"}'],
+}
+WRITE_CPU_NOTE = (
+    "droplet 12's own CPU (/proc/<pid>/stat) per turn; the sandbox Orchestrator that answers "
+    "the confirm's POST /tasks runs in the harness process on the load core, so its time is "
+    "not included"
+)
+
 TARGETS = {
     "read64_ratio": 0.33,
     "read64_p99_ms": 25.0,
@@ -148,9 +165,12 @@ class Plan:
     ws_connections: int
     ws_events: int
     ws_turns: int
-    llm_delay_s: float
-    llm_clients: tuple[int, ...]
+    llm_runs: tuple[tuple[float, int], ...]
+    """(fake Gemini delay in seconds, clients) per LLM measurement, closed loop."""
     llm_duration_s: float
+    pg_clients: tuple[int, ...]
+    pg_rounds: int
+    stall_clients: tuple[int, ...]
     growth_sizes: tuple[int, ...]
     growth_history_turns: int
     growth_rounds: int
@@ -171,9 +191,11 @@ FULL = Plan(
     ws_connections=5000,
     ws_events=5,
     ws_turns=30,
-    llm_delay_s=0.3,
-    llm_clients=(1, 16),
-    llm_duration_s=6.0,
+    llm_runs=((0.3, 1), (0.0, 1), (0.3, 64), (0.0, 64)),
+    llm_duration_s=5.0,
+    pg_clients=(1, 64),
+    pg_rounds=2,
+    stall_clients=(1, 64),
     growth_sizes=(10, 1_000, 100_000),
     growth_history_turns=1000,
     growth_rounds=2,
@@ -193,9 +215,11 @@ QUICK = Plan(
     ws_connections=500,
     ws_events=2,
     ws_turns=5,
-    llm_delay_s=0.3,
-    llm_clients=(1,),
-    llm_duration_s=2.0,
+    llm_runs=((0.3, 1), (0.0, 16)),
+    llm_duration_s=1.5,
+    pg_clients=(16,),
+    pg_rounds=1,
+    stall_clients=(64,),
     growth_sizes=(10, 1_000, 10_000),
     growth_history_turns=200,
     growth_rounds=1,
@@ -246,8 +270,15 @@ class Bench:
         return sum(c.count for c in self.mesh_counters.values())
 
     def droplet12(
-        self, name: str, *, data_dir: Path, extra: dict[str, str] | None = None
+        self,
+        name: str,
+        *,
+        data_dir: Path,
+        extra: dict[str, str] | None = None,
+        module: str = "app.main",
     ) -> Service:
+        """Droplet 12 as `python -m <module>`: `app.main`, or `bench.stall_probe` (which runs
+        app.main itself, with a ticker in its loop)."""
         port = free_port()
         mesh = self.mesh
         shown = {
@@ -272,7 +303,7 @@ class Bench:
         }
         service = Service(
             name=name,
-            argv=[PYTHON, "-m", "app.main"],
+            argv=[PYTHON, "-m", module],
             env=service_env(shown, drop=self._drop),
             cwd=data_dir,
             port=port,
@@ -347,7 +378,10 @@ class Bench:
         warmup: float | None = None,
         raw: bool = True,
         rate: float | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """One load-generator window on `service`; `extra` adds job keys (`watch_groups`:
+        processes counted by command line, `stall_probe_pid`: whom to signal at its edges)."""
         duration = self.plan.duration_s if duration is None else duration
         warmup = self.plan.warmup_s if warmup is None else warmup
         job = {
@@ -365,6 +399,7 @@ class Bench:
             "raw": raw,
             "rate_per_s": rate,
             "watch": self.watch(service),
+            **(extra or {}),
         }
         return self.loadgen.run(job, timeout=duration + warmup + 120)
 
@@ -444,31 +479,71 @@ class Bench:
                 out[which][f"c{top}_open_half"] = pooled
         return out
 
+    def write_pair(
+        self,
+        service: Service,
+        *,
+        clients: int,
+        prefix: str,
+        rate: float | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The write pair (propose, then "yes") per client session: one window, summarised.
+
+        `server_cpu_ms_per_turn` is droplet 12's own CPU (/proc/<pid>/stat of its process) per
+        turn: the pair's peer, the sandbox Orchestrator answering `POST /tasks`, runs in the
+        harness process on the load core, so none of its time is in it.
+        """
+        before = self.mesh_requests()
+        duration = self.plan.duration_s * (2 if rate else 1)
+        res = self.http(
+            service,
+            clients=clients,
+            steps=WRITE_STEPS,
+            prefix=prefix,
+            rate=rate,
+            duration=duration,
+            extra=extra,
+        )
+        turns = sum(t["completed_incl_warmup"] for t in res["tags"].values())
+        pooled = {tag: _pool([res], tag) for tag in res["tags"]}
+        window = res["window_s"]
+        total = sum(t["count"] for t in res["tags"].values())
+        server_cpu = res["system"].get("server_cpu")
+        both = summarise(
+            [v / 1000 for t in res["tags"].values() for v in t.get("raw_ms", [])], window
+        )
+        return {
+            "clients": clients,
+            "rate_per_s": rate,
+            "window_s": window,
+            "turns_per_s": round(total / window, 2) if window else None,
+            "server_cpu_ms_per_turn": round(server_cpu * window * 1000 / total, 3)
+            if server_cpu is not None and total
+            else None,
+            "pairs_per_s": round(res["tags"]["confirm"]["count"] / window, 2) if window else None,
+            "turn": {k: both[k] for k in ("count", "p50_ms", "p90_ms", "p99_ms", "max_ms")},
+            "propose": pooled["propose"],
+            "confirm": pooled["confirm"],
+            "failed": sum(p["unexpected"] for p in pooled.values()) + sum(res["errors"].values()),
+            "mesh_requests_per_turn": round((self.mesh_requests() - before) / max(1, turns), 4),
+            "system": res["system"],
+            "client_cpu_util": res["client_cpu_util"],
+            "errors": res["errors"],
+        }
+
     def scenario_write(self, d12: Service) -> dict[str, Any]:
-        out: dict[str, Any] = {}
+        out: dict[str, Any] = {"cpu_note": WRITE_CPU_NOTE}
         for clients in self.plan.write_clients:
-            before = self.mesh_requests()
-            res = self.http(d12, clients=clients, steps=WRITE_STEPS, prefix=f"write-c{clients}")
-            turns = sum(t["completed_incl_warmup"] for t in res["tags"].values())
-            pooled = {tag: _pool([res], tag) for tag in res["tags"]}
-            window = res["window_s"]
-            total = sum(t["count"] for t in res["tags"].values())
-            server_cpu = res["system"].get("server_cpu")
-            out[f"c{clients}"] = {
-                "turns_per_s": round(total / window, 2) if window else None,
-                "server_cpu_ms_per_turn": round(server_cpu * window * 1000 / total, 3)
-                if server_cpu is not None and total
-                else None,
-                "pairs_per_s": round(res["tags"]["confirm"]["count"] / window, 2)
-                if window
-                else None,
-                "propose": pooled["propose"],
-                "confirm": pooled["confirm"],
-                "mesh_requests_per_turn": round((self.mesh_requests() - before) / max(1, turns), 4),
-                "system": res["system"],
-                "client_cpu_util": res["client_cpu_util"],
-                "errors": res["errors"],
-            }
+            out[f"c{clients}"] = self.write_pair(d12, clients=clients, prefix=f"write-c{clients}")
+        # Open loop at half the measured capacity, as for the read turn (latency when busy).
+        top = max(self.plan.write_clients)
+        capacity = out[f"c{top}"]["turns_per_s"]
+        if capacity:
+            rate = round(capacity * 0.5, 1)
+            out[f"c{top}_open_half"] = self.write_pair(
+                d12, clients=top, prefix=f"write-open-c{top}", rate=rate
+            )
         return out
 
     def scenario_ws(self, d12: Service) -> dict[str, Any]:
@@ -492,10 +567,13 @@ class Bench:
         return result
 
     def scenario_llm(self) -> dict[str, Any]:
+        """`PLANNER=gemini` against the fake Gemini (in this process, on the load core) at each
+        (delay, clients) of the plan, closed loop. A turn counts as failed unless it is a 200
+        naming the gemini planner and an ok `list_droplets` action."""
         from tests.fakes.gemini import FakeGemini, function_call
 
         plan = self.plan
-        fake = FakeGemini(default=function_call("list_droplets", {}), delay_s=plan.llm_delay_s)
+        fake = FakeGemini(default=function_call("list_droplets", {}), delay_s=0.0)
         fake.start()
         d12: Service | None = None
         try:
@@ -508,72 +586,77 @@ class Bench:
                     "GEMINI_BASE_URL": fake.base_url,
                 },
             )
-            out: dict[str, Any] = {
-                "delay_ms": plan.llm_delay_s * 1000,
-                "startup_s": self.ready(d12)[d12.name],
-            }
+            out: dict[str, Any] = {"startup_s": self.ready(d12)[d12.name], "runs": {}}
             self.smoke(d12)
-            # The model's own round trip as a plain client sees it (fake + loopback).
-            fake_port = int(fake.base_url.rsplit(":", 1)[1])
-            direct = self.loadgen.run(
-                {
-                    "kind": "http",
-                    "host": "127.0.0.1",
-                    "port": fake_port,
-                    "clients": 1,
-                    "warmup_s": 0.5,
-                    "duration_s": max(2.0, plan.llm_duration_s / 2),
-                    "steps": [
-                        {
-                            "tag": "model",
-                            "path": "/v1beta/models/gemini-2.5-flash:generateContent",
-                            "body": json.dumps(
-                                {"contents": [{"role": "user", "parts": [{"text": LLM_TEXT}]}]}
-                            ),
-                            "expect": "functionCall",
-                        }
-                    ],
-                    "raw": True,
-                },
-                timeout=120,
-            )
-            out["direct_model_call"] = _pool([direct], "model")
-            direct_p50 = out["direct_model_call"]["p50_ms"]
-            step = {
-                "tag": "turn",
-                "path": "/api/chat",
-                "body": json.dumps({"message": LLM_TEXT, "session_id": "@SESSION@"}),
-                "expect": '"planner":"gemini"',
-            }
-            for clients in plan.llm_clients:
+            direct: dict[float, float | None] = {}
+            for delay, clients in plan.llm_runs:
+                fake.delay_s = delay
+                if delay not in direct:
+                    model = self._direct_model_call(fake.base_url)
+                    out[f"direct_model_call_{delay * 1000:g}ms"] = model
+                    direct[delay] = model["p50_ms"]
                 before = len(fake.requests)
                 res = self.http(
                     d12,
                     clients=clients,
-                    steps=[step],
-                    prefix=f"llm-c{clients}",
+                    steps=[LLM_STEP],
+                    prefix=f"llm-d{delay * 1000:g}-c{clients}",
                     duration=plan.llm_duration_s,
                     warmup=1.0,
                 )
                 turns = res["tags"]["turn"]["completed_incl_warmup"]
                 calls = len(fake.requests) - before
                 pooled = _pool([res], "turn")
+                pooled["delay_ms"] = delay * 1000
+                pooled["clients"] = clients
                 pooled["model_calls"] = calls
                 pooled["turns_incl_warmup"] = turns
                 pooled["model_calls_per_turn"] = round(calls / max(1, turns), 3)
+                # Any answer that is not a 200 with the expected action, and any turn that got
+                # no answer at all (timeout, reset), is a failed turn.
+                pooled["failed"] = pooled["unexpected"] + sum(pooled["errors"].values())
+                # The fake answers from this process: a busy harness would cap the 0 ms runs.
+                pooled["harness_cpu"] = res["system"].get("harness_cpu")
                 for key in ("p50_ms", "p90_ms", "p99_ms"):
                     if pooled.get(key) is not None:
-                        pooled[f"overhead_{key}"] = round(pooled[key] - out["delay_ms"], 3)
-                        if direct_p50 is not None:
-                            pooled[f"overhead_vs_direct_{key}"] = round(pooled[key] - direct_p50, 3)
+                        pooled[f"overhead_{key}"] = round(pooled[key] - delay * 1000, 3)
+                        if direct[delay] is not None:
+                            own = pooled[key] - (direct[delay] or 0.0)
+                            pooled[f"overhead_vs_direct_{key}"] = round(own, 3)
                 pooled["sample"] = res["samples"].get("turn", "")[:400]
-                out[f"c{clients}"] = pooled
+                out["runs"][f"d{delay * 1000:g}_c{clients}"] = pooled
             out["log"] = d12.log_counts()
             return out
         finally:
             if d12 is not None:
                 d12.stop()
             fake.stop()
+
+    def _direct_model_call(self, base_url: str) -> dict[str, Any]:
+        """The fake's own round trip as a plain client sees it (fake + loopback)."""
+        fake_port = int(base_url.rsplit(":", 1)[1])
+        body = {"contents": [{"role": "user", "parts": [{"text": LLM_TEXT}]}]}
+        direct = self.loadgen.run(
+            {
+                "kind": "http",
+                "host": "127.0.0.1",
+                "port": fake_port,
+                "clients": 1,
+                "warmup_s": 0.3,
+                "duration_s": 1.5,
+                "steps": [
+                    {
+                        "tag": "model",
+                        "path": "/v1beta/models/gemini-2.5-flash:generateContent",
+                        "body": json.dumps(body),
+                        "expect": "functionCall",
+                    }
+                ],
+                "raw": True,
+            },
+            timeout=120,
+        )
+        return _pool([direct], "model")
 
     def scenario_growth(self) -> dict[str, Any]:
         from bench.seed import seed_database
@@ -909,18 +992,19 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
             note + ("" if worst_event is not None else "; some connections missed an event"),
         )
     llm = scen.get("llm", {})
-    if isinstance(llm, dict) and "c1" in llm:
-        overhead = llm["c1"].get("overhead_p50_ms")
+    one = llm.get("runs", {}).get("d300_c1") if isinstance(llm, dict) else None
+    if one:
+        overhead = one.get("overhead_p50_ms")
         add(
             "LLM path own overhead p50",
             f"<= {TARGETS['llm_overhead_p50_ms']:g} ms",
             overhead,
             None if overhead is None else overhead <= TARGETS["llm_overhead_p50_ms"],
-            f"turn p50 minus the {llm['delay_ms']:g} ms model delay; vs the model's own round "
-            f"trip: {llm['c1'].get('overhead_vs_direct_p50_ms')} ms; CPU droplet 12 spent per "
-            f"turn: {llm['c1'].get('server_cpu_ms_per_request')} ms",
+            f"1 client, turn p50 minus the 300 ms model delay; vs the model's own round "
+            f"trip: {one.get('overhead_vs_direct_p50_ms')} ms; CPU droplet 12 spent per "
+            f"turn: {one.get('server_cpu_ms_per_request')} ms",
         )
-        calls = llm["c1"].get("model_calls_per_turn")
+        calls = one.get("model_calls_per_turn")
         add(
             "model calls per read turn",
             "exactly 1",
@@ -1007,6 +1091,8 @@ def run(plan: Plan, only: set[str], output: Path, keep: bool) -> int:
                 results["droplet12_log"] = d12.log_counts()
                 bench.stop(d12)
             attempt("llm", bench.scenario_llm)
+            attempt("pg", lambda: scenario_pg(bench))
+            attempt("stall", lambda: scenario_stall(bench))
             attempt("growth", bench.scenario_growth)
             attempt("anatomy", lambda: scenario_anatomy(plan, layout, workdir))
         except Exception as exc:
@@ -1021,6 +1107,8 @@ def run(plan: Plan, only: set[str], output: Path, keep: bool) -> int:
     results["machine"]["loadavg_end"] = _loadavg()
     results["duration_s"] = round(time.monotonic() - started, 1)
     results["targets"] = evaluate(results)
+    issue17.add_ratios(results)
+    results["targets_issue17"] = issue17.evaluate(results)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(results, indent=2) + "\n")

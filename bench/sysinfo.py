@@ -70,14 +70,51 @@ def process_status(pid: int) -> dict[str, Any]:
     return out
 
 
+def matching_pids(needle: str) -> list[int]:
+    """Processes whose command line contains `needle`, e.g. the PostgreSQL backends serving one
+    database (their title is `postgres: <cluster>: <user> <database> <client> <state>`)."""
+    found: list[int] = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                text = cmdline.read().replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            continue
+        if needle in text:
+            found.append(int(entry))
+    return found
+
+
+def group_ticks(needle: str) -> dict[int, int]:
+    """CPU ticks of every process matching `needle`, by pid (see `matching_pids`)."""
+    out: dict[int, int] = {}
+    for pid in matching_pids(needle):
+        ticks = process_ticks(pid)
+        if ticks is not None:
+            out[pid] = ticks
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     cores: dict[int, CoreTimes]
     processes: dict[str, int | None]
+    groups: dict[str, dict[int, int]]
+    """Per named group (a command-line needle), ticks by pid: processes come and go."""
 
 
-def snapshot(pids: dict[str, int]) -> Snapshot:
-    return Snapshot(cores=core_times(), processes={n: process_ticks(p) for n, p in pids.items()})
+def snapshot(pids: dict[str, int], groups: dict[str, str] | None = None) -> Snapshot:
+    return Snapshot(
+        cores=core_times(),
+        processes={n: process_ticks(p) for n, p in pids.items()},
+        groups={name: group_ticks(needle) for name, needle in (groups or {}).items()},
+    )
 
 
 def usage_between(
@@ -96,6 +133,13 @@ def usage_between(
         after = second.processes.get(name)
         if before is not None and after is not None:
             out[f"{name}_cpu"] = round((after - before) / span, 3)
+    for name, before_group in first.groups.items():
+        after_group = second.groups.get(name, {})
+        # A pid seen only at the end was born in the window: all its ticks are the window's.
+        # One gone by the end lost its last ticks with it (backends of a pool rarely exit).
+        ticks = sum(t - before_group.get(pid, 0) for pid, t in after_group.items())
+        out[f"{name}_cpu"] = round(ticks / span, 3)
+        out[f"{name}_processes"] = len(after_group)
     for core, a in first.cores.items():
         b = second.cores.get(core)
         if b is None:
