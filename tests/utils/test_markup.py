@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.utils.markup import (
     ago,
@@ -67,3 +69,30 @@ def test_times() -> None:
     assert when(moment) == "2025-11-07 14:05 UTC"
     assert when(datetime(2025, 11, 7, 14, 5), spoken=True) == "14:05 UTC on November 7"
     assert when(datetime(2025, 11, 7, 14, 5, tzinfo=UTC)) == "2025-11-07 14:05 UTC"
+
+
+def _escape_reference(text: str, *, limit: int | None = None) -> str:
+    """escape_markdown as first written, one character pass at a time: the fast path for
+    plain ASCII must give exactly this."""
+    import re
+    import unicodedata
+
+    zero_width = frozenset("\u200b\u200c\u200d\u2060\ufe0e\ufe0f")
+    flat = re.sub(r"\s+", " ", "".join(ch for ch in text if ch not in zero_width)).strip()
+    if limit is not None and len(flat) > limit:
+        flat = flat[: max(1, limit - 1)].rstrip() + "…"
+    flat = "".join(" " if unicodedata.category(ch) in ("Cc", "Cf") else ch for ch in flat)
+    flat = flat.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return re.sub(r"([\\`*_\[\]|~])", r"\\\1", flat)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    text=st.one_of(
+        st.text(alphabet=st.characters(max_codepoint=127), max_size=80),
+        st.text(max_size=80),
+    ),
+    limit=st.one_of(st.none(), st.integers(min_value=1, max_value=70)),
+)
+def test_escape_markdown_equals_the_reference(text: str, limit: int | None) -> None:
+    assert escape_markdown(text, limit=limit) == _escape_reference(text, limit=limit)
