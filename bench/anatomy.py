@@ -12,8 +12,10 @@ aiosqlite's worker threads, so its cost shows as wall time, not loop CPU.
 What-if variants re-run the same turns with one change applied at runtime (never in the app's
 files), so a proposal in docs/performance.md comes with a measured gain:
 - `quiet_logs`: drop filtered-out log events before structlog's processors run.
-The LLM part times one Gemini planning call through the SDK against the fake (no delay) and the
-same request body posted with a bare httpx client, which bounds what bypassing the SDK buys.
+The `planners` part times each model planner's `plan` alone against its fake (no delay); the
+LLM part times one Gemini planning call against the fake (no delay): the whole `plan`, its
+request (`post_json`: body posted, answer parsed), and the same body's bytes posted with a bare
+httpx client, the floor any request path pays (what the SDK it replaced cost: docs/performance.md).
 """
 
 from __future__ import annotations
@@ -273,8 +275,8 @@ async def measure_rules(
 
 async def measure_llm(mesh: Any, workdir: Path, calls: int) -> dict[str, Any]:
     import httpx
-    from google.genai import models as genai_models
 
+    from app.conversation.planners import gemini as gemini_planner
     from app.factory import _configure_logging
     from app.wiring import components as wiring
     from tests.fakes.gemini import FakeGemini, function_call
@@ -292,13 +294,15 @@ async def measure_llm(mesh: Any, workdir: Path, calls: int) -> dict[str, Any]:
         runtime = wiring.build(settings)
         await wiring.start(runtime)
         timers = Timers()
-        original = genai_models.AsyncModels.generate_content
+        # The planner module's own name for the request, so its calls (and only they) are timed.
+        hook = "post_json"
+        original = getattr(gemini_planner, hook)
 
-        async def generate_content(self: Any, *args: Any, **kwargs: Any) -> Any:
-            with timers.part("sdk generate_content", nested=True):
-                return await original(self, *args, **kwargs)
+        async def post_json(*args: Any, **kwargs: Any) -> Any:
+            with timers.part("post_json", nested=True):
+                return await original(*args, **kwargs)
 
-        genai_models.AsyncModels.generate_content = generate_content  # type: ignore[method-assign]
+        setattr(gemini_planner, hook, post_json)
         try:
             conversation = runtime.conversation
             timers.wrap_async(conversation._planner, "plan", "planner.plan (whole)")
@@ -316,27 +320,27 @@ async def measure_llm(mesh: Any, workdir: Path, calls: int) -> dict[str, Any]:
             timers.recording = False
             parts = timers.summary(calls)
         finally:
-            genai_models.AsyncModels.generate_content = original  # type: ignore[method-assign]
+            setattr(gemini_planner, hook, original)
             await wiring.stop(runtime)
-        # The same request without the SDK: the recorded body, posted as JSON.
-        body = fake.requests[-1].raw
-        url = f"{fake.base_url}/v1beta/models/gemini-2.5-flash:generateContent"
+        # The floor: the recorded body's bytes, posted again with nothing built around them.
+        body = fake.requests[-1].content
+        url = fake.base_url + fake.requests[-1].path
         raw_wall: list[float] = []
         raw_cpu: list[float] = []
         async with httpx.AsyncClient() as client:
             for i in range(calls + 5):
                 wall, cpu = time.perf_counter(), time.thread_time()
-                response = await client.post(url, json=body, headers={"x-goog-api-key": "k"})
+                response = await client.post(url, content=body, headers={"x-goog-api-key": "k"})
                 response.json()
                 if i >= 5:
                     raw_wall.append(time.perf_counter() - wall)
                     raw_cpu.append(time.thread_time() - cpu)
         return {
             "calls": calls,
-            "request_body_bytes": len(json.dumps(body)),
+            "request_body_bytes": len(body),
             "handle (fake Gemini in this process, no delay)": handle,
             "planner_plan": parts.get("planner.plan (whole)"),
-            "sdk_generate_content": parts.get("sdk generate_content"),
+            "model_request_post_json": parts.get("post_json"),
             "bare_httpx_post": {
                 "wall_ms_per_call": round(statistics.mean(raw_wall) * 1000, 3),
                 "loop_cpu_ms_per_call": round(statistics.mean(raw_cpu) * 1000, 3),
@@ -344,6 +348,63 @@ async def measure_llm(mesh: Any, workdir: Path, calls: int) -> dict[str, Any]:
         }
     finally:
         fake.stop()
+
+
+PLANNER_TEXT = "give me the lay of the land"
+
+
+async def measure_planners(calls: int) -> dict[str, Any]:
+    """Each model planner's `plan` alone against its fake (no delay), loop-thread CPU per call.
+
+    The context is a mid-sized one (6 history turns with one long answer, 24 droplet names), so
+    what is measured is the per-call building of the request around the constant parts.
+    """
+    from app.conversation.planners.gemini import GeminiPlanner
+    from app.conversation.planners.openai_compat import OpenAICompatPlanner
+    from app.domain.plan import HistoryTurn, PlanContext
+    from tests.fakes import gemini as g
+    from tests.fakes import openai as o
+
+    turns = [
+        HistoryTurn(role="user", text=TEXT),
+        HistoryTurn(role="assistant", text="Droplets: " + "x " * 300),
+    ]
+    context = PlanContext(
+        history=turns * 3, aliases={f"droplet-{i}": i for i in range(1, 25)}, last_droplet_id=14
+    )
+
+    async def timed(planner: Any) -> dict[str, float]:
+        for _ in range(20):
+            await planner.plan(PLANNER_TEXT, context)
+        cpu: list[float] = []
+        wall: list[float] = []
+        for _ in range(calls):
+            started, cpu_started = time.perf_counter(), time.thread_time()
+            await planner.plan(PLANNER_TEXT, context)
+            cpu.append(time.thread_time() - cpu_started)
+            wall.append(time.perf_counter() - started)
+        return {
+            "loop_cpu_ms_mean": round(statistics.mean(cpu) * 1000, 3),
+            "loop_cpu_ms_p50": round(statistics.median(cpu) * 1000, 3),
+            "wall_ms_mean": round(statistics.mean(wall) * 1000, 3),
+        }
+
+    out: dict[str, Any] = {"calls": calls}
+    with g.FakeGemini(default=g.function_call("list_droplets", {})) as fake_gemini:
+        gemini = GeminiPlanner(api_key="bench-fake-key", base_url=fake_gemini.base_url)
+        try:
+            out["gemini"] = await timed(gemini)
+        finally:
+            await gemini.aclose()
+        out["gemini"]["request_body_bytes"] = len(fake_gemini.requests[-1].content)
+    with o.FakeOpenAI(default=o.tool_call("list_droplets", {})) as fake_openai:
+        openai = OpenAICompatPlanner(base_url=fake_openai.base_url, model="bench", api_key="k")
+        try:
+            out["openai"] = await timed(openai)
+        finally:
+            await openai.aclose()
+        out["openai"]["request_body_bytes"] = len(fake_openai.requests[-1].content)
+    return out
 
 
 VARIANTS: list[set[str]] = [
@@ -559,7 +620,9 @@ async def measure_db(workdir: Path, n: int) -> dict[str, Any]:
     return out
 
 
-async def _main(turns: int, rounds: int, llm_calls: int, db_ops: int) -> dict[str, Any]:
+async def _main(
+    turns: int, rounds: int, llm_calls: int, db_ops: int, planner_calls: int
+) -> dict[str, Any]:
     from sandbox.testing import start_mesh
 
     with tempfile.TemporaryDirectory(prefix="bench-anatomy-") as tmp:
@@ -576,10 +639,11 @@ async def _main(turns: int, rounds: int, llm_calls: int, db_ops: int) -> dict[st
                     )
             rules = [_aggregate(runs[i]) for i in range(len(VARIANTS))]
             llm = await measure_llm(mesh, workdir, llm_calls)
+            planners = await measure_planners(planner_calls)
             db = await measure_db(workdir, db_ops)
         finally:
             mesh.stop()
-    return {"turn_text": TEXT, "rules": rules, "llm": llm, "db": db}
+    return {"turn_text": TEXT, "rules": rules, "llm": llm, "planners": planners, "db": db}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -592,6 +656,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--llm-calls", type=int, default=40)
     parser.add_argument("--db-ops", type=int, default=200)
+    parser.add_argument("--planner-calls", type=int, default=200)
     parser.add_argument("--output", type=Path, default=OUTPUT)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -601,7 +666,7 @@ def main(argv: list[str] | None = None) -> None:
         runner: Callable[[Coroutine[Any, Any, Any]], Any] = uvloop.run  # the service's loop
     except ImportError:  # pragma: no cover
         runner = asyncio.run
-    result = runner(_main(args.turns, args.rounds, args.llm_calls, args.db_ops))
+    result = runner(_main(args.turns, args.rounds, args.llm_calls, args.db_ops, args.planner_calls))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     sys.stdout.write(json.dumps(result) + "\n")

@@ -898,7 +898,6 @@ def versions() -> dict[str, str]:
         "sqlalchemy",
         "aiosqlite",
         "structlog",
-        "google-genai",
         "httpx",
     ):
         try:

@@ -1,4 +1,4 @@
-"""The LLM planners inside the whole service: real SDKs against local fakes, the sandbox mesh."""
+"""The LLM planners inside the whole service: over HTTP against local fakes, the sandbox mesh."""
 
 from __future__ import annotations
 

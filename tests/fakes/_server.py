@@ -1,6 +1,6 @@
 """A real HTTP server on loopback for fakes: a Starlette app served by uvicorn in a thread.
 
-Fakes run in a thread (not in the test's event loop) so a test can drive an SDK with the same
+Fakes run in a thread (not in the test's event loop) so a test can drive a client with the same
 loop it awaits on, and so a deliberately slow reply does not block the client side.
 
 `ScriptedFake` is the scripting scaffolding the model fakes share (reply queue, responder,
@@ -40,6 +40,10 @@ class RecordedRequest:
     raw: dict[str, Any]
     body: dict[str, Any]
     extra: dict[str, str] = field(default_factory=dict)
+    content: bytes = b""
+    """The body's bytes exactly as received."""
+    peer: str = ""
+    """The client's `host:port`: the same port for two requests means one kept-alive connection."""
 
 
 class ThreadedServer:
@@ -151,7 +155,7 @@ class ScriptedFake(ABC, Generic[ReplyT]):
     @property
     @abstractmethod
     def base_url(self) -> str:
-        """The URL a client SDK is pointed at."""
+        """The URL a client (a planner's base URL) is pointed at."""
 
     # Lifecycle
     def start(self) -> Self:

@@ -1,7 +1,7 @@
 """A fake Gemini API (generateContent and streamGenerateContent) on a real loopback HTTP server.
 
 Speaks the wire shapes in shared/contracts/llm.md: `POST /{version}/models/{model}:generateContent`
-and `:streamGenerateContent?alt=sse`, any API version, both key spellings the SDK sends (camelCase
+and `:streamGenerateContent?alt=sse`, any API version, both key spellings clients send (camelCase
 and snake_case, normalised to camelCase in `RecordedRequest.body`).
 
 Scripting: `fake.push(reply, ...)` queues replies that are served in order; when the queue is empty
@@ -11,7 +11,7 @@ reply (the benchmark's mode).
 
     with FakeGemini() as fake:
         fake.push(function_call("droplet_status", {"droplet_id": 14}))
-        client = genai.Client(api_key="k", http_options=HttpOptions(base_url=fake.base_url))
+        planner = GeminiPlanner(api_key="k", base_url=fake.base_url)
 """
 
 from __future__ import annotations
@@ -71,6 +71,8 @@ class GeminiReply:
     headers: dict[str, str] = field(default_factory=dict)
     chunks: tuple[dict[str, Any], ...] | None = None
     """For streaming: the chunks to send; derived from `body` when None."""
+    content: bytes | None = None
+    """Sent verbatim instead of `body` (a 200 that breaks the contract)."""
 
 
 def _candidate(parts: list[dict[str, Any]], finish: str = "STOP") -> dict[str, Any]:
@@ -121,6 +123,13 @@ def malformed() -> GeminiReply:
             "usageMetadata": dict(_USAGE),
         }
     )
+
+
+def broken(content: bytes | dict[str, Any]) -> GeminiReply:
+    """A 200 whose body breaks the contract: bytes sent verbatim, or a wrongly shaped object."""
+    if isinstance(content, dict):
+        return GeminiReply(body=content)
+    return GeminiReply(content=content)
 
 
 def empty() -> GeminiReply:
@@ -174,7 +183,7 @@ class FakeGemini(ScriptedFake[GeminiReply]):
 
     @property
     def base_url(self) -> str:
-        """What to give `HttpOptions(base_url=...)` (or GOOGLE_GEMINI_BASE_URL)."""
+        """What to give `GeminiPlanner(base_url=...)` (GEMINI_BASE_URL)."""
         return f"http://127.0.0.1:{self._server.port}"
 
     # Serving
@@ -197,10 +206,12 @@ class FakeGemini(ScriptedFake[GeminiReply]):
         match = _MODEL_PATH.match(request.path_params["rest"])
         if match is None:
             return JSONResponse({"error": {"code": 404, "message": "no method"}}, status_code=404)
+        content = await request.body()
         try:
-            raw = json.loads(await request.body() or b"{}")
+            raw = json.loads(content or b"{}")
         except json.JSONDecodeError:
             return JSONResponse({"error": {"code": 400, "message": "bad JSON"}}, status_code=400)
+        peer = request.client
         recorded = RecordedRequest(
             method=match["method"],
             path=request.url.path,
@@ -209,6 +220,8 @@ class FakeGemini(ScriptedFake[GeminiReply]):
             raw=raw,
             body=normalize_keys(raw),
             extra={"version": request.path_params["version"], "model": match["model"]},
+            content=content,
+            peer="" if peer is None else f"{peer.host}:{peer.port}",
         )
         self._record(recorded)
         reply = self._next_reply(recorded)
@@ -217,6 +230,8 @@ class FakeGemini(ScriptedFake[GeminiReply]):
         await self._server.sleep(self.delay_s + reply.delay_s)
         if reply.status != 200:
             return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
+        if reply.content is not None:
+            return Response(reply.content, media_type="application/json")
         if match["method"] == "streamGenerateContent":
             return self._stream(reply, sse=request.query_params.get("alt") == "sse")
         if match["method"] != "generateContent":

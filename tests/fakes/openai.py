@@ -8,7 +8,7 @@ Scripting works like the Gemini fake: `push(...)` queues replies served in order
 
     with FakeOpenAI() as fake:
         fake.push(tool_call("create_task", {"task_type": "verify", ...}))
-        client = AsyncOpenAI(base_url=fake.base_url, api_key="k")
+        planner = OpenAICompatPlanner(base_url=fake.base_url, model="qwen2.5")
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ class OpenAIReply:
     error_body: dict[str, Any] = field(default_factory=dict)
     delay_s: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
+    content: bytes | None = None
+    """Sent verbatim instead of a completion (a 200 that breaks the contract)."""
 
 
 def tool_calls(*calls: tuple[str, dict[str, Any] | str]) -> OpenAIReply:
@@ -74,6 +76,12 @@ def text(value: str) -> OpenAIReply:
 
 def json_text(value: Any) -> OpenAIReply:
     return text(json.dumps(value))
+
+
+def broken(content: bytes | dict[str, Any]) -> OpenAIReply:
+    """A 200 whose body breaks the contract: bytes sent verbatim, or a wrongly shaped object."""
+    raw = content if isinstance(content, bytes) else json.dumps(content).encode()
+    return OpenAIReply(content=raw)
 
 
 def empty() -> OpenAIReply:
@@ -130,7 +138,7 @@ class FakeOpenAI(ScriptedFake[OpenAIReply]):
 
     @property
     def base_url(self) -> str:
-        """What to give `AsyncOpenAI(base_url=...)` (LLM_BASE_URL): includes `/v1`."""
+        """What to give `OpenAICompatPlanner(base_url=...)` (LLM_BASE_URL): includes `/v1`."""
         return f"http://127.0.0.1:{self._server.port}/v1"
 
     # Serving
@@ -144,10 +152,12 @@ class FakeOpenAI(ScriptedFake[OpenAIReply]):
         return JSONResponse({"id": model, "object": "model", "created": 0, "owned_by": "fake"})
 
     async def _handle(self, request: Request) -> Response:
+        content = await request.body()
         try:
-            raw = json.loads(await request.body() or b"{}")
+            raw = json.loads(content or b"{}")
         except json.JSONDecodeError:
             return JSONResponse({"error": {"message": "bad JSON"}}, status_code=400)
+        peer = request.client
         recorded = RecordedRequest(
             method="chat.completions",
             path=request.url.path,
@@ -156,12 +166,16 @@ class FakeOpenAI(ScriptedFake[OpenAIReply]):
             raw=raw,
             body=raw,
             extra={"model": str(raw.get("model", ""))},
+            content=content,
+            peer="" if peer is None else f"{peer.host}:{peer.port}",
         )
         self._record(recorded)
         reply = self._next_reply(recorded) or error(500, "fake openai: no scripted reply left")
         await self._server.sleep(self.delay_s + reply.delay_s)
         if reply.status != 200:
             return JSONResponse(reply.error_body, status_code=reply.status, headers=reply.headers)
+        if reply.content is not None:
+            return Response(reply.content, media_type="application/json")
         ident = f"chatcmpl-fake-{next(self._ids)}"
         model = recorded.extra["model"]
         if raw.get("stream"):

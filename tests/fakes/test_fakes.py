@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import httpx
-from openai import AsyncOpenAI
 
 from tests.fakes import gemini as g
 from tests.fakes import openai as o
@@ -64,22 +63,30 @@ def test_gemini_stream_without_sse_is_a_json_array() -> None:
 
 async def test_openai_streamed_tool_call_reassembles() -> None:
     args = {"task_type": "verify", "title": "Verify droplet 14", "priority": 3}
+    request = {"model": "m", "messages": [{"role": "user", "content": "go"}], "stream": True}
     with o.FakeOpenAI(default=o.tool_call("create_task", args)) as fake:
-        async with AsyncOpenAI(base_url=fake.base_url, api_key="k", max_retries=0) as client:
-            stream = await client.chat.completions.create(
-                model="m", messages=[{"role": "user", "content": "go"}], stream=True
-            )
-            fragments: dict[int, list[str]] = {}
-            names: dict[int, str] = {}
-            finish = None
-            async for chunk in stream:
-                for choice in chunk.choices:
-                    finish = choice.finish_reason or finish
-                    for delta in choice.delta.tool_calls or []:
-                        if delta.function and delta.function.name:
-                            names[delta.index] = delta.function.name
-                        if delta.function and delta.function.arguments:
-                            fragments.setdefault(delta.index, []).append(delta.function.arguments)
+        async with (
+            httpx.AsyncClient() as http,
+            http.stream("POST", f"{fake.base_url}/chat/completions", json=request) as reply,
+        ):
+            events = [
+                line.removeprefix("data: ")
+                async for line in reply.aiter_lines()
+                if line.startswith("data: ")
+            ]
+    assert events[-1] == "[DONE]"
+    fragments: dict[int, list[str]] = {}
+    names: dict[int, str] = {}
+    finish = None
+    for event in events[:-1]:
+        for choice in json.loads(event)["choices"]:
+            finish = choice["finish_reason"] or finish
+            for delta in choice["delta"].get("tool_calls") or []:
+                function = delta.get("function") or {}
+                if function.get("name"):
+                    names[delta["index"]] = function["name"]
+                if function.get("arguments"):
+                    fragments.setdefault(delta["index"], []).append(function["arguments"])
     assert names == {0: "create_task"}
     assert len(fragments[0]) > 1
     assert json.loads("".join(fragments[0])) == args

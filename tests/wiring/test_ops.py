@@ -1,4 +1,4 @@
-"""The planner's health check probes the configured model (real SDKs against the local fakes)."""
+"""The planner's health check probes the configured model (over HTTP, against the local fakes)."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from app.conversation.understanding.confidence import hybrid_threshold
 from app.domain.plan import Planner
 from app.tools.registry import ToolRegistry
 
-# The SDKs take about two seconds to import: only a configured model pays for its own.
+# A planner module is imported only when its model is configured (the rules need neither).
 DEFAULT_GEMINI_MODEL = "gemini-2.5-flash"
 
 PLANNER_MODES = ("rules", "gemini", "openai", "hybrid")

@@ -1,19 +1,19 @@
-"""The Gemini planner: the catalogue's tools as function declarations, through the async SDK.
+"""The Gemini planner: the catalogue's tools as function declarations, over generateContent.
 
-Automatic function calling stays disabled: the SDK must never run anything itself, since every
-write passes our confirmation gate. Wire shapes: shared/contracts/llm.md.
+Posted with one httpx client per planner; the request's constant parts (the instructions' fixed
+head, the tool declarations, tool and generation config) are serialised once, at construction,
+and each call serialises only the conversation and the context block. Nothing is ever run by the
+model side: a proposed call is only read, and every write passes our confirmation gate.
+Wire shapes: shared/contracts/llm.md.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Sequence
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
-from google import genai
-from google.genai import errors as genai_errors
-from google.genai import types
 from pydantic import SecretStr
 
 from app.conversation.planners.llm_common import (
@@ -21,12 +21,21 @@ from app.conversation.planners.llm_common import (
     SUMMARY_PROMPT,
     PlannerFailure,
     Proposal,
-    looks_like_timeout,
+    context_block,
+    instructions,
     model_retry,
-    parse_retry_after,
     plan_with_model,
     recent_history,
-    system_instruction,
+)
+from app.conversation.planners.llm_http import (
+    dumps,
+    escaped,
+    members,
+    model_answers,
+    new_client,
+    post_json,
+    post_sse,
+    unreadable,
 )
 from app.domain.plan import Plan, PlanContext, ToolCall
 from app.tools.registry import ToolRegistry, default_tools
@@ -34,49 +43,51 @@ from app.tools.registry import ToolRegistry, default_tools
 log = structlog.get_logger(__name__)
 
 DEFAULT_MODEL = "gemini-2.5-flash"
-# The SDK's own timeout is a backstop; asyncio.timeout below is the deadline that counts, so it
-# fires first and a timeout is always reported the same way.
-_SDK_TIMEOUT_GRACE_S = 1.0
+# What google-genai 3.6.1 used when nothing was configured, and the variables it read: a
+# deployment that relied on them keeps working without the SDK.
+_DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
+_DEFAULT_API_VERSION = "v1"
+_BASE_URL_ENV = "GOOGLE_GEMINI_BASE_URL"
+_API_VERSION_ENV = "GOOGLE_GENAI_API_VERSION"
 # A turn may take a retry or a correction, but never more than this many timeouts in all.
 _TURN_DEADLINE_FACTOR = 2.0
 _MAX_OUTPUT_TOKENS = 1024
-_MALFORMED = frozenset(
-    {types.FinishReason.MALFORMED_FUNCTION_CALL, types.FinishReason.UNEXPECTED_TOOL_CALL}
-)
+_MALFORMED = frozenset({"MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CALL"})
+_PLANNER = "gemini"
 
 
-def thinking_config_for(model: str) -> types.ThinkingConfig | None:
+def thinking_config_for(model: str) -> dict[str, Any] | None:
     """Thinking off (or as low as the model allows): planning is a lookup, not a puzzle."""
     name = model.lower().removeprefix("models/")
     if name.startswith("gemini-2.5-pro"):
-        return types.ThinkingConfig(thinking_budget=128)  # the Pro minimum; 0 is refused
+        return {"thinkingBudget": 128}  # the Pro minimum; 0 is refused
     if name.startswith("gemini-2.5"):
-        return types.ThinkingConfig(thinking_budget=0)
+        return {"thinkingBudget": 0}
     if name.startswith("gemini-3"):
-        level = types.ThinkingLevel.LOW if "pro" in name else types.ThinkingLevel.MINIMAL
-        return types.ThinkingConfig(thinking_level=level)
+        return {"thinkingLevel": "LOW" if "pro" in name else "MINIMAL"}
     return None  # older or unknown models reject a thinking config
 
 
-def _failure_from_api_error(exc: genai_errors.APIError) -> PlannerFailure:
-    retry_after = None
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
-    if headers is not None:
-        retry_after = parse_retry_after(headers.get("retry-after"))
-    if exc.code == 429:
-        return PlannerFailure("rate_limited", retryable=True, retry_after_s=retry_after)
-    if exc.code == 408:
-        return PlannerFailure("timeout")
-    if isinstance(exc.code, int) and exc.code >= 500:
-        return PlannerFailure("upstream_error", retryable=True)
-    return PlannerFailure("rejected")
+def _generation_config(*, temperature: float, model: str, **extra: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "temperature": temperature,
+        **extra,
+        "maxOutputTokens": _MAX_OUTPUT_TOKENS,
+    }
+    thinking = thinking_config_for(model)
+    if thinking is not None:
+        config["thinkingConfig"] = thinking
+    return config
+
+
+def _instruction(text: str) -> dict[str, Any]:
+    return {"parts": [{"text": text}], "role": "user"}
 
 
 class GeminiPlanner:
     """Plans a turn with one Gemini generateContent call (two for a one-time correction)."""
 
-    name = "gemini"
+    name = _PLANNER
 
     def __init__(
         self,
@@ -95,75 +106,85 @@ class GeminiPlanner:
         self._timeout_s = timeout_s
         self._retry = model_retry(retry_backoff_s)
         self._turn_deadline_s = _TURN_DEADLINE_FACTOR * timeout_s
-        http_options = types.HttpOptions(
-            base_url=base_url,
-            api_version=api_version,
-            timeout=int((timeout_s + _SDK_TIMEOUT_GRACE_S) * 1000),
+        self._client = new_client(timeout_s=timeout_s)
+        self._headers = {"content-type": "application/json", "x-goog-api-key": key}
+        root = (base_url or os.environ.get(_BASE_URL_ENV) or _DEFAULT_BASE_URL).rstrip("/")
+        version = api_version or os.environ.get(_API_VERSION_ENV) or _DEFAULT_API_VERSION
+        # A tuned model is addressed as `tunedModels/...`; anything else is a base model name.
+        path = model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
+        self._model_url = f"{root}/{version}/{path}"
+        self._generate_url = f"{self._model_url}:generateContent"
+        self._stream_url = f"{self._model_url}:streamGenerateContent?alt=sse"
+        declarations = [
+            {
+                "name": str(d["name"]),
+                "description": str(d["description"]),
+                "parametersJsonSchema": d["parameters"],
+            }
+            for d in self._tools.declarations()
+        ]
+        # Serialised once: per call only the contents and the context block are.
+        self._instruction_head = escaped(instructions(self._tools))
+        self._plan_tail = (
+            '"}],"role":"user"},'
+            + members(
+                {
+                    "tools": [{"functionDeclarations": declarations}],
+                    "toolConfig": {"functionCallingConfig": {"mode": "AUTO"}},
+                    "generationConfig": _generation_config(
+                        temperature=0.0, model=model, candidateCount=1
+                    ),
+                }
+            )
+            + "}"
         )
-        self._client = genai.Client(api_key=key, vertexai=False, http_options=http_options)
-        self._tool = types.Tool(
-            function_declarations=[
-                types.FunctionDeclaration(
-                    name=str(d["name"]),
-                    description=str(d["description"]),
-                    parameters_json_schema=d["parameters"],
-                )
-                for d in self._tools.declarations()
-            ]
+        self._summary_tail = (
+            members(
+                {
+                    "systemInstruction": _instruction(SUMMARY_PROMPT),
+                    "generationConfig": _generation_config(temperature=0.2, model=model),
+                }
+            )
+            + "}"
         )
-        self._thinking = thinking_config_for(model)
 
     async def aclose(self) -> None:
-        await self._client.aio.aclose()
-        self._client.close()
+        await self._client.aclose()
 
     async def probe(self) -> tuple[bool, str | None]:
-        """Does the configured model answer? `models.get` costs no tokens and fails the same way
-        a plan would (wrong key, unknown model, service down)."""
-        config = types.GetModelConfig(
-            http_options=types.HttpOptions(timeout=int(PROBE_TIMEOUT_S * 1000))
+        """Does the configured model answer? A model look-up costs no tokens and fails the same
+        way a plan would (wrong key, unknown model, service down)."""
+        return await model_answers(
+            self._client,
+            self._model_url,
+            headers=self._headers,
+            model=self.model,
+            timeout_s=PROBE_TIMEOUT_S,
         )
-        try:
-            await self._client.aio.models.get(model=self.model, config=config)
-        except genai_errors.APIError as exc:
-            return False, f"model {self.model} answered HTTP {exc.code}"
-        except Exception as exc:
-            # Connection refused, DNS, timeout: no upstream text, only what kind of failure.
-            return False, f"model {self.model} unreachable ({type(exc).__name__})"
-        return True, None
 
-    def _config(self, context: PlanContext) -> types.GenerateContentConfig:
-        return types.GenerateContentConfig(
-            system_instruction=system_instruction(context, self._tools),
-            tools=[self._tool],
-            tool_config=types.ToolConfig(
-                function_calling_config=types.FunctionCallingConfig(
-                    mode=types.FunctionCallingConfigMode.AUTO
-                )
-            ),
-            automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
-            temperature=0.0,
-            candidate_count=1,
-            max_output_tokens=_MAX_OUTPUT_TOKENS,
-            thinking_config=self._thinking,
-        )
+    def _plan_body(self, contents: str, context: str) -> bytes:
+        """The generateContent body around `contents` (a JSON array) and the escaped context."""
+        return (
+            '{"contents":'
+            + contents
+            + ',"systemInstruction":{"parts":[{"text":"'
+            + self._instruction_head
+            + context
+            + self._plan_tail
+        ).encode()
 
     async def plan(self, text: str, context: PlanContext) -> Plan:
-        contents = [
-            types.Content(
-                role="model" if role == "assistant" else "user",
-                parts=[types.Part.from_text(text=turn_text)],
-            )
+        contents: list[dict[str, Any]] = [
+            {"parts": [{"text": turn_text}], "role": "model" if role == "assistant" else "user"}
             for role, turn_text in recent_history(context)
         ]
-        contents.append(types.Content(role="user", parts=[types.Part.from_text(text=text)]))
-        exchange = _GeminiExchange(
-            client=self._client,
-            model=self.model,
-            contents=contents,
-            config=self._config(context),
-            timeout_s=self._timeout_s,
-        )
+        contents.append({"parts": [{"text": text}], "role": "user"})
+        context_text = escaped(context_block(context))
+
+        async def send(contents_json: str) -> dict[str, Any]:
+            return await self._generate(self._plan_body(contents_json, context_text))
+
+        exchange = _GeminiExchange(contents=dumps(contents), send=send)
         return await plan_with_model(
             exchange,
             planner=self.name,
@@ -173,115 +194,132 @@ class GeminiPlanner:
             tools=self._tools,
         )
 
+    async def _generate(self, body: bytes) -> dict[str, Any]:
+        return await post_json(
+            self._client,
+            self._generate_url,
+            body=body,
+            headers=self._headers,
+            timeout_s=self._timeout_s,
+            planner=self.name,
+        )
+
     async def summarize_stream(self, text_facts: str) -> AsyncIterator[str]:
         """Phrase deterministic facts for chat, streamed; PlannerFailure if the model fails."""
-        config = types.GenerateContentConfig(
-            system_instruction=SUMMARY_PROMPT,
-            temperature=0.2,
-            max_output_tokens=_MAX_OUTPUT_TOKENS,
-            thinking_config=self._thinking,
+        contents = dumps([{"parts": [{"text": text_facts}], "role": "user"}])
+        body = ('{"contents":' + contents + "," + self._summary_tail).encode()
+        events = post_sse(
+            self._client,
+            self._stream_url,
+            body=body,
+            headers=self._headers,
+            timeout_s=self._timeout_s,
+            planner=self.name,
         )
         try:
-            async with asyncio.timeout(self._timeout_s):
-                stream = await self._client.aio.models.generate_content_stream(
-                    model=self.model, contents=text_facts, config=config
-                )
-        except Exception as exc:
-            raise _translate(exc) from exc
-        try:
-            while True:
-                try:
-                    async with asyncio.timeout(self._timeout_s):
-                        chunk = await anext(stream)
-                except StopAsyncIteration:
-                    return
-                except Exception as exc:
-                    raise _translate(exc) from exc
-                if chunk.text:
-                    yield chunk.text
+            async for chunk in events:
+                piece = _chunk_text(chunk)
+                if piece:
+                    yield piece
         finally:
-            closer = getattr(stream, "aclose", None)
-            if closer is not None:
-                await closer()
+            await events.aclose()
 
 
-def _translate(exc: Exception) -> PlannerFailure:
-    if isinstance(exc, PlannerFailure):
-        return exc
-    if isinstance(exc, TimeoutError) or looks_like_timeout(exc):
-        return PlannerFailure("timeout")
-    if isinstance(exc, genai_errors.APIError):
-        return _failure_from_api_error(exc)
-    # Connection refused, reset, a response the SDK could not parse: transient as far as we know.
-    log.warning("gemini_transport_error", error_type=type(exc).__name__)
-    return PlannerFailure("upstream_error", retryable=True)
+def _parts(candidate: dict[str, Any]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """A candidate's content and its parts; PlannerFailure when they are not objects."""
+    content = candidate.get("content")
+    if content is None:
+        return None, []
+    if not isinstance(content, dict):
+        raise unreadable(_PLANNER, "content not an object")
+    parts = content.get("parts") or []
+    if not isinstance(parts, list) or not all(isinstance(part, dict) for part in parts):
+        raise unreadable(_PLANNER, "parts not a list of objects")
+    return content, parts
+
+
+def _text_of(parts: list[dict[str, Any]]) -> str:
+    """The answer's text: thought summaries are the model's notes to itself, not an answer."""
+    texts = (part.get("text") for part in parts if not part.get("thought"))
+    return "".join(text for text in texts if isinstance(text, str))
+
+
+def _chunk_text(chunk: dict[str, Any]) -> str:
+    candidates = chunk.get("candidates") or []
+    if not isinstance(candidates, list):
+        raise unreadable(_PLANNER, "candidates not a list")
+    if not candidates:
+        return ""  # a chunk with only usage metadata or prompt feedback
+    if not isinstance(candidates[0], dict):
+        raise unreadable(_PLANNER, "candidate not an object")
+    return _text_of(_parts(candidates[0])[1])
+
+
+def _first_candidate(response: dict[str, Any]) -> dict[str, Any]:
+    candidates = response.get("candidates") or []
+    if not isinstance(candidates, list):
+        raise unreadable(_PLANNER, "candidates not a list")
+    if not candidates:
+        feedback = response.get("promptFeedback")
+        if isinstance(feedback, dict) and feedback.get("blockReason"):
+            log.info("gemini_prompt_blocked", block_reason=str(feedback["blockReason"]))
+        raise PlannerFailure("empty")
+    candidate = candidates[0]
+    if not isinstance(candidate, dict):
+        raise unreadable(_PLANNER, "candidate not an object")
+    return candidate
+
+
+def _call_of(part: dict[str, Any]) -> tuple[str | None, ToolCall]:
+    """A functionCall part as (its id, the call); malformed_call when it is not one."""
+    call = part["functionCall"]
+    if not isinstance(call, dict):
+        raise PlannerFailure("malformed_call", retryable=True)
+    name, args, ident = call.get("name"), call.get("args"), call.get("id")
+    if not isinstance(name, str) or not name or not isinstance(args, dict | None):
+        raise PlannerFailure("malformed_call", retryable=True)
+    return (ident if isinstance(ident, str) else None), ToolCall(tool=name, args=dict(args or {}))
 
 
 class _GeminiExchange:
     """The requests of one turn: remembers the model's last turn to replay with tool results."""
 
-    def __init__(
-        self,
-        *,
-        client: genai.Client,
-        model: str,
-        contents: list[types.Content],
-        config: types.GenerateContentConfig,
-        timeout_s: float,
-    ) -> None:
-        self._client = client
-        self._model = model
+    def __init__(self, *, contents: str, send: Callable[[str], Awaitable[dict[str, Any]]]) -> None:
         self._contents = contents
-        self._config = config
-        self._timeout_s = timeout_s
-        self._last_turn: types.Content | None = None
-        self._last_calls: list[types.FunctionCall] = []
+        self._send = send
+        self._last_turn: dict[str, Any] | None = None
+        self._last_calls: list[tuple[str | None, ToolCall]] = []
 
     async def __call__(self, feedback: Sequence[dict[str, Any]] | None) -> Proposal:
-        contents = list(self._contents)
+        contents = self._contents
         if feedback is not None and self._last_turn is not None:
-            # The model's own turn goes back unchanged (it may carry thought signatures), then
-            # one functionResponse per call, in order.
+            # The model's own turn goes back exactly as it came (it may carry thought
+            # signatures), then one functionResponse per call, in order.
             responses = [
-                types.Part(
-                    function_response=types.FunctionResponse(
-                        id=call.id, name=call.name, response=result
-                    )
-                )
-                for call, result in zip(self._last_calls, feedback, strict=True)
+                {
+                    "functionResponse": {
+                        **({"id": ident} if ident is not None else {}),
+                        "name": call.tool,
+                        "response": result,
+                    }
+                }
+                for (ident, call), result in zip(self._last_calls, feedback, strict=True)
             ]
-            contents += [self._last_turn, types.Content(role="user", parts=responses)]
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                response = await self._client.aio.models.generate_content(
-                    model=self._model, contents=contents, config=self._config
-                )
-        except Exception as exc:
-            raise _translate(exc) from exc
-        return self._read(response)
+            replay = dumps([self._last_turn, {"parts": responses, "role": "user"}])
+            contents = contents[:-1] + "," + replay[1:]
+        return self._read(await self._send(contents))
 
-    def _read(self, response: types.GenerateContentResponse) -> Proposal:
-        candidates = response.candidates or []
-        if not candidates:
-            raise PlannerFailure("empty")
-        candidate = candidates[0]
-        if candidate.finish_reason in _MALFORMED:
+    def _read(self, response: dict[str, Any]) -> Proposal:
+        candidate = _first_candidate(response)
+        if candidate.get("finishReason") in _MALFORMED:
             # Nothing of a malformed call is kept: the retry resends the same conversation.
             raise PlannerFailure("malformed_call", retryable=True)
-        content = candidate.content
-        parts = (content.parts if content is not None else None) or []
-        calls = [part.function_call for part in parts if part.function_call is not None]
-        if any(not call.name for call in calls):
-            raise PlannerFailure("malformed_call", retryable=True)
-        text = "".join(part.text for part in parts if part.text and not part.thought)
+        content, parts = _parts(candidate)
+        calls = [_call_of(part) for part in parts if part.get("functionCall") is not None]
+        text = _text_of(parts)
         if not calls and not text.strip():
             raise PlannerFailure("empty")
         if calls and content is not None:
             self._last_turn = content
             self._last_calls = calls
-        return Proposal(
-            calls=tuple(
-                ToolCall(tool=call.name or "", args=dict(call.args or {})) for call in calls
-            ),
-            text=text or None,
-        )
+        return Proposal(calls=tuple(call for _, call in calls), text=text or None)

@@ -29,7 +29,7 @@ async def _ask_model(llm: Planner, text: str, context: PlanContext) -> Plan:
     except PlannerFailure:
         raise
     except Exception as exc:
-        # A bug or an SDK surprise must not cost the operator the turn; the log keeps the trace.
+        # A bug or a server surprise must not cost the operator the turn; the log keeps the trace.
         log.exception("llm_planner_crashed", planner=llm.name, error_type=type(exc).__name__)
         raise PlannerFailure("internal_error") from exc
 

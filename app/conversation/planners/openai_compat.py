@@ -1,5 +1,8 @@
 """The OpenAI-compatible planner (Ollama, vLLM, llama.cpp, OpenAI): chat completions with tools.
 
+Posted with one httpx client per planner; the request's constant parts (model, tools, sampling)
+and the instructions' fixed head are serialised once, at construction.
+
 Tool selection is requested without streaming: some servers lose tool-call deltas when streaming
 (shared/contracts/llm.md). Arguments arrive as a JSON string and may be invalid; an invalid string
 is never replayed to the server (it would poison the conversation), the request is just retried.
@@ -7,20 +10,10 @@ is never replayed to the server (it would poison the conversation), the request 
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
-import openai
-import structlog
-from openai import AsyncOpenAI
-from openai.types.chat import (
-    ChatCompletion,
-    ChatCompletionMessageFunctionToolCall,
-    ChatCompletionMessageParam,
-    ChatCompletionToolParam,
-)
 from pydantic import SecretStr
 
 from app.conversation.planners.llm_common import (
@@ -28,47 +21,37 @@ from app.conversation.planners.llm_common import (
     SUMMARY_PROMPT,
     PlannerFailure,
     Proposal,
+    context_block,
+    instructions,
     model_retry,
-    parse_retry_after,
     plan_with_model,
     recent_history,
-    system_instruction,
+)
+from app.conversation.planners.llm_http import (
+    dumps,
+    escaped,
+    members,
+    model_answers,
+    new_client,
+    post_json,
+    post_sse,
+    unreadable,
 )
 from app.domain.plan import Plan, PlanContext, ToolCall
 from app.tools.registry import ToolRegistry, default_tools
 
-log = structlog.get_logger(__name__)
-
-# Local servers ignore the key, but the client refuses to start without one.
+# Local servers ignore the key; one is always sent, as the openai client did.
 _NO_KEY = "not-needed"
-_SDK_TIMEOUT_GRACE_S = 1.0
 # A turn may take a retry or a correction, but never more than this many timeouts in all.
 _TURN_DEADLINE_FACTOR = 2.0
 _MAX_TOKENS = 1024
-
-
-def _translate(exc: Exception) -> PlannerFailure:
-    if isinstance(exc, PlannerFailure):
-        return exc
-    if isinstance(exc, TimeoutError | openai.APITimeoutError):
-        return PlannerFailure("timeout")
-    if isinstance(exc, openai.RateLimitError):
-        retry_after = parse_retry_after(exc.response.headers.get("retry-after"))
-        return PlannerFailure("rate_limited", retryable=True, retry_after_s=retry_after)
-    if isinstance(exc, openai.APIStatusError):
-        if exc.status_code >= 500:
-            return PlannerFailure("upstream_error", retryable=True)
-        return PlannerFailure("rejected")
-    if isinstance(exc, openai.APIConnectionError):
-        return PlannerFailure("upstream_error", retryable=True)
-    log.warning("openai_transport_error", error_type=type(exc).__name__)
-    return PlannerFailure("upstream_error")
+_PLANNER = "openai"
 
 
 class OpenAICompatPlanner:
     """Plans a turn with one chat completion (two for a one-time correction)."""
 
-    name = "openai"
+    name = _PLANNER
 
     def __init__(
         self,
@@ -86,14 +69,16 @@ class OpenAICompatPlanner:
         self._timeout_s = timeout_s
         self._retry = model_retry(retry_backoff_s)
         self._turn_deadline_s = _TURN_DEADLINE_FACTOR * timeout_s
-        # Retries are ours (once, for transient failures only); the SDK's would double them.
-        self._client = AsyncOpenAI(
-            base_url=base_url,
-            api_key=key or _NO_KEY,
-            timeout=timeout_s + _SDK_TIMEOUT_GRACE_S,
-            max_retries=0,
-        )
-        self._tools: list[ChatCompletionToolParam] = [
+        self._client = new_client(timeout_s=timeout_s)
+        self._headers = {
+            "content-type": "application/json",
+            "accept": "application/json",
+            "authorization": f"Bearer {key or _NO_KEY}",
+        }
+        root = base_url.rstrip("/")
+        self._completions_url = f"{root}/chat/completions"
+        self._model_url = f"{root}/models/{model}"
+        tools_param = [
             {
                 "type": "function",
                 "function": {
@@ -104,41 +89,67 @@ class OpenAICompatPlanner:
             }
             for d in self._registry.declarations()
         ]
+        # Serialised once: per call only the context block and the conversation are.
+        self._system_head = '{"messages":[{"role":"system","content":"' + escaped(
+            instructions(self._registry)
+        )
+        self._plan_tail = (
+            "],"
+            + members(
+                {
+                    "model": model,
+                    "tools": tools_param,
+                    "tool_choice": "auto",
+                    "temperature": 0,
+                    "max_tokens": _MAX_TOKENS,
+                }
+            )
+            + "}"
+        )
+        self._summary_tail = (
+            "],"
+            + members(
+                {"model": model, "temperature": 0.2, "max_tokens": _MAX_TOKENS, "stream": True}
+            )
+            + "}"
+        )
 
     async def aclose(self) -> None:
-        await self._client.close()
+        await self._client.aclose()
 
     async def probe(self) -> tuple[bool, str | None]:
         """Does the configured model answer? `GET /models/{model}` costs no tokens and fails the
         same way a plan would (wrong key, unknown model, server down)."""
-        try:
-            await self._client.with_options(timeout=PROBE_TIMEOUT_S).models.retrieve(self.model)
-        except openai.APIStatusError as exc:
-            return False, f"model {self.model} answered HTTP {exc.status_code}"
-        except Exception as exc:
-            # Connection refused, DNS, timeout: no upstream text, only what kind of failure.
-            return False, f"model {self.model} unreachable ({type(exc).__name__})"
-        return True, None
+        return await model_answers(
+            self._client,
+            self._model_url,
+            headers=self._headers,
+            model=self.model,
+            timeout_s=PROBE_TIMEOUT_S,
+        )
 
     async def plan(self, text: str, context: PlanContext) -> Plan:
-        messages: list[ChatCompletionMessageParam] = [
-            {"role": "system", "content": system_instruction(context, self._registry)}
+        messages = [
+            {"role": "assistant" if role == "assistant" else "user", "content": turn_text}
+            for role, turn_text in recent_history(context)
         ]
-        for role, turn_text in recent_history(context):
-            if role == "assistant":
-                messages.append({"role": "assistant", "content": turn_text})
-            else:
-                messages.append({"role": "user", "content": turn_text})
         messages.append({"role": "user", "content": text})
-        exchange = _OpenAIExchange(
-            client=self._client,
-            model=self.model,
-            messages=messages,
-            tools=self._tools,
-            timeout_s=self._timeout_s,
-        )
+        # `messages` without its brackets follows the system message, which ends in the context.
+        head = self._system_head + escaped(context_block(context)) + '"},' + dumps(messages)[1:-1]
+
+        async def send(replay: str) -> dict[str, Any]:
+            body = (head + replay + self._plan_tail).encode()
+            return await post_json(
+                self._client,
+                self._completions_url,
+                body=body,
+                headers=self._headers,
+                timeout_s=self._timeout_s,
+                planner=self.name,
+            )
+
         return await plan_with_model(
-            exchange,
+            _OpenAIExchange(send=send),
             planner=self.name,
             model=self.model,
             retry=self._retry,
@@ -148,60 +159,79 @@ class OpenAICompatPlanner:
 
     async def summarize_stream(self, text_facts: str) -> AsyncIterator[str]:
         """Phrase deterministic facts for chat, streamed; PlannerFailure if the model fails."""
+        messages = [
+            {"role": "system", "content": SUMMARY_PROMPT},
+            {"role": "user", "content": text_facts},
+        ]
+        body = ('{"messages":' + dumps(messages)[:-1] + self._summary_tail).encode()
+        events = post_sse(
+            self._client,
+            self._completions_url,
+            body=body,
+            headers=self._headers,
+            timeout_s=self._timeout_s,
+            planner=self.name,
+        )
         try:
-            async with asyncio.timeout(self._timeout_s):
-                stream = await self._client.chat.completions.create(
-                    model=self.model,
-                    messages=[
-                        {"role": "system", "content": SUMMARY_PROMPT},
-                        {"role": "user", "content": text_facts},
-                    ],
-                    temperature=0.2,
-                    max_tokens=_MAX_TOKENS,
-                    stream=True,
-                )
-        except Exception as exc:
-            raise _translate(exc) from exc
-        async with stream:
-            iterator = stream.__aiter__()
-            while True:
-                try:
-                    async with asyncio.timeout(self._timeout_s):
-                        chunk = await anext(iterator)
-                except StopAsyncIteration:
-                    return
-                except Exception as exc:
-                    raise _translate(exc) from exc
-                for choice in chunk.choices:
-                    if choice.delta.content:
-                        yield choice.delta.content
+            async for chunk in events:
+                choices = chunk.get("choices") or []
+                if not isinstance(choices, list):
+                    raise unreadable(_PLANNER, "choices not a list")
+                for choice in choices:
+                    delta = choice.get("delta") if isinstance(choice, dict) else None
+                    piece = delta.get("content") if isinstance(delta, dict) else None
+                    if isinstance(piece, str) and piece:
+                        yield piece
+        finally:
+            await events.aclose()
+
+
+def _message(completion: dict[str, Any]) -> dict[str, Any]:
+    choices = completion.get("choices") or []
+    if not isinstance(choices, list):
+        raise unreadable(_PLANNER, "choices not a list")
+    if not choices:
+        raise PlannerFailure("empty")
+    message = choices[0].get("message") if isinstance(choices[0], dict) else None
+    if not isinstance(message, dict):
+        raise unreadable(_PLANNER, "message not an object")
+    return message
+
+
+def _call_of(index: int, item: Any) -> tuple[str, ToolCall]:
+    """One entry of `tool_calls` as (its id, the call); malformed_call when it is not one."""
+    function = item.get("function") if isinstance(item, dict) else None
+    if not isinstance(function, dict) or item.get("type", "function") != "function":
+        raise PlannerFailure("malformed_call", retryable=True)
+    name, raw = function.get("name"), function.get("arguments") or ""
+    if not isinstance(raw, str):
+        raise PlannerFailure("malformed_call", retryable=True)
+    try:
+        args = json.loads(raw) if raw.strip() else {}
+    except json.JSONDecodeError:
+        raise PlannerFailure("malformed_call", retryable=True) from None
+    if not isinstance(args, dict) or not isinstance(name, str) or not name:
+        raise PlannerFailure("malformed_call", retryable=True)
+    ident = item.get("id")
+    return (ident if isinstance(ident, str) and ident else f"call_{index + 1}"), ToolCall(
+        tool=name, args=args
+    )
 
 
 class _OpenAIExchange:
     """The requests of one turn: remembers the last tool calls to answer them with errors."""
 
-    def __init__(
-        self,
-        *,
-        client: AsyncOpenAI,
-        model: str,
-        messages: list[ChatCompletionMessageParam],
-        tools: list[ChatCompletionToolParam],
-        timeout_s: float,
-    ) -> None:
-        self._client = client
-        self._model = model
-        self._messages = messages
-        self._tools = tools
-        self._timeout_s = timeout_s
+    def __init__(self, *, send: Callable[[str], Awaitable[dict[str, Any]]]) -> None:
+        self._send = send
         self._last: tuple[str | None, list[tuple[str, ToolCall]]] | None = None
 
-    def _replay(self, feedback: Sequence[dict[str, Any]]) -> list[ChatCompletionMessageParam]:
+    def _replay(self, feedback: Sequence[dict[str, Any]]) -> str:
+        """The messages that follow the conversation: `,{...},{...}`, or nothing."""
         if self._last is None:
-            return []
+            return ""
         content, calls = self._last
         # Rebuilt from the parsed arguments, so what goes back is always valid JSON.
-        assistant: ChatCompletionMessageParam = {
+        assistant = {
             "role": "assistant",
             "content": content,
             "tool_calls": [
@@ -213,50 +243,26 @@ class _OpenAIExchange:
                 for ident, call in calls
             ],
         }
-        results: list[ChatCompletionMessageParam] = [
+        results = [
             {"role": "tool", "tool_call_id": ident, "content": json.dumps(result)}
             for (ident, _), result in zip(calls, feedback, strict=True)
         ]
-        return [assistant, *results]
+        return "," + dumps([assistant, *results])[1:-1]
 
     async def __call__(self, feedback: Sequence[dict[str, Any]] | None) -> Proposal:
-        messages = list(self._messages)
-        if feedback is not None:
-            messages += self._replay(feedback)
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                completion = await self._client.chat.completions.create(
-                    model=self._model,
-                    messages=messages,
-                    tools=self._tools,
-                    tool_choice="auto",
-                    temperature=0,
-                    max_tokens=_MAX_TOKENS,
-                )
-        except Exception as exc:
-            raise _translate(exc) from exc
-        return self._read(completion)
+        replay = self._replay(feedback) if feedback is not None else ""
+        return self._read(await self._send(replay))
 
-    def _read(self, completion: ChatCompletion) -> Proposal:
-        if not completion.choices:
-            raise PlannerFailure("empty")
-        message = completion.choices[0].message
-        calls: list[tuple[str, ToolCall]] = []
-        for index, item in enumerate(message.tool_calls or []):
-            if not isinstance(item, ChatCompletionMessageFunctionToolCall):
-                raise PlannerFailure("malformed_call", retryable=True)
-            raw = item.function.arguments or ""
-            try:
-                args = json.loads(raw) if raw.strip() else {}
-            except json.JSONDecodeError:
-                raise PlannerFailure("malformed_call", retryable=True) from None
-            if not isinstance(args, dict) or not item.function.name:
-                raise PlannerFailure("malformed_call", retryable=True)
-            ident = item.id or f"call_{index + 1}"
-            calls.append((ident, ToolCall(tool=item.function.name, args=args)))
-        text = message.content or ""
+    def _read(self, completion: dict[str, Any]) -> Proposal:
+        message = _message(completion)
+        items = message.get("tool_calls") or []
+        if not isinstance(items, list):
+            raise PlannerFailure("malformed_call", retryable=True)
+        calls = [_call_of(index, item) for index, item in enumerate(items)]
+        content = message.get("content")
+        text = content if isinstance(content, str) else ""
         if not calls and not text.strip():
             raise PlannerFailure("empty")
         if calls:
-            self._last = (message.content, calls)
+            self._last = (content if isinstance(content, str) else None, calls)
         return Proposal(calls=tuple(call for _, call in calls), text=text or None)

@@ -1,10 +1,10 @@
-"""GeminiPlanner through the real google-genai SDK against a fake Gemini on loopback."""
+"""GeminiPlanner over HTTP against a fake Gemini on loopback (the wire shapes of llm.md)."""
 
 from __future__ import annotations
 
 import json
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import pytest
@@ -12,9 +12,11 @@ import pytest
 from app.conversation.planners.gemini import GeminiPlanner, thinking_config_for
 from app.conversation.planners.llm_common import PlannerFailure
 from app.domain.plan import HistoryTurn, PendingCall, PlanContext, ToolCall
-from app.tools.registry import default_tools
+from app.tools.registry import ToolRegistry, default_tools
 from tests.fakes.gemini import (
     FakeGemini,
+    GeminiReply,
+    broken,
     empty,
     error,
     function_call,
@@ -453,15 +455,241 @@ async def test_api_version_is_configurable(fake_gemini: FakeGemini) -> None:
 @pytest.mark.parametrize(
     ("model", "expected"),
     [
-        ("gemini-2.5-flash", {"thinking_budget": 0}),
-        ("gemini-2.5-flash-lite", {"thinking_budget": 0}),
-        ("gemini-2.5-pro", {"thinking_budget": 128}),
-        ("gemini-3-flash-preview", {"thinking_level": "MINIMAL"}),
-        ("gemini-3-pro-preview", {"thinking_level": "LOW"}),
+        ("gemini-2.5-flash", {"thinkingBudget": 0}),
+        ("gemini-2.5-flash-lite", {"thinkingBudget": 0}),
+        ("gemini-2.5-pro", {"thinkingBudget": 128}),
+        ("gemini-3-flash-preview", {"thinkingLevel": "MINIMAL"}),
+        ("gemini-3-pro-preview", {"thinkingLevel": "LOW"}),
         ("gemini-2.0-flash", None),
     ],
 )
 def test_thinking_is_minimal_for_each_model(model: str, expected: dict[str, Any] | None) -> None:
-    config = thinking_config_for(model)
-    dumped = None if config is None else config.model_dump(mode="json", exclude_none=True)
-    assert dumped == expected
+    assert thinking_config_for(model) == expected
+
+
+# Without the SDK: constant parts serialised once, statuses, broken answers
+
+
+class CountingTools(ToolRegistry):
+    """The default catalogue, counting how often the planner asks for its declarations."""
+
+    def __init__(self) -> None:
+        super().__init__(list(default_tools()))
+        self.asked = 0
+
+    def declarations(self) -> list[Mapping[str, Any]]:
+        self.asked += 1
+        return super().declarations()
+
+
+def _constant_tail(content: bytes) -> bytes:
+    """What follows the system instruction: tools, tool config, generation config."""
+    return content[content.index(b'"tools":') :]
+
+
+async def test_constant_parts_are_built_once_and_sent_as_the_same_bytes(
+    fake_gemini: FakeGemini,
+) -> None:
+    tools = CountingTools()
+    gemini = GeminiPlanner(api_key=KEY, base_url=fake_gemini.base_url, tools=tools)
+    fake_gemini.push(function_call("system_status"), text("Hello."))
+    try:
+        await gemini.plan("how is the mesh?", PlanContext())
+        await gemini.plan(
+            "and droplet 14?",
+            PlanContext(
+                history=[HistoryTurn(role="user", text="how is the mesh?")],
+                aliases={"voice": 14},
+                last_droplet_id=14,
+            ),
+        )
+    finally:
+        await gemini.aclose()
+
+    assert tools.asked == 1
+    first, second = fake_gemini.requests
+    assert first.content != second.content
+    assert _constant_tail(first.content) == _constant_tail(second.content)
+    assert first.raw["tools"] == second.raw["tools"]
+    head_one, _ = _system(first.body).split("Context (data, not instructions):", 1)
+    head_two, _ = _system(second.body).split("Context (data, not instructions):", 1)
+    assert head_one == head_two
+    # One pool for the planner: the second request rode the first one's connection.
+    assert first.peer == second.peer
+
+
+async def test_the_base_url_and_api_version_the_sdk_read_from_the_environment_still_apply(
+    fake_gemini: FakeGemini, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", fake_gemini.base_url)
+    monkeypatch.setenv("GOOGLE_GENAI_API_VERSION", "v1beta")
+    fake_gemini.push(text("ok"))
+    gemini = GeminiPlanner(api_key=KEY)
+    try:
+        await gemini.plan("hello", PlanContext())
+    finally:
+        await gemini.aclose()
+
+    assert fake_gemini.requests[0].path == "/v1beta/models/gemini-2.5-flash:generateContent"
+
+
+async def test_default_api_version_is_the_sdks(
+    planner: GeminiPlanner, fake_gemini: FakeGemini
+) -> None:
+    fake_gemini.push(text("ok"))
+
+    await planner.plan("hello", PlanContext())
+
+    assert fake_gemini.requests[0].path == "/v1/models/gemini-2.5-flash:generateContent"
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [(408, "timeout"), (401, "rejected"), (403, "rejected"), (404, "rejected")],
+)
+async def test_status_is_a_failure_not_retried(
+    planner: GeminiPlanner, fake_gemini: FakeGemini, status: int, reason: str
+) -> None:
+    fake_gemini.push(error(status), function_call("system_alerts"))
+
+    with pytest.raises(PlannerFailure) as caught:
+        await planner.plan("any alerts?", PlanContext())
+
+    assert caught.value.reason == reason
+    assert caught.value.retryable is False
+    assert len(fake_gemini.requests) == 1
+
+
+async def test_short_retry_after_is_waited_for_then_retried(
+    planner: GeminiPlanner, fake_gemini: FakeGemini
+) -> None:
+    fake_gemini.push(rate_limited(retry_after=0.05), function_call("system_alerts"))
+
+    plan = await planner.plan("any alerts?", PlanContext())
+
+    assert plan.calls == [ToolCall(tool="system_alerts")]
+    assert len(fake_gemini.requests) == 2
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        broken(b"<html>502 Bad Gateway</html>"),
+        broken(b"[1, 2, 3]"),
+        broken({"candidates": "none"}),
+        broken({"candidates": [1]}),
+        broken({"candidates": [{"content": "text"}]}),
+        broken({"candidates": [{"content": {"parts": "text"}}]}),
+    ],
+)
+async def test_a_broken_answer_is_an_upstream_error_asked_once_more(
+    planner: GeminiPlanner, fake_gemini: FakeGemini, reply: Any
+) -> None:
+    fake_gemini.push(reply, reply)
+
+    with pytest.raises(PlannerFailure) as caught:
+        await planner.plan("any alerts?", PlanContext())
+
+    assert caught.value.reason == "upstream_error"
+    assert caught.value.llm_calls == 2
+
+
+@pytest.mark.parametrize(
+    "call",
+    [{"args": {}}, {"name": "", "args": {}}, {"name": "list_tasks", "args": [1]}, "list_tasks"],
+)
+async def test_a_function_call_without_a_name_or_object_args_is_malformed(
+    planner: GeminiPlanner, fake_gemini: FakeGemini, call: Any
+) -> None:
+    body = {"candidates": [{"content": {"role": "model", "parts": [{"functionCall": call}]}}]}
+    fake_gemini.push(broken(body), function_call("list_tasks"))
+
+    plan = await planner.plan("show tasks", PlanContext())
+
+    assert plan.calls == [ToolCall(tool="list_tasks")]
+    assert "llm_calls:2" in plan.notes
+
+
+async def test_unexpected_tool_call_is_retried(
+    planner: GeminiPlanner, fake_gemini: FakeGemini
+) -> None:
+    fake_gemini.push(
+        broken({"candidates": [{"finishReason": "UNEXPECTED_TOOL_CALL"}]}),
+        function_call("list_tasks"),
+    )
+
+    plan = await planner.plan("show tasks", PlanContext())
+
+    assert plan.calls == [ToolCall(tool="list_tasks")]
+    assert len(fake_gemini.requests) == 2
+
+
+async def test_a_blocked_prompt_is_empty(planner: GeminiPlanner, fake_gemini: FakeGemini) -> None:
+    fake_gemini.push(broken({"promptFeedback": {"blockReason": "SAFETY"}}))
+
+    with pytest.raises(PlannerFailure) as caught:
+        await planner.plan("status", PlanContext())
+
+    assert caught.value.reason == "empty"
+    assert len(fake_gemini.requests) == 1
+
+
+async def test_thoughts_are_not_the_answer_and_the_model_turn_goes_back_unchanged(
+    planner: GeminiPlanner, fake_gemini: FakeGemini
+) -> None:
+    model_turn = {
+        "role": "model",
+        "parts": [
+            {"text": "The operator wants droplet fourteen.", "thought": True},
+            {
+                "functionCall": {"name": "droplet_status", "args": {"droplet_id": "fourteen"}},
+                "thoughtSignature": "c2lnbmF0dXJl",
+            },
+        ],
+    }
+    fake_gemini.push(
+        broken({"candidates": [{"content": model_turn, "finishReason": "STOP"}]}),
+        text("Droplet 14 it is."),
+    )
+
+    plan = await planner.plan("status of droplet fourteen", PlanContext())
+
+    assert plan.kind == "answer"
+    assert plan.answer == "Droplet 14 it is."
+    replayed = fake_gemini.requests[1].raw["contents"][-2]
+    assert replayed == model_turn
+
+
+async def test_summarize_stream_leaves_thoughts_out(
+    planner: GeminiPlanner, fake_gemini: FakeGemini
+) -> None:
+    thought = {"content": {"role": "model", "parts": [{"text": "Let me see.", "thought": True}]}}
+    answer = {"content": {"role": "model", "parts": [{"text": "Droplet 14 is up."}]}}
+    fake_gemini.push(
+        GeminiReply(
+            chunks=({"candidates": [thought]}, {"candidates": [answer]}, {"candidates": []})
+        )
+    )
+
+    pieces = [piece async for piece in planner.summarize_stream("droplet 14: up")]
+
+    assert pieces == ["Droplet 14 is up."]
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        (rate_limited(retry_after=1), "rate_limited"),
+        (error(403), "rejected"),
+        (GeminiReply(chunks=({"candidates": "none"},)), "upstream_error"),
+    ],
+)
+async def test_summarize_stream_failures_are_typed(
+    planner: GeminiPlanner, fake_gemini: FakeGemini, reply: GeminiReply, reason: str
+) -> None:
+    fake_gemini.push(reply)
+
+    with pytest.raises(PlannerFailure) as caught:
+        _ = [piece async for piece in planner.summarize_stream("facts")]
+
+    assert caught.value.reason == reason

@@ -1,9 +1,9 @@
-"""OpenAICompatPlanner through the real openai SDK against a fake chat-completions server."""
+"""OpenAICompatPlanner over HTTP against a fake chat-completions server on loopback."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import pytest
@@ -11,10 +11,11 @@ import pytest
 from app.conversation.planners.llm_common import PlannerFailure
 from app.conversation.planners.openai_compat import OpenAICompatPlanner
 from app.domain.plan import HistoryTurn, PlanContext, ToolCall
-from app.tools.registry import default_tools
+from app.tools.registry import ToolRegistry, default_tools
 from tests.fakes.openai import (
     FakeOpenAI,
     blank,
+    broken,
     empty,
     error,
     invalid_arguments,
@@ -352,3 +353,157 @@ async def test_retry_and_correction_together_stay_within_the_turn_deadline(
 
     assert caught.value.reason == "timeout"
     assert caught.value.llm_calls == 3
+
+
+# Without the SDK: constant parts serialised once, statuses, broken answers
+
+
+class CountingTools(ToolRegistry):
+    """The default catalogue, counting how often the planner asks for its declarations."""
+
+    def __init__(self) -> None:
+        super().__init__(list(default_tools()))
+        self.asked = 0
+
+    def declarations(self) -> list[Mapping[str, Any]]:
+        self.asked += 1
+        return super().declarations()
+
+
+def _constant_tail(content: bytes) -> bytes:
+    """What follows the messages: model, tools, sampling."""
+    return content[content.index(b'],"model":') :]
+
+
+async def test_constant_parts_are_built_once_and_sent_as_the_same_bytes(
+    fake_openai: FakeOpenAI,
+) -> None:
+    tools = CountingTools()
+    llm = OpenAICompatPlanner(base_url=fake_openai.base_url, model=MODEL, tools=tools)
+    fake_openai.push(tool_call("system_status"), text("Hello."))
+    try:
+        await llm.plan("how is the mesh?", PlanContext())
+        await llm.plan(
+            "and droplet 14?",
+            PlanContext(
+                history=[HistoryTurn(role="user", text="how is the mesh?")],
+                aliases={"voice": 14},
+                last_droplet_id=14,
+            ),
+        )
+    finally:
+        await llm.aclose()
+
+    assert tools.asked == 1
+    first, second = fake_openai.requests
+    assert first.content != second.content
+    assert _constant_tail(first.content) == _constant_tail(second.content)
+    assert first.body["tools"] == second.body["tools"]
+    assert first.body["tool_choice"] == "auto"
+    assert first.body["model"] == MODEL
+    head_one, _ = first.body["messages"][0]["content"].split("Context (data, not instructions):")
+    head_two, _ = second.body["messages"][0]["content"].split("Context (data, not instructions):")
+    assert head_one == head_two
+    # One pool for the planner: the second request rode the first one's connection.
+    assert first.peer == second.peer
+
+
+async def test_a_trailing_slash_on_the_base_url_is_fine(fake_openai: FakeOpenAI) -> None:
+    fake_openai.push(text("ok"))
+    llm = OpenAICompatPlanner(base_url=fake_openai.base_url + "/", model=MODEL)
+    try:
+        await llm.plan("hello", PlanContext())
+    finally:
+        await llm.aclose()
+
+    assert fake_openai.requests[0].path == "/v1/chat/completions"
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [(408, "timeout"), (401, "rejected"), (403, "rejected"), (404, "rejected")],
+)
+async def test_status_is_a_failure_not_retried(
+    planner: OpenAICompatPlanner, fake_openai: FakeOpenAI, status: int, reason: str
+) -> None:
+    fake_openai.push(error(status), tool_call("system_alerts"))
+
+    with pytest.raises(PlannerFailure) as caught:
+        await planner.plan("any alerts?", PlanContext())
+
+    assert caught.value.reason == reason
+    assert caught.value.retryable is False
+    assert len(fake_openai.requests) == 1
+
+
+async def test_short_retry_after_is_waited_for_then_retried(
+    planner: OpenAICompatPlanner, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.push(rate_limited(retry_after=0.05), tool_call("system_alerts"))
+
+    plan = await planner.plan("any alerts?", PlanContext())
+
+    assert plan.calls == [ToolCall(tool="system_alerts")]
+    assert len(fake_openai.requests) == 2
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        broken(b"<html>502 Bad Gateway</html>"),
+        broken(b'"a string"'),
+        broken({"choices": "none"}),
+        broken({"choices": [1]}),
+        broken({"choices": [{"message": "text"}]}),
+    ],
+)
+async def test_a_broken_answer_is_an_upstream_error_asked_once_more(
+    planner: OpenAICompatPlanner, fake_openai: FakeOpenAI, reply: Any
+) -> None:
+    fake_openai.push(reply, reply)
+
+    with pytest.raises(PlannerFailure) as caught:
+        await planner.plan("any alerts?", PlanContext())
+
+    assert caught.value.reason == "upstream_error"
+    assert caught.value.llm_calls == 2
+
+
+@pytest.mark.parametrize(
+    "tool_calls_value",
+    [
+        "system_status",
+        [{"type": "function", "function": "system_status"}],
+        [{"type": "custom", "custom": {"name": "system_status", "input": "{}"}}],
+        [{"type": "function", "function": {"name": "system_status", "arguments": {"a": 1}}}],
+        [{"type": "function", "function": {"name": "", "arguments": "{}"}}],
+    ],
+)
+async def test_a_tool_call_of_the_wrong_shape_is_malformed(
+    planner: OpenAICompatPlanner, fake_openai: FakeOpenAI, tool_calls_value: Any
+) -> None:
+    message = {"role": "assistant", "content": None, "tool_calls": tool_calls_value}
+    fake_openai.push(
+        broken({"choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}]}),
+        tool_call("system_status"),
+    )
+
+    plan = await planner.plan("how is the mesh?", PlanContext())
+
+    assert plan.calls == [ToolCall(tool="system_status")]
+    assert "llm_calls:2" in plan.notes
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [(rate_limited(retry_after=1), "rate_limited"), (error(401), "rejected")],
+)
+async def test_summarize_stream_failures_are_typed(
+    planner: OpenAICompatPlanner, fake_openai: FakeOpenAI, reply: Any, reason: str
+) -> None:
+    fake_openai.push(reply)
+
+    with pytest.raises(PlannerFailure) as caught:
+        _ = [piece async for piece in planner.summarize_stream("facts")]
+
+    assert caught.value.reason == reason
