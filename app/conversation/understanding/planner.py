@@ -300,12 +300,20 @@ class OfflinePlanner:
     # ---- requests ------------------------------------------------------------------------
 
     def _requests(self, parsed: Text, context: PlanContext) -> list[_Request]:
-        spans = self._split(parsed, context)
+        spans, whole = self._split(parsed, context)
         single = len(spans) == 1
+        everything = (0, len(parsed.tokens) - 1)
         requests: list[_Request] = []
         for first, last in spans:
             request = self._request(
-                parsed, first, last, context, spoken=parsed.spoken if single else ()
+                parsed,
+                first,
+                last,
+                context,
+                spoken=parsed.spoken if single else (),
+                # One request that is the whole message: its entities are the ones _split
+                # already found (the entity pass runs once per message, not twice).
+                ents=whole if (first, last) == everything else None,
             )
             lead = requests[-1] if requests else None
             if (
@@ -364,9 +372,11 @@ class OfflinePlanner:
         context: PlanContext,
         *,
         spoken: Sequence[str] = (),
+        ents: Entities | None = None,
     ) -> _Request:
         tokens = parsed.tokens[first : last + 1]
-        ents = extract(parsed, tokens, context.aliases)
+        if ents is None:
+            ents = extract(parsed, tokens, context.aliases)
         words = [t.text for t in tokens]
         request = _Request(first, last, ents, words, content=_content(words, ents))
         if request.content or any(w.startswith("\x00quote") for w in words):
@@ -454,7 +464,9 @@ class OfflinePlanner:
             kinds.add("droplet")  # "is the droplet healthy?": the last one, or asked which
         return frozenset(kinds)
 
-    def _split(self, parsed: Text, context: PlanContext) -> list[tuple[int, int]]:
+    def _split(
+        self, parsed: Text, context: PlanContext
+    ) -> tuple[list[tuple[int, int]], Entities]:
         """Where one message holds several requests: at a connector followed by a new request
         (a command verb, a question, a different tool's words), or between two task
         descriptions of their own ("a build task for droplet 3 and a deploy task for 5")."""
@@ -513,9 +525,8 @@ class OfflinePlanner:
             start = cut + 1
         if start < len(words):
             spans.append((start, len(words) - 1))
-        return [s for s in spans if any(w not in LEADING_SKIP for w in words[s[0] : s[1] + 1])] or [
-            (0, len(words) - 1)
-        ]
+        kept = [s for s in spans if any(w not in LEADING_SKIP for w in words[s[0] : s[1] + 1])]
+        return kept or [(0, len(words) - 1)], whole
 
     def _either_event(self, parsed: Text, start: int, i: int, context: PlanContext) -> bool:
         """Two watched conditions joined by "or", each with its own droplet or task."""
