@@ -10,6 +10,8 @@ import re
 
 from rapidfuzz.distance import OSA
 
+from app.conversation.understanding.text import by_first_word
+
 AFFIRMATIVE = (
     "yes please", "yes", "y", "yep", "yeah", "yup", "ya", "yea", "yess", "sure", "ok", "okay",
     "k", "kk", "confirm", "confirmed", "i confirm", "go ahead", "go for it", "do it",
@@ -48,6 +50,10 @@ def _words(text: str) -> list[str]:
     return _NOT_WORD.sub(" ", text).split()
 
 
+# Tried in _PHRASES' order (longest first), but only those that can start at a given word.
+_BY_FIRST_WORD = by_first_word(_PHRASES, lambda item: item[0])
+_ONE_WORD = frozenset(p[0] for p, _ in _PHRASES if len(p) == 1)
+
 _LONG_ONE_WORD = tuple(
     (p, meaning) for p, meaning in _PHRASES if len(p) == 1 and len(p[0]) >= 5 and meaning
 )
@@ -68,12 +74,12 @@ def answer_of(text: str) -> int:
     words = _words(text)
     if not words or len(words) > 8:
         return 0
-    if len(words) == 1 and not any(words[0] == p[0] for p, _ in _PHRASES if len(p) == 1):
+    if len(words) == 1 and words[0] not in _ONE_WORD:
         return _typo(words[0])
     seen: set[int] = set()
     i = 0
     while i < len(words):
-        for phrase, meaning in _PHRASES:
+        for phrase, meaning in _BY_FIRST_WORD.get(words[i], ()):
             if tuple(words[i : i + len(phrase)]) == phrase:
                 i += len(phrase)
                 seen.add(meaning)
