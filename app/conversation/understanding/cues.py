@@ -6,7 +6,7 @@ entity kinds; words that argue against it subtract. The best tool wins if its ev
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +57,17 @@ def _said_to_operator(label: str, phrase: Phrase, words: Sequence[str], at: int,
 def _phrases(items: Iterable[str]) -> tuple[Phrase, ...]:
     # Longest first; equal lengths in a fixed order, so no plan depends on the hash seed.
     return tuple(sorted({tuple(i.split()) for i in items if i}, key=lambda p: (-len(p), p)))
+
+
+# The order a tool's cues are scored in: a phrase claims its words before a verb, a verb
+# before a noun, and so on.
+GROUP_LABELS = ("phrase", "verb", "noun", "context", "against")
+_Entry = tuple[int, int, int, Phrase]
+"""(table index, group index, position in the group, phrase)."""
+
+
+def _groups(table: CompiledCues) -> tuple[tuple[Phrase, ...], ...]:
+    return (table.phrases, table.verbs, table.nouns, table.context, table.against)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,25 +137,48 @@ class CueIndex:
         self.required: dict[Phrase, frozenset[str]] = {
             phrase: frozenset(w for w in phrase if w != "*")
             for t in self.tables
-            for group in (t.verbs, t.nouns, t.phrases, t.context, t.against)
+            for group in _groups(t)
             for phrase in group
         }
-        # Multi-word cues, per tool, for _claims.
-        self.long_cues: tuple[tuple[str, tuple[Phrase, ...]], ...] = tuple(
-            (t.tool, tuple(p for p in (*t.phrases, *t.verbs, *t.nouns) if len(p) >= 2))
-            for t in self.tables
-        )
+        # Every cue by one of its required words: a request's candidates are looked up from
+        # its words instead of testing all ~2,000. Entries keep (table, group, position), so
+        # sorting the candidates gives the order the tables are scored in.
+        by_word: dict[str, list[_Entry]] = {}
+        for t_index, t in enumerate(self.tables):
+            for g_index, group in enumerate(_groups(t)):
+                for position, phrase in enumerate(group):
+                    first = next(w for w in phrase if w != "*")
+                    by_word.setdefault(first, []).append((t_index, g_index, position, phrase))
+        self.by_word: dict[str, tuple[_Entry, ...]] = {w: tuple(e) for w, e in by_word.items()}
         self.vocabulary: frozenset[str] = frozenset(
             word
             for t in self.tables
-            for group in (t.verbs, t.nouns, t.phrases, t.context, t.against)
+            for group in _groups(t)
             for phrase in group
             for word in phrase
         )
 
     def starts_with_verb(self, words: Sequence[str], i: int) -> bool:
         forms = [_forms(w) for w in words[i : i + 6]]
-        return any(_match(forms, v, 0) is not None for v in self.verbs)
+        present: frozenset[str] = frozenset().union(*forms)
+        required = self.required
+        return any(_match(forms, v, 0) is not None for v in self.verbs if required[v] <= present)
+
+    def _candidates(self, words: frozenset[str]) -> dict[int, list[tuple[int, Phrase]]]:
+        """Per table index, the (group index, phrase) cues all of whose words are in `words`,
+        in scoring order."""
+        required = self.required
+        found = [
+            entry
+            for word in words
+            for entry in self.by_word.get(word, ())
+            if required[entry[3]] <= words
+        ]
+        found.sort()
+        out: dict[int, list[tuple[int, Phrase]]] = {}
+        for t_index, g_index, _, phrase in found:
+            out.setdefault(t_index, []).append((g_index, phrase))
+        return out
 
     def score(
         self,
@@ -178,80 +212,73 @@ class CueIndex:
         if words and not self.starts_with_verb(words, lead) and words[lead] not in QUESTIONS:
             commands.add(len(words) - 1)  # "droplet 9 deploy": a verb said last
         bare_only = {"droplet", "task"} - kinds - strong
-        claimed = self._claims(forms, present)
+        candidates = self._candidates(present | spoken_present)
+        claimed = self._claims(forms, present, candidates)
         scores: list[Score] = []
-        for table in self.tables:
+        for t_index, table in enumerate(self.tables):
             if not table.needs <= available:
                 continue
             if table.needs_any and not table.needs_any & available:
                 continue
             score = Score(table.tool)
             taken: set[int] = set()
-            for group, weight, label in (
-                (table.phrases, WEIGHTS["phrase"], "phrase"),
-                (table.verbs, WEIGHTS["verb"], "verb"),
-                (table.nouns, WEIGHTS["noun"], "noun"),
-                (table.context, WEIGHTS["context"], "context"),
-                (table.against, WEIGHTS["against"], "against"),
-            ):
-                for phrase in group:
-                    needs = required[phrase]
-                    found = (
-                        _find(forms, phrase, taken if label != "against" else set())
-                        if needs <= present
-                        else None
-                    )
-                    if found is None and label == "phrase" and spoken_forms and not content:
-                        if (
-                            needs <= spoken_present
-                            and _find(spoken_forms, phrase, set()) is not None
-                        ):
-                            score.total += weight + PHRASE_WORD * (len(phrase) - 1)
-                            score.phrases += 1
-                            score.evidence.append(f"phrase:{' '.join(phrase)}")
-                        continue
-                    if found is None:
-                        continue
-                    at, end = found
-                    span = set(range(at, end))
-                    if (
-                        label != "against"
-                        and len(phrase) == 1
-                        and claimed.get(at, table.tool) != table.tool
-                    ):
-                        continue  # a longer cue of another tool owns this word
-                    if table.to_someone and _said_to_operator(label, phrase, words, at, end):
-                        continue  # "tell me when …", "give me a heads up": not a message
-
-                    if label != "against":
-                        taken |= span
-                    gain = weight
-                    if label == "phrase":
-                        gain += PHRASE_WORD * (len(phrase) - 1)
-                        if at in commands and phrase[:1] in table.verbs:
-                            gain += WEIGHTS["lead"]  # "cancel all ..." is a command too
-                    if label == "verb" and len(phrase) == 1 and words[at] in TASK_TYPE_WORDS:
-                        after = words[end] if end < len(words) else ""
-                        before = words[max(0, at - 2) : at]
-                        if after in ("tasks", "jobs") or {"type", "kind"} & set(before):
-                            continue  # "monitor tasks on the deck", "type is build": a filter
-                    if label == "verb":
-                        if (
-                            at not in commands
-                            and len(phrase) == 1
-                            and words[at].endswith("ing")
-                            and words[at - 1] not in ("start", "begin", "keep", "continue", "go")
-                        ):
-                            continue  # "anything besides monitoring": a noun, not a command
-                        gain = weight + WEIGHTS["lead"] if at in commands else weight / 2
-                    score.total += gain
-                    score.evidence.append(f"{label}:{' '.join(phrase)}")
-                    if label == "verb":
-                        score.verbs += 1
-                    elif label == "phrase":
+            for g_index, phrase in candidates.get(t_index, ()):
+                label = GROUP_LABELS[g_index]
+                weight = WEIGHTS[label]
+                needs = required[phrase]
+                found = (
+                    _find(forms, phrase, taken if label != "against" else set())
+                    if needs <= present
+                    else None
+                )
+                if found is None and label == "phrase" and spoken_forms and not content:
+                    if needs <= spoken_present and _find(spoken_forms, phrase, set()) is not None:
+                        score.total += weight + PHRASE_WORD * (len(phrase) - 1)
                         score.phrases += 1
-                    elif label == "noun":
-                        score.nouns += 1
+                        score.evidence.append(f"phrase:{' '.join(phrase)}")
+                    continue
+                if found is None:
+                    continue
+                at, end = found
+                span = set(range(at, end))
+                if (
+                    label != "against"
+                    and len(phrase) == 1
+                    and claimed.get(at, table.tool) != table.tool
+                ):
+                    continue  # a longer cue of another tool owns this word
+                if table.to_someone and _said_to_operator(label, phrase, words, at, end):
+                    continue  # "tell me when …", "give me a heads up": not a message
+
+                if label != "against":
+                    taken |= span
+                gain = weight
+                if label == "phrase":
+                    gain += PHRASE_WORD * (len(phrase) - 1)
+                    if at in commands and phrase[:1] in table.verbs:
+                        gain += WEIGHTS["lead"]  # "cancel all ..." is a command too
+                if label == "verb" and len(phrase) == 1 and words[at] in TASK_TYPE_WORDS:
+                    after = words[end] if end < len(words) else ""
+                    before = words[max(0, at - 2) : at]
+                    if after in ("tasks", "jobs") or {"type", "kind"} & set(before):
+                        continue  # "monitor tasks on the deck", "type is build": a filter
+                if label == "verb":
+                    if (
+                        at not in commands
+                        and len(phrase) == 1
+                        and words[at].endswith("ing")
+                        and words[at - 1] not in ("start", "begin", "keep", "continue", "go")
+                    ):
+                        continue  # "anything besides monitoring": a noun, not a command
+                    gain = weight + WEIGHTS["lead"] if at in commands else weight / 2
+                score.total += gain
+                score.evidence.append(f"{label}:{' '.join(phrase)}")
+                if label == "verb":
+                    score.verbs += 1
+                elif label == "phrase":
+                    score.phrases += 1
+                elif label == "noun":
+                    score.nouns += 1
             score.total += WEIGHTS["entity"] * len((table.entities - table.needs) & kinds)
             for need in table.needs & available:
                 # An id said on its own names the tool ("droplet 14?"); a bare number or a
@@ -264,13 +291,20 @@ class CueIndex:
         scores.sort(key=lambda s: (-s.total, order[s.tool]))
         return scores
 
-    def _claims(self, forms: Sequence[frozenset[str]], present: frozenset[str]) -> dict[int, str]:
-        """Word position -> the tool whose longest multi-word cue covers it."""
+    def _claims(
+        self,
+        forms: Sequence[frozenset[str]],
+        present: frozenset[str],
+        candidates: Mapping[int, Sequence[tuple[int, Phrase]]],
+    ) -> dict[int, str]:
+        """Word position -> the tool whose longest multi-word cue covers it (phrases, verbs
+        and nouns; on a tie, the first in scoring order)."""
         best: dict[int, tuple[int, str]] = {}
         required = self.required
-        for tool, phrases in self.long_cues:
-            for phrase in phrases:
-                if not required[phrase] <= present:
+        for t_index, entries in candidates.items():
+            tool = self.tables[t_index].tool
+            for g_index, phrase in entries:
+                if g_index > 2 or len(phrase) < 2 or not required[phrase] <= present:
                     continue
                 found = _find(forms, phrase, set())
                 if found is None:
