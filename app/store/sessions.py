@@ -34,7 +34,7 @@ from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 from sqlalchemy import Select, case, delete, func, insert, select, text, update
 from sqlalchemy.engine import URL, Row
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.domain.plan import PendingCall
@@ -504,8 +504,9 @@ class SessionStore:
             async with self._write() as conn:
                 return [await _write_turn(conn, turn) for turn in batch]
         except SQLAlchemyError as exc:
-            if len(batch) == 1:
-                return [exc]
+            if len(batch) == 1 or not isinstance(exc, IntegrityError):
+                # The database itself failed: every turn of the batch gets the error.
+                return [exc] * len(batch)
             # One bad turn must not take the others with it: write each alone.
             return [(await self._write_turns([turn]))[0] for turn in batch]
 

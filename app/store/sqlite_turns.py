@@ -68,8 +68,9 @@ def parse_sqlite_datetime(value: str) -> datetime:
 class SqliteTurns:
     """The writer thread with its connection, and a reader on the calling (event-loop) thread."""
 
-    def __init__(self, *, path: Path) -> None:
+    def __init__(self, *, path: Path, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> None:
         self._path = path
+        self._busy_timeout_ms = busy_timeout_ms
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
         self._conn: sqlite3.Connection | None = None  # used on the writer thread only
         self._reader: sqlite3.Connection | None = None  # used on the event-loop thread only
@@ -110,9 +111,9 @@ class SqliteTurns:
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             conn = sqlite3.connect(
-                self._path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000, isolation_level=None
+                self._path, timeout=self._busy_timeout_ms / 1000, isolation_level=None
             )
-            conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
             conn.execute("PRAGMA foreign_keys=ON")
             # FULL, as the engine's connections: an answered turn survives a power cut too.
             conn.execute("PRAGMA synchronous=FULL")
@@ -133,8 +134,10 @@ class SqliteTurns:
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            if len(batch) == 1:
-                return [_as_sqlalchemy_error(exc)]
+            if len(batch) == 1 or not isinstance(exc, sqlite3.IntegrityError):
+                # The database itself failed (locked past the busy timeout, disk, I/O): every
+                # turn of the batch gets the error, none is retried into another long wait.
+                return [_as_sqlalchemy_error(exc)] * len(batch)
             # One bad turn must not take the others with it: write each alone.
             return [self._write_batch([turn])[0] for turn in batch]
         return results

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app.domain.plan import PendingCall, ToolCall
 from app.domain.session import AuditEntry
@@ -154,3 +155,26 @@ async def test_a_constraint_violation_is_sqlalchemys_error_and_others_still_comm
     assert isinstance(bad, IntegrityError)
     assert [m.seq for m in await store.history("u.d")] == [1, 2]
     assert await store.history("u.e") == []
+
+
+async def test_a_locked_database_fails_the_batch_once(store: SessionStore) -> None:
+    """Locked past the busy timeout: every turn gets the error, and the batch is not retried
+    turn by turn (each retry would wait the whole timeout again)."""
+    assert store.sqlite_file is not None
+    for sid in ("u.f", "u.g", "u.h"):
+        await store.get_or_create(session_id=sid, source="chat", owner="user:a")
+    writer = SqliteTurns(path=store.sqlite_file, busy_timeout_ms=300)
+    holder = sqlite3.connect(store.sqlite_file, isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        started = time.monotonic()
+        results = await writer.write([_write("u.f"), _write("u.g"), _write("u.h")])
+        elapsed = time.monotonic() - started
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        await writer.close()
+    assert all(isinstance(r, OperationalError) for r in results)
+    assert len(results) == 3
+    assert elapsed < 0.9  # one wait of 0.3 s, not four
+    assert await store.history("u.f") == []
