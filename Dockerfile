@@ -26,7 +26,11 @@ RUN pip install -r requirements.txt
 COPY pyproject.toml README.md alembic.ini ./
 COPY app ./app
 COPY alembic ./alembic
+# The service runs from /app/app (WORKDIR), not from the installed copy, and PYTHONDONTWRITEBYTECODE
+# keeps it from caching bytecode there: compiled here, or every start compiles ~120 modules
+# (~0.15 s of the start-up, issue 17).
 RUN pip install --no-deps . \
+    && python -m compileall -q app alembic \
     && useradd --create-home --uid 10012 droplet \
     && mkdir -p /app/data /app/keys \
     && chown -R droplet:droplet /app/data

@@ -24,6 +24,7 @@ from app.channels.errors import ERROR_RESPONSES, install_error_handlers
 from app.channels.http_limits import guarded_protocol
 from app.channels.middleware import RequestMiddleware
 from app.channels.routes import chat, mesh, sessions, udc, web, ws
+from app.channels.ws_protocol import LeanWebSocketProtocol
 from app.config import Settings
 from app.ops.gc_freeze import GcFreezer
 from app.utils.logging import configure_logging
@@ -33,6 +34,8 @@ log = structlog.get_logger("app.main")  # the name operators already filter on
 
 GC_FREEZE_INTERVAL_S = 300.0
 """How often what accumulated since is moved out of the collector's way (see app.ops.gc_freeze)."""
+GC_FREEZE_BURST = 500
+"""That many more WebSockets since the last freeze are frozen at once, not at the interval."""
 
 DESCRIPTION = (
     "Droplet 12 of the mesh: operate the Registry and the Orchestrator in natural language. "
@@ -67,8 +70,11 @@ def _lifespan(
         for feature in settings.disabled_features():
             log.info("feature_disabled", feature=feature)
         await wiring.start(components)
-        freezer = GcFreezer(interval_s=GC_FREEZE_INTERVAL_S)
-        frozen = freezer.freeze_now()
+        freezer = GcFreezer(
+            interval_s=GC_FREEZE_INTERVAL_S,
+            population=components.hub.count,
+            burst=GC_FREEZE_BURST,
+        )
         refreeze = asyncio.create_task(freezer.run(), name="gc-freeze")
         log.info(
             "service_started",
@@ -78,7 +84,6 @@ def _lifespan(
             chat_auth=settings.effective_chat_auth,
             version=__version__,
         )
-        log.debug("gc_frozen", objects=frozen)
         try:
             yield
         finally:
@@ -127,6 +132,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         RequestMiddleware, metrics=components.metrics, max_body_bytes=settings.max_body_bytes
     )
+    app.add_middleware(
+        ws.SocketPath,
+        path="/ws",
+        endpoint=ws.ChatSocket(
+            settings=settings,
+            gate=components.gate,
+            hub=components.hub,
+            turns=components.conversation,
+            metrics=components.metrics,
+            summarizer=components.summarizer,
+        ),
+    )
     # Outermost: the client address every policy sees is the proxy's only when the proxy is
     # not trusted (FORWARDED_ALLOW_IPS), whoever started the server.
     app.add_middleware(
@@ -163,6 +180,7 @@ def server_config(application: FastAPI, settings: Settings, **overrides: Any) ->
             max_head_bytes=settings.max_header_bytes, head_timeout_s=settings.header_timeout_s
         ),
         "h11_max_incomplete_event_size": settings.max_header_bytes,
+        "ws": LeanWebSocketProtocol,
         "ws_per_message_deflate": False,
         "ws_max_size": 64 * 1024,
     }

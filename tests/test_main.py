@@ -55,3 +55,25 @@ def test_importing_the_factory_reads_no_environment(tmp_path: Path) -> None:
     main = _run("import app.main", bad, tmp_path)
     assert main.returncode == 2
     assert main.stderr.startswith("configuration error: DROPLET_SECRET")
+
+
+LEAN_IMPORT = """
+import sys
+import app.main
+import structlog.dev
+assert "rich" not in sys.modules and "pydantic.v1" not in sys.modules, "imported while building"
+assert structlog.dev.rich is None
+# Imported where a token is first read or signed, or a turn first counted; never by building.
+assert "jwt" not in sys.modules and "cryptography" not in sys.modules
+assert "limits" not in sys.modules
+import rich.console, pydantic.v1  # importable again once the app is built (the CLI uses rich)
+print("ok")
+"""
+
+
+def test_building_the_app_skips_the_optional_imports_the_server_never_uses(
+    tmp_path: Path,
+) -> None:
+    result = _run(LEAN_IMPORT, {"DATA_DIR": str(tmp_path)}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"

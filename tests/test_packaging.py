@@ -50,6 +50,9 @@ def test_dockerfile_essentials() -> None:
         assert secret not in env_lines
     for path in ("alembic", "alembic.ini", "app"):
         assert re.search(rf"^COPY .*\b{re.escape(path)}\b", text, re.M), path
+    # The source the service runs from is compiled in the image (it cannot write bytecode).
+    assert "PYTHONDONTWRITEBYTECODE=1" in text
+    assert "python -m compileall -q app alembic" in text
 
 
 def _instructions(dockerfile: str) -> list[tuple[str, str]]:

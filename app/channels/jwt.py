@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
-from typing import Any
-
-import jwt
-from jwt.types import Options
+from typing import TYPE_CHECKING, Any
 
 from app.domain.identity import Caller, Identity
+
+# jwt (and cryptography behind it, ~40 ms) is imported in the functions that read a token:
+# a start-up never needs it before its first /health answer (issue 17).
+if TYPE_CHECKING:
+    from jwt.types import Options
 
 ALGORITHMS = ("RS256",)
 LEEWAY_S = 30
@@ -26,6 +28,8 @@ class TokenInvalid(Exception):
 def key_id(token: str) -> str | None:
     """The `kid` a token's header names, unverified (only to decide whether to look for a
     newer key); None when it names none or cannot be read."""
+    import jwt
+
     try:
         kid = jwt.get_unverified_header(token).get("kid")
     except jwt.PyJWTError:
@@ -89,6 +93,8 @@ def verify_token(
     is refused); a token living longer than `max_lifetime_s` is refused; `iss`/`aud` are
     checked when configured.
     """
+    import jwt
+
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:

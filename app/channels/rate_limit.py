@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
-from limits import RateLimitItemPerMinute
-from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import SlidingWindowCounterRateLimiter
-from limits.errors import StorageError
 
+# limits (~15 ms to import) is imported on the first hit, not by building the app: a start-up
+# never counts anything before its first /health answer (issue 17).
 if TYPE_CHECKING:
-    from limits.aio.storage import RedisStorage
+    from limits import RateLimitItem
+    from limits.aio.storage import MemoryStorage, RedisStorage
+    from limits.aio.strategies import SlidingWindowCounterRateLimiter
     from redis.asyncio import ConnectionPool
 
 log = structlog.get_logger(__name__)
@@ -92,6 +92,8 @@ class _Counters:
 
     @classmethod
     def over(cls, storage: MemoryStorage | RedisStorage) -> _Counters:
+        from limits.aio.strategies import SlidingWindowCounterRateLimiter
+
         return cls(storage, SlidingWindowCounterRateLimiter(storage))
 
 
@@ -101,10 +103,30 @@ class RateLimiter:
     def __init__(
         self, *, per_minute: int, redis_url: str | None = None, prefix: str = "droplet12:rl"
     ) -> None:
-        self._item = RateLimitItemPerMinute(per_minute)
-        self._local = _Counters.over(MemoryStorage())
-        self._shared: _Counters | None = None
+        self._per_minute = per_minute
+        self._redis_url = redis_url
+        self._prefix = prefix
+        self._counters: tuple[RateLimitItem, _Counters, _Counters | None] | None = None
         self._pool: ConnectionPool | None = None
+
+    @property
+    def backend(self) -> Backend:
+        return "memory" if self._redis_url is None else "redis"
+
+    def _ready(self) -> tuple[RateLimitItem, _Counters, _Counters | None]:
+        """The item and the counters, built on the first hit (no await: built once)."""
+        if self._counters is None:
+            self._counters = self._build()
+        return self._counters
+
+    def _build(self) -> tuple[RateLimitItem, _Counters, _Counters | None]:
+        from limits import RateLimitItemPerMinute
+        from limits.aio.storage import MemoryStorage
+
+        item = RateLimitItemPerMinute(self._per_minute)
+        local = _Counters.over(MemoryStorage())
+        shared: _Counters | None = None
+        redis_url, prefix = self._redis_url, self._prefix
         if redis_url is not None:
             # Imported only when Redis is configured: redis-py costs ~70 ms of every start-up.
             from limits.aio.storage import RedisStorage
@@ -116,7 +138,7 @@ class RateLimiter:
                 redis_url, socket_timeout=1.0, socket_connect_timeout=1.0
             )
             options: dict[str, Any] = {"connection_pool": self._pool}
-            self._shared = _Counters.over(
+            shared = _Counters.over(
                 RedisStorage(
                     storage_uri(redis_url),
                     implementation="redispy",
@@ -125,28 +147,27 @@ class RateLimiter:
                     **options,
                 )
             )
-
-    @property
-    def backend(self) -> Backend:
-        return "memory" if self._shared is None else "redis"
+        return item, local, shared
 
     async def hit(self, key: str) -> Decision:
         """Count one hit for `key`, unless it is over its budget (then say when to retry)."""
-        if self._shared is not None:
+        item, local, shared = self._ready()
+        if shared is not None:
+            from limits.errors import StorageError
+
             try:
-                return await self._decide(self._shared, key)
+                return await self._decide(item, shared, key)
             except StorageError as exc:
                 # Redis down: keep limiting on this instance rather than not at all.
                 log.warning("rate_limit_redis_unavailable", error=type(exc.storage_error).__name__)
-        return await self._decide(self._local, key)
+        return await self._decide(item, local, key)
 
-    async def _decide(self, counters: _Counters, key: str) -> Decision:
-        if await counters.strategy.hit(self._item, key):
+    @staticmethod
+    async def _decide(item: RateLimitItem, counters: _Counters, key: str) -> Decision:
+        if await counters.strategy.hit(item, key):
             return Decision(True)
-        window = await counters.storage.get_sliding_window(
-            self._item.key_for(key), self._item.get_expiry()
-        )
-        return Decision(False, retry_after_s(WindowInfo(*window), window_s=self._item.get_expiry()))
+        window = await counters.storage.get_sliding_window(item.key_for(key), item.get_expiry())
+        return Decision(False, retry_after_s(WindowInfo(*window), window_s=item.get_expiry()))
 
     async def aclose(self) -> None:
         if self._pool is not None:

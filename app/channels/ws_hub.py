@@ -4,7 +4,10 @@ Each connection owns a bounded send buffer drained by a writer task of its own, 
 never stalls a turn or the other clients; a client that falls too far behind is disconnected
 (it reconnects and reloads its history) rather than being allowed to grow memory without bound.
 The writer exists only while there is something to send: an idle connection holds no task and
-no queue (thousands of idle sockets are the common case; each task cost ~2 KiB).
+no queue (thousands of idle sockets are the common case; each task cost ~2 KiB). When the server
+offers a direct write (`write_now`, app.channels.ws_protocol) and nothing is queued, a frame is
+written at once without any task: an event fanned out to 5,000 sockets is serialised once and
+written 5,000 times in one pass, instead of creating 5,000 writer tasks.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from app.utils.time import isoformat_z
 log = structlog.get_logger(__name__)
 
 SendText = Callable[[str], Awaitable[None]]
+WriteNow = Callable[[bytes], bool]
+"""Writes one UTF-8 text frame now, or answers False when it cannot (then `send_text` is used)."""
 Close = Callable[[int, str], Coroutine[Any, Any, None]]
 
 CLOSE_TOO_SLOW = 1013
@@ -47,6 +52,7 @@ class Connection:
     """Drains `pending`; exists only while it is not empty."""
     gone: bool = False
     """The socket failed or was unregistered: nothing more is written."""
+    write_now: WriteNow | None = None
 
 
 def frame(kind: str, session_id: str | None, **fields: Any) -> dict[str, Any]:
@@ -65,8 +71,15 @@ class WebSocketHub:
     def count_for(self, owner: str) -> int:
         return self._per_owner.get(owner, 0)
 
-    def register(self, *, send_text: SendText, close: Close, owner: str | None) -> Connection:
-        conn = Connection(send_text=send_text, close=close, owner=owner)
+    def register(
+        self,
+        *,
+        send_text: SendText,
+        close: Close,
+        owner: str | None,
+        write_now: WriteNow | None = None,
+    ) -> Connection:
+        conn = Connection(send_text=send_text, close=close, owner=owner, write_now=write_now)
         self._connections[conn.id] = conn
         if owner is not None:
             self._per_owner[owner] = self._per_owner.get(owner, 0) + 1
@@ -92,9 +105,18 @@ class WebSocketHub:
         conn.gone = True
         conn.pending = None
 
-    def _enqueue(self, conn: Connection, text: str) -> bool:
-        """Buffer a frame for a live connection (the callers skip gone ones); False if full."""
+    def _enqueue(self, conn: Connection, text: str, data: bytes | None = None) -> bool:
+        """Write a frame to a live connection now if it can take it, else buffer it for the
+        writer (the callers skip gone ones); False if the buffer is full. `data` is `text`
+        already encoded, when the caller writes the same frame to many connections."""
         pending = conn.pending
+        # Nothing queued ahead of it (order), and the socket takes it without waiting.
+        if (
+            pending is None
+            and conn.write_now is not None
+            and conn.write_now(text.encode() if data is None else data)
+        ):
+            return True
         if pending is None:
             pending = conn.pending = deque()
         if len(pending) >= self._queue_size:
@@ -162,9 +184,11 @@ class WebSocketHub:
             return
         if not targets:
             return
+        # Serialised and encoded once, whatever the number of sockets.
         text = json.dumps(payload, default=str)
+        data = text.encode()
         for conn in targets:
-            if not conn.gone and not self._enqueue(conn, text):
+            if not conn.gone and not self._enqueue(conn, text, data):
                 self._too_slow(conn)
 
     async def close_all(self) -> None:

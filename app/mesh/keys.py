@@ -51,8 +51,10 @@ class PublicKeySource:
         min_gap: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        start_wait_s: float = 0.5,
     ) -> None:
         self._key_file = key_file
+        self._start_wait_s = start_wait_s
         self._fetch = fetch
         self._interval = refresh_interval
         self._min_gap = min_gap
@@ -90,10 +92,17 @@ class PublicKeySource:
     # -- keeping it fresh -------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Fetch the published key once (start-up may wait for that), then keep it fresh."""
+        """Fetch the published key once, then keep it fresh.
+
+        Start-up waits for that first fetch at most `start_wait_s`: a publisher that accepts
+        connections but does not answer would otherwise hold back the service (and its first
+        `/health`) for the whole peer timeout (issue 17). The fetch goes on in the background;
+        until it lands, tokens signed by the publisher are refused as without a key."""
         if not self.refreshable or self._loop is not None:
             return
-        await self.refresh()
+        first = self._pending = asyncio.create_task(self.refresh(), name="public-key-first")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(first), self._start_wait_s)
         self._loop = asyncio.create_task(self._keep_fresh(), name="public-key-refresh")
 
     async def stop(self) -> None:

@@ -29,7 +29,6 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
-import jwt
 import structlog
 from pydantic import BaseModel, ConfigDict, ValidationError
 from websockets.asyncio.client import connect as ws_connect
@@ -367,6 +366,8 @@ class OrchestratorClient:
             "iat": issued_at,
             "exp": expires_at,
         }
+        import jwt  # imported on the first signature (see app.channels.jwt)
+
         token = jwt.encode(claims, self._private_key, algorithm="RS256")
         return IssuedToken(token, float(issued_at), float(expires_at))
 

@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
-import jwt
 import structlog
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -381,6 +380,7 @@ def _valid(pem: str, kid: str | None) -> PublishedKey | None:
 
 
 def _jwk_to_pem(jwk: dict[str, Any]) -> str:
+    import jwt  # imported on first use (see app.channels.jwt)
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 

@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-import jwt
 import structlog
 
 from app.mesh.peers import PeerError, PeerUnavailable
@@ -48,8 +47,17 @@ Issuer = Callable[[], Awaitable[IssuedToken]]
 """One source: raises `PeerError` (or `OSError`, `ValueError`, a JWT error) when it cannot."""
 
 
+def _jwt_error() -> type[Exception]:
+    """PyJWT's base error; jwt is imported only when a token is read (see app.channels.jwt)."""
+    import jwt
+
+    return jwt.PyJWTError
+
+
 def claimed_times(token: str) -> tuple[float | None, float | None]:
     """(iat, exp) read without verification: only to schedule refreshes, never to trust."""
+    import jwt
+
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError:
@@ -167,7 +175,7 @@ class TokenProvider:
         for source, issue in ordered:
             try:
                 issued = await issue()
-            except (PeerError, OSError, ValueError, jwt.PyJWTError) as exc:
+            except (PeerError, OSError, ValueError, _jwt_error()) as exc:
                 reason = exc.message if isinstance(exc, PeerError) else type(exc).__name__
                 log.warning(
                     "token_source_failed", peer=self._peer, source=source.value, reason=reason

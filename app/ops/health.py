@@ -68,11 +68,15 @@ class HealthMonitor:
     one (a mesh peer) makes it degraded but still `active`, because chat keeps working.
     """
 
-    def __init__(self, *, interval: float = 10.0, probe_timeout: float = 3.0) -> None:
+    def __init__(
+        self, *, interval: float = 10.0, probe_timeout: float = 3.0, start_wait_s: float = 0.25
+    ) -> None:
         self._interval = interval
         self._timeout = probe_timeout
+        self._start_wait_s = start_wait_s
         self._entries: dict[str, _ProbeEntry] = {}
         self._task: asyncio.Task[None] | None = None
+        self._first_round = asyncio.Event()
 
     def add_probe(
         self, name: str, probe: Probe | None, *, critical: bool, detail: str | None = None
@@ -101,10 +105,19 @@ class HealthMonitor:
         entry.state, entry.detail, entry.checked_at = new_state, detail, time.time()
 
     async def start(self) -> None:
-        await self.run_once()
+        """Start the rounds, waiting for the first one at most `start_wait_s`.
+
+        Local probes answer within milliseconds, so the first `/health` normally has every
+        result; a peer that accepts connections but does not answer would otherwise hold the
+        whole start-up for the probe timeout (issue 17). Its check stays `unknown` (the service
+        `active`) until its probe returns."""
         self._task = asyncio.create_task(self._loop(), name="health-monitor")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._first_round.wait(), self._start_wait_s)
 
     async def _loop(self) -> None:
+        await self.run_once()
+        self._first_round.set()
         while True:
             await asyncio.sleep(self._interval)
             await self.run_once()

@@ -101,3 +101,55 @@ async def test_a_failing_socket_stops_quietly_and_takes_nothing_more() -> None:
     assert conn.gone and conn.writer is None
     assert hub.send(conn, {"n": 2}) is False
     assert broken.closed == []  # the reader side unregisters it
+
+
+class Direct:
+    """A socket the server can write to at once, until `full` (its buffer is over the mark)."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.full = False
+
+    def write_now(self, data: bytes) -> bool:
+        if self.full:
+            return False
+        self.written.append(data)
+        return True
+
+
+async def test_an_event_is_written_to_every_socket_at_once_serialised_once() -> None:
+    hub = WebSocketHub()
+    sockets = [(Client(), Direct()) for _ in range(50)]
+    conns = [
+        hub.register(send_text=c.send_text, close=c.close, owner=None, write_now=d.write_now)
+        for c, d in sockets
+    ]
+    await hub.dispatch({"kind": "mesh", "frame": {"type": "mesh_event", "n": 1}})
+    # Written during the dispatch itself: no writer task, nothing buffered.
+    assert all(held(conn) == (None, None) for conn in conns)
+    frames = [d.written for _, d in sockets]
+    assert all(len(f) == 1 for f in frames)
+    assert len({id(f[0]) for f in frames}) == 1  # one encoded frame shared by all
+    assert b'"n": 1' in frames[0][0]
+    assert all(c.received == [] for c, _ in sockets)
+
+
+async def test_a_socket_that_cannot_take_a_frame_now_gets_it_through_the_writer_in_order() -> None:
+    hub = WebSocketHub()
+    client, direct = Client(), Direct()
+    conn = hub.register(
+        send_text=client.send_text, close=client.close, owner=None, write_now=direct.write_now
+    )
+    assert hub.send(conn, {"n": 0})
+    direct.full = True
+    assert hub.send(conn, {"n": 1})
+    direct.full = False
+    assert hub.send(conn, {"n": 2})  # queued behind 1, not written ahead of it
+    assert conn.writer is not None
+    await settle()
+    assert len(direct.written) == 1 and '"n": 0' in direct.written[0].decode()
+    assert ['"n": 1' in t for t in client.received] == [True, False]
+    assert '"n": 2' in client.received[1]
+    assert held(conn) == (None, None)
+    assert hub.send(conn, {"n": 3})  # idle again: straight through
+    assert len(direct.written) == 2

@@ -162,3 +162,30 @@ async def test_a_failed_fetch_keeps_the_key_we_have(stopping: list[PublicKeySour
     source.signature_failed(None)
     await fetched(publisher, 2)
     assert source.pem == publisher.key.pem
+
+
+async def test_a_publisher_that_does_not_answer_does_not_hold_back_the_start(
+    stopping: list[PublicKeySource],
+) -> None:
+    answer = asyncio.Event()
+    key = PublishedKey(pem=b"-----BEGIN PUBLIC KEY-----\nslow\n")
+
+    async def silent() -> PublishedKey:
+        await answer.wait()  # accepts the connection, answers only when told to
+        return key
+
+    source = PublicKeySource(
+        key_file=Path("/nonexistent/registry_public_key.pem"),
+        fetch=silent,
+        clock=Clock(),
+        sleep=Ticks(),
+        start_wait_s=0.0,
+    )
+    stopping.append(source)
+    await source.start()  # returns although the fetch is pending
+    assert source.pem is None
+    source.request_refresh()  # the first fetch is still the one in flight: no second one
+    answer.set()
+    for _ in range(10):  # the pending fetch finishes within a few loop steps
+        await asyncio.sleep(0)
+    assert source.pem == key.pem

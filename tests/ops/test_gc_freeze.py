@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -51,3 +52,43 @@ async def test_it_freezes_again_on_every_interval(unfrozen: None) -> None:
         await task
     assert waits == [300, 300, 300, 300]
     assert gc.get_freeze_count() > 0
+
+
+class _Recording(GcFreezer):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.frozen_at: list[float] = []
+
+    def freeze_now(self) -> int:
+        self.frozen_at.append(self._clock())
+        return 0
+
+
+async def test_a_burst_of_connections_is_frozen_at_once_not_at_the_next_interval() -> None:
+    now = [0.0]
+    sockets = [10]
+    # (seconds passed, sockets then) for each check; the freezer sleeps 1 s between checks.
+    script = [(1, 200), (1, 699), (1, 710), (1, 300), (1, 799), (1, 800), (300, 800)]
+    done = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        assert seconds == 1.0
+        if not script:
+            done.set()
+            await asyncio.Event().wait()  # park until cancelled
+        passed, count = script.pop(0)
+        now[0] += passed
+        sockets[0] = count
+
+    freezer = _Recording(
+        interval_s=300, sleep=sleep, population=lambda: sockets[0], burst=500, clock=lambda: now[0]
+    )
+    task = asyncio.create_task(freezer.run())
+    await done.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # The first check freezes what start-up built (t=1). 200 -> 699 is +499: not yet; 710 is
+    # +510: frozen at t=3. Down to 300, then 800 is +500 from that low: frozen at t=6. Then no
+    # growth, but the interval passed: t=306.
+    assert freezer.frozen_at == [1.0, 3.0, 6.0, 306.0]

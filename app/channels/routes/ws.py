@@ -11,27 +11,21 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import structlog
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
-from starlette.websockets import WebSocketState
+from fastapi import APIRouter
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.channels.deps import (
-    GateDep,
-    HubDep,
-    MetricsDep,
-    OperatorAccess,
-    SettingsDep,
-    SummarizerDep,
-    TurnServiceDep,
-)
+from app.channels.deps import HubDep, OperatorAccess
 from app.channels.errors import ApiError
 from app.channels.frames import FollowFrame, FrameError, MessageFrame, PingFrame, parse_frame
 from app.channels.gate import Gate
 from app.channels.ws_hub import Connection, WebSocketHub, frame
+from app.channels.ws_protocol import WRITE_NOW
 from app.config import Settings
 from app.conversation.planners.llm_common import Summarizer
 from app.conversation.service import ConversationService, SessionAccessDenied
@@ -83,114 +77,194 @@ async def connections(hub: HubDep) -> dict[str, int]:
     return {"active_connections": hub.count()}
 
 
-@router.websocket("/ws")
-async def chat_socket(
-    websocket: WebSocket,
-    settings: SettingsDep,
-    gate: GateDep,
-    hub: HubDep,
-    turns: TurnServiceDep,
-    metrics: MetricsDep,
-    summarizer: SummarizerDep,
-) -> None:
-    origin, host = websocket.headers.get("origin"), websocket.headers.get("host")
-    if not _origin_allowed(settings, origin, host):
-        await websocket.close(code=1008, reason="origin not allowed")
-        return
-    address = websocket.client.host if websocket.client else None
-    try:
-        caller = gate.chat_caller(
-            authorization=websocket.headers.get("authorization"),
-            query_token=websocket.query_params.get("token"),
-            address=address,
-        )
-        gate.require(caller, "read", to="Talking to the Chat Orchestrator")
-    except ApiError as exc:
-        await websocket.close(code=1008, reason=exc.message[:120])
-        return
-    await websocket.accept()
-    if hub.count_for(caller.rate_key) >= settings.max_ws_per_identity:
-        await websocket.close(
-            code=CLOSE_TOO_MANY,
-            reason=f"at most {settings.max_ws_per_identity} connections per identity",
-        )
-        return
+class _Outlet:
+    """How the hub writes to one socket: the raw ASGI `send`, nothing else of the request.
 
-    async def close(code: int, reason: str) -> None:
+    It references only `send`, never the hub's `Connection`, so a closed socket's objects form
+    no cycle and are freed at once by reference counting (the GC may have frozen them)."""
+
+    __slots__ = ("_send", "closed")
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.closed = False
+
+    async def send_text(self, text: str) -> None:
+        await self._send({"type": "websocket.send", "text": text})
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
         with contextlib.suppress(Exception):
-            await websocket.close(code=code, reason=reason)
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
-    conn = hub.register(send_text=websocket.send_text, close=close, owner=caller.rate_key)
-    metrics.ws_connections.set(hub.count())
-    socket = _Socket(
-        gate=gate,
-        hub=hub,
-        conn=conn,
-        caller=caller,
-        turns=turns,
-        metrics=metrics,
-        summarizer=summarizer,
-    )
-    expiry = _close_at_expiry(conn, caller)
-    followed = websocket.query_params.get("session_id")
-    if followed is not None:
-        if valid_session_id(followed):
-            hub.follow(conn, session_key(caller.identity, followed), followed)
-        else:
-            hub.send(conn, frame("error", None, error=SESSION_ID_RULE))
-    hub.send(
-        conn,
-        frame(
-            "welcome",
-            conn.session_id,
-            connection_id=conn.id,
-            droplet_id=settings.droplet_id,
-            message="Connected to the Chat Orchestrator. Say 'help' to begin.",
-        ),
-    )
-    in_flight: set[asyncio.Task[None]] = set()
-    try:
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                break
-            if _expired(caller):
-                await close(CLOSE_TOKEN_EXPIRED, "token expired; reconnect with a new token")
-                break
-            text = message.get("text")
-            if text is not None and len(text) > MAX_FRAME_CHARS:
-                hub.send(
-                    conn,
-                    frame(
-                        "error",
-                        conn.session_id,
-                        error=f"Frame too large (limit {MAX_FRAME_CHARS} characters)",
-                    ),
-                )
-                continue
-            if text is None:
-                hub.send(
-                    conn,
-                    frame(
-                        "error",
-                        conn.session_id,
-                        error="Binary frames are not supported; send JSON text",
-                    ),
-                )
-                continue
-            _handle_frame(socket, text, in_flight)
-    except WebSocketDisconnect:
-        pass
-    finally:
-        if expiry is not None:
-            expiry.cancel()
-        for task in in_flight:
-            task.cancel()
-        await hub.unregister(conn)
-        metrics.ws_connections.set(hub.count())
-        if websocket.client_state is WebSocketState.CONNECTED:
-            with contextlib.suppress(Exception):
-                await websocket.close()
+
+_DECIDING_HEADERS = frozenset({b"origin", b"host", b"authorization"})
+
+
+def _headers(scope: Scope) -> dict[bytes, str]:
+    """The request headers a socket is decided by; nothing of the request is kept after.
+    A repeated header counts once, its first value (as Starlette's `Headers.get`)."""
+    found: dict[bytes, str] = {}
+    for key, value in scope.get("headers", ()):
+        if key in _DECIDING_HEADERS and key not in found:
+            found[key] = value.decode("latin-1")
+    return found
+
+
+class ChatSocket:
+    """`/ws` as a plain ASGI app, built once with the services every socket uses.
+
+    Not a FastAPI route: FastAPI's dependency solving, its exit stacks and the middleware
+    between the server and the router stay suspended for a socket's whole life (~12 KiB each,
+    issue 17), while a socket needs none of them after the handshake. `SocketPath` serves it
+    ahead of that stack; the gate, the limits and the frames are the same as a route's."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        gate: Gate,
+        hub: WebSocketHub,
+        turns: ConversationService,
+        metrics: Metrics,
+        summarizer: Summarizer | None,
+    ) -> None:
+        self.settings = settings
+        self.gate = gate
+        self.hub = hub
+        self.turns = turns
+        self.metrics = metrics
+        self.summarizer = summarizer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        settings, gate, hub = self.settings, self.gate, self.hub
+        if (await receive())["type"] != "websocket.connect":
+            return
+        outlet = _Outlet(send)
+        headers = _headers(scope)
+        if not _origin_allowed(settings, headers.get(b"origin"), headers.get(b"host")):
+            await outlet.close(1008, "origin not allowed")
+            return
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), True))
+        client = scope.get("client")
+        try:
+            caller = gate.chat_caller(
+                authorization=headers.get(b"authorization"),
+                query_token=query.get("token"),
+                address=client[0] if client else None,
+            )
+            gate.require(caller, "read", to="Talking to the Chat Orchestrator")
+        except ApiError as exc:
+            await outlet.close(1008, exc.message[:120])
+            return
+        del headers
+        await send({"type": "websocket.accept"})
+        if hub.count_for(caller.rate_key) >= settings.max_ws_per_identity:
+            await outlet.close(
+                CLOSE_TOO_MANY,
+                f"at most {settings.max_ws_per_identity} connections per identity",
+            )
+            return
+        conn = hub.register(
+            send_text=outlet.send_text,
+            close=outlet.close,
+            owner=caller.rate_key,
+            write_now=scope.get("extensions", {}).get(WRITE_NOW),
+        )
+        self.metrics.ws_connections.set(hub.count())
+        expiry = _close_at_expiry(conn, caller)
+        followed = query.get("session_id")
+        del query
+        if followed is not None:
+            if valid_session_id(followed):
+                hub.follow(conn, session_key(caller.identity, followed), followed)
+            else:
+                hub.send(conn, frame("error", None, error=SESSION_ID_RULE))
+        hub.send(
+            conn,
+            frame(
+                "welcome",
+                conn.session_id,
+                connection_id=conn.id,
+                droplet_id=settings.droplet_id,
+                message="Connected to the Chat Orchestrator. Say 'help' to begin.",
+            ),
+        )
+        # Made on the first frame the client sends: most sockets only listen.
+        socket: _Socket | None = None
+        in_flight: set[asyncio.Task[None]] | None = None
+        try:
+            while True:
+                message = await receive()
+                if message["type"] == "websocket.disconnect":
+                    outlet.closed = True
+                    break
+                if _expired(caller):
+                    await outlet.close(
+                        CLOSE_TOKEN_EXPIRED, "token expired; reconnect with a new token"
+                    )
+                    break
+                text = message.get("text")
+                if text is not None and len(text) > MAX_FRAME_CHARS:
+                    hub.send(
+                        conn,
+                        frame(
+                            "error",
+                            conn.session_id,
+                            error=f"Frame too large (limit {MAX_FRAME_CHARS} characters)",
+                        ),
+                    )
+                    continue
+                if text is None:
+                    hub.send(
+                        conn,
+                        frame(
+                            "error",
+                            conn.session_id,
+                            error="Binary frames are not supported; send JSON text",
+                        ),
+                    )
+                    continue
+                if socket is None or in_flight is None:
+                    in_flight = set()
+                    socket = _Socket(
+                        gate=gate,
+                        hub=hub,
+                        conn=conn,
+                        caller=caller,
+                        turns=self.turns,
+                        metrics=self.metrics,
+                        summarizer=self.summarizer,
+                    )
+                _handle_frame(socket, text, in_flight)
+        finally:
+            if expiry is not None:
+                expiry.cancel()
+            for task in in_flight or ():
+                task.cancel()
+            await hub.unregister(conn)
+            self.metrics.ws_connections.set(hub.count())
+            await outlet.close(1000, "")
+
+
+class SocketPath:
+    """Serves one WebSocket path with `endpoint`, everything else with the app behind it.
+
+    Added as the innermost of the outer middleware (after ProxyHeadersMiddleware, so the client
+    address is already the trusted one). `__call__` returns the endpoint's coroutine rather than
+    awaiting it, so this layer keeps no frame of its own alive while a socket is open."""
+
+    def __init__(self, app: ASGIApp, *, path: str, endpoint: ASGIApp) -> None:
+        self.app = app
+        self._path = path
+        self._endpoint = endpoint
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        if scope["type"] == "websocket" and scope["path"] == self._path:
+            return self._endpoint(scope, receive, send)
+        return self.app(scope, receive, send)
 
 
 def _expired(caller: Caller) -> bool:

@@ -151,11 +151,7 @@ class CueIndex:
                     by_word.setdefault(first, []).append((t_index, g_index, position, phrase))
         self.by_word: dict[str, tuple[_Entry, ...]] = {w: tuple(e) for w, e in by_word.items()}
         self.vocabulary: frozenset[str] = frozenset(
-            word
-            for t in self.tables
-            for group in _groups(t)
-            for phrase in group
-            for word in phrase
+            word for t in self.tables for group in _groups(t) for phrase in group for word in phrase
         )
 
     def starts_with_verb(self, words: Sequence[str], i: int) -> bool:

@@ -464,9 +464,7 @@ class OfflinePlanner:
             kinds.add("droplet")  # "is the droplet healthy?": the last one, or asked which
         return frozenset(kinds)
 
-    def _split(
-        self, parsed: Text, context: PlanContext
-    ) -> tuple[list[tuple[int, int]], Entities]:
+    def _split(self, parsed: Text, context: PlanContext) -> tuple[list[tuple[int, int]], Entities]:
         """Where one message holds several requests: at a connector followed by a new request
         (a command verb, a question, a different tool's words), or between two task
         descriptions of their own ("a build task for droplet 3 and a deploy task for 5")."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 
@@ -102,3 +103,36 @@ def test_connections_are_counted_and_released(mesh_client: Any) -> None:
 def test_same_origin_pages_are_accepted_whatever_the_host_name(mesh_client: Any) -> None:
     with mesh_client.websocket_connect("/ws", headers={"Origin": "http://testserver"}) as ws:
         assert ws.receive_json()["type"] == "welcome"
+
+
+def test_the_shipped_server_writes_events_to_sockets_directly(live_app: Any) -> None:
+    from websockets.sync.client import connect
+
+    live = live_app()
+    hub = live.server.config.app.state.components.hub
+    with connect(f"ws://127.0.0.1:{live.port}/ws?session_id=live-1") as ws:
+        welcome = json.loads(ws.recv(timeout=10))
+        assert welcome["type"] == "welcome" and welcome["session_id"] == "live-1"
+        (conn,) = hub._connections.values()
+        assert conn.write_now is not None  # the lean protocol's direct write reached the hub
+        ws.send(json.dumps({"type": "ping"}))
+        assert json.loads(ws.recv(timeout=10))["type"] == "pong"
+    for _ in range(200):
+        if hub.count() == 0:
+            break
+        time.sleep(0.01)
+    assert hub.count() == 0
+
+
+def test_a_socket_is_decided_by_the_first_value_of_a_repeated_header() -> None:
+    from app.channels.routes.ws import _headers
+
+    scope = {
+        "headers": [
+            (b"authorization", b"Bearer first"),
+            (b"cookie", b"not kept"),
+            (b"authorization", b"Bearer second"),
+            (b"host", b"droplet12:8012"),
+        ]
+    }
+    assert _headers(scope) == {b"authorization": "Bearer first", b"host": "droplet12:8012"}
