@@ -17,7 +17,6 @@ import structlog
 from pydantic import SecretStr
 
 from app.conversation.planners.llm_common import (
-    PROBE_TIMEOUT_S,
     SUMMARY_PROMPT,
     PlannerFailure,
     Proposal,
@@ -28,10 +27,10 @@ from app.conversation.planners.llm_common import (
     recent_history,
 )
 from app.conversation.planners.llm_http import (
+    ModelClient,
     dumps,
     escaped,
     members,
-    model_answers,
     new_client,
     post_json,
     post_sse,
@@ -84,7 +83,7 @@ def _instruction(text: str) -> dict[str, Any]:
     return {"parts": [{"text": text}], "role": "user"}
 
 
-class GeminiPlanner:
+class GeminiPlanner(ModelClient):
     """Plans a turn with one Gemini generateContent call (two for a one-time correction)."""
 
     name = _PLANNER
@@ -146,20 +145,6 @@ class GeminiPlanner:
                 }
             )
             + "}"
-        )
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-    async def probe(self) -> tuple[bool, str | None]:
-        """Does the configured model answer? A model look-up costs no tokens and fails the same
-        way a plan would (wrong key, unknown model, service down)."""
-        return await model_answers(
-            self._client,
-            self._model_url,
-            headers=self._headers,
-            model=self.model,
-            timeout_s=PROBE_TIMEOUT_S,
         )
 
     def _plan_body(self, contents: str, context: str) -> bytes:

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import structlog
 
-from app.conversation.planners.llm_common import PlannerFailure, parse_retry_after
+from app.conversation.planners.llm_common import PROBE_TIMEOUT_S, PlannerFailure, parse_retry_after
 
 log = structlog.get_logger(__name__)
 
@@ -164,3 +164,26 @@ async def model_answers(
     if response.status_code >= 300:
         return False, f"model {model} answered HTTP {response.status_code}"
     return True, None
+
+
+class ModelClient:
+    """What both model planners do alike with their one kept-alive client: close it, and ask
+    whether the configured model answers (`_model_url`: a look-up that costs no tokens and fails
+    the way a plan would, for a wrong key, an unknown model or a service that is down)."""
+
+    model: str
+    _client: httpx.AsyncClient
+    _model_url: str
+    _headers: dict[str, str]
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def probe(self) -> tuple[bool, str | None]:
+        return await model_answers(
+            self._client,
+            self._model_url,
+            headers=self._headers,
+            model=self.model,
+            timeout_s=PROBE_TIMEOUT_S,
+        )

@@ -17,7 +17,6 @@ from typing import Any
 from pydantic import SecretStr
 
 from app.conversation.planners.llm_common import (
-    PROBE_TIMEOUT_S,
     SUMMARY_PROMPT,
     PlannerFailure,
     Proposal,
@@ -28,10 +27,10 @@ from app.conversation.planners.llm_common import (
     recent_history,
 )
 from app.conversation.planners.llm_http import (
+    ModelClient,
     dumps,
     escaped,
     members,
-    model_answers,
     new_client,
     post_json,
     post_sse,
@@ -48,7 +47,7 @@ _MAX_TOKENS = 1024
 _PLANNER = "openai"
 
 
-class OpenAICompatPlanner:
+class OpenAICompatPlanner(ModelClient):
     """Plans a turn with one chat completion (two for a one-time correction)."""
 
     name = _PLANNER
@@ -112,20 +111,6 @@ class OpenAICompatPlanner:
                 {"model": model, "temperature": 0.2, "max_tokens": _MAX_TOKENS, "stream": True}
             )
             + "}"
-        )
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-    async def probe(self) -> tuple[bool, str | None]:
-        """Does the configured model answer? `GET /models/{model}` costs no tokens and fails the
-        same way a plan would (wrong key, unknown model, server down)."""
-        return await model_answers(
-            self._client,
-            self._model_url,
-            headers=self._headers,
-            model=self.model,
-            timeout_s=PROBE_TIMEOUT_S,
         )
 
     async def plan(self, text: str, context: PlanContext) -> Plan:
