@@ -68,6 +68,12 @@ class PostgresAdvisoryLocks:
     def __init__(self, *, engine: AsyncEngine) -> None:
         # Expected to be an AUTOCOMMIT engine: a held lock must not keep a transaction open.
         self._engine = engine
+        self._held: dict[str, AsyncConnection] = {}
+
+    def held(self, key: str) -> AsyncConnection | None:
+        """The connection holding `key`'s lock, for a read the holder makes under it (saves
+        a pool checkout and its ping). Only the holder may use it, and only while it holds."""
+        return self._held.get(key)
 
     async def acquire(self, key: str) -> Release:
         lock_id = advisory_key(key)
@@ -80,7 +86,11 @@ class PostgresAdvisoryLocks:
             await _discard(conn)
             raise
 
+        self._held[key] = conn
+
         async def release() -> None:
+            if self._held.get(key) is conn:
+                del self._held[key]
             try:
                 result = await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": lock_id})
                 unlocked = bool(result.scalar())

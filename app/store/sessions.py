@@ -165,6 +165,7 @@ class SessionStore:
         self._locks = SessionLocks(cross_process=None)
         self._live = LiveSessions(capacity=live_sessions, window=history_window)
         self._sqlite: SqliteTurns | None = None
+        self._pg_locks: PostgresAdvisoryLocks | None = None
         self._turns: GroupCommit[TurnWrite, TurnCommitted] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -235,9 +236,8 @@ class SessionStore:
                 max_overflow=self._lock_pool_size * 4,
                 isolation_level="AUTOCOMMIT",
             )
-            self._locks = SessionLocks(
-                cross_process=PostgresAdvisoryLocks(engine=self._lock_engine)
-            )
+            self._pg_locks = PostgresAdvisoryLocks(engine=self._lock_engine)
+            self._locks = SessionLocks(cross_process=self._pg_locks)
             self._turns = GroupCommit(write_batch=self._write_turns)
 
     async def close(self) -> None:
@@ -250,6 +250,7 @@ class SessionStore:
         self._live.clear()
         engines = [e for e in (self._lock_engine, self._engine) if e is not None]
         self._engine = self._writer = self._lock_engine = None
+        self._pg_locks = None
         for engine in engines:
             await engine.dispose()
         if self._marker is not None:
@@ -414,8 +415,13 @@ class SessionStore:
     async def _version(self, session_id: str) -> Version | None:
         if self._sqlite is not None:
             return self._sqlite.version(session_id)
-        async with self._read() as conn:
-            row = (await conn.execute(_VERSION.where(SessionRow.id == session_id))).one_or_none()
+        query = _VERSION.where(SessionRow.id == session_id)
+        held = self._pg_locks.held(session_id) if self._pg_locks is not None else None
+        if held is not None:  # inside the turn's lock: read on the connection that holds it
+            row = (await held.execute(query)).one_or_none()
+        else:
+            async with self._read() as conn:
+                row = (await conn.execute(query)).one_or_none()
         return None if row is None else (row.created_at, int(row.message_count))
 
     async def _load(self, session_id: str) -> LiveSession:

@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import delete, text
 
 from app.domain.plan import PendingCall, ToolCall
+from app.store.engine import build_engine, normalise_url
+from app.store.locks import PostgresAdvisoryLocks
 from app.store.sessions import SessionNotFound, SessionStore
 from app.store.tables import MessageRow
 from tests.store.support import BACKENDS, Backend, make_backend
@@ -235,3 +237,33 @@ async def test_close_writes_what_was_accepted(backend: Backend, store: SessionSt
         assert [m.text for m in await reopened.history("u.c1")] == ["q", "a"]
     finally:
         await reopened.close()
+
+
+async def test_postgres_lock_lends_its_connection_to_the_holder_only(tmp_path: Path) -> None:
+    """On PostgreSQL the turn's version read runs on the connection that holds the session's
+    advisory lock (no second checkout); it is there only while the lock is held."""
+    async with make_backend("postgresql", tmp_path) as pg:
+        opened = pg.store()
+        await opened.open()
+        try:
+            await opened.migrate()
+            engine = build_engine(
+                normalise_url(pg.url), connect_args=pg.connect_args, isolation_level="AUTOCOMMIT"
+            )
+            locks = PostgresAdvisoryLocks(engine=engine)
+            assert locks.held("u.l1") is None
+            release = await locks.acquire("u.l1")
+            conn = locks.held("u.l1")
+            assert conn is not None
+            assert locks.held("u.l2") is None
+            # The lent connection sees the store's tables (same database and search path).
+            await opened.get_or_create(session_id="u.l1", source="chat", owner="user:a")
+            assert (await conn.execute(text("SELECT count(*) FROM sessions"))).scalar() == 1
+            await release()
+            assert locks.held("u.l1") is None
+            await engine.dispose()
+            # And a whole turn under the store's own lock reads its version that way.
+            assert await _turn(opened, "u.l1", 0) == (1, 2)
+            assert _texts(await _state(opened, "u.l1")) == ["question 0", "answer 0"]
+        finally:
+            await opened.close()
