@@ -299,7 +299,7 @@ def _anatomy(console: Console, anatomy: dict[str, Any]) -> None:
         parts = run["parts"]
         reads = sum(
             parts.get(k, {}).get("wall_ms_per_turn", 0.0)
-            for k in ("store.get", "store.get_or_create", "store.history")
+            for k in ("store.turn_state", "store.get", "store.get_or_create", "store.history")
         )
         t.add_row(
             " + ".join(run["variant"]),

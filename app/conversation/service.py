@@ -285,7 +285,7 @@ class ConversationService:
 
         await emit("planning", {"step": "planning"})
         if self._history_window <= self._store.history_window:
-            history = list(recent[len(recent) - self._history_window :])
+            history = list(recent[max(0, len(recent) - self._history_window) :])
         else:  # wants more than the store keeps in memory
             history = await self._store.history(session.session_id, limit=self._history_window)
         context = PlanContext(

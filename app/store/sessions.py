@@ -31,7 +31,6 @@ from typing import Any, Final
 
 import structlog
 from pydantic import ValidationError
-from pydantic_core import to_jsonable_python
 from sqlalchemy import Select, case, delete, func, insert, select, text, update
 from sqlalchemy.engine import URL, Row
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -75,7 +74,7 @@ from app.store.locks import (
 )
 from app.store.sqlite_turns import MissingSession, SqliteTurns
 from app.store.tables import SESSION_ID_MAX, AuditRow, ClaimedTaskRow, MessageRow, SessionRow
-from app.store.turns import TurnCommitted, TurnWrite, committed
+from app.store.turns import TurnCommitted, TurnWrite, committed, jsonable
 
 __all__ = [
     "UNSET",
@@ -488,13 +487,11 @@ class SessionStore:
             answer_text=answer_text,
             trace_id=trace_id,
             at=utc_now(),
-            answer_meta={"actions": _jsonable(list(actions)), **_jsonable(dict(answer_meta or {}))},
+            answer_meta={"actions": jsonable(list(actions)), **jsonable(dict(answer_meta or {}))},
             audit=tuple(audit),
-            audit_args=[_jsonable(entry.args) for entry in audit],
             pending_changed=pending_changed,
             pending=pending if isinstance(pending, PendingCall) else None,
-            pending_json=_pending_json(pending) if isinstance(pending, PendingCall) else None,
-            context_update=_jsonable(dict(context_update or {})),
+            context_update=jsonable(dict(context_update or {})),
         )
         try:
             change = await self._turns.submit(write)
@@ -551,7 +548,7 @@ class SessionStore:
                     text=text,
                     trace_id=trace_id,
                     created_at=now,
-                    meta=_jsonable(dict(meta or {})),
+                    meta=jsonable(dict(meta or {})),
                 )
             )
         return seq
@@ -803,15 +800,6 @@ def _check_session_id(session_id: str) -> None:
         raise ValueError(f"session id must be 1..{SESSION_ID_MAX} characters")
 
 
-def _jsonable(value: Any) -> Any:
-    # Tool arguments may hold datetimes, enums or models; store what JSON can say about them.
-    return to_jsonable_python(value, fallback=str)
-
-
-def _pending_json(pending: PendingCall | None) -> dict[str, Any] | None:
-    return None if pending is None else pending.model_dump(mode="json")
-
-
 def _session_query() -> Select[Any]:
     return select(
         SessionRow.id,
@@ -947,7 +935,7 @@ async def _insert_audit(
                 "session_id": entry.session_id or session_id,
                 "source": entry.source,
                 "tool": entry.tool,
-                "args": _jsonable(entry.args),
+                "args": jsonable(entry.args),
                 "outcome": entry.outcome,
                 "detail": entry.detail,
                 "duration_ms": entry.duration_ms,

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pydantic_core import to_jsonable_python
+
 from app.domain.plan import PendingCall
 from app.domain.session import AuditEntry, StoredMessage
 
@@ -25,17 +27,24 @@ class TurnWrite:
     answer_meta: Mapping[str, Any]
     """JSON-ready: {"actions": [...], ...}."""
     audit: Sequence[AuditEntry] = ()
-    audit_args: Sequence[Any] = ()
-    """JSON-ready arguments of each audit entry, in order."""
     pending_changed: bool = False
     pending: PendingCall | None = None
-    pending_json: Mapping[str, Any] | None = None
     context_update: Mapping[str, Any] = field(default_factory=dict)
     """JSON-ready; merged (shallow) into the stored context."""
 
     @property
     def title(self) -> str:
         return title_of(self.user_text)
+
+    @property
+    def pending_json(self) -> dict[str, Any] | None:
+        """The pending action as stored (None clears it, with `pending_changed`)."""
+        return None if self.pending is None else self.pending.model_dump(mode="json")
+
+    @property
+    def audit_args(self) -> list[Any]:
+        """JSON-ready arguments of each audit entry, in order."""
+        return [jsonable(entry.args) for entry in self.audit]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +91,11 @@ def committed(write: TurnWrite, *, message_count: int, context: Mapping[str, Any
         pending=write.pending,
         pending_changed=write.pending_changed,
     )
+
+
+def jsonable(value: Any) -> Any:
+    """What JSON can say about `value`: tool arguments may hold datetimes, enums or models."""
+    return to_jsonable_python(value, fallback=str)
 
 
 def title_of(user_text: str) -> str:

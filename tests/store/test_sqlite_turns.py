@@ -65,10 +65,8 @@ async def test_rows_read_back_through_the_store(store: SessionStore, turns: Sqli
             _write(
                 "u.a",
                 audit=(audit,),
-                audit_args=[{"task_id": 7}],
                 pending_changed=True,
                 pending=pending,
-                pending_json=pending.model_dump(mode="json"),
                 context_update={"last_task_id": 7},
             )
         ]
@@ -118,7 +116,6 @@ async def test_clearing_the_pending_action_stores_sql_null(
                 "u.b",
                 pending_changed=True,
                 pending=pending,
-                pending_json=pending.model_dump(mode="json"),
             )
         ]
     )
@@ -150,7 +147,7 @@ async def test_a_constraint_violation_is_sqlalchemys_error_and_others_still_comm
         session_id=None,
         source=None,
     )
-    good, bad = await turns.write([_write("u.d"), _write("u.e", audit=(broken,), audit_args=[{}])])
+    good, bad = await turns.write([_write("u.d"), _write("u.e", audit=(broken,))])
     assert not isinstance(good, BaseException) and good.seqs == (1, 2)
     assert isinstance(bad, IntegrityError)
     assert [m.seq for m in await store.history("u.d")] == [1, 2]
