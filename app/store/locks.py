@@ -9,10 +9,12 @@ Two layers, taken in this order and released in reverse:
      separate AUTOCOMMIT pool, so lock holders never starve the store's queries), held for the
      whole turn and unlocked before the connection goes back to the pool. If the process dies,
      PostgreSQL ends the backend session and the lock disappears with it.
-   - SQLite (one host): `flock` on a per-session lock file next to the database. The holder
-     unlinks the file on release; a waiter that then wins the lock on the old inode sees it
-     is no longer the file at that path and retries, so only one holder exists and the lock
-     directory does not grow. The kernel drops flocks of a killed process.
+   - SQLite (one host): a one-byte record lock in one shared lock file next to the database,
+     at an offset derived from the session id (Linux open-file-description locks, so two
+     opens in one process exclude each other as two processes do). Taking and dropping it is
+     one system call each: no file is created or removed per turn. Two sessions whose 62-bit
+     offsets collide would only queue behind each other. The kernel drops the locks of a
+     killed process with its descriptors.
 Only one process per session reaches the (expensive) cross-process step at a time, because
 the in-process lock is taken first.
 """
@@ -21,9 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import hashlib
 import os
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,61 +118,66 @@ async def _discard(conn: AsyncConnection) -> None:
         await conn.close()
 
 
-class FileLocks:
-    """flock-based per-key locks in one directory (SQLite deployments: one host)."""
+class RangeLocks:
+    """Per-key record locks in one file (SQLite deployments: one host), see the docstring.
 
-    def __init__(self, *, directory: Path, max_poll_seconds: float = 0.05) -> None:
-        self._directory = directory
+    Open-file-description locks (`F_OFD_SETLK`) belong to this object's descriptor, not to
+    the process: a second `RangeLocks` on the same file, in this process or another, is
+    excluded like any other holder, and closing one descriptor never drops another's locks
+    (which is why plain POSIX `lockf` will not do).
+    """
+
+    def __init__(self, *, path: Path, max_poll_seconds: float = 0.05) -> None:
+        self._path = path
         self._max_poll = max_poll_seconds
+        self._fd: int | None = None
 
-    def path_for(self, key: str) -> Path:
-        name = hashlib.sha256(key.encode()).hexdigest()[:40]
-        return self._directory / f"{name}.lock"
+    @staticmethod
+    def offset_for(key: str) -> int:
+        digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big") >> 2  # 62 bits: a valid, positive off_t
+
+    def _descriptor(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        return self._fd
 
     async def acquire(self, key: str) -> Release:
-        path = self.path_for(key)
+        fd = self._descriptor()
+        offset = self.offset_for(key)
         delay = 0.002
-        while True:
-            fd = _try_lock(path)
-            if fd is not None:
-                break
-            # flock has no async wait; the in-process lock already queues local waiters,
-            # so this poll only runs while another process holds the session.
+        while not _set_range(fd, offset, fcntl.F_WRLCK):
+            # No async wait exists for record locks; the in-process lock already queues
+            # local waiters, so this poll only runs while another process holds the session.
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._max_poll)
 
         async def release() -> None:
-            # Unlink while still holding: see the module docstring.
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-            os.close(fd)
+            _set_range(fd, offset, fcntl.F_UNLCK)
 
         return release
 
+    def close(self) -> None:
+        """Drop the descriptor (and with it every lock it holds)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
-def _try_lock(path: Path) -> int | None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+# struct flock on Linux: l_type, l_whence (short), l_start, l_len (off_t), l_pid (pid_t, 0 for
+# OFD locks), padded to 32 bytes.
+_FLOCK = struct.Struct("hhqqi4x")
+
+
+def _set_range(fd: int, offset: int, kind: int) -> bool:
+    """Lock or unlock the byte at `offset`; False when another description holds it."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    except BaseException:
-        os.close(fd)
+        fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _FLOCK.pack(kind, os.SEEK_SET, offset, 1, 0))
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            return False
         raise
-    try:
-        held = os.fstat(fd)
-        current = os.stat(path)
-        same = (held.st_ino, held.st_dev) == (current.st_ino, current.st_dev)
-    except FileNotFoundError:
-        same = False
-    except BaseException:
-        os.close(fd)
-        raise
-    if not same:
-        os.close(fd)
-        return None
-    return fd
+    return True
 
 
 class OpenMarker:

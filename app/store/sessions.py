@@ -65,9 +65,9 @@ from app.store.engine import (
 from app.store.group_commit import GroupCommit
 from app.store.live import LiveSession, LiveSessions, Version
 from app.store.locks import (
-    FileLocks,
     OpenMarker,
     PostgresAdvisoryLocks,
+    RangeLocks,
     SessionBusy,
     SessionLocks,
     StoreInUse,
@@ -165,6 +165,7 @@ class SessionStore:
         self._live = LiveSessions(capacity=live_sessions, window=history_window)
         self._sqlite: SqliteTurns | None = None
         self._pg_locks: PostgresAdvisoryLocks | None = None
+        self._range_locks: RangeLocks | None = None
         self._turns: GroupCommit[TurnWrite, TurnCommitted] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -223,9 +224,10 @@ class SessionStore:
         if path is not None:
             self._sqlite = SqliteTurns(path=path)
             self._turns = GroupCommit(write_batch=self._write_sqlite_turns)
-            directory = lock_directory_for(path) / "sessions"
+            directory = lock_directory_for(path)
             directory.mkdir(parents=True, exist_ok=True)
-            self._locks = SessionLocks(cross_process=FileLocks(directory=directory))
+            self._range_locks = RangeLocks(path=directory / "sessions.lock")
+            self._locks = SessionLocks(cross_process=self._range_locks)
             self._write_gate = asyncio.Lock()
         else:
             self._lock_engine = build_engine(
@@ -252,6 +254,9 @@ class SessionStore:
         self._pg_locks = None
         for engine in engines:
             await engine.dispose()
+        if self._range_locks is not None:
+            self._range_locks.close()
+            self._range_locks = None
         if self._marker is not None:
             self._marker.release()
             self._marker = None

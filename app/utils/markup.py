@@ -36,7 +36,10 @@ def escape_markdown(text: str, *, limit: int | None = None) -> str:
     # Every table cell of every answer comes through here: plain ASCII (most of them) skips
     # the per-character passes, which only matter for zero-width and control characters.
     plain = text.isascii()
-    flat = _SPACE.sub(" ", text if plain else "".join(ch for ch in text if ch not in _ZERO_WIDTH))
+    if plain and text.isprintable() and "  " not in text:
+        flat = text  # the only ASCII printable space is " ": nothing to collapse
+    else:
+        flat = _SPACE.sub(" ", text if plain else "".join(c for c in text if c not in _ZERO_WIDTH))
     flat = flat.strip()
     if limit is not None and len(flat) > limit:
         flat = flat[: max(1, limit - 1)].rstrip() + "…"

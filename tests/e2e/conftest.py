@@ -41,10 +41,9 @@ def sandbox(sandbox_key_dir: Path) -> Iterator[Any]:
 
 
 def _bound_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
+    from sandbox.testing import tcp_listener
+
+    return tcp_listener("127.0.0.1", 0)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import socket
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -25,6 +24,8 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
+
+from sandbox.testing import tcp_listener
 
 _SLEEP_SLICE_S = 0.02
 
@@ -66,9 +67,7 @@ class ThreadedServer:
             return
         self._stopping.clear()
         # Bind first so the port is known before the thread starts and no other test can take it.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock = tcp_listener("127.0.0.1", 0)
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             self._app,

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 import pytest
 
 from app.store.locks import (
-    FileLocks,
     OpenMarker,
+    RangeLocks,
     SessionBusy,
     SessionLocks,
     StoreInUse,
@@ -29,47 +28,66 @@ def test_advisory_keys_are_stable_signed_64_bit() -> None:
     assert all(-(2**63) <= advisory_key(str(n)) < 2**63 for n in range(1000))
 
 
-async def test_file_locks_exclude_each_other_and_clean_up(tmp_path: Path) -> None:
-    first, second = FileLocks(directory=tmp_path), FileLocks(directory=tmp_path)
-    release = await first.acquire("s")
-    waiter = asyncio.create_task(second.acquire("s"))
-    given_up = asyncio.create_task(second.acquire("s"))
-    await asyncio.sleep(0)  # only to yield: both have tried once, failed, and poll
-    assert not waiter.done() and not given_up.done()
-    given_up.cancel()  # a waiter cancelled mid-poll holds nothing
-    with pytest.raises(asyncio.CancelledError):
-        await given_up
-    other = await second.acquire("t")  # a different key is free
-    await other()
-    await release()
-    release_second = await asyncio.wait_for(waiter, 2)
-    await release_second()
-    assert _listing(tmp_path) == []
+async def test_range_locks_exclude_each_other_and_leave_one_file(tmp_path: Path) -> None:
+    path = tmp_path / "sessions.lock"
+    first, second = RangeLocks(path=path), RangeLocks(path=path)
+    try:
+        release = await first.acquire("s")
+        waiter = asyncio.create_task(second.acquire("s"))
+        given_up = asyncio.create_task(second.acquire("s"))
+        await asyncio.sleep(0)  # only to yield: both have tried once, failed, and poll
+        assert not waiter.done() and not given_up.done()
+        given_up.cancel()  # a waiter cancelled mid-poll holds nothing
+        with pytest.raises(asyncio.CancelledError):
+            await given_up
+        other = await second.acquire("t")  # a different key is free
+        await other()
+        await release()
+        release_second = await asyncio.wait_for(waiter, 2)
+        with pytest.raises(TimeoutError):  # now the first instance is the one kept out
+            await asyncio.wait_for(first.acquire("s"), 0.05)
+        await release_second()
+        await (await asyncio.wait_for(first.acquire("s"), 2))()
+        assert _listing(tmp_path) == [path]
+    finally:
+        first.close()
+        second.close()
 
 
-async def test_file_lock_on_a_replaced_file_is_retried(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A waiter that wins the flock on an inode the previous holder already unlinked must not
-    # count it as held: simulate "the path now names another file" once.
-    locks = FileLocks(directory=tmp_path)
-    real_stat = os.stat
-    replaced = {"times": 0}
+async def test_closing_one_range_lock_keeps_the_others_held(tmp_path: Path) -> None:
+    # The reason for open-file-description locks: with POSIX process locks, closing any
+    # descriptor of the file would drop every lock this process holds on it.
+    path = tmp_path / "sessions.lock"
+    holder, bystander, contender = (RangeLocks(path=path) for _ in range(3))
+    try:
+        await bystander.acquire("other")
+        release = await holder.acquire("s")
+        bystander.close()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(contender.acquire("s"), 0.05)
+        await release()
+        await (await asyncio.wait_for(contender.acquire("s"), 2))()
+    finally:
+        for locks in (holder, bystander, contender):
+            locks.close()
 
-    def stat(path: os.PathLike[str] | str, *args: object, **kwargs: object) -> os.stat_result:
-        result = real_stat(path)
-        if replaced["times"] == 0:
-            replaced["times"] += 1
-            fields = list(result)
-            fields[1] = result.st_ino + 1  # st_ino
-            return os.stat_result(fields)
-        return result
 
-    monkeypatch.setattr(os, "stat", stat)
-    release = await asyncio.wait_for(locks.acquire("s"), 2)
-    assert replaced["times"] == 1
-    await release()
-    assert _listing(tmp_path) == []
+async def test_a_closed_range_lock_releases_what_it_held(tmp_path: Path) -> None:
+    path = tmp_path / "sessions.lock"
+    dead, alive = RangeLocks(path=path), RangeLocks(path=path)
+    try:
+        await dead.acquire("s")
+        dead.close()  # as the kernel does for a killed process
+        await (await asyncio.wait_for(alive.acquire("s"), 2))()
+    finally:
+        alive.close()
+
+
+def test_range_lock_offsets_are_stable_and_valid() -> None:
+    offsets = {RangeLocks.offset_for(f"session-{n}") for n in range(10_000)}
+    assert len(offsets) == 10_000
+    assert all(0 <= o < 2**62 for o in offsets)
+    assert RangeLocks.offset_for("abc") == RangeLocks.offset_for("abc")
 
 
 async def test_session_locks_are_fifo_and_bounded() -> None:

@@ -30,7 +30,7 @@ from app.conversation.understanding.entities import (
     extract,
     pairs,
 )
-from app.conversation.understanding.text import FUNCTION_WORDS, Text, tokenize
+from app.conversation.understanding.text import FUNCTION_WORDS, Text, Vocabulary, tokenize
 from app.domain.plan import PendingCall, Plan, PlanContext, ToolCall
 from app.tools.base import Slot, Tool
 from app.tools.registry import ToolRegistry
@@ -202,7 +202,7 @@ class OfflinePlanner:
         }
         lead_words = {w for lead in MESSAGE_LEADS for w in lead} | MESSAGE_VERBS
         self._verb_words = frozenset(w for verb in self._index.verbs for w in verb)
-        self._vocabulary = frozenset(self._index.vocabulary | entity_words | lead_words)
+        self._vocabulary = Vocabulary(self._index.vocabulary | entity_words | lead_words)
 
     async def plan(self, text: str, context: PlanContext) -> Plan:
         return self.plan_now(text, context)
