@@ -13,9 +13,10 @@ from typing import Any
 
 import structlog
 import uvicorn
-from fastapi import Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app import __version__
@@ -121,6 +122,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         _admin_openapi(app)
     web.mount(app)
 
+    # Innermost: POST /api/chat answered without FastAPI's per-request machinery, inside CORS
+    # and the request middleware like every route (chat.ChatEndpoint says why and how).
+    app.add_middleware(
+        chat.ChatPath,
+        endpoint=chat.ChatEndpoint(
+            gate=components.gate,
+            turns=components.conversation,
+            handlers=app.exception_handlers,
+            route=_route(chat.router, "/api/chat", "POST"),
+        ),
+    )
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
@@ -151,6 +163,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         trusted_hosts=settings.forwarded_allow_ips or [],
     )
     return app
+
+
+def _route(router: APIRouter, path: str, method: str) -> APIRoute:
+    return next(
+        r
+        for r in router.routes
+        if isinstance(r, APIRoute) and r.path == path and method in (r.methods or ())
+    )
 
 
 def _admin_openapi(app: FastAPI) -> None:
