@@ -24,7 +24,7 @@ import asyncio
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from pathlib import Path
 from typing import Any, Final
@@ -419,13 +419,14 @@ class SessionStore:
     async def _version(self, session_id: str) -> Version | None:
         if self._sqlite is not None:
             return self._sqlite.version(session_id)
-        query = _VERSION.where(SessionRow.id == session_id)
         held = self._pg_locks.held(session_id) if self._pg_locks is not None else None
         if held is not None:  # inside the turn's lock: read on the connection that holds it
-            row = (await held.execute(query)).one_or_none()
-        else:
-            async with self._read() as conn:
-                row = (await conn.execute(query)).one_or_none()
+            found = await held.fetchrow(_PG_VERSION, session_id)
+            if found is None:
+                return None
+            return (found["created_at"].astimezone(UTC), int(found["message_count"]))
+        async with self._read() as conn:
+            row = (await conn.execute(_VERSION.where(SessionRow.id == session_id))).one_or_none()
         return None if row is None else (row.created_at, int(row.message_count))
 
     async def _load(self, session_id: str) -> LiveSession:
@@ -820,6 +821,8 @@ def _session_query() -> Select[Any]:
 
 
 _VERSION: Final = select(SessionRow.created_at, SessionRow.message_count)
+# The same read as asyncpg SQL, for the connection holding the session's advisory lock.
+_PG_VERSION: Final = "SELECT created_at, message_count FROM sessions WHERE id = $1"
 
 
 def _history_query(session_id: str, limit: int) -> Select[Any]:

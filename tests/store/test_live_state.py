@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, text
+from sqlalchemy import delete
 
 from app.domain.plan import PendingCall, ToolCall
 from app.store.engine import build_engine, normalise_url
@@ -258,7 +258,7 @@ async def test_postgres_lock_lends_its_connection_to_the_holder_only(tmp_path: P
             assert locks.held("u.l2") is None
             # The lent connection sees the store's tables (same database and search path).
             await opened.get_or_create(session_id="u.l1", source="chat", owner="user:a")
-            assert (await conn.execute(text("SELECT count(*) FROM sessions"))).scalar() == 1
+            assert await conn.fetchval("SELECT count(*) FROM sessions") == 1
             await release()
             assert locks.held("u.l1") is None
             await engine.dispose()
