@@ -131,6 +131,13 @@ class CueIndex:
         self.by_tool = {t.tool: t for t in self.tables}
         self.order = {t.tool: t.order for t in self.tables}
         self.verbs: frozenset[Phrase] = frozenset(v for t in self.tables for v in t.verbs)
+        verbs_by_first: dict[str, list[Phrase]] = {}
+        for verb in self.verbs:
+            if verb:
+                verbs_by_first.setdefault(verb[0], []).append(verb)
+        self._verbs_by_first: dict[str, tuple[Phrase, ...]] = {
+            w: tuple(v) for w, v in verbs_by_first.items()
+        }
         # The words a phrase cannot match without: a cue none of whose required words is in
         # the request is skipped with one set test instead of a scan over every position
         # (most of the ~2,000 cues, for most requests).
@@ -156,9 +163,16 @@ class CueIndex:
 
     def starts_with_verb(self, words: Sequence[str], i: int) -> bool:
         forms = [_forms(w) for w in words[i : i + 6]]
+        if not forms:
+            return False
         present: frozenset[str] = frozenset().union(*forms)
         required = self.required
-        return any(_match(forms, v, 0) is not None for v in self.verbs if required[v] <= present)
+        # Only a verb whose first word is one of the first word's forms (or "*") can match at
+        # the start: look those up instead of testing every verb.
+        by_first = self._verbs_by_first
+        candidates = [v for form in forms[0] for v in by_first.get(form, ())]
+        candidates += by_first.get("*", ())
+        return any(_match(forms, v, 0) is not None for v in candidates if required[v] <= present)
 
     def _candidates(self, words: frozenset[str]) -> dict[int, list[tuple[int, Phrase]]]:
         """Per table index, the (group index, phrase) cues all of whose words are in `words`,
