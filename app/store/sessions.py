@@ -46,7 +46,7 @@ from app.domain.session import (
     StoredMessage,
     utc_now,
 )
-from app.store import migrations
+from app.store import migrations, pg_turns
 from app.store.backup import (
     BackupError,
     backup_sqlite,
@@ -72,9 +72,9 @@ from app.store.locks import (
     SessionLocks,
     StoreInUse,
 )
-from app.store.sqlite_turns import MissingSession, SqliteTurns
+from app.store.sqlite_turns import SqliteTurns
 from app.store.tables import SESSION_ID_MAX, AuditRow, ClaimedTaskRow, MessageRow, SessionRow
-from app.store.turns import TurnCommitted, TurnWrite, committed, jsonable
+from app.store.turns import MissingSession, TurnCommitted, TurnWrite, jsonable
 
 __all__ = [
     "UNSET",
@@ -508,10 +508,15 @@ class SessionStore:
         return change.seqs
 
     async def _write_turns(self, batch: Sequence[TurnWrite]) -> list[TurnCommitted | BaseException]:
-        """Group commit's batch function for databases other than SQLite (PostgreSQL)."""
+        """Group commit's batch function for PostgreSQL: constant SQL on the asyncpg driver of
+        a connection from the write engine (app/store/pg_turns.py says why)."""
+        if self._writer is None:
+            raise StoreNotOpen()
         try:
-            async with self._write() as conn:
-                return [await _write_turn(conn, turn) for turn in batch]
+            async with self._writer.connect() as conn:
+                driver = (await conn.get_raw_connection()).driver_connection
+                assert driver is not None  # a checked-out connection always has its driver
+                return await pg_turns.write_batch(driver, batch)
         except SQLAlchemyError as exc:
             if len(batch) == 1 or not isinstance(exc, IntegrityError):
                 # The database itself failed: every turn of the batch gets the error.
@@ -871,58 +876,6 @@ def _session_info(row: Row[Any]) -> SessionInfo:
         pending=pending,
         context=row.context or {},
     )
-
-
-async def _write_turn(conn: AsyncConnection, turn: TurnWrite) -> TurnCommitted | BaseException:
-    values: dict[str, Any] = {
-        "message_count": SessionRow.message_count + 2,
-        "last_activity": turn.at,
-        "title": func.coalesce(SessionRow.title, turn.title),
-    }
-    if turn.pending_changed:
-        values["pending_action"] = turn.pending_json
-    row = (
-        await conn.execute(
-            update(SessionRow)
-            .where(SessionRow.id == turn.session_id)
-            .values(**values)
-            .returning(SessionRow.message_count, SessionRow.context)
-        )
-    ).one_or_none()
-    if row is None:
-        return MissingSession(turn.session_id)
-    count = int(row.message_count)
-    await conn.execute(
-        insert(MessageRow),
-        [
-            {
-                "session_id": turn.session_id,
-                "seq": count - 1,
-                "role": "user",
-                "text": turn.user_text,
-                "trace_id": turn.trace_id,
-                "created_at": turn.at,
-                "meta": {},
-            },
-            {
-                "session_id": turn.session_id,
-                "seq": count,
-                "role": "assistant",
-                "text": turn.answer_text,
-                "trace_id": turn.trace_id,
-                "created_at": turn.at,
-                "meta": dict(turn.answer_meta),
-            },
-        ],
-    )
-    await _insert_audit(conn, turn.audit, session_id=turn.session_id, trace_id=turn.trace_id)
-    context: dict[str, Any] = dict(row.context or {})
-    if turn.context_update:
-        context = {**context, **turn.context_update}
-        await conn.execute(
-            update(SessionRow).where(SessionRow.id == turn.session_id).values(context=context)
-        )
-    return committed(turn, message_count=count, context=context)
 
 
 async def _insert_audit(

@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError
 
 from app.store.engine import SQLITE_BUSY_TIMEOUT_MS
 from app.store.live import Version
-from app.store.turns import TurnCommitted, TurnWrite, committed
+from app.store.turns import MissingSession, TurnCommitted, TurnWrite, committed
 
 _UPDATE: Final = (
     "UPDATE sessions SET message_count = message_count + 2, last_activity = ?, "
@@ -50,10 +50,6 @@ _VERSION: Final = "SELECT created_at, message_count FROM sessions WHERE id = ?"
 # A version read never waits long: in WAL mode readers do not take locks; this only bounds
 # the rare moment a new connection must wait for the WAL index.
 _READ_TIMEOUT_S: Final = 1.0
-
-
-class MissingSession(LookupError):
-    """The turn's session row is gone (deleted meanwhile); nothing of the turn was written."""
 
 
 def sqlite_datetime(value: datetime) -> str:

@@ -15,6 +15,10 @@ from app.domain.session import AuditEntry, StoredMessage
 TITLE_MAX = 80
 
 
+class MissingSession(LookupError):
+    """The turn's session row is gone (deleted meanwhile); nothing of the turn was written."""
+
+
 @dataclass(frozen=True, slots=True)
 class TurnWrite:
     """Everything one turn stores, in one transaction (see SessionStore.record_turn)."""

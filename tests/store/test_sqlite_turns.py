@@ -15,8 +15,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from app.domain.plan import PendingCall, ToolCall
 from app.domain.session import AuditEntry
 from app.store.sessions import SessionStore
-from app.store.sqlite_turns import MissingSession, SqliteTurns, parse_sqlite_datetime
-from app.store.turns import TurnWrite
+from app.store.sqlite_turns import SqliteTurns, parse_sqlite_datetime
+from app.store.turns import MissingSession, TurnWrite
 
 AT = datetime(2026, 12, 1, 9, 30, 15, 123456, tzinfo=UTC)
 # How SQLAlchemy stores a DATETIME on SQLite.

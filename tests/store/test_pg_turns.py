@@ -1,0 +1,175 @@
+"""PostgreSQL's turn writer: rows it writes read back through SQLAlchemy exactly as written."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from app.domain.plan import PendingCall, ToolCall
+from app.domain.session import AuditEntry
+from app.store import pg_turns
+from app.store.engine import build_engine, normalise_url
+from app.store.sessions import SessionStore
+from app.store.turns import MissingSession, TurnWrite
+from tests.store.support import Backend, make_backend
+
+AT = datetime(2026, 12, 1, 9, 30, 15, 123456, tzinfo=UTC)
+
+
+@pytest.fixture
+async def pg(tmp_path: Path) -> AsyncIterator[Backend]:
+    async with make_backend("postgresql", tmp_path) as backend:
+        yield backend
+
+
+@pytest.fixture
+async def store(pg: Backend) -> AsyncIterator[SessionStore]:
+    opened = pg.store()
+    await opened.open()
+    try:
+        await opened.migrate()
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
+async def driver(pg: Backend, store: SessionStore) -> AsyncIterator[Any]:
+    """A plain connection of the store's kind (SQLAlchemy's asyncpg codecs installed)."""
+    engine = build_engine(normalise_url(pg.url), connect_args=pg.connect_args)
+    try:
+        async with engine.connect() as conn:
+            yield (await conn.get_raw_connection()).driver_connection
+    finally:
+        await engine.dispose()
+
+
+def _write(sid: str, **extra: object) -> TurnWrite:
+    return TurnWrite(
+        session_id=sid,
+        user_text="cancel task 7",
+        answer_text="Cancel task 7? (yes/no)",
+        trace_id="trace-1",
+        at=AT,
+        answer_meta={"actions": [{"tool": "cancel_task", "status": "awaiting_confirmation"}]},
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+async def test_rows_read_back_through_the_store(store: SessionStore, driver: Any) -> None:
+    await store.get_or_create(session_id="u.a", source="chat", owner="user:a")
+    pending = PendingCall(call=ToolCall(tool="cancel_task", args={"task_id": 7}))
+    audit = AuditEntry(at=AT, actor="user:a", tool="cancel_task", args={"task_id": 7}, outcome="ok")
+    [result] = await pg_turns.write_batch(
+        driver,
+        [
+            _write(
+                "u.a",
+                audit=(audit,),
+                pending_changed=True,
+                pending=pending,
+                context_update={"last_task_id": 7},
+            )
+        ],
+    )
+    assert not isinstance(result, BaseException)
+    assert result.seqs == (1, 2) and result.context == {"last_task_id": 7}
+
+    info = await store.get("u.a")
+    assert info is not None
+    assert (info.message_count, info.title, info.last_activity) == (2, "cancel task 7", AT)
+    assert info.pending == pending
+    assert info.context == {"last_task_id": 7}
+    history = await store.history("u.a")
+    assert [(m.seq, m.role, m.text, m.created_at, m.trace_id) for m in history] == [
+        (1, "user", "cancel task 7", AT, "trace-1"),
+        (2, "assistant", "Cancel task 7? (yes/no)", AT, "trace-1"),
+    ]
+    assert history[0].meta == {}
+    assert history[1].meta == {
+        "actions": [{"tool": "cancel_task", "status": "awaiting_confirmation"}]
+    }
+    [entry] = await store.audit(session_id="u.a")
+    assert (entry.at, entry.actor, entry.tool, entry.args, entry.outcome, entry.trace_id) == (
+        AT,
+        "user:a",
+        "cancel_task",
+        {"task_id": 7},
+        "ok",
+        "trace-1",
+    )
+    # A second turn merges into the stored context and keeps the first title.
+    [again] = await pg_turns.write_batch(
+        driver, [_write("u.a", context_update={"last_droplet_id": 14})]
+    )
+    assert not isinstance(again, BaseException)
+    assert again.seqs == (3, 4)
+    assert again.context == {"last_task_id": 7, "last_droplet_id": 14}
+    info = await store.get("u.a")
+    assert info is not None and info.context == again.context and info.pending == pending
+
+
+async def test_clearing_the_pending_action_stores_sql_null(
+    store: SessionStore, driver: Any
+) -> None:
+    await store.get_or_create(session_id="u.b", source="chat", owner="user:a")
+    pending = PendingCall(call=ToolCall(tool="cancel_task", args={"task_id": 7}))
+    await pg_turns.write_batch(driver, [_write("u.b", pending_changed=True, pending=pending)])
+    assert (await store.stats()).with_pending_actions == 1
+    await pg_turns.write_batch(driver, [_write("u.b", pending_changed=True)])
+    assert (await store.stats()).with_pending_actions == 0
+    async with store.reading() as conn:
+        stored = (
+            await conn.execute(text("SELECT pending_action IS NULL FROM sessions WHERE id='u.b'"))
+        ).scalar()
+    assert stored is True  # SQL NULL, not JSON null
+
+
+async def test_a_missing_session_writes_nothing(store: SessionStore, driver: Any) -> None:
+    [result] = await pg_turns.write_batch(driver, [_write("u.none")])
+    assert isinstance(result, MissingSession)
+    assert await store.history("u.none") == []
+
+
+async def test_a_constraint_violation_is_sqlalchemys_error_and_others_still_commit(
+    store: SessionStore,
+) -> None:
+    for sid in ("u.d", "u.e"):
+        await store.get_or_create(session_id=sid, source="chat", owner="user:a")
+    broken = AuditEntry.model_construct(
+        at=AT,
+        tool="x",
+        args={},
+        outcome="exploded",  # type: ignore[arg-type]
+        actor=None,
+        session_id=None,
+        source=None,
+    )
+    ok_write = _write("u.d")
+    bad_write = _write("u.e", audit=(broken,))
+    # One transaction for both fails as SQLAlchemy's IntegrityError; the store's batch
+    # function then writes each turn alone, so only the bad one fails.
+    good, bad = await store._write_turns([ok_write, bad_write])
+    assert not isinstance(good, BaseException) and good.seqs == (1, 2)
+    assert isinstance(bad, IntegrityError)
+    assert [m.seq for m in await store.history("u.d")] == [1, 2]
+    assert await store.history("u.e") == []
+
+
+async def test_a_connection_in_a_transaction_is_refused(driver: Any) -> None:
+    async with driver.transaction():
+        with pytest.raises(RuntimeError, match="already in a transaction"):
+            await pg_turns.write_batch(driver, [_write("u.x")])
+
+
+async def test_a_failing_database_is_an_operational_error(store: SessionStore, driver: Any) -> None:
+    await store.get_or_create(session_id="u.f", source="chat", owner="user:a")
+    await driver.close()  # the connection is gone under the writer
+    with pytest.raises(OperationalError):
+        await pg_turns.write_batch(driver, [_write("u.f")])
