@@ -223,7 +223,8 @@ class CueIndex:
             commands.add(len(words) - 1)  # "droplet 9 deploy": a verb said last
         bare_only = {"droplet", "task"} - kinds - strong
         candidates = self._candidates(present | spoken_present)
-        claimed = self._claims(forms, present, candidates)
+        starts, spoken_starts = _starts(forms), _starts(spoken_forms)
+        claimed = self._claims(forms, present, candidates, starts)
         scores: list[Score] = []
         for t_index, table in enumerate(self.tables):
             if not table.needs <= available:
@@ -237,12 +238,14 @@ class CueIndex:
                 weight = WEIGHTS[label]
                 needs = required[phrase]
                 found = (
-                    _find(forms, phrase, taken if label != "against" else set())
+                    _find(forms, phrase, taken if label != "against" else set(), starts)
                     if needs <= present
                     else None
                 )
                 if found is None and label == "phrase" and spoken_forms and not content:
-                    if needs <= spoken_present and _find(spoken_forms, phrase, set()) is not None:
+                    if needs <= spoken_present and (
+                        _find(spoken_forms, phrase, set(), spoken_starts) is not None
+                    ):
                         score.total += weight + PHRASE_WORD * (len(phrase) - 1)
                         score.phrases += 1
                         score.evidence.append(f"phrase:{' '.join(phrase)}")
@@ -306,6 +309,7 @@ class CueIndex:
         forms: Sequence[frozenset[str]],
         present: frozenset[str],
         candidates: Mapping[int, Sequence[tuple[int, Phrase]]],
+        starts: Mapping[str, Sequence[int]],
     ) -> dict[int, str]:
         """Word position -> the tool whose longest multi-word cue covers it (phrases, verbs
         and nouns; on a tie, the first in scoring order)."""
@@ -316,7 +320,7 @@ class CueIndex:
             for g_index, phrase in entries:
                 if g_index > 2 or len(phrase) < 2 or not required[phrase] <= present:
                     continue
-                found = _find(forms, phrase, set())
+                found = _find(forms, phrase, set(), starts)
                 if found is None:
                     continue
                 length = found[1] - found[0]
@@ -337,13 +341,27 @@ def _forms(word: str) -> frozenset[str]:
     return frozenset({word, base, base + "e"})
 
 
+def _starts(forms: Sequence[frozenset[str]]) -> dict[str, list[int]]:
+    """Each form -> the positions it is a form of, in order (where a phrase can start)."""
+    starts: dict[str, list[int]] = {}
+    for i, options in enumerate(forms):
+        for form in options:
+            starts.setdefault(form, []).append(i)
+    return starts
+
+
 def _find(
-    forms: Sequence[frozenset[str]], phrase: Phrase, taken: set[int]
+    forms: Sequence[frozenset[str]],
+    phrase: Phrase,
+    taken: set[int],
+    starts: Mapping[str, Sequence[int]] | None = None,
 ) -> tuple[int, int] | None:
     """Where `phrase` occurs (start, end), "*" standing for one to four words ("droplets 16
-    and 18")."""
-    n = len(forms)
-    for i in range(n):
+    and 18"). `starts` (from `_starts(forms)`) limits the attempts to the positions where its
+    first word occurs; the answer is the same."""
+    head = phrase[0] if phrase else "*"
+    positions = range(len(forms)) if starts is None or head == "*" else starts.get(head, ())
+    for i in positions:
         end = _match(forms, phrase, i)
         if end is not None and not taken & set(range(i, end)):
             return i, end
