@@ -92,6 +92,16 @@ _DEFAULT_MESSAGES = {
 def _validation_details(exc: RequestValidationError) -> dict[str, Any]:
     problems = []
     for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            # FastAPI puts the character offset where a field name would be ("12: JSON decode
+            # error"); say what it is.
+            where = [part for part in err.get("loc", ()) if part != "body"]
+            reason = err.get("ctx", {}).get("error", "")
+            at = f" at character {where[0]}" if where else ""
+            problems.append(
+                {"field": "body", "problem": f"not valid JSON{at}: {reason}".rstrip(": ")}
+            )
+            continue
         loc = [str(part) for part in err.get("loc", ()) if part != "body"]
         problems.append({"field": ".".join(loc) or "body", "problem": str(err.get("msg", ""))})
     return {"errors": problems}

@@ -220,3 +220,25 @@ def test_the_metrics_label_the_lean_route_as_the_router_would(
     lines = [line for line in metrics.splitlines() if 'route="/api/chat"' in line]
     assert any('status="200"' in line for line in lines)
     assert any('status="422"' in line for line in lines)
+
+
+def test_malformed_json_is_named_as_such_with_its_position(
+    pair: Callable[..., tuple[Any, Any]],
+) -> None:
+    lean, fastapi = pair()
+    request_: Request = {
+        "content": b'{"message": ',
+        "headers": {"content-type": "application/json"},
+    }
+    status, body, _ = _same(lean, fastapi, request_)
+    assert status == 422
+    assert body["error"]["message"] == (
+        "Invalid request: body: not valid JSON at character 12: Expecting value"
+    )
+    assert body["error"]["details"]["errors"] == [
+        {"field": "body", "problem": "not valid JSON at character 12: Expecting value"}
+    ]
+    # The same wording on a FastAPI route that takes a JSON body.
+    other = lean.post("/api/analyze", **request_)
+    assert other.status_code == 422
+    assert other.json()["error"]["message"].startswith("Invalid request: body: not valid JSON")
