@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -75,46 +76,18 @@ async def _write_one(driver: Connection, turn: TurnWrite) -> TurnCommitted | Bas
     if row is None:
         return MissingSession(turn.session_id)
     count = int(row["message_count"])
-    await driver.executemany(
-        _INSERT_MESSAGE,
-        [
-            (turn.session_id, count - 1, "user", turn.user_text, turn.trace_id, turn.at, "{}"),
-            (
-                turn.session_id,
-                count,
-                "assistant",
-                turn.answer_text,
-                turn.trace_id,
-                turn.at,
-                json.dumps(turn.answer_meta),
-            ),
-        ],
-    )
+    await driver.executemany(_INSERT_MESSAGE, turn.message_rows(last_seq=count, at=turn.at))
     if turn.audit:
-        await driver.executemany(
-            _INSERT_AUDIT,
-            [
-                (
-                    entry.at,
-                    entry.actor,
-                    entry.session_id or turn.session_id,
-                    entry.source,
-                    entry.tool,
-                    json.dumps(args),
-                    entry.outcome,
-                    entry.detail,
-                    entry.duration_ms,
-                    entry.trace_id or turn.trace_id,
-                    entry.planner,
-                )
-                for entry, args in zip(turn.audit, turn.audit_args, strict=True)
-            ],
-        )
+        await driver.executemany(_INSERT_AUDIT, turn.audit_rows(stamp=_same))
     context = _json_object(row["context"])
     if turn.context_update:
         context = {**context, **turn.context_update}
         await driver.execute(_UPDATE_CONTEXT, json.dumps(context), turn.session_id)
     return committed(turn, message_count=count, context=context)
+
+
+def _same(value: datetime) -> datetime:
+    return value  # asyncpg takes timezone-aware datetimes as they are
 
 
 def _json_object(value: Any) -> dict[str, Any]:

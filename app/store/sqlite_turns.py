@@ -156,41 +156,9 @@ def _write_one(conn: sqlite3.Connection, turn: TurnWrite) -> TurnCommitted | Bas
     if not rows:
         return MissingSession(turn.session_id)
     count, stored_context = int(rows[0][0]), rows[0][1]
-    conn.executemany(
-        _INSERT_MESSAGE,
-        (
-            (turn.session_id, count - 1, "user", turn.user_text, turn.trace_id, at, "{}"),
-            (
-                turn.session_id,
-                count,
-                "assistant",
-                turn.answer_text,
-                turn.trace_id,
-                at,
-                json.dumps(turn.answer_meta),
-            ),
-        ),
-    )
+    conn.executemany(_INSERT_MESSAGE, turn.message_rows(last_seq=count, at=at))
     if turn.audit:
-        conn.executemany(
-            _INSERT_AUDIT,
-            [
-                (
-                    sqlite_datetime(entry.at),
-                    entry.actor,
-                    entry.session_id or turn.session_id,
-                    entry.source,
-                    entry.tool,
-                    json.dumps(args),
-                    entry.outcome,
-                    entry.detail,
-                    entry.duration_ms,
-                    entry.trace_id or turn.trace_id,
-                    entry.planner,
-                )
-                for entry, args in zip(turn.audit, turn.audit_args, strict=True)
-            ],
-        )
+        conn.executemany(_INSERT_AUDIT, turn.audit_rows(stamp=sqlite_datetime))
     context: dict[str, Any] = json.loads(stored_context) if stored_context else {}
     if turn.context_update:
         context = {**context, **turn.context_update}

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -44,6 +45,43 @@ class TurnWrite:
     def pending_json(self) -> dict[str, Any] | None:
         """The pending action as stored (None clears it, with `pending_changed`)."""
         return None if self.pending is None else self.pending.model_dump(mode="json")
+
+    def message_rows(self, *, last_seq: int, at: Any) -> list[tuple[Any, ...]]:
+        """The two message rows (user, answer) as (session_id, seq, role, text, trace_id,
+        created_at, meta as JSON text), the answer at `last_seq`; `at` is the time in the
+        database's own form."""
+        return [
+            (self.session_id, last_seq - 1, "user", self.user_text, self.trace_id, at, "{}"),
+            (
+                self.session_id,
+                last_seq,
+                "assistant",
+                self.answer_text,
+                self.trace_id,
+                at,
+                json.dumps(self.answer_meta),
+            ),
+        ]
+
+    def audit_rows(self, *, stamp: Callable[[datetime], Any]) -> list[tuple[Any, ...]]:
+        """The audit rows as (at, actor, session_id, source, tool, args as JSON text, outcome,
+        detail, duration_ms, trace_id, planner); `stamp` gives a time the database's form."""
+        return [
+            (
+                stamp(entry.at),
+                entry.actor,
+                entry.session_id or self.session_id,
+                entry.source,
+                entry.tool,
+                json.dumps(args),
+                entry.outcome,
+                entry.detail,
+                entry.duration_ms,
+                entry.trace_id or self.trace_id,
+                entry.planner,
+            )
+            for entry, args in zip(self.audit, self.audit_args, strict=True)
+        ]
 
     @property
     def audit_args(self) -> list[Any]:

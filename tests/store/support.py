@@ -15,7 +15,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +25,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from alembic import command
 from app.domain.plan import PendingCall
-from app.domain.session import utc_now
+from app.domain.session import AuditEntry, utc_now
 from app.store.engine import insert_for
 from app.store.locks import SessionLocks
 from app.store.migrations import alembic_config
 from app.store.sessions import SessionNotFound, SessionStore
 from app.store.tables import ClaimedTaskRow, SessionRow
+from app.store.turns import TurnWrite
 
 DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 BACKENDS = ["sqlite", "postgresql"]
@@ -191,3 +192,34 @@ def lock_users(store: SessionStore, session_id: str) -> int:
     """The holder and the waiters of one session's lock in this process."""
     slot = store._locks._slots.get(session_id)
     return 0 if slot is None else slot.users
+
+
+# ---- the turn writers' tests (SQLite and PostgreSQL) -------------------------------------------
+
+WRITTEN_AT = datetime(2026, 12, 1, 9, 30, 15, 123456, tzinfo=UTC)
+
+
+def turn_write(sid: str, **extra: Any) -> TurnWrite:
+    """A proposal turn ("cancel task 7") for a writer test; `extra` sets the other fields."""
+    return TurnWrite(
+        session_id=sid,
+        user_text="cancel task 7",
+        answer_text="Cancel task 7? (yes/no)",
+        trace_id="trace-1",
+        at=WRITTEN_AT,
+        answer_meta={"actions": [{"tool": "cancel_task", "status": "awaiting_confirmation"}]},
+        **extra,
+    )
+
+
+def audit_violating_a_constraint() -> AuditEntry:
+    """An audit entry whose outcome the table's CHECK constraint refuses (built unvalidated)."""
+    return AuditEntry.model_construct(
+        at=WRITTEN_AT,
+        tool="x",
+        args={},
+        outcome="exploded",  # type: ignore[arg-type]
+        actor=None,
+        session_id=None,
+        source=None,
+    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +15,16 @@ from app.domain.session import AuditEntry
 from app.store import pg_turns
 from app.store.engine import build_engine, normalise_url
 from app.store.sessions import SessionStore
-from app.store.turns import MissingSession, TurnWrite
-from tests.store.support import Backend, make_backend
+from app.store.turns import MissingSession
+from tests.store.support import (
+    WRITTEN_AT,
+    Backend,
+    audit_violating_a_constraint,
+    make_backend,
+    turn_write,
+)
 
-AT = datetime(2026, 12, 1, 9, 30, 15, 123456, tzinfo=UTC)
+AT = WRITTEN_AT
 
 
 @pytest.fixture
@@ -50,18 +55,6 @@ async def driver(pg: Backend, store: SessionStore) -> AsyncIterator[Any]:
         await engine.dispose()
 
 
-def _write(sid: str, **extra: object) -> TurnWrite:
-    return TurnWrite(
-        session_id=sid,
-        user_text="cancel task 7",
-        answer_text="Cancel task 7? (yes/no)",
-        trace_id="trace-1",
-        at=AT,
-        answer_meta={"actions": [{"tool": "cancel_task", "status": "awaiting_confirmation"}]},
-        **extra,  # type: ignore[arg-type]
-    )
-
-
 async def test_rows_read_back_through_the_store(store: SessionStore, driver: Any) -> None:
     await store.get_or_create(session_id="u.a", source="chat", owner="user:a")
     pending = PendingCall(call=ToolCall(tool="cancel_task", args={"task_id": 7}))
@@ -69,7 +62,7 @@ async def test_rows_read_back_through_the_store(store: SessionStore, driver: Any
     [result] = await pg_turns.write_batch(
         driver,
         [
-            _write(
+            turn_write(
                 "u.a",
                 audit=(audit,),
                 pending_changed=True,
@@ -106,7 +99,7 @@ async def test_rows_read_back_through_the_store(store: SessionStore, driver: Any
     )
     # A second turn merges into the stored context and keeps the first title.
     [again] = await pg_turns.write_batch(
-        driver, [_write("u.a", context_update={"last_droplet_id": 14})]
+        driver, [turn_write("u.a", context_update={"last_droplet_id": 14})]
     )
     assert not isinstance(again, BaseException)
     assert again.seqs == (3, 4)
@@ -120,9 +113,9 @@ async def test_clearing_the_pending_action_stores_sql_null(
 ) -> None:
     await store.get_or_create(session_id="u.b", source="chat", owner="user:a")
     pending = PendingCall(call=ToolCall(tool="cancel_task", args={"task_id": 7}))
-    await pg_turns.write_batch(driver, [_write("u.b", pending_changed=True, pending=pending)])
+    await pg_turns.write_batch(driver, [turn_write("u.b", pending_changed=True, pending=pending)])
     assert (await store.stats()).with_pending_actions == 1
-    await pg_turns.write_batch(driver, [_write("u.b", pending_changed=True)])
+    await pg_turns.write_batch(driver, [turn_write("u.b", pending_changed=True)])
     assert (await store.stats()).with_pending_actions == 0
     async with store.reading() as conn:
         stored = (
@@ -132,7 +125,7 @@ async def test_clearing_the_pending_action_stores_sql_null(
 
 
 async def test_a_missing_session_writes_nothing(store: SessionStore, driver: Any) -> None:
-    [result] = await pg_turns.write_batch(driver, [_write("u.none")])
+    [result] = await pg_turns.write_batch(driver, [turn_write("u.none")])
     assert isinstance(result, MissingSession)
     assert await store.history("u.none") == []
 
@@ -142,17 +135,9 @@ async def test_a_constraint_violation_is_sqlalchemys_error_and_others_still_comm
 ) -> None:
     for sid in ("u.d", "u.e"):
         await store.get_or_create(session_id=sid, source="chat", owner="user:a")
-    broken = AuditEntry.model_construct(
-        at=AT,
-        tool="x",
-        args={},
-        outcome="exploded",  # type: ignore[arg-type]
-        actor=None,
-        session_id=None,
-        source=None,
-    )
-    ok_write = _write("u.d")
-    bad_write = _write("u.e", audit=(broken,))
+    broken = audit_violating_a_constraint()
+    ok_write = turn_write("u.d")
+    bad_write = turn_write("u.e", audit=(broken,))
     # One transaction for both fails as SQLAlchemy's IntegrityError; the store's batch
     # function then writes each turn alone, so only the bad one fails.
     good, bad = await store._write_turns([ok_write, bad_write])
@@ -165,11 +150,11 @@ async def test_a_constraint_violation_is_sqlalchemys_error_and_others_still_comm
 async def test_a_connection_in_a_transaction_is_refused(driver: Any) -> None:
     async with driver.transaction():
         with pytest.raises(RuntimeError, match="already in a transaction"):
-            await pg_turns.write_batch(driver, [_write("u.x")])
+            await pg_turns.write_batch(driver, [turn_write("u.x")])
 
 
 async def test_a_failing_database_is_an_operational_error(store: SessionStore, driver: Any) -> None:
     await store.get_or_create(session_id="u.f", source="chat", owner="user:a")
     await driver.close()  # the connection is gone under the writer
     with pytest.raises(OperationalError):
-        await pg_turns.write_batch(driver, [_write("u.f")])
+        await pg_turns.write_batch(driver, [turn_write("u.f")])

@@ -6,7 +6,6 @@ import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,9 +15,10 @@ from app.domain.plan import PendingCall, ToolCall
 from app.domain.session import AuditEntry
 from app.store.sessions import SessionStore
 from app.store.sqlite_turns import SqliteTurns, parse_sqlite_datetime
-from app.store.turns import MissingSession, TurnWrite
+from app.store.turns import MissingSession
+from tests.store.support import WRITTEN_AT, audit_violating_a_constraint, turn_write
 
-AT = datetime(2026, 12, 1, 9, 30, 15, 123456, tzinfo=UTC)
+AT = WRITTEN_AT
 # How SQLAlchemy stores a DATETIME on SQLite.
 STORED = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}$")
 
@@ -44,25 +44,13 @@ async def turns(store: SessionStore) -> AsyncIterator[SqliteTurns]:
         await writer.close()
 
 
-def _write(sid: str, **extra: object) -> TurnWrite:
-    return TurnWrite(
-        session_id=sid,
-        user_text="cancel task 7",
-        answer_text="Cancel task 7? (yes/no)",
-        trace_id="trace-1",
-        at=AT,
-        answer_meta={"actions": [{"tool": "cancel_task", "status": "awaiting_confirmation"}]},
-        **extra,  # type: ignore[arg-type]
-    )
-
-
 async def test_rows_read_back_through_the_store(store: SessionStore, turns: SqliteTurns) -> None:
     await store.get_or_create(session_id="u.a", source="chat", owner="user:a")
     pending = PendingCall(call=ToolCall(tool="cancel_task", args={"task_id": 7}))
     audit = AuditEntry(at=AT, actor="user:a", tool="cancel_task", args={"task_id": 7}, outcome="ok")
     [result] = await turns.write(
         [
-            _write(
+            turn_write(
                 "u.a",
                 audit=(audit,),
                 pending_changed=True,
@@ -112,14 +100,14 @@ async def test_clearing_the_pending_action_stores_sql_null(
     pending = PendingCall(call=ToolCall(tool="cancel_task", args={"task_id": 7}))
     await turns.write(
         [
-            _write(
+            turn_write(
                 "u.b",
                 pending_changed=True,
                 pending=pending,
             )
         ]
     )
-    await turns.write([_write("u.b", pending_changed=True)])
+    await turns.write([turn_write("u.b", pending_changed=True)])
     assert (await store.stats()).with_pending_actions == 0
     info = await store.get("u.b")
     assert info is not None and info.pending is None
@@ -129,7 +117,7 @@ async def test_version_and_missing_session(store: SessionStore, turns: SqliteTur
     created = await store.get_or_create(session_id="u.c", source="chat", owner="user:a")
     assert turns.version("u.c") == (created.created_at, 0)
     assert turns.version("u.none") is None
-    [result] = await turns.write([_write("u.none")])
+    [result] = await turns.write([turn_write("u.none")])
     assert isinstance(result, MissingSession)
 
 
@@ -138,16 +126,8 @@ async def test_a_constraint_violation_is_sqlalchemys_error_and_others_still_comm
 ) -> None:
     for sid in ("u.d", "u.e"):
         await store.get_or_create(session_id=sid, source="chat", owner="user:a")
-    broken = AuditEntry.model_construct(
-        at=AT,
-        tool="x",
-        args={},
-        outcome="exploded",  # type: ignore[arg-type]
-        actor=None,
-        session_id=None,
-        source=None,
-    )
-    good, bad = await turns.write([_write("u.d"), _write("u.e", audit=(broken,))])
+    broken = audit_violating_a_constraint()
+    good, bad = await turns.write([turn_write("u.d"), turn_write("u.e", audit=(broken,))])
     assert not isinstance(good, BaseException) and good.seqs == (1, 2)
     assert isinstance(bad, IntegrityError)
     assert [m.seq for m in await store.history("u.d")] == [1, 2]
@@ -165,7 +145,7 @@ async def test_a_locked_database_fails_the_batch_once(store: SessionStore) -> No
     try:
         holder.execute("BEGIN EXCLUSIVE")
         started = time.monotonic()
-        results = await writer.write([_write("u.f"), _write("u.g"), _write("u.h")])
+        results = await writer.write([turn_write("u.f"), turn_write("u.g"), turn_write("u.h")])
         elapsed = time.monotonic() - started
     finally:
         holder.execute("ROLLBACK")
