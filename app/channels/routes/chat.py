@@ -138,7 +138,12 @@ class ChatEndpoint:
         await response(scope, receive, send)
 
     async def _answer(self, request: Request, scope: Scope) -> Response:
-        raw = await request.body()
+        try:
+            raw = await request.body()
+        except HTTPException:
+            raise  # the body limit's 413
+        except Exception as exc:  # the client went away mid-body, ...: as FastAPI answers
+            raise HTTPException(400, "There was an error parsing the body") from exc
         data: Any = None
         if raw:
             content_type = request.headers.get("content-type")

@@ -242,3 +242,30 @@ def test_malformed_json_is_named_as_such_with_its_position(
     other = lean.post("/api/analyze", **request_)
     assert other.status_code == 422
     assert other.json()["error"]["message"].startswith("Invalid request: body: not valid JSON")
+
+
+async def test_a_client_gone_mid_body_gets_fastapis_400_not_a_500(
+    pair: Callable[..., tuple[Any, Any]],
+) -> None:
+    lean, _ = pair()
+    endpoint = next(m.kwargs["endpoint"] for m in lean.app.user_middleware if m.cls == ChatPath)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/chat",
+        "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1),
+        "state": {"trace_id": "t-1"},
+    }
+    await endpoint(scope, receive, send)
+    assert sent[0]["status"] == 400
+    body = json.loads(sent[1]["body"])
+    assert body["error"]["message"] == "There was an error parsing the body"
