@@ -1463,11 +1463,15 @@ def _message(parsed: Text, request: _Request) -> str | None:
     for word in words:
         if word.startswith("\x00quote"):
             return parsed.quotes[int(word[6:])]
+    # A recipient borrowed from a sibling request stands after this request's own words
+    # (`_borrow`): nothing of the message can follow it here.
     targets = sorted(
         (
             f
             for f in request.ents.found
-            if f.kind in ("droplet", "number", "pronoun") and f.first not in request.content
+            if f.kind in ("droplet", "number", "pronoun")
+            and f.first not in request.content
+            and f.last < len(words)
         ),
         key=lambda f: f.first,
     )

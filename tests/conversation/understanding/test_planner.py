@@ -1177,3 +1177,12 @@ def test_small_talk_and_errands_are_not_task_listings(text: str) -> None:
 def test_cancelling_the_cancelled_tasks_is_refused_not_widened() -> None:
     result = plan("cancel the cancelled tasks")
     assert (result.kind, result.intent) == ("answer", "invalid")
+
+
+def test_a_recipient_borrowed_from_the_next_request_leaves_the_message_to_ask_for() -> None:
+    # Found by the property test above: "message" borrows droplet 14 from "create droplet 14",
+    # placed after its own words; cutting the message after it indexed past the request.
+    plan = plan_message("message and create droplet 14", PlanContext())
+    _assert_valid(plan)
+    assert plan.calls == [ToolCall(tool="send_message", args={"target_droplet_id": 14})]
+    assert plan.missing == ["message"]
