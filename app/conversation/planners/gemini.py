@@ -22,8 +22,6 @@ from app.conversation.planners.llm_common import (
     Proposal,
     context_block,
     instructions,
-    model_retry,
-    plan_with_model,
     recent_history,
 )
 from app.conversation.planners.llm_http import (
@@ -31,13 +29,11 @@ from app.conversation.planners.llm_http import (
     dumps,
     escaped,
     members,
-    new_client,
-    post_json,
-    post_sse,
+    secret_text,
     unreadable,
 )
 from app.domain.plan import Plan, PlanContext, ToolCall
-from app.tools.registry import ToolRegistry, default_tools
+from app.tools.registry import ToolRegistry
 
 log = structlog.get_logger(__name__)
 
@@ -48,8 +44,6 @@ _DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 _DEFAULT_API_VERSION = "v1"
 _BASE_URL_ENV = "GOOGLE_GEMINI_BASE_URL"
 _API_VERSION_ENV = "GOOGLE_GENAI_API_VERSION"
-# A turn may take a retry or a correction, but never more than this many timeouts in all.
-_TURN_DEADLINE_FACTOR = 2.0
 _MAX_OUTPUT_TOKENS = 1024
 _MALFORMED = frozenset({"MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CALL"})
 _PLANNER = "gemini"
@@ -99,14 +93,13 @@ class GeminiPlanner(ModelClient):
         retry_backoff_s: float = 0.25,
         tools: ToolRegistry | None = None,
     ) -> None:
-        key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
-        self.model = model
-        self._tools = tools or default_tools()
-        self._timeout_s = timeout_s
-        self._retry = model_retry(retry_backoff_s)
-        self._turn_deadline_s = _TURN_DEADLINE_FACTOR * timeout_s
-        self._client = new_client(timeout_s=timeout_s)
-        self._headers = {"content-type": "application/json", "x-goog-api-key": key}
+        super().__init__(
+            model=model,
+            headers={"content-type": "application/json", "x-goog-api-key": secret_text(api_key)},
+            timeout_s=timeout_s,
+            retry_backoff_s=retry_backoff_s,
+            tools=tools,
+        )
         root = (base_url or os.environ.get(_BASE_URL_ENV) or _DEFAULT_BASE_URL).rstrip("/")
         version = api_version or os.environ.get(_API_VERSION_ENV) or _DEFAULT_API_VERSION
         # A tuned model is addressed as `tunedModels/...`; anything else is a base model name.
@@ -167,47 +160,18 @@ class GeminiPlanner(ModelClient):
         context_text = escaped(context_block(context))
 
         async def send(contents_json: str) -> dict[str, Any]:
-            return await self._generate(self._plan_body(contents_json, context_text))
+            return await self._post(
+                self._generate_url, self._plan_body(contents_json, context_text)
+            )
 
-        exchange = _GeminiExchange(contents=dumps(contents), send=send)
-        return await plan_with_model(
-            exchange,
-            planner=self.name,
-            model=self.model,
-            retry=self._retry,
-            turn_deadline_s=self._turn_deadline_s,
-            tools=self._tools,
-        )
-
-    async def _generate(self, body: bytes) -> dict[str, Any]:
-        return await post_json(
-            self._client,
-            self._generate_url,
-            body=body,
-            headers=self._headers,
-            timeout_s=self._timeout_s,
-            planner=self.name,
-        )
+        return await self._plan(_GeminiExchange(contents=dumps(contents), send=send))
 
     async def summarize_stream(self, text_facts: str) -> AsyncIterator[str]:
         """Phrase deterministic facts for chat, streamed; PlannerFailure if the model fails."""
         contents = dumps([{"parts": [{"text": text_facts}], "role": "user"}])
         body = ('{"contents":' + contents + "," + self._summary_tail).encode()
-        events = post_sse(
-            self._client,
-            self._stream_url,
-            body=body,
-            headers=self._headers,
-            timeout_s=self._timeout_s,
-            planner=self.name,
-        )
-        try:
-            async for chunk in events:
-                piece = _chunk_text(chunk)
-                if piece:
-                    yield piece
-        finally:
-            await events.aclose()
+        async for piece in self._streamed(self._stream_url, body, _chunk_texts):
+            yield piece
 
 
 def _parts(candidate: dict[str, Any]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
@@ -229,15 +193,16 @@ def _text_of(parts: list[dict[str, Any]]) -> str:
     return "".join(text for text in texts if isinstance(text, str))
 
 
-def _chunk_text(chunk: dict[str, Any]) -> str:
+def _chunk_texts(chunk: dict[str, Any]) -> list[str]:
+    """The first candidate's text in one streamed chunk."""
     candidates = chunk.get("candidates") or []
     if not isinstance(candidates, list):
         raise unreadable(_PLANNER, "candidates not a list")
     if not candidates:
-        return ""  # a chunk with only usage metadata or prompt feedback
+        return []  # a chunk with only usage metadata or prompt feedback
     if not isinstance(candidates[0], dict):
         raise unreadable(_PLANNER, "candidate not an object")
-    return _text_of(_parts(candidates[0])[1])
+    return [_text_of(_parts(candidates[0])[1])]
 
 
 def _first_candidate(response: dict[str, Any]) -> dict[str, Any]:

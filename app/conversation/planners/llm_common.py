@@ -105,6 +105,10 @@ MAX_RETRY_AFTER_S = 2.0
 """A 429 asking to wait longer than this fails at once: the operator should not wait."""
 
 
+TURN_DEADLINE_FACTOR = 2.0
+"""A model turn may take a retry or a correction, but never more than this many timeouts."""
+
+
 def model_retry(backoff_s: float = 0.25) -> RetryPolicy:
     """One more request after a transient failure (429, 5xx, malformed call), `backoff_s`
     later or when a 429 asks, if that is soon enough. No jitter: one operator is waiting."""

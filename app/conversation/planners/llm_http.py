@@ -9,13 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncGenerator, Mapping
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
+from typing import Any, overload
 
 import httpx
 import structlog
+from pydantic import SecretStr
 
-from app.conversation.planners.llm_common import PROBE_TIMEOUT_S, PlannerFailure, parse_retry_after
+from app.conversation.planners.llm_common import (
+    PROBE_TIMEOUT_S,
+    TURN_DEADLINE_FACTOR,
+    ModelRound,
+    PlannerFailure,
+    model_retry,
+    parse_retry_after,
+    plan_with_model,
+)
+from app.domain.plan import Plan
+from app.tools.registry import ToolRegistry, default_tools
 
 log = structlog.get_logger(__name__)
 
@@ -96,13 +107,18 @@ async def post_json(
         raise translate(exc, planner=planner) from exc
     if response.status_code >= 300:
         raise failure_for_status(response.status_code, response.headers)
+    return _json_object(response.content, planner=planner, what="")
+
+
+def _json_object(data: str | bytes, *, planner: str, what: str) -> dict[str, Any]:
+    """`data` as a JSON object; the upstream error naming `what` (an answer, an event) if not."""
     try:
-        answer = json.loads(response.content)
+        value = json.loads(data)
     except ValueError:
-        raise unreadable(planner, "not JSON") from None
-    if not isinstance(answer, dict):
-        raise unreadable(planner, "not a JSON object")
-    return answer
+        raise unreadable(planner, f"{what}not JSON") from None
+    if not isinstance(value, dict):
+        raise unreadable(planner, f"{what}not a JSON object")
+    return value
 
 
 async def post_sse(
@@ -141,13 +157,7 @@ async def post_sse(
             data = line[len(_SSE_DATA) :].strip()
             if data == _SSE_DONE:
                 return
-            try:
-                event = json.loads(data)
-            except ValueError:
-                raise unreadable(planner, "event not JSON") from None
-            if not isinstance(event, dict):
-                raise unreadable(planner, "event not a JSON object")
-            yield event
+            yield _json_object(data, planner=planner, what="event ")
     finally:
         await response.aclose()
 
@@ -167,14 +177,71 @@ async def model_answers(
 
 
 class ModelClient:
-    """What both model planners do alike with their one kept-alive client: close it, and ask
-    whether the configured model answers (`_model_url`: a look-up that costs no tokens and fails
-    the way a plan would, for a wrong key, an unknown model or a service that is down)."""
+    """What both model planners share: the one kept-alive client and its settings, posting a
+    plan request or a streamed summary, closing, and asking whether the configured model
+    answers (`_model_url`: a look-up that costs no tokens and fails the way a plan would, for
+    a wrong key, an unknown model or a service that is down)."""
 
-    model: str
-    _client: httpx.AsyncClient
+    name: str
     _model_url: str
-    _headers: dict[str, str]
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        headers: dict[str, str],
+        timeout_s: float,
+        retry_backoff_s: float,
+        tools: ToolRegistry | None,
+    ) -> None:
+        self.model = model
+        self._headers = headers
+        self._tools = tools or default_tools()
+        self._timeout_s = timeout_s
+        self._retry = model_retry(retry_backoff_s)
+        # A turn may take a retry or a correction, but never more than this many timeouts.
+        self._turn_deadline_s = TURN_DEADLINE_FACTOR * timeout_s
+        self._client = new_client(timeout_s=timeout_s)
+
+    async def _post(self, url: str, body: bytes) -> dict[str, Any]:
+        return await post_json(
+            self._client,
+            url,
+            body=body,
+            headers=self._headers,
+            timeout_s=self._timeout_s,
+            planner=self.name,
+        )
+
+    async def _plan(self, exchange: ModelRound) -> Plan:
+        return await plan_with_model(
+            exchange,
+            planner=self.name,
+            model=self.model,
+            retry=self._retry,
+            turn_deadline_s=self._turn_deadline_s,
+            tools=self._tools,
+        )
+
+    async def _streamed(
+        self, url: str, body: bytes, pieces: Callable[[dict[str, Any]], Iterable[str]]
+    ) -> AsyncIterator[str]:
+        """The non-empty text pieces of a streamed answer, `pieces` reading each event."""
+        events = post_sse(
+            self._client,
+            url,
+            body=body,
+            headers=self._headers,
+            timeout_s=self._timeout_s,
+            planner=self.name,
+        )
+        try:
+            async for event in events:
+                for piece in pieces(event):
+                    if piece:
+                        yield piece
+        finally:
+            await events.aclose()
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -187,3 +254,12 @@ class ModelClient:
             model=self.model,
             timeout_s=PROBE_TIMEOUT_S,
         )
+
+
+@overload
+def secret_text(value: str | SecretStr) -> str: ...
+@overload
+def secret_text(value: str | SecretStr | None) -> str | None: ...
+def secret_text(value: str | SecretStr | None) -> str | None:
+    """An API key as text, whether it came as a plain string or from settings."""
+    return value.get_secret_value() if isinstance(value, SecretStr) else value

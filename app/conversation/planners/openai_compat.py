@@ -22,8 +22,6 @@ from app.conversation.planners.llm_common import (
     Proposal,
     context_block,
     instructions,
-    model_retry,
-    plan_with_model,
     recent_history,
 )
 from app.conversation.planners.llm_http import (
@@ -31,18 +29,14 @@ from app.conversation.planners.llm_http import (
     dumps,
     escaped,
     members,
-    new_client,
-    post_json,
-    post_sse,
+    secret_text,
     unreadable,
 )
 from app.domain.plan import Plan, PlanContext, ToolCall
-from app.tools.registry import ToolRegistry, default_tools
+from app.tools.registry import ToolRegistry
 
 # Local servers ignore the key; one is always sent, as the openai client did.
 _NO_KEY = "not-needed"
-# A turn may take a retry or a correction, but never more than this many timeouts in all.
-_TURN_DEADLINE_FACTOR = 2.0
 _MAX_TOKENS = 1024
 _PLANNER = "openai"
 
@@ -62,18 +56,17 @@ class OpenAICompatPlanner(ModelClient):
         retry_backoff_s: float = 0.25,
         tools: ToolRegistry | None = None,
     ) -> None:
-        key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
-        self.model = model
-        self._registry = tools or default_tools()
-        self._timeout_s = timeout_s
-        self._retry = model_retry(retry_backoff_s)
-        self._turn_deadline_s = _TURN_DEADLINE_FACTOR * timeout_s
-        self._client = new_client(timeout_s=timeout_s)
-        self._headers = {
-            "content-type": "application/json",
-            "accept": "application/json",
-            "authorization": f"Bearer {key or _NO_KEY}",
-        }
+        super().__init__(
+            model=model,
+            headers={
+                "content-type": "application/json",
+                "accept": "application/json",
+                "authorization": f"Bearer {secret_text(api_key) or _NO_KEY}",
+            },
+            timeout_s=timeout_s,
+            retry_backoff_s=retry_backoff_s,
+            tools=tools,
+        )
         root = base_url.rstrip("/")
         self._completions_url = f"{root}/chat/completions"
         self._model_url = f"{root}/models/{model}"
@@ -86,11 +79,11 @@ class OpenAICompatPlanner(ModelClient):
                     "parameters": dict(d["parameters"]),
                 },
             }
-            for d in self._registry.declarations()
+            for d in self._tools.declarations()
         ]
         # Serialised once: per call only the context block and the conversation are.
         self._system_head = '{"messages":[{"role":"system","content":"' + escaped(
-            instructions(self._registry)
+            instructions(self._tools)
         )
         self._plan_tail = (
             "],"
@@ -123,24 +116,11 @@ class OpenAICompatPlanner(ModelClient):
         head = self._system_head + escaped(context_block(context)) + '"},' + dumps(messages)[1:-1]
 
         async def send(replay: str) -> dict[str, Any]:
-            body = (head + replay + self._plan_tail).encode()
-            return await post_json(
-                self._client,
-                self._completions_url,
-                body=body,
-                headers=self._headers,
-                timeout_s=self._timeout_s,
-                planner=self.name,
+            return await self._post(
+                self._completions_url, (head + replay + self._plan_tail).encode()
             )
 
-        return await plan_with_model(
-            _OpenAIExchange(send=send),
-            planner=self.name,
-            model=self.model,
-            retry=self._retry,
-            turn_deadline_s=self._turn_deadline_s,
-            tools=self._registry,
-        )
+        return await self._plan(_OpenAIExchange(send=send))
 
     async def summarize_stream(self, text_facts: str) -> AsyncIterator[str]:
         """Phrase deterministic facts for chat, streamed; PlannerFailure if the model fails."""
@@ -149,26 +129,22 @@ class OpenAICompatPlanner(ModelClient):
             {"role": "user", "content": text_facts},
         ]
         body = ('{"messages":' + dumps(messages)[:-1] + self._summary_tail).encode()
-        events = post_sse(
-            self._client,
-            self._completions_url,
-            body=body,
-            headers=self._headers,
-            timeout_s=self._timeout_s,
-            planner=self.name,
-        )
-        try:
-            async for chunk in events:
-                choices = chunk.get("choices") or []
-                if not isinstance(choices, list):
-                    raise unreadable(_PLANNER, "choices not a list")
-                for choice in choices:
-                    delta = choice.get("delta") if isinstance(choice, dict) else None
-                    piece = delta.get("content") if isinstance(delta, dict) else None
-                    if isinstance(piece, str) and piece:
-                        yield piece
-        finally:
-            await events.aclose()
+        async for piece in self._streamed(self._completions_url, body, _delta_texts):
+            yield piece
+
+
+def _delta_texts(chunk: dict[str, Any]) -> list[str]:
+    """The text of each choice's delta in one streamed chunk."""
+    choices = chunk.get("choices") or []
+    if not isinstance(choices, list):
+        raise unreadable(_PLANNER, "choices not a list")
+    texts = []
+    for choice in choices:
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        piece = delta.get("content") if isinstance(delta, dict) else None
+        if isinstance(piece, str):
+            texts.append(piece)
+    return texts
 
 
 def _message(completion: dict[str, Any]) -> dict[str, Any]:
