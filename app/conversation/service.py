@@ -30,6 +30,7 @@ from app.tools.explain_last import LAST_TURN
 from app.tools.registry import ToolRegistry
 from app.tools.render import for_channel
 from app.tools.undo import LAST_WRITE
+from app.utils.loop_budget import LoopBudget
 from app.utils.time import isoformat_z
 
 log = structlog.get_logger(__name__)
@@ -139,7 +140,9 @@ class ConversationService:
         metrics: Metrics,
         history_window: int = 20,
         max_sessions_per_owner: int | None = None,
+        loop_budget: LoopBudget | None = None,
     ) -> None:
+        self._loop_budget = loop_budget or LoopBudget()
         self._max_sessions_per_owner = max_sessions_per_owner
         self._store = store
         self._planner = planner
@@ -167,6 +170,8 @@ class ConversationService:
 
     async def handle(self, turn: Turn, *, progress: ProgressFn | None = None) -> Reply:
         started = time.perf_counter()
+        # Many turns arriving together start over several loop iterations, not one long one.
+        await self._loop_budget.turn()
         emit = progress or _no_progress
         if turn.session_key is None:
             # A new, server-made id: nobody else knows it until this answer, so no lock.
@@ -179,6 +184,9 @@ class ConversationService:
             async with self._store.lock(turn.session_key):
                 live = await self._open_session(turn, turn.session_key)
                 reply = await self._run_and_record(turn, live, emit)
+        # One commit answers every turn in its batch at once: they finish over several
+        # iterations too.
+        await self._loop_budget.turn()
         elapsed = time.perf_counter() - started
 
         self._metrics.turns.labels(turn.channel, reply.planner).inc()
@@ -371,10 +379,9 @@ class ConversationService:
             for call in reads:
                 await emit("calling", self._calling(call))
             outcomes = list(
-                await asyncio.gather(
-                    *(self._executor.execute(call, **self._scope(turn, session)) for call in reads)
-                )
+                await asyncio.gather(*(self._execute_read(call, turn, session) for call in reads))
             )
+            await self._loop_budget.turn()
             for out in outcomes:
                 reply.actions.append({"tool": out.call.tool, "status": out.status})
                 result.audit.append(self._audit_outcome(turn, session, out, plan.planner))
@@ -405,6 +412,10 @@ class ConversationService:
             result.context.update(out.context)
         result.outcomes = outcomes
         return result
+
+    async def _execute_read(self, call: ToolCall, turn: Turn, session: SessionInfo) -> Outcome:
+        await self._loop_budget.turn()
+        return await self._executor.execute(call, **self._scope(turn, session))
 
     async def _propose_write(
         self,

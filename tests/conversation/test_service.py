@@ -3,6 +3,7 @@ and a real session store (SQLite in tmp_path), built the way `app.wiring` builds
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -15,9 +16,11 @@ from app.conversation.service import ConversationService, Reply, Turn
 from app.conversation.understanding.planner import OfflinePlanner
 from app.domain.identity import Caller, session_key
 from app.domain.mesh import Task, TaskState
+from app.domain.plan import Plan, PlanContext
 from app.ops.metrics import Metrics
 from app.store.sessions import SessionStore
 from app.tools.base import Channel
+from app.utils.loop_budget import LoopBudget
 from sandbox.testing import MeshHandle
 from tests.store.support import make_backend
 from tests.tools.support import READER, TOOLS, WRITER, LiveMesh, live_mesh
@@ -321,3 +324,71 @@ async def test_a_refusal_calls_no_tool(chat: Chat) -> None:
     assert reply.actions == []
     assert reply.text.startswith("I can't do that.")
     assert await chat.store.audit() == []
+
+
+# ---- sharing the event loop -----------------------------------------------------------------
+
+
+async def test_turns_arriving_together_start_over_several_loop_iterations(chat: Chat) -> None:
+    """With a budget of nothing, each iteration starts one turn's work: what else is ready
+    (a health probe, a heartbeat, an event) runs between two turns, not after all of them.
+    A turn asks the budget as it starts, as each read starts, when the reads are back and
+    after its commit."""
+    loop = asyncio.get_running_loop()
+    iteration = 0
+    planned_in: list[int] = []
+
+    def tick() -> None:
+        nonlocal iteration
+        iteration += 1
+        handle[0] = loop.call_soon(tick)
+
+    handle = [loop.call_soon(tick)]
+    offline = OfflinePlanner(TOOLS)
+
+    class Recording:
+        name = offline.name
+
+        async def plan(self, text: str, context: PlanContext) -> Plan:
+            planned_in.append(iteration)
+            return await offline.plan(text, context)
+
+    async def publish(frame: dict[str, Any]) -> None:
+        chat.frames.append(frame)
+
+    class Counting(LoopBudget):
+        asked = 0
+
+        async def turn(self) -> None:
+            self.asked += 1
+            await super().turn()
+
+    budget = Counting(budget_s=0.0)
+    service = ConversationService(
+        store=chat.store,
+        planner=Recording(),
+        executor=chat.live.executor,
+        aliases=chat.live.directory.aliases,
+        publish=publish,
+        metrics=Metrics(),
+        loop_budget=budget,
+    )
+    turns = [
+        Turn(
+            text="how many droplets are there?",
+            trace_id=uuid.uuid4().hex,
+            caller=WRITER,
+            session_key=session_key(WRITER.identity, f"together-{n}"),
+            source="chat",
+        )
+        for n in range(6)
+    ]
+    try:
+        replies = await asyncio.gather(*(service.handle(turn) for turn in turns))
+    finally:
+        handle[0].cancel()
+    assert all(statuses(reply) == [("list_droplets", "ok")] for reply in replies)
+    assert len(planned_in) == 6
+    assert len(set(planned_in)) == 6, planned_in
+    assert budget.asked == 4 * 6
+    assert budget.waiting == 0

@@ -1,0 +1,169 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from app.utils.loop_budget import LoopBudget
+
+
+class Clock:
+    """Time that moves only when a turn says it worked."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Iterations:
+    """Counts event-loop iterations: a callback that schedules itself again runs once in each."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._handle: asyncio.Handle | None = None
+
+    def start(self) -> None:
+        self._handle = asyncio.get_running_loop().call_soon(self._tick)
+
+    def _tick(self) -> None:
+        self.count += 1
+        self._handle = asyncio.get_running_loop().call_soon(self._tick)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+
+
+async def run_turns(
+    budget: LoopBudget, clock: Clock, *, turns: int, work_s: float
+) -> list[tuple[int, int]]:
+    """Start `turns` turns in one iteration; each works `work_s` once let through. Returns
+    (turn, iteration it went on in), in the order they went on."""
+    iterations = Iterations()
+    started: list[tuple[int, int]] = []
+
+    async def one(number: int) -> None:
+        await budget.turn()
+        started.append((number, iterations.count))
+        clock.now += work_s
+
+    iterations.start()
+    try:
+        await asyncio.gather(*(one(n) for n in range(turns)))
+    finally:
+        iterations.stop()
+    return started
+
+
+async def test_a_lone_turn_goes_straight_on() -> None:
+    clock = Clock()
+    budget = LoopBudget(budget_s=0.003, clock=clock)
+    started = await run_turns(budget, clock, turns=1, work_s=0.050)
+    assert [n for n, _ in started] == [0]
+    assert budget.waiting == 0
+
+
+async def test_turns_beyond_the_budget_start_in_later_iterations_in_arrival_order() -> None:
+    clock = Clock()
+    budget = LoopBudget(budget_s=0.003, clock=clock)
+    started = await run_turns(budget, clock, turns=10, work_s=0.001)
+
+    assert [n for n, _ in started] == list(range(10))
+    per_iteration: dict[int, int] = {}
+    for _, iteration in started:
+        per_iteration[iteration] = per_iteration.get(iteration, 0) + 1
+    # 1 ms each, 3 ms per iteration: never more than three turns start in one iteration.
+    assert max(per_iteration.values()) == 3
+    assert len(per_iteration) >= 4
+    assert budget.waiting == 0
+
+
+async def test_a_turn_longer_than_the_budget_still_goes_on_alone() -> None:
+    clock = Clock()
+    budget = LoopBudget(budget_s=0.003, clock=clock)
+    started = await run_turns(budget, clock, turns=3, work_s=0.020)
+    iterations = [iteration for _, iteration in started]
+    assert [n for n, _ in started] == [0, 1, 2]
+    assert len(set(iterations)) == 3
+
+
+async def test_other_ready_work_runs_between_the_iterations() -> None:
+    clock = Clock()
+    budget = LoopBudget(budget_s=0.002, clock=clock)
+    order: list[str] = []
+
+    async def turn(number: int) -> None:
+        await budget.turn()
+        order.append(f"turn {number}")
+        clock.now += 0.001
+
+    async def probe() -> None:
+        # Ready after the first iteration, like a timer or a socket that became readable.
+        await asyncio.sleep(0)
+        order.append("probe")
+
+    await asyncio.gather(*(turn(n) for n in range(6)), probe())
+    # Without the budget all six turns would run before the probe.
+    assert order.index("probe") < order.index("turn 5")
+    assert order.index("probe") >= 2
+
+
+async def test_new_turns_queue_behind_those_already_waiting() -> None:
+    clock = Clock()
+    budget = LoopBudget(budget_s=0.001, clock=clock)
+    order: list[str] = []
+
+    async def turn(name: str) -> None:
+        await budget.turn()
+        order.append(name)
+        clock.now += 0.001
+
+    first = [asyncio.create_task(turn(f"early {n}")) for n in range(4)]
+    await asyncio.sleep(0)  # the early ones arrive: one goes on, three wait
+    assert budget.waiting == 3
+    late = [asyncio.create_task(turn(f"late {n}")) for n in range(2)]
+    await asyncio.gather(*first, *late)
+    assert order == ["early 0", "early 1", "early 2", "early 3", "late 0", "late 1"]
+
+
+async def test_a_cancelled_waiting_turn_gives_up_its_place() -> None:
+    clock = Clock()
+    budget = LoopBudget(budget_s=0.001, clock=clock)
+    order: list[int] = []
+
+    async def turn(number: int) -> None:
+        await budget.turn()
+        order.append(number)
+        clock.now += 0.001
+
+    tasks = [asyncio.create_task(turn(n)) for n in range(4)]
+    await asyncio.sleep(0)
+    assert order == [0]
+    tasks[1].cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await tasks[1]
+    await asyncio.gather(tasks[0], *tasks[2:])
+    assert order == [0, 2, 3]
+    assert budget.waiting == 0
+
+
+async def test_a_turn_cancelled_after_its_release_does_not_hold_up_the_rest() -> None:
+    clock = Clock()
+    budget = LoopBudget(budget_s=0.001, clock=clock)
+    order: list[int] = []
+
+    async def turn(number: int) -> None:
+        await budget.turn()
+        order.append(number)
+        clock.now += 0.001
+
+    tasks = [asyncio.create_task(turn(n)) for n in range(3)]
+    await asyncio.sleep(0)  # 0 goes on; 1 and 2 wait
+    await asyncio.sleep(0)  # the next iteration releases 1
+    tasks[1].cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(results[1], asyncio.CancelledError)
+    assert order == [0, 2]
+    assert budget.waiting == 0
