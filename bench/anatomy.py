@@ -276,7 +276,7 @@ async def measure_rules(
 async def measure_llm(mesh: Any, workdir: Path, calls: int) -> dict[str, Any]:
     import httpx
 
-    from app.conversation.planners import gemini as gemini_planner
+    from app.conversation.planners import llm_http
     from app.factory import _configure_logging
     from app.wiring import components as wiring
     from tests.fakes.gemini import FakeGemini, function_call
@@ -294,15 +294,16 @@ async def measure_llm(mesh: Any, workdir: Path, calls: int) -> dict[str, Any]:
         runtime = wiring.build(settings)
         await wiring.start(runtime)
         timers = Timers()
-        # The planner module's own name for the request, so its calls (and only they) are timed.
+        # The model planners post their requests through `llm_http.post_json` (ModelClient); only
+        # the Gemini planner runs here, so its calls are the ones timed.
         hook = "post_json"
-        original = getattr(gemini_planner, hook)
+        original = getattr(llm_http, hook)
 
         async def post_json(*args: Any, **kwargs: Any) -> Any:
             with timers.part("post_json", nested=True):
                 return await original(*args, **kwargs)
 
-        setattr(gemini_planner, hook, post_json)
+        setattr(llm_http, hook, post_json)
         try:
             conversation = runtime.conversation
             timers.wrap_async(conversation._planner, "plan", "planner.plan (whole)")
@@ -320,7 +321,7 @@ async def measure_llm(mesh: Any, workdir: Path, calls: int) -> dict[str, Any]:
             timers.recording = False
             parts = timers.summary(calls)
         finally:
-            setattr(gemini_planner, hook, original)
+            setattr(llm_http, hook, original)
             await wiring.stop(runtime)
         # The floor: the recorded body's bytes, posted again with nothing built around them.
         body = fake.requests[-1].content

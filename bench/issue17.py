@@ -97,8 +97,21 @@ def _writes(write: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _llm(llm: dict[str, Any]) -> list[dict[str, Any]]:
+def _paced(http: dict[str, Any]) -> str:
+    """The trivial POST and the read turn, one request every 0.3 s (the machine idle between)."""
+    parts = []
+    for which, label in (("baseline", "trivial POST"), ("read", "rules read turn")):
+        row = http.get(which, {}).get("c1_paced", {})
+        if row:
+            parts.append(
+                f"{label} {row.get('server_cpu_ms_per_request')} ms CPU, p50 {row.get('p50_ms')} ms"
+            )
+    return "paced like it (3.3/s): " + "; ".join(parts) if parts else ""
+
+
+def _llm(llm: dict[str, Any], http: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
+    paced = _paced(http)
     for key, row in llm.get("runs", {}).items():
         where = f"LLM path, model {row['delay_ms']:g} ms, {row['clients']} clients"
         if row["clients"] == 1:
@@ -109,10 +122,14 @@ def _llm(llm: dict[str, Any]) -> list[dict[str, Any]]:
                     f"own overhead p50 <= {LLM_OVERHEAD_MS:g} ms",
                     overhead,
                     _at_most(overhead, LLM_OVERHEAD_MS),
+                    paced if row["delay_ms"] >= 100 else "",
                 )
             )
         cpu = row.get("server_cpu_ms_per_request")
-        out.append(_check(where, f"CPU/turn <= {LLM_CPU_MS:g} ms", cpu, _at_most(cpu, LLM_CPU_MS)))
+        note = paced if row["clients"] == 1 and row["delay_ms"] >= 100 else ""
+        out.append(
+            _check(where, f"CPU/turn <= {LLM_CPU_MS:g} ms", cpu, _at_most(cpu, LLM_CPU_MS), note)
+        )
         calls = row.get("model_calls_per_turn")
         failed = row.get("failed")
         out.append(
@@ -206,7 +223,7 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     if scen.get("write"):
         checks += _writes(scen["write"])
     if scen.get("llm"):
-        checks += _llm(scen["llm"])
+        checks += _llm(scen["llm"], scen.get("http", {}))
     if scen.get("stall"):
         checks += _stall(scen["stall"])
     if scen.get("pg"):

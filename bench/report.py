@@ -73,6 +73,8 @@ def table(results: dict[str, Any], output: Path) -> None:
                 clients = key[1:].split("_")[0]
                 if "open" in key:
                     clients += f" open @{row.get('rate_per_s')}/s"
+                if "paced" in key:
+                    clients += f" paced @{row.get('rate_per_s')}/s"
                 t.add_row(
                     label,
                     clients,

@@ -18,9 +18,9 @@ running is never interrupted: this is a budget for starting, not a preemption.
 How the budget knows an iteration has begun without a hook into the loop: a callback scheduled
 with `call_soon` during an iteration runs in the next one.
 
-Measured (docs/performance.md): the largest stall at 64 clients went from 26 to 8 ms of loop
-CPU, the read mix's p99 at 64 clients from 580 to 195 ms; the price is about 8% more CPU per
-turn at saturation (more, shorter iterations). A lone turn never waits.
+Measured (docs/performance.md): the largest stall at 64 clients went from 26 to 7-10 ms of
+loop CPU, the read mix's p99 at 64 clients from 580 to ~190 ms; the price is about 8% more CPU
+per turn at saturation (more, shorter iterations). A lone turn never waits.
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ from collections.abc import Callable
 
 # A waiting timer needs two iterations to run its task (the timer fires, then the task steps),
 # so for the loop to get back to it within 10 ms an iteration must stay near 3 ms, turn steps
-# and everything else included. A 3 ms budget measured 12 ms stalls; 1.5 ms, 8 ms.
-DEFAULT_BUDGET_S = 0.0015
+# and everything else included. At 64 clients on the read mix the largest stall measured 12 ms
+# with a 3 ms budget, 8-10 ms with 1.5 ms and 7-9.6 ms with 1 ms, at the same throughput.
+DEFAULT_BUDGET_S = 0.001
 
 
 class LoopBudget:
