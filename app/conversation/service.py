@@ -170,7 +170,8 @@ class ConversationService:
 
     async def handle(self, turn: Turn, *, progress: ProgressFn | None = None) -> Reply:
         started = time.perf_counter()
-        # Many turns arriving together start over several loop iterations, not one long one.
+        # Many turns arriving together start over several loop iterations, not one long one
+        # (app.utils.loop_budget).
         await self._loop_budget.turn()
         emit = progress or _no_progress
         if turn.session_key is None:
@@ -184,9 +185,6 @@ class ConversationService:
             async with self._store.lock(turn.session_key):
                 live = await self._open_session(turn, turn.session_key)
                 reply = await self._run_and_record(turn, live, emit)
-        # One commit answers every turn in its batch at once: they finish over several
-        # iterations too.
-        await self._loop_budget.turn()
         elapsed = time.perf_counter() - started
 
         self._metrics.turns.labels(turn.channel, reply.planner).inc()
@@ -379,9 +377,10 @@ class ConversationService:
             for call in reads:
                 await emit("calling", self._calling(call))
             outcomes = list(
-                await asyncio.gather(*(self._execute_read(call, turn, session) for call in reads))
+                await asyncio.gather(
+                    *(self._executor.execute(call, **self._scope(turn, session)) for call in reads)
+                )
             )
-            await self._loop_budget.turn()
             for out in outcomes:
                 reply.actions.append({"tool": out.call.tool, "status": out.status})
                 result.audit.append(self._audit_outcome(turn, session, out, plan.planner))
@@ -412,10 +411,6 @@ class ConversationService:
             result.context.update(out.context)
         result.outcomes = outcomes
         return result
-
-    async def _execute_read(self, call: ToolCall, turn: Turn, session: SessionInfo) -> Outcome:
-        await self._loop_budget.turn()
-        return await self._executor.execute(call, **self._scope(turn, session))
 
     async def _propose_write(
         self,

@@ -1,26 +1,27 @@
-"""A cap on how much turn work one event-loop iteration starts.
+"""A cap on how many turns one event-loop iteration starts.
 
 Why: a turn's steps between two waits are plain CPU (the rules planner, tools that answer from
-memory, rendering, building the answer). Asyncio runs, in one iteration, every callback that was
-ready when the iteration began. Under a saturated load dozens of turns are ready at once (one
-group commit answers a whole batch; one burst of peer answers wakes as many reads), so one
-iteration ran them all, and everything else that was ready waited for the lot: a health probe,
-a heartbeat, an event for the WebSockets, a timer. Turns with more steps waited once per step,
-so they were served last: at 64 clients on the read mix the loop stalled up to 26 ms, and while
-half the turns took under 67 ms, one in a hundred took 580 ms.
+memory, rendering). Asyncio runs, in one iteration, every callback that was ready when the
+iteration began, so when dozens of requests arrive together (under a saturated load one group
+commit answers a whole batch, and its clients send again at once) one iteration started them
+all, and everything else that was ready waited for the lot: a timer, a health probe, an event
+for the WebSockets, the steps of turns already under way. Turns with more steps waited once per
+step: at 64 clients on the read mix the loop stalled up to 31 ms, and while half the turns took
+under 70 ms, one in a hundred took 580 ms.
 
-So a turn asks `LoopBudget.turn()` before each step that can be long: as it starts, as each of
-its reads starts, when its reads are back and after its commit. Steps that start within
-`budget_s` of the first one in the same iteration go straight on; later ones wait for a later
-iteration, in the order they came, and what else was ready runs in between. A step already
-running is never interrupted: this is a budget for starting, not a preemption.
+So a turn asks `LoopBudget.turn()` before it starts. Turns that start within `budget_s` of the
+first one in the same iteration go straight on; later ones wait for a later iteration, in the
+order they came, and what else was ready runs in between. A turn already running is never
+interrupted: this is a budget for starting, not a preemption.
 
 How the budget knows an iteration has begun without a hook into the loop: a callback scheduled
 with `call_soon` during an iteration runs in the next one.
 
-Measured (docs/performance.md): the largest stall at 64 clients went from 26 to 7-10 ms of
-loop CPU, the read mix's p99 at 64 clients from 580 to ~190 ms; the price is about 8% more CPU
-per turn at saturation (more, shorter iterations). A lone turn never waits.
+Measured at 64 clients on the read mix (docs/performance.md): the largest stall 31 -> 15 ms of
+loop CPU, p99 latency 580 -> 350 ms, for 3-8% more CPU per turn at saturation. Also asking
+before each read, after the reads and after the commit halved the stall again (12 ms) and the
+p99 (190 ms) but cost 15-17% of the saturated throughput, so only the start asks. A lone turn
+never waits.
 """
 
 from __future__ import annotations
@@ -32,10 +33,11 @@ from collections import deque
 from collections.abc import Callable
 
 # A waiting timer needs two iterations to run its task (the timer fires, then the task steps),
-# so for the loop to get back to it within 10 ms an iteration must stay near 3 ms, turn steps
-# and everything else included. At 64 clients on the read mix the largest stall measured 12 ms
-# with a 3 ms budget, 8-10 ms with 1.5 ms and 7-9.6 ms with 1 ms, at the same throughput.
-DEFAULT_BUDGET_S = 0.001
+# so iterations must stay short for the loop to get back to it within 10 ms. A larger budget
+# lets longer iterations through; a smaller one wakes waiting turns more often for nothing
+# (measured with the start and three more steps asking: 1 ms cost 27% of the saturated
+# throughput, 1.5 ms 17%).
+DEFAULT_BUDGET_S = 0.0015
 
 
 class LoopBudget:
