@@ -89,81 +89,68 @@ async def test_a_turn_longer_than_the_budget_still_goes_on_alone() -> None:
     assert len(set(iterations)) == 3
 
 
-async def test_other_ready_work_runs_between_the_iterations() -> None:
-    clock = Clock()
-    budget = LoopBudget(budget_s=0.002, clock=clock)
-    order: list[str] = []
+class Turns:
+    """Turns through one budget; each works 1 ms of the clock once let through. `order` is the
+    order they went on in."""
 
-    async def turn(number: int) -> None:
-        await budget.turn()
-        order.append(f"turn {number}")
-        clock.now += 0.001
+    def __init__(self, *, budget_s: float) -> None:
+        self.clock = Clock()
+        self.budget = LoopBudget(budget_s=budget_s, clock=self.clock)
+        self.order: list[str] = []
+
+    async def one(self, name: str) -> None:
+        await self.budget.turn()
+        self.order.append(name)
+        self.clock.now += 0.001
+
+    def start(self, *names: str) -> list[asyncio.Task[None]]:
+        return [asyncio.create_task(self.one(name)) for name in names]
+
+
+async def test_other_ready_work_runs_between_the_iterations() -> None:
+    turns = Turns(budget_s=0.002)
 
     async def probe() -> None:
         # Ready after the first iteration, like a timer or a socket that became readable.
         await asyncio.sleep(0)
-        order.append("probe")
+        turns.order.append("probe")
 
-    await asyncio.gather(*(turn(n) for n in range(6)), probe())
+    await asyncio.gather(*turns.start(*(f"turn {n}" for n in range(6))), probe())
     # Without the budget all six turns would run before the probe.
-    assert order.index("probe") < order.index("turn 5")
-    assert order.index("probe") >= 2
+    assert turns.order.index("probe") < turns.order.index("turn 5")
+    assert turns.order.index("probe") >= 2
 
 
 async def test_new_turns_queue_behind_those_already_waiting() -> None:
-    clock = Clock()
-    budget = LoopBudget(budget_s=0.001, clock=clock)
-    order: list[str] = []
-
-    async def turn(name: str) -> None:
-        await budget.turn()
-        order.append(name)
-        clock.now += 0.001
-
-    first = [asyncio.create_task(turn(f"early {n}")) for n in range(4)]
+    turns = Turns(budget_s=0.001)
+    first = turns.start(*(f"early {n}" for n in range(4)))
     await asyncio.sleep(0)  # the early ones arrive: one goes on, three wait
-    assert budget.waiting == 3
-    late = [asyncio.create_task(turn(f"late {n}")) for n in range(2)]
+    assert turns.budget.waiting == 3
+    late = turns.start("late 0", "late 1")
     await asyncio.gather(*first, *late)
-    assert order == ["early 0", "early 1", "early 2", "early 3", "late 0", "late 1"]
+    assert turns.order == ["early 0", "early 1", "early 2", "early 3", "late 0", "late 1"]
 
 
 async def test_a_cancelled_waiting_turn_gives_up_its_place() -> None:
-    clock = Clock()
-    budget = LoopBudget(budget_s=0.001, clock=clock)
-    order: list[int] = []
-
-    async def turn(number: int) -> None:
-        await budget.turn()
-        order.append(number)
-        clock.now += 0.001
-
-    tasks = [asyncio.create_task(turn(n)) for n in range(4)]
+    turns = Turns(budget_s=0.001)
+    tasks = turns.start("0", "1", "2", "3")
     await asyncio.sleep(0)
-    assert order == [0]
+    assert turns.order == ["0"]
     tasks[1].cancel()
     with pytest.raises(asyncio.CancelledError):
         await tasks[1]
     await asyncio.gather(tasks[0], *tasks[2:])
-    assert order == [0, 2, 3]
-    assert budget.waiting == 0
+    assert turns.order == ["0", "2", "3"]
+    assert turns.budget.waiting == 0
 
 
 async def test_a_turn_cancelled_after_its_release_does_not_hold_up_the_rest() -> None:
-    clock = Clock()
-    budget = LoopBudget(budget_s=0.001, clock=clock)
-    order: list[int] = []
-
-    async def turn(number: int) -> None:
-        await budget.turn()
-        order.append(number)
-        clock.now += 0.001
-
-    tasks = [asyncio.create_task(turn(n)) for n in range(3)]
+    turns = Turns(budget_s=0.001)
+    tasks = turns.start("0", "1", "2")
     await asyncio.sleep(0)  # 0 goes on; 1 and 2 wait
     await asyncio.sleep(0)  # the next iteration releases 1
     tasks[1].cancel()
     results = await asyncio.gather(*tasks, return_exceptions=True)
     assert isinstance(results[1], asyncio.CancelledError)
-    assert order == [0, 2]
-    assert budget.waiting == 0
+    assert turns.order == ["0", "2"]
+    assert turns.budget.waiting == 0
