@@ -143,6 +143,8 @@ class ConversationService:
         loop_budget: LoopBudget | None = None,
     ) -> None:
         self._loop_budget = loop_budget or LoopBudget()
+        budget = self._loop_budget
+        metrics.turns_waiting.set_function(lambda: budget.waiting)
         self._max_sessions_per_owner = max_sessions_per_owner
         self._store = store
         self._planner = planner

@@ -92,6 +92,13 @@ class Metrics:
             "websocket_connections", "Live WebSocket connections", registry=self.registry
         )
         self.sessions = Gauge("chat_sessions", "Stored chat sessions", registry=self.registry)
+        # Read at scrape time from the turn service's loop budget (app.utils.loop_budget): above
+        # zero, more turns arrive at once than this replica's core starts.
+        self.turns_waiting = Gauge(
+            "chat_turns_waiting_to_start",
+            "Chat turns waiting for an event-loop iteration to start in",
+            registry=self.registry,
+        )
 
     def observe_request(self, *, method: str, route: str, status: int, seconds: float) -> None:
         self._requests_total += 1

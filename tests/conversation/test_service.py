@@ -336,10 +336,17 @@ async def test_turns_arriving_together_start_over_several_loop_iterations(chat: 
     loop = asyncio.get_running_loop()
     iteration = 0
     planned_in: list[int] = []
+    metrics = Metrics()
+    waiting: list[int] = []
+    scraped: list[float] = []
 
     def tick() -> None:
         nonlocal iteration
         iteration += 1
+        if budget.waiting and not scraped:
+            # Read as a scrape would, while turns wait to start.
+            scraped.append(metrics.registry.get_sample_value("chat_turns_waiting_to_start") or 0)
+        waiting.append(budget.waiting)
         handle[0] = loop.call_soon(tick)
 
     handle = [loop.call_soon(tick)]
@@ -352,9 +359,6 @@ async def test_turns_arriving_together_start_over_several_loop_iterations(chat: 
             planned_in.append(iteration)
             return await offline.plan(text, context)
 
-    async def publish(frame: dict[str, Any]) -> None:
-        chat.frames.append(frame)
-
     class Counting(LoopBudget):
         asked = 0
 
@@ -363,13 +367,17 @@ async def test_turns_arriving_together_start_over_several_loop_iterations(chat: 
             await super().turn()
 
     budget = Counting(budget_s=0.0)
+
+    async def publish(frame: dict[str, Any]) -> None:
+        chat.frames.append(frame)
+
     service = ConversationService(
         store=chat.store,
         planner=Recording(),
         executor=chat.live.executor,
         aliases=chat.live.directory.aliases,
         publish=publish,
-        metrics=Metrics(),
+        metrics=metrics,
         loop_budget=budget,
     )
     turns = [
@@ -391,3 +399,8 @@ async def test_turns_arriving_together_start_over_several_loop_iterations(chat: 
     assert len(set(planned_in)) == 6, planned_in
     assert budget.asked == 6
     assert budget.waiting == 0
+    # Once the first turn started, the other five waited, then fewer and fewer.
+    assert max(waiting) == 5
+    assert waiting[-1] == 0
+    assert scraped == [5]
+    assert metrics.registry.get_sample_value("chat_turns_waiting_to_start") == 0

@@ -231,3 +231,5 @@ def test_turn_metrics_are_exported(mesh_client: Any) -> None:
     assert 'mesh_upstream_duration_seconds_count{peer="registry+orchestrator"}' in text
     assert "chat_turn_duration_seconds_bucket" in text
     assert "websocket_connections" in text
+    # Nothing waits to start once the turn is answered.
+    assert "chat_turns_waiting_to_start 0.0" in text
