@@ -17,11 +17,11 @@ interrupted: this is a budget for starting, not a preemption.
 How the budget knows an iteration has begun without a hook into the loop: a callback scheduled
 with `call_soon` during an iteration runs in the next one.
 
-Measured at 64 clients on the read mix (docs/performance.md): the largest stall 31 -> 15 ms of
-loop CPU, p99 latency 580 -> 350 ms, for 3-8% more CPU per turn at saturation. Also asking
-before each read, after the reads and after the commit halved the stall again (12 ms) and the
-p99 (190 ms) but cost 15-17% of the saturated throughput, so only the start asks. A lone turn
-never waits.
+Measured at 64 clients on the read mix (docs/performance.md): the largest stall 31 -> 15-19 ms
+of loop CPU, p99 latency 580 -> 325-350 ms, for 1-8% more CPU per turn at saturation. Also
+asking before each read, after the reads and after the commit brought the stall to 12 ms and
+the p99 to 190 ms but cost 15-17% of the saturated throughput, so only the start asks. A lone
+turn never waits. `waiting` is exported as `chat_turns_waiting_to_start` (app.ops.metrics).
 """
 
 from __future__ import annotations
