@@ -68,6 +68,30 @@ async def test_failures_the_predicate_refuses_are_not_retried() -> None:
     assert op.calls == 1 and sleeps.waits == []
 
 
+async def test_each_failure_reaches_the_hook_with_its_attempt_number() -> None:
+    sleeps = Sleeps()
+    seen: list[tuple[int, str]] = []
+
+    def before_sleep(state: RetryCallState) -> None:
+        assert state.outcome is not None
+        seen.append((state.attempt_number, str(state.outcome.exception())))
+
+    op = Flaky(OSError("first"), OSError("second"))
+    result = await call_with_retry(
+        op, RetryPolicy(attempts=3), retry=is_oserror, sleep=sleeps, before_sleep=before_sleep
+    )
+    assert result == "ok" and op.calls == 3
+    assert seen == [(1, "first"), (2, "second")]
+
+
+async def test_a_single_attempt_policy_raises_the_first_failure() -> None:
+    sleeps = Sleeps()
+    op = Flaky(OSError("only"))
+    with pytest.raises(OSError, match="only"):
+        await call_with_retry(op, RetryPolicy(attempts=1), retry=is_oserror, sleep=sleeps)
+    assert op.calls == 1 and sleeps.waits == []
+
+
 async def test_cancellation_is_never_retried() -> None:
     sleeps = Sleeps()
 
