@@ -51,11 +51,8 @@ class LoopBudget:
     ) -> None:
         self._budget_s = budget_s
         self._clock = clock
-        self._iteration = 0
-        """Advanced by `_next_iteration`, once per loop iteration in which turns started."""
-        self._opened_iteration = -1
-        self._opened_at = 0.0
-        """When the first turn of `_opened_iteration` started."""
+        self._opened_at: float | None = None
+        """When the first turn of the current iteration started; None until one has."""
         self._started = 0
         """Turns that went on in the current iteration."""
         self._sent_back = False
@@ -99,8 +96,7 @@ class LoopBudget:
 
     def _fits(self) -> bool:
         now = self._clock()
-        if self._opened_iteration != self._iteration:
-            self._opened_iteration = self._iteration
+        if self._opened_at is None:
             self._opened_at = now
             self._schedule()
         elif now - self._opened_at >= self._budget_s:
@@ -120,7 +116,7 @@ class LoopBudget:
         # coroutines, and under a saturated load a turn would otherwise be woken many times.
         fitted = self._started + (0 if self._sent_back else 1)
         self._scheduled = False
-        self._iteration += 1
+        self._opened_at = None
         self._started = 0
         self._sent_back = False
         if self._again:
