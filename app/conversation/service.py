@@ -20,7 +20,7 @@ from app.conversation import replies
 from app.conversation.confirmation import answer_of
 from app.domain.identity import Caller, session_key, session_name
 from app.domain.plan import PendingCall, Plan, PlanContext, Planner, ToolCall
-from app.domain.session import AuditEntry, AuditOutcome, SessionInfo, StoredMessage
+from app.domain.session import AuditEntry, AuditOutcome, SessionInfo
 from app.ops.metrics import Metrics
 from app.store.live import LiveSession
 from app.store.sessions import UNSET, SessionStore, Unset
@@ -232,7 +232,7 @@ class ConversationService:
 
     async def _run_and_record(self, turn: Turn, live: LiveSession, emit: ProgressFn) -> Reply:
         session = live.info
-        result = await self._run(turn, session, live.recent, emit)
+        result = await self._run(turn, session, live, emit)
         if not any(o.call.tool == "explain_last" for o in result.outcomes):
             # "why?" explains the turn before it, so it does not replace what it explains.
             result.context[LAST_TURN] = self._explanation(turn, result)
@@ -254,7 +254,7 @@ class ConversationService:
         self,
         turn: Turn,
         session: SessionInfo,
-        recent: Sequence[StoredMessage],
+        live: LiveSession,
         emit: ProgressFn,
     ) -> _Result:
         channel: Channel = turn.source
@@ -293,11 +293,13 @@ class ConversationService:
 
         await emit("planning", {"step": "planning"})
         if self._history_window <= self._store.history_window:
-            history = list(recent[max(0, len(recent) - self._history_window) :])
+            turns = live.turns
+            history = list(turns[max(0, len(turns) - self._history_window) :])
         else:  # wants more than the store keeps in memory
-            history = await self._store.history(session.session_id, limit=self._history_window)
+            stored = await self._store.history(session.session_id, limit=self._history_window)
+            history = [m.as_turn() for m in stored]
         context = PlanContext(
-            history=[m.as_turn() for m in history],
+            history=history,
             last_task_id=_int_or_none(session.context.get("last_task_id")),
             last_droplet_id=_int_or_none(session.context.get("last_droplet_id")),
             pending=pending,

@@ -131,9 +131,20 @@ class DropletDirectory:
         self._cached: DirectoryListing | None = None
         self._cached_at = 0.0
         self._live_names: dict[int, str] = {}
+        self._aliases: dict[str, int] | None = None
+        """Built from the catalogue and `_live_names`; None when a name has changed since."""
 
     def aliases(self) -> dict[str, int]:
-        """Lower-case alias -> droplet id, from the catalogue and the names peers last gave."""
+        """Lower-case alias -> droplet id, from the catalogue and the names peers last gave.
+
+        Every turn asks (the planner reads them); they change only when a peer gives a
+        droplet a new name, so they are built again only then. A copy: callers may change it.
+        """
+        if self._aliases is None:
+            self._aliases = self._build_aliases()
+        return dict(self._aliases)
+
+    def _build_aliases(self) -> dict[str, int]:
         result: dict[str, int] = {}
         for known in KNOWN_DROPLETS:
             for alias in (known.name, *known.aliases):
@@ -213,5 +224,7 @@ class DropletDirectory:
         else:
             droplets = _merge(registry_rows, orchestrator_rows)
             for droplet in droplets:
-                self._live_names[droplet.id] = droplet.name
+                if self._live_names.get(droplet.id) != droplet.name:
+                    self._live_names[droplet.id] = droplet.name
+                    self._aliases = None
         return DirectoryListing(droplets=droplets, failures=failures, fetched_at=utcnow())

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from app.domain.plan import HistoryTurn
 from app.domain.session import SessionInfo, StoredMessage
 from app.store.turns import TurnCommitted, title_of
 
@@ -34,6 +35,8 @@ class LiveSession:
     info: SessionInfo
     recent: tuple[StoredMessage, ...]
     """The last messages (at most the store's window), oldest first."""
+    turns: tuple[HistoryTurn, ...] = ()
+    """The planner's view of `recent`, one per message: built once per message, not per turn."""
 
     @property
     def version(self) -> Version:
@@ -64,8 +67,21 @@ class LiveSessions:
         self._entries.move_to_end(session_id)
         return entry
 
-    def put(self, info: SessionInfo, recent: Sequence[StoredMessage]) -> LiveSession:
-        entry = LiveSession(info=info, recent=tuple(recent[-self.window :] if self.window else ()))
+    def put(
+        self,
+        info: SessionInfo,
+        recent: Sequence[StoredMessage],
+        turns: Sequence[HistoryTurn] | None = None,
+    ) -> LiveSession:
+        """Keep `info` and the last `window` of `recent`; `turns`, when given, are the planner's
+        view of `recent` already made (one per message)."""
+        kept = tuple(recent[-self.window :] if self.window else ())
+        views = (
+            tuple(m.as_turn() for m in kept)
+            if turns is None
+            else tuple(turns[-len(kept) :] if kept else ())
+        )
+        entry = LiveSession(info=info, recent=kept, turns=views)
         if self.capacity == 0:
             return entry
         self._entries[info.session_id] = entry
@@ -100,4 +116,8 @@ class LiveSessions:
                 "context": dict(change.context),
             }
         )
-        self.put(info, (*entry.recent, change.user, change.answer))
+        self.put(
+            info,
+            (*entry.recent, change.user, change.answer),
+            (*entry.turns, change.user.as_turn(), change.answer.as_turn()),
+        )

@@ -11,6 +11,9 @@ from datetime import UTC, datetime
 _MD_ESCAPES = str.maketrans(
     {"&": "&amp;", "<": "&lt;", ">": "&gt;", **{ch: "\\" + ch for ch in "\\`*_[]|~"}}
 )
+# Any character _MD_ESCAPES changes: most cells have none, and one search is cheaper than
+# a translate that changes nothing.
+_MD_SPECIAL = re.compile(r"[&<>\\`*_\[\]|~]")
 _SPACE = re.compile(r"\s+")
 _URL = re.compile(r"\b(?:https?|ftp)://[^\s<>\"'`]+|\bwww\.[^\s<>\"'`]+", re.IGNORECASE)
 _SAFE_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(?::\d+)?(?:[/?#][^\s<>\"'`\\|]*)?$")
@@ -45,7 +48,7 @@ def escape_markdown(text: str, *, limit: int | None = None) -> str:
         flat = flat[: max(1, limit - 1)].rstrip() + "…"
     if not (plain and flat.isprintable()):
         flat = "".join(" " if unicodedata.category(ch) in ("Cc", "Cf") else ch for ch in flat)
-    return flat.translate(_MD_ESCAPES)
+    return flat.translate(_MD_ESCAPES) if _MD_SPECIAL.search(flat) else flat
 
 
 def markdown_link(url: str) -> str:

@@ -172,3 +172,32 @@ async def test_live_names_become_aliases(peers: Peers) -> None:
     assert directory.resolve("ask the billing bot") is None
     await directory.list()
     assert directory.resolve("ask the billing bot") == 33
+
+
+async def test_a_renamed_droplet_is_known_by_its_new_name_only(peers: Peers) -> None:
+    async def register(name: str) -> None:
+        await peers.registry.register(
+            droplet_id=34,
+            name=name,
+            fqdn="drop34.local",
+            ip="127.0.0.1",
+            role="ledger",
+            env="test",
+            version="1",
+            cost_hour=0.0,
+        )
+
+    directory = DropletDirectory(registry=peers.registry, orchestrator=peers.orchestrator, ttl=0)
+    await register("Ledger One")
+    await directory.list()
+    assert directory.resolve("ask ledger one") == 34
+    await register("Ledger Two")
+    await directory.list()
+    assert directory.resolve("ask ledger two") == 34
+    assert directory.resolve("ask ledger one") is None
+
+
+def test_changing_the_aliases_returned_changes_nothing(offline: DropletDirectory) -> None:
+    offline.aliases()["payroll"] = 77
+    assert "payroll" not in offline.aliases()
+    assert offline.resolve("the payroll") is None

@@ -104,3 +104,19 @@ def test_a_title_once_set_stays() -> None:
     entry = live.current("a", (T0, 2))
     assert entry is not None
     assert entry.info.title == "first"
+
+
+def test_the_planners_view_follows_the_messages_kept() -> None:
+    live = LiveSessions(capacity=4, window=3)
+    first = live.put(_info("a", 2), [_msg(1), _msg(2)])
+    assert first.turns == tuple(m.as_turn() for m in first.recent)
+    live.committed(committed(_write("a"), message_count=4, context={}))
+    entry = live.current("a", (T0, 4))
+    assert entry is not None
+    assert [(t.role, t.text) for t in entry.turns] == [
+        ("assistant", "m2"),
+        ("user", "  show me\n all droplets "),
+        ("assistant", "Here they are."),
+    ]
+    assert entry.turns == tuple(m.as_turn() for m in entry.recent)
+    assert live.put(_info("b"), []).turns == ()

@@ -9,6 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.utils.markup import (
+    _MD_ESCAPES,
+    _MD_SPECIAL,
     ago,
     escape_markdown,
     join_words,
@@ -96,3 +98,12 @@ def _escape_reference(text: str, *, limit: int | None = None) -> str:
 )
 def test_escape_markdown_equals_the_reference(text: str, limit: int | None) -> None:
     assert escape_markdown(text, limit=limit) == _escape_reference(text, limit=limit)
+
+
+def test_a_cell_is_left_as_is_exactly_when_no_character_needs_escaping() -> None:
+    """The check that skips the translation sees every character the translation changes."""
+    for code in range(0x110000):
+        char = chr(code)
+        assert (char.translate(_MD_ESCAPES) != char) == bool(_MD_SPECIAL.search(char)), hex(code)
+    assert escape_markdown("task_routing | x") == "task\\_routing \\| x"
+    assert escape_markdown("Visibility Deck") == "Visibility Deck"

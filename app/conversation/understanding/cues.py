@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from app.conversation.understanding.entities import TASK_TYPE_WORDS, Entities
@@ -334,6 +335,7 @@ class CueIndex:
 PLURAL_NOUNS = frozenset(word for word, (_, plural) in TASK_TYPE_WORDS.items() if plural)
 
 
+@lru_cache(maxsize=4096)  # as `stem`: every word of every request, several times per plan
 def _forms(word: str) -> frozenset[str]:
     if word in PLURAL_NOUNS:
         return frozenset({word})

@@ -276,9 +276,15 @@ def _aliases(words: Sequence[str], ents: Entities, aliases: Mapping[str, int]) -
     names = sorted(
         ((tuple(a.split()), d) for a, d in aliases.items() if a), key=lambda x: -len(x[0])
     )
+    # Only a name whose first word is the word at i can match there: look those up, longest
+    # first as in `names`, instead of comparing every name at every position.
+    by_first: dict[str, list[tuple[tuple[str, ...], int]]] = {}
+    for entry in names:
+        by_first.setdefault(entry[0][0] if entry[0] else "", []).append(entry)
+    anywhere = by_first.pop("", [])  # a blank alias (an empty name) fits at any position
     i = 0
     while i < len(words):
-        for name, droplet_id in names:
+        for name, droplet_id in [*by_first.get(words[i], ()), *anywhere]:
             n = len(name)
             if tuple(words[i : i + n]) == name and not ents.used & set(range(i, i + n)):
                 last = i + n - 1
@@ -311,9 +317,13 @@ def _priorities(words: Sequence[str], tokens: Sequence[Token], ents: Entities) -
             if i >= 1 and words[i - 1] in PRIORITY_WORDS:
                 ents.add("priority", PRIORITY_WORDS[words[i - 1]], i - 1, i)
     for phrase, value in PRIORITY_PHRASES.items():
-        n = len(phrase)
+        n, first = len(phrase), phrase[0]
         for i in range(len(words) - n + 1):
-            if tuple(words[i : i + n]) == phrase and not ents.used & set(range(i, i + n)):
+            if (
+                words[i] == first  # most positions fail here, before a slice is built
+                and tuple(words[i : i + n]) == phrase
+                and not ents.used & set(range(i, i + n))
+            ):
                 ents.add("priority", value, i, i + n - 1)
     for i, word in enumerate(words):
         if word in PRIORITY_WORDS and i not in ents.used and word not in ("top", "default", "open"):

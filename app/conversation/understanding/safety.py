@@ -82,6 +82,42 @@ _CODE = re.compile(
     r"|times|calls|pings)\b",
     re.I,
 )
+# Cues of which every alternative of _INJECTION and _CODE holds at least one: lower-case words,
+# symbols and a few short expressions. In ASCII text, matching ignoring case is matching the
+# lower-cased text, so an ASCII message with none of them matches neither expression and skips
+# both: about 35 of the 50 µs the safety check costs an ordinary request. Non-ASCII text is
+# always matched in full: re.I also folds the long s (U+017F) to "s", the dotless i (U+0131)
+# to "i", and so on.
+# tests/conversation/understanding/test_safety.py generates matches of every alternative of both
+# expressions and checks each one holds a cue.
+_HOSTILE_CUES = re.compile(
+    "|".join(
+        (
+            # _INJECTION
+            "ignore", "disregard", "forget", "override", "bypass", "skip", "prompt",
+            r"system\s*[:\]>]", "developer", "jail", "mode", r"you\s+(?:may|can|are)\b",
+            r"act\s+as", "admin", "root", "pretend", "instruction", "config", "secret", "api",
+            "token", "password", "credential", "variables", "private", "ssh", r"now\s+on",
+            "role", "permission", "access", "privilege", "without", "confirm", "approv",
+            "checks", "review", r"sign-?off", "assume", "consider", "authori", "rules",
+            "superuser", "owner", "rights", "sudo", "escalate",
+            # _CODE
+            r"drop\s", "truncate", r"delete\s+from", "insert", "select", "=", "-", ";", "&&",
+            r"\|", "`", r"\$[({]", "/etc/", "chmod", "wget", "mkfs", r":\(\)", "<script",
+            "eval", "exec", r"os\.system", "__import__", r"\{\{", "systemctl", "kubectl",
+            "killall", "pkill", "iptables", "nmap", "netcat", "shell", "command", "script",
+            "code", "snippet", "payload", "following", "ddos", "attack", "denial", "spam",
+            r"\d{3}\s",
+        )
+    )
+)  # fmt: skip
+
+
+def _may_be_hostile(text: str) -> bool:
+    """False only when neither _INJECTION nor _CODE can match `text` (see _HOSTILE_CUES)."""
+    return not text.isascii() or _HOSTILE_CUES.search(text.lower()) is not None
+
+
 _DESTROY = re.compile(
     r"\b(?:delete|remove|destroy|wipe|purge|erase|nuke|deregister|unregister|decommission|"
     r"kill|terminate|shut\s*down|shutdown|power\s+off|reboot|restart|stop|take\s+down|"
@@ -162,7 +198,7 @@ _HOW_ARE_YOU = re.compile(
 
 def refusal(text: str) -> str | None:
     """The refusal for hostile input, or None."""
-    if _INJECTION.search(text) or _CODE.search(text):
+    if _may_be_hostile(text) and (_INJECTION.search(text) or _CODE.search(text)):
         return REFUSAL
     # A message relayed to a droplet may ask it to act ("tell droplet 5 to restart"): only the
     # request around it is checked for destruction.
