@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ToolCall(BaseModel):
@@ -13,6 +13,9 @@ class ToolCall(BaseModel):
 
 
 class HistoryTurn(BaseModel):
+    # Frozen: a live session hands the same ones to every turn's planner (app.store.live).
+    model_config = ConfigDict(frozen=True)
+
     role: Literal["user", "assistant"]
     text: str
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import ValidationError
 
 from app.domain.session import SessionInfo, StoredMessage
 from app.store.live import LiveSessions
@@ -120,3 +121,11 @@ def test_the_planners_view_follows_the_messages_kept() -> None:
     ]
     assert entry.turns == tuple(m.as_turn() for m in entry.recent)
     assert live.put(_info("b"), []).turns == ()
+
+
+def test_the_planners_view_cannot_be_changed_by_a_planner() -> None:
+    live = LiveSessions(capacity=4, window=3)
+    entry = live.put(_info("a", 1), [_msg(1)])
+    with pytest.raises(ValidationError):
+        entry.turns[0].text = "something else"  # type: ignore[misc]
+    assert entry.turns[0].text == "m1"
