@@ -157,17 +157,21 @@ async def test_listings_are_cached_briefly(mesh: MeshHandle, peers: Peers) -> No
         await asyncio.to_thread(mesh.start_registry)
 
 
-async def test_live_names_become_aliases(peers: Peers) -> None:
+async def _register(peers: Peers, droplet_id: int, name: str) -> None:
     await peers.registry.register(
-        droplet_id=33,
-        name="Billing Bot",
-        fqdn="drop33.local",
+        droplet_id=droplet_id,
+        name=name,
+        fqdn=f"drop{droplet_id}.local",
         ip="127.0.0.1",
-        role="billing",
+        role="test",
         env="test",
         version="1",
         cost_hour=0.0,
     )
+
+
+async def test_live_names_become_aliases(peers: Peers) -> None:
+    await _register(peers, 33, "Billing Bot")
     directory = DropletDirectory(registry=peers.registry, orchestrator=peers.orchestrator)
     assert directory.resolve("ask the billing bot") is None
     await directory.list()
@@ -175,23 +179,11 @@ async def test_live_names_become_aliases(peers: Peers) -> None:
 
 
 async def test_a_renamed_droplet_is_known_by_its_new_name_only(peers: Peers) -> None:
-    async def register(name: str) -> None:
-        await peers.registry.register(
-            droplet_id=34,
-            name=name,
-            fqdn="drop34.local",
-            ip="127.0.0.1",
-            role="ledger",
-            env="test",
-            version="1",
-            cost_hour=0.0,
-        )
-
     directory = DropletDirectory(registry=peers.registry, orchestrator=peers.orchestrator, ttl=0)
-    await register("Ledger One")
+    await _register(peers, 34, "Ledger One")
     await directory.list()
     assert directory.resolve("ask ledger one") == 34
-    await register("Ledger Two")
+    await _register(peers, 34, "Ledger Two")
     await directory.list()
     assert directory.resolve("ask ledger two") == 34
     assert directory.resolve("ask ledger one") is None
