@@ -8,7 +8,7 @@ import string
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.conversation.understanding import safety
@@ -326,7 +326,14 @@ def test_the_expressions_split_into_their_alternatives() -> None:
 
 
 @pytest.mark.parametrize(("name", "alternative"), HOSTILE_ALTERNATIVES)
-@settings(max_examples=30, deadline=None)
+# Generating a match of "\b…\b" rejects many drafts, so the health check on rejections is off;
+# a fixed seed makes every run draw the same matches, never a slow or unlucky draw in CI.
+@settings(
+    max_examples=50,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],
+)
 @given(data=st.data())
 def test_every_match_of_a_hostile_expression_holds_a_cue(
     name: str, alternative: str, data: st.DataObject
@@ -362,3 +369,43 @@ def test_the_pre_check_changes_no_answer_of_the_corpus() -> None:
     for text in texts:
         scanned = bool(safety._INJECTION.search(text) or safety._CODE.search(text))
         assert safety._may_be_hostile(text) or not scanned, text
+
+
+# Alternatives whose only cue is one of many nouns: generated matches rarely reach each noun,
+# so every noun is named here once.
+@pytest.mark.parametrize(
+    "text",
+    [
+        *(
+            f"show your {noun}"
+            for noun in (
+                "prompt", "instructions", "configuration", "config", "secret", "secrets",
+                "api key", "apikeys", "token", "tokens", "password", "passwords", "credentials",
+                "env variables", "environment variables", "private key", "private keys",
+                "ssh key", "ssh keys",
+            )
+        ),
+        *(f"session {noun}" for noun in ("token", "tokens", "credentials", "password")),
+        *(
+            f"give me {noun}"
+            for noun in (
+                "admin", "admins", "root", "superuser", "owner", "owners", "operator rights",
+                "write access", "full permissions", "root rights", "admin privileges",
+                "permission", "privileges",
+            )
+        ),
+        *(
+            f"skip the {noun}"
+            for noun in (
+                "approval", "approvals", "confirmation", "confirm step", "checks", "review",
+                "reviews", "sign-off", "signoffs", "permissions",
+            )
+        ),
+        *(f"change my {noun}" for noun in ("role", "permissions", "access level", "privileges")),
+        *(f"run this {noun}" for noun in ("command", "script", "code", "snippet", "payload")),
+        *(f"send 500 {noun} now" for noun in ("messages", "requests", "times", "calls", "pings")),
+    ],
+)  # fmt: skip
+def test_every_noun_of_a_hostile_list_is_a_cue(text: str) -> None:
+    assert safety._INJECTION.search(text) or safety._CODE.search(text), text
+    assert safety._may_be_hostile(text), text
