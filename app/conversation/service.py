@@ -232,7 +232,7 @@ class ConversationService:
 
     async def _run_and_record(self, turn: Turn, live: LiveSession, emit: ProgressFn) -> Reply:
         session = live.info
-        result = await self._run(turn, session, live, emit)
+        result = await self._run(turn, live, emit)
         if not any(o.call.tool == "explain_last" for o in result.outcomes):
             # "why?" explains the turn before it, so it does not replace what it explains.
             result.context[LAST_TURN] = self._explanation(turn, result)
@@ -253,11 +253,11 @@ class ConversationService:
     async def _run(
         self,
         turn: Turn,
-        session: SessionInfo,
         live: LiveSession,
         emit: ProgressFn,
     ) -> _Result:
         channel: Channel = turn.source
+        session = live.info
         pending = session.pending
         result = _Result(
             Reply(

@@ -17,6 +17,7 @@ from app.config import Settings
 from app.mesh.keys import PublicKeySource, PublishedKey
 from app.mesh.peers import PeerUnavailable
 from tests.conftest import KeyPair
+from tests.fakes.clock import Clock
 
 
 class Publisher:
@@ -38,14 +39,6 @@ class Publisher:
             while self.calls < times:
                 await self.called.wait()
                 self.called.clear()
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def signed(keys: KeyPair, kid: str | None = None, **claims: Any) -> str:

@@ -17,22 +17,13 @@ from app.mesh.orchestrator import OrchestratorClient, OrchestratorCredentials
 from app.mesh.registry import RegistryClient
 from app.utils.retry import RetryPolicy
 from sandbox.testing import MeshHandle
+from tests.fakes.clock import Clock as Clock  # the mesh tests import it from here
 
 FAST_RETRY = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02)
 
 
 async def no_wait(seconds: float) -> None:
     """The adapters' retry sleep in tests: retries happen at once, nobody waits for real."""
-
-
-class Clock:
-    """A clock a test moves by hand (breakers, token lifetimes, caches)."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Ticks:

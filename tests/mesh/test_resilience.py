@@ -14,19 +14,12 @@ from app.mesh.resilience import (
     transient,
 )
 from app.utils.retry import RetryPolicy, call_with_retry
+from tests.fakes.clock import Clock
 
 
 def state_of(breaker: CircuitBreaker) -> CircuitState:
     # A function call, so the type checker does not narrow the property across clock moves.
     return breaker.state
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Operation:
@@ -48,7 +41,7 @@ def down() -> PeerUnavailable:
 
 
 async def test_breaker_opens_after_threshold_and_then_fails_fast() -> None:
-    clock = FakeClock()
+    clock = Clock()
     breaker = CircuitBreaker(
         peer="orchestrator",
         label="Orchestrator",
@@ -74,7 +67,7 @@ async def test_breaker_opens_after_threshold_and_then_fails_fast() -> None:
 
 
 async def test_half_open_lets_one_trial_through_and_success_closes() -> None:
-    clock = FakeClock()
+    clock = Clock()
     breaker = CircuitBreaker(peer="registry", failure_threshold=1, reset_timeout=10.0, clock=clock)
     with pytest.raises(PeerUnavailable):
         await breaker.call(Operation(down()))
@@ -101,7 +94,7 @@ async def test_half_open_lets_one_trial_through_and_success_closes() -> None:
 
 
 async def test_failed_trial_reopens_for_a_full_timeout() -> None:
-    clock = FakeClock()
+    clock = Clock()
     breaker = CircuitBreaker(peer="registry", failure_threshold=2, reset_timeout=5.0, clock=clock)
     for _ in range(2):
         with pytest.raises(PeerUnavailable):
@@ -122,7 +115,7 @@ async def test_failed_trial_reopens_for_a_full_timeout() -> None:
 
 
 async def test_rejections_are_answers_not_failures() -> None:
-    breaker = CircuitBreaker(peer="orchestrator", failure_threshold=2, clock=FakeClock())
+    breaker = CircuitBreaker(peer="orchestrator", failure_threshold=2, clock=Clock())
     for _ in range(5):
         with pytest.raises(PeerRejected):
             await breaker.call(Operation(PeerRejected("orchestrator", "no")))
@@ -130,7 +123,7 @@ async def test_rejections_are_answers_not_failures() -> None:
 
 
 async def test_success_resets_the_failure_count() -> None:
-    breaker = CircuitBreaker(peer="orchestrator", failure_threshold=2, clock=FakeClock())
+    breaker = CircuitBreaker(peer="orchestrator", failure_threshold=2, clock=Clock())
     with pytest.raises(PeerUnavailable):
         await breaker.call(Operation(down()))
     await breaker.call(Operation())

@@ -23,14 +23,10 @@ from app.mesh.registry import RegistryClient
 from app.mesh.tokens import IssuedToken, Issuer, TokenProvider, TokenSource, TokenUnavailable
 from tests.conftest import KeyPair
 from tests.fakes._server import ThreadedServer
+from tests.fakes.clock import Clock
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+START = 1_800_000_000.0
+"""The tests' epoch time: tokens carry real-looking expiry times."""
 
 
 class Source:
@@ -60,7 +56,7 @@ def provider(clock: Clock, *sources: tuple[TokenSource, Issuer]) -> TokenProvide
 
 
 async def test_the_first_source_that_has_a_token_wins() -> None:
-    clock = Clock()
+    clock = Clock(START)
     static, minted = Source("static", clock, lifetime=-1.0), Source("minted", clock)
     tokens = provider(clock, (TokenSource.STATIC, static), (TokenSource.PRIVATE_KEY, minted))
     # The pre-issued token has already expired, so the key mints one.
@@ -69,7 +65,7 @@ async def test_the_first_source_that_has_a_token_wins() -> None:
 
 
 async def test_refreshes_at_eighty_percent_of_lifetime() -> None:
-    clock = Clock()
+    clock = Clock(START)
     minted = Source("minted", clock, lifetime=100.0)
     tokens = provider(clock, (TokenSource.PRIVATE_KEY, minted))
     first = await tokens.get()
@@ -80,7 +76,7 @@ async def test_refreshes_at_eighty_percent_of_lifetime() -> None:
 
 
 async def test_a_token_without_expiry_is_kept() -> None:
-    clock = Clock()
+    clock = Clock(START)
     static = Source("static", clock, lifetime=None)
     tokens = provider(clock, (TokenSource.STATIC, static))
     await tokens.get()
@@ -89,7 +85,7 @@ async def test_a_token_without_expiry_is_kept() -> None:
 
 
 async def test_concurrent_callers_share_one_refresh() -> None:
-    clock = Clock()
+    clock = Clock(START)
     issuer = Source("issued", clock)
     issuer.gate = asyncio.Event()
     tokens = provider(clock, (TokenSource.ORCHESTRATOR, issuer))
@@ -101,7 +97,7 @@ async def test_concurrent_callers_share_one_refresh() -> None:
 
 
 async def test_a_rejected_token_cools_its_source_down() -> None:
-    clock = Clock()
+    clock = Clock(START)
     static, minted = Source("static", clock), Source("minted", clock)
     tokens = provider(clock, (TokenSource.STATIC, static), (TokenSource.PRIVATE_KEY, minted))
     assert await tokens.get() == "static-1"
@@ -117,7 +113,7 @@ async def test_a_rejected_token_cools_its_source_down() -> None:
 
 
 async def test_failing_sources_fall_through_and_the_last_resort_is_a_clear_error() -> None:
-    clock = Clock()
+    clock = Clock(START)
     broken, missing = Source("broken", clock), Source("missing", clock)
     broken.failure = OSError("no such file")
     missing.failure = PeerUnavailable("orchestrator", "the Orchestrator does not issue tokens")
@@ -128,7 +124,7 @@ async def test_failing_sources_fall_through_and_the_last_resort_is_a_clear_error
 
 
 async def test_nothing_configured_is_a_state_and_a_clear_error() -> None:
-    tokens = provider(Clock())
+    tokens = provider(Clock(START))
     assert not tokens.configured
     with pytest.raises(TokenUnavailable) as caught:
         await tokens.get()
@@ -137,7 +133,7 @@ async def test_nothing_configured_is_a_state_and_a_clear_error() -> None:
 
 
 async def test_a_failed_refresh_keeps_the_still_valid_token() -> None:
-    clock = Clock()
+    clock = Clock(START)
     issuer = Source("issued", clock, lifetime=100.0)
     tokens = provider(clock, (TokenSource.ORCHESTRATOR, issuer))
     first = await tokens.get()

@@ -5,16 +5,11 @@ import asyncio
 import pytest
 
 from app.utils.loop_budget import LoopBudget
+from tests.fakes.clock import Clock
 
-
-class Clock:
-    """Time that moves only when a turn says it worked."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+START = 100.0
+"""Where the clocks start: the turns' small work steps add up to exactly the budget here (at
+larger times the float sums land a hair either side of it)."""
 
 
 class Iterations:
@@ -58,7 +53,7 @@ async def run_turns(
 
 
 async def test_a_lone_turn_goes_straight_on() -> None:
-    clock = Clock()
+    clock = Clock(START)
     budget = LoopBudget(budget_s=0.003, clock=clock)
     started = await run_turns(budget, clock, turns=1, work_s=0.050)
     assert [n for n, _ in started] == [0]
@@ -66,7 +61,7 @@ async def test_a_lone_turn_goes_straight_on() -> None:
 
 
 async def test_turns_beyond_the_budget_start_in_later_iterations_in_arrival_order() -> None:
-    clock = Clock()
+    clock = Clock(START)
     budget = LoopBudget(budget_s=0.003, clock=clock)
     started = await run_turns(budget, clock, turns=10, work_s=0.001)
 
@@ -81,7 +76,7 @@ async def test_turns_beyond_the_budget_start_in_later_iterations_in_arrival_orde
 
 
 async def test_a_turn_longer_than_the_budget_still_goes_on_alone() -> None:
-    clock = Clock()
+    clock = Clock(START)
     budget = LoopBudget(budget_s=0.003, clock=clock)
     started = await run_turns(budget, clock, turns=3, work_s=0.020)
     iterations = [iteration for _, iteration in started]
@@ -94,7 +89,7 @@ class Turns:
     order they went on in."""
 
     def __init__(self, *, budget_s: float) -> None:
-        self.clock = Clock()
+        self.clock = Clock(START)
         self.budget = LoopBudget(budget_s=budget_s, clock=self.clock)
         self.order: list[str] = []
 
