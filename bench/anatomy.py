@@ -15,7 +15,7 @@ files), so a proposal in docs/performance.md comes with a measured gain:
 The `planners` part times each model planner's `plan` alone against its fake (no delay); the
 LLM part times one Gemini planning call against the fake (no delay): the whole `plan`, its
 request (`post_json`: body posted, answer parsed), and the same body's bytes posted with a bare
-httpx client, the floor any request path pays (what the SDK it replaced cost: docs/performance.md).
+httpx2 client, the floor any request path pays (what the SDK it replaced cost: docs/performance.md).
 """
 
 from __future__ import annotations
@@ -274,7 +274,7 @@ async def measure_rules(
 
 
 async def measure_llm(mesh: Any, workdir: Path, calls: int) -> dict[str, Any]:
-    import httpx
+    import httpx2
 
     from app.conversation.planners import llm_http
     from app.factory import _configure_logging
@@ -328,7 +328,7 @@ async def measure_llm(mesh: Any, workdir: Path, calls: int) -> dict[str, Any]:
         url = fake.base_url + fake.requests[-1].path
         raw_wall: list[float] = []
         raw_cpu: list[float] = []
-        async with httpx.AsyncClient() as client:
+        async with httpx2.AsyncClient() as client:
             for i in range(calls + 5):
                 wall, cpu = time.perf_counter(), time.thread_time()
                 response = await client.post(url, content=body, headers={"x-goog-api-key": "k"})

@@ -4,7 +4,7 @@
 
 One job as JSON on stdin, one result as JSON on stdout (`bench.run` starts it once per
 scenario). The protocols are written against asyncio directly (uvloop when installed) rather
-than httpx or websockets: a client must spend far less CPU per request than the server it loads,
+than httpx2 or websockets: a client must spend far less CPU per request than the server it loads,
 and each result says how busy this process was (`client_cpu_util`), so a saturated client is
 visible instead of silently capping the numbers.
 

@@ -332,6 +332,6 @@ def _anatomy(console: Console, anatomy: dict[str, Any]) -> None:
             f"{_f(handle.get('loop_cpu_ms_per_turn'), 2)} ms, planner.plan "
             f"{_f(plan.get('loop_cpu_ms_per_turn'), 2)} ms, of which the SDK's generate_content "
             f"{_f(sdk.get('loop_cpu_ms_per_turn'), 2)} ms; the same "
-            f"{llm.get('request_body_bytes')}-byte request posted with bare httpx: "
+            f"{llm.get('request_body_bytes')}-byte request posted with bare httpx2: "
             f"{_f(bare.get('loop_cpu_ms_per_call'), 2)} ms"
         )

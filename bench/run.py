@@ -918,7 +918,7 @@ def versions() -> dict[str, str]:
         "sqlalchemy",
         "aiosqlite",
         "structlog",
-        "httpx",
+        "httpx2",
     ):
         try:
             out[name] = metadata.version(name)

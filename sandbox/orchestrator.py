@@ -56,7 +56,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-import httpx
+import httpx2
 import jwt
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, WebSocket
@@ -268,7 +268,7 @@ def create_orchestrator_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state.http = httpx.AsyncClient(timeout=state.send_timeout)
+        state.http = httpx2.AsyncClient(timeout=state.send_timeout)
         await state.keepalive()
         loops = [
             _every(state.router_interval, "router", state.route_pending),
@@ -804,7 +804,7 @@ async def _deliver(
     st: OrchestratorState, target: DropletRow, outgoing: dict[str, Any], *, wait: float
 ) -> None:
     """POST the envelope to `<endpoint>/message`: no Authorization header, naive timestamp."""
-    client = st.http or httpx.AsyncClient(timeout=wait)
+    client = st.http or httpx2.AsyncClient(timeout=wait)
     try:
         response = await client.post(
             f"{target.endpoint}/message",
@@ -813,11 +813,11 @@ async def _deliver(
             timeout=wait,
         )
         response.raise_for_status()
-    except httpx.TimeoutException as exc:
+    except httpx2.TimeoutException as exc:
         raise HTTPException(
             status_code=504, detail=f"Timeout sending message to {target.name}"
         ) from exc
-    except httpx.HTTPStatusError as exc:
+    except httpx2.HTTPStatusError as exc:
         raise HTTPException(
             status_code=502, detail=f"Error from {target.name}: {exc.response.status_code}"
         ) from exc

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
+import httpx2
 import psutil
 from fastapi import WebSocket
 from pydantic import BaseModel, Field
@@ -206,7 +206,7 @@ class OrchestratorState:
     stopped_heartbeats: set[int] = field(default_factory=set)
     task_sockets: set[WebSocket] = field(default_factory=set)
     droplet_sockets: set[WebSocket] = field(default_factory=set)
-    http: httpx.AsyncClient | None = None
+    http: httpx2.AsyncClient | None = None
     boot: float = field(default_factory=time.time)
     process: psutil.Process = field(default_factory=psutil.Process)
     _next_pk: int = 1

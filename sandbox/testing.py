@@ -2,7 +2,7 @@
 
     with mesh(key_dir=tmp_path) as m:
         token = m.mint_token(droplet_id=12)
-        httpx.get(f"{m.orchestrator_url}/droplets", headers={"Authorization": f"Bearer {token}"})
+        httpx2.get(f"{m.orchestrator_url}/droplets", headers={"Authorization": f"Bearer {token}"})
 
 Ports are bound before the servers start, so URLs are known up front, and a stopped peer comes
 back on the same port with its state intact (`stop_orchestrator()` then `start_orchestrator()`

@@ -7,17 +7,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 pytestmark = pytest.mark.e2e
 
 
-def _orchestrator(sandbox: Any, droplet_id: int = 12) -> httpx.Client:
+def _orchestrator(sandbox: Any, droplet_id: int = 12) -> httpx2.Client:
     # As droplet 12 by default: the Orchestrator lets only a task's creator (or an admin)
     # cancel it.
     token = sandbox.mint_token(droplet_id=droplet_id)
-    return httpx.Client(
+    return httpx2.Client(
         base_url=sandbox.orchestrator_url, headers={"Authorization": f"Bearer {token}"}
     )
 

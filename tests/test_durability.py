@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from app.config import Settings
@@ -27,7 +27,7 @@ async def test_hundred_concurrent_messages_on_one_session(
     live_app: Callable[..., Any],
 ) -> None:
     app = live_app(mesh_enabled=False)
-    async with httpx.AsyncClient(base_url=app.url, timeout=60) as client:
+    async with httpx2.AsyncClient(base_url=app.url, timeout=60) as client:
         replies = await asyncio.gather(
             *(
                 client.post(
@@ -61,7 +61,7 @@ def test_session_and_pending_confirmation_survive_a_restart(
 
     first = start()
     try:
-        proposal = httpx.post(
+        proposal = httpx2.post(
             f"{first.url}/api/chat",
             json={
                 "message": "create a build task for droplet 16, priority 2",
@@ -74,10 +74,10 @@ def test_session_and_pending_confirmation_survive_a_restart(
         first.stop()
     second = start()
     try:
-        detail = httpx.get(f"{second.url}/api/sessions/keep-me").json()
+        detail = httpx2.get(f"{second.url}/api/sessions/keep-me").json()
         assert detail["pending_confirmation"]["tool"] == "create_task"
         assert len(detail["history"]) == 2
-        done = httpx.post(
+        done = httpx2.post(
             f"{second.url}/api/chat", json={"message": "yes", "session_id": "keep-me"}, timeout=30
         ).json()
         assert done["actions"] == [{"tool": "create_task", "status": "ok"}]
@@ -116,9 +116,9 @@ def _wait_up(url: str) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+            if httpx2.get(f"{url}/health", timeout=1).status_code == 200:
                 return
-        except httpx.HTTPError:
+        except httpx2.HTTPError:
             pass
         time.sleep(0.1)
     raise AssertionError("service did not come up")
@@ -155,7 +155,7 @@ def test_sigkill_loses_no_acknowledged_turn(
     stop = threading.Event()
 
     def talk(n: int) -> None:
-        with httpx.Client(base_url=url, timeout=5) as client:
+        with httpx2.Client(base_url=url, timeout=5) as client:
             i = 0
             while not stop.is_set():
                 text = f"help me {n}.{i}"
@@ -164,7 +164,7 @@ def test_sigkill_loses_no_acknowledged_turn(
                     response = client.post(
                         "/api/chat", json={"message": text, "session_id": "killed"}
                     )
-                except httpx.HTTPError as exc:
+                except httpx2.HTTPError as exc:
                     # A slow first turn on a loaded machine, or the kill: keep trying until
                     # told to stop (a text that got no answer is not counted either way).
                     outcomes[type(exc).__name__] += 1
@@ -188,13 +188,13 @@ def test_sigkill_loses_no_acknowledged_turn(
     assert len(acknowledged) >= 30, dict(outcomes)
 
     _, url = service()
-    detail = httpx.get(f"{url}/api/sessions/killed", params={"limit": 1000}).json()
+    detail = httpx2.get(f"{url}/api/sessions/killed", params={"limit": 1000}).json()
     stored = {h["content"] for h in detail["history"] if h["role"] == "user"}
     missing = [text for text in acknowledged if text not in stored]
     assert missing == []
     seqs = [h["seq"] for h in detail["history"]]
     assert seqs == list(range(1, len(seqs) + 1))
-    audit = httpx.get(f"{url}/api/audit", params={"session_id": "killed", "limit": 1000}).json()[
+    audit = httpx2.get(f"{url}/api/audit", params={"session_id": "killed", "limit": 1000}).json()[
         "entries"
     ]
     assert len(audit) >= len(acknowledged)

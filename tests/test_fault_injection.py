@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 pytestmark = pytest.mark.e2e
@@ -25,7 +25,7 @@ MODES = [
 
 def _fault(sandbox: Any, peer: str, mode: str, delay: float = 0.0) -> None:
     base = sandbox.orchestrator_url if peer == "orchestrator" else sandbox.registry_url
-    response = httpx.post(f"{base}/_sandbox/fault", json={"mode": mode, "delay": delay})
+    response = httpx2.post(f"{base}/_sandbox/fault", json={"mode": mode, "delay": delay})
     assert response.status_code == 200, response.text
 
 
@@ -35,7 +35,7 @@ def test_turns_answer_and_say_what_failed(
 ) -> None:
     app = live_app(peer_timeout_s=1.0, chat_rate_limit_per_minute=0)
     sid = f"fault-{peer}-{mode}"
-    with httpx.Client(base_url=app.url, timeout=30) as client:
+    with httpx2.Client(base_url=app.url, timeout=30) as client:
         assert (
             client.post("/api/chat", json={"message": "hello", "session_id": sid}).status_code
             == 200
@@ -82,7 +82,7 @@ def test_circuit_breaker_makes_a_dead_peer_cheap(
     app = live_app(peer_timeout_s=1.0, peer_breaker_reset_s=30, chat_rate_limit_per_minute=0)
     _fault(sandbox, "orchestrator", "slow", 5.0)
     try:
-        with httpx.Client(base_url=app.url, timeout=30) as client:
+        with httpx2.Client(base_url=app.url, timeout=30) as client:
             for _ in range(6):  # trip the breaker
                 client.post("/api/chat", json={"message": "list tasks"})
             started = time.perf_counter()

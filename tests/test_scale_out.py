@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from websockets.sync.client import connect
 
@@ -93,9 +93,9 @@ def instances(
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                if httpx2.get(f"{url}/health", timeout=1).status_code == 200:
                     break
-            except httpx.HTTPError:
+            except httpx2.HTTPError:
                 time.sleep(0.1)
         else:
             raise AssertionError(f"{name} did not start: {(tmp_path / f'{name}.log').read_text()}")
@@ -126,7 +126,7 @@ def _next(ws: Any, wanted: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
 
 def _heartbeats(sandbox: Any) -> list[datetime]:
     token = sandbox.mint_token(droplet_id=1, permissions=["read", "admin"])
-    response = httpx.get(
+    response = httpx2.get(
         f"{sandbox.orchestrator_url}/droplets/12",
         headers={"Authorization": f"Bearer {token}"},
         timeout=5,
@@ -141,26 +141,26 @@ def test_conversation_continues_across_instances_and_events_cross(
     instances: Callable[[str], Instance],
 ) -> None:
     a, b = instances("a"), instances("b")
-    proposal = httpx.post(
+    proposal = httpx2.post(
         f"{a.url}/api/chat",
         timeout=30,
         json={"message": "create a build task for droplet 16, priority 2", "session_id": "roam"},
     ).json()
     assert proposal["pending_confirmation"]["tool"] == "create_task"
-    on_b = httpx.get(f"{b.url}/api/sessions/roam").json()
+    on_b = httpx2.get(f"{b.url}/api/sessions/roam").json()
     assert on_b["pending_confirmation"]["tool"] == "create_task"
     assert len(on_b["history"]) == 2
 
     ws_url = a.url.replace("http://", "ws://") + "/ws?session_id=roam"
     with connect(ws_url, open_timeout=10) as ws:
         assert json.loads(ws.recv(timeout=10))["type"] == "welcome"
-        done = httpx.post(
+        done = httpx2.post(
             f"{b.url}/api/chat", timeout=30, json={"message": "yes", "session_id": "roam"}
         ).json()
         assert done["actions"] == [{"tool": "create_task", "status": "ok"}]
         pushed = _next(ws, lambda f: f["type"] == "message")
         assert pushed["content"] == done["response"]
-        httpx.post(
+        httpx2.post(
             f"{b.url}/message",
             json={
                 "source": "droplet-14",
@@ -207,5 +207,5 @@ def test_one_leader_heartbeats_and_another_takes_over_after_sigkill(
     # the last beat: that one may have been a whole interval earlier.
     assert (after[0] - killed_at).total_seconds() <= INTERVAL * 4 / 3 + 1.0
     assert b.proc.poll() is None
-    chat = httpx.post(f"{b.url}/api/chat", json={"message": "hello"}, timeout=30)
+    chat = httpx2.post(f"{b.url}/api/chat", json={"message": "hello"}, timeout=30)
     assert chat.status_code == 200

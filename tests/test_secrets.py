@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from tests.conftest import KeyPair
@@ -38,7 +38,7 @@ def test_a_full_session_leaks_no_secret(
     secrets = [sandbox.registry_key, orchestrator_token, llm_key]
     admin = {"Authorization": f"Bearer {keys.token(permissions=['read', 'write', 'admin'])}"}
     bodies: list[str] = []
-    with httpx.Client(base_url=app.url, timeout=30) as client:
+    with httpx2.Client(base_url=app.url, timeout=30) as client:
         for message in (
             "show me all droplets",
             "could you maybe do the thing from before",

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from app.config import Settings
@@ -19,9 +19,9 @@ from app.config import Settings
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
 
-def _orchestrator(sandbox: Any) -> httpx.Client:
+def _orchestrator(sandbox: Any) -> httpx2.Client:
     token = sandbox.mint_token(droplet_id=41)
-    return httpx.Client(
+    return httpx2.Client(
         base_url=sandbox.orchestrator_url, headers={"Authorization": f"Bearer {token}"}
     )
 

@@ -19,7 +19,7 @@ import sys
 from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
+import httpx2
 import typer
 from rich.console import Console
 
@@ -71,7 +71,7 @@ def endpoints(url: str) -> tuple[str, str]:
     return http_base, ws_url
 
 
-def _error_message(response: httpx.Response) -> str:
+def _error_message(response: httpx2.Response) -> str:
     """The message of the standard error body, or the status line when the body is not ours."""
     try:
         body = response.json()
@@ -118,8 +118,8 @@ def ask(
         body["session_id"] = session
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        response = httpx.post(f"{http_base}/api/chat", json=body, headers=headers, timeout=timeout)
-    except httpx.HTTPError as exc:
+        response = httpx2.post(f"{http_base}/api/chat", json=body, headers=headers, timeout=timeout)
+    except httpx2.HTTPError as exc:
         render_error(errors, f"cannot reach {http_base}: {exc or type(exc).__name__}")
         raise typer.Exit(EXIT_UNREACHABLE) from None
     try:

@@ -11,7 +11,7 @@ are never read into errors.
 Tokens (section 2): the Orchestrator reads `droplet_id` as an integer and rejects any token with
 an `aud` claim, so minted tokens carry exactly {droplet_id, permissions, iat, exp}. Sources, in
 order: a pre-issued token, the private key to mint one, the optional `POST /auth/token`, the
-deployed Registry's token endpoint. Every call authenticates through one `httpx.Auth` flow.
+deployed Registry's token endpoint. Every call authenticates through one `httpx2.Auth` flow.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
-import httpx
+import httpx2
 import structlog
 from pydantic import BaseModel, ConfigDict, ValidationError
 from websockets.asyncio.client import connect as ws_connect
@@ -257,7 +257,7 @@ def _unwrap(body: Any) -> Any:
     return body
 
 
-class _BearerAuth(httpx.Auth):
+class _BearerAuth(httpx2.Auth):
     """Adds our bearer token. A 401 means nothing was done, so on one the token is replaced
     (its source cooled down) and the request, even a POST, is sent once more."""
 
@@ -265,8 +265,8 @@ class _BearerAuth(httpx.Auth):
         self._tokens = tokens
 
     async def async_auth_flow(
-        self, request: httpx.Request
-    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        self, request: httpx2.Request
+    ) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
         token = await self._tokens.get()
         request.headers["Authorization"] = f"Bearer {token}"
         response = yield request
@@ -279,12 +279,12 @@ class _BearerAuth(httpx.Auth):
         if response.status_code == 401:
             await self._tokens.invalidate(token)
 
-    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
+    def sync_auth_flow(self, request: httpx2.Request) -> Generator[httpx2.Request, httpx2.Response]:
         raise RuntimeError("the Orchestrator adapter authenticates asynchronously only")
 
 
 class OrchestratorClient:
-    """One `httpx.AsyncClient`, one circuit breaker and the tokens for every call to the
+    """One `httpx2.AsyncClient`, one circuit breaker and the tokens for every call to the
     Orchestrator."""
 
     def __init__(
@@ -294,7 +294,7 @@ class OrchestratorClient:
         credentials: OrchestratorCredentials | None = None,
         timeout: float = 5.0,
         droplet_id: int = 12,
-        client: httpx.AsyncClient | None = None,
+        client: httpx2.AsyncClient | None = None,
         tls: ssl.SSLContext | None = None,
         retry_policy: RetryPolicy | None = None,
         failure_threshold: int = 5,
@@ -319,7 +319,7 @@ class OrchestratorClient:
         )
         self._auth = _BearerAuth(self.tokens)
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(
+        self._client = client or httpx2.AsyncClient(
             timeout=timeout, verify=tls if tls is not None else True
         )
         self._retry_policy = retry_policy or PEER_RETRY

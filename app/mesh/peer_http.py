@@ -12,7 +12,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import httpx2
 import structlog
 
 from app.mesh.peers import PeerUnavailable
@@ -28,7 +28,7 @@ class PeerResponse:
 
 
 async def exchange(
-    client: httpx.AsyncClient,
+    client: httpx2.AsyncClient,
     method: str,
     url: str,
     *,
@@ -38,7 +38,7 @@ async def exchange(
     params: Mapping[str, str | int | float] | None = None,
     json_body: Any = None,
     passthrough: Collection[int] = (),
-    auth: httpx.Auth | None = None,
+    auth: httpx2.Auth | None = None,
     accept_text: bool = False,
 ) -> PeerResponse:
     """Send one request. `passthrough` lists 5xx codes that describe something other than the
@@ -48,10 +48,10 @@ async def exchange(
         response = await client.request(
             method, url, headers=headers, params=params, json=json_body, auth=auth
         )
-    except httpx.TimeoutException as exc:
+    except httpx2.TimeoutException as exc:
         log.warning("peer_timeout", peer=peer, method=method, path=_path(url))
         raise PeerUnavailable(peer, f"the {label} did not answer in time") from exc
-    except httpx.HTTPError as exc:
+    except httpx2.HTTPError as exc:
         log.warning(
             "peer_unreachable", peer=peer, method=method, path=_path(url), error=type(exc).__name__
         )
@@ -80,7 +80,7 @@ async def exchange(
 _UNREADABLE = object()
 
 
-def _parse(response: httpx.Response) -> Any:
+def _parse(response: httpx2.Response) -> Any:
     if not response.content:
         return None if response.status_code >= 400 or response.status_code == 204 else _UNREADABLE
     try:
@@ -91,7 +91,7 @@ def _parse(response: httpx.Response) -> Any:
 
 def _path(url: str) -> str:
     # Query strings may carry tokens (?token=); only the path is logged.
-    return httpx.URL(url).path
+    return httpx2.URL(url).path
 
 
 def invalid_fields(body: Any) -> list[str]:

@@ -1,4 +1,4 @@
-"""Errors every peer adapter raises, so callers never see httpx or a peer's error body."""
+"""Errors every peer adapter raises, so callers never see httpx2 or a peer's error body."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
+import httpx2
 import structlog
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -80,7 +80,7 @@ def wire_id(droplet_id: int) -> str:
 
 
 class RegistryClient:
-    """One shared `httpx.AsyncClient` and one circuit breaker for every call to the Registry."""
+    """One shared `httpx2.AsyncClient` and one circuit breaker for every call to the Registry."""
 
     def __init__(
         self,
@@ -88,7 +88,7 @@ class RegistryClient:
         base_url: str,
         api_key: str,
         timeout: float = 5.0,
-        client: httpx.AsyncClient | None = None,
+        client: httpx2.AsyncClient | None = None,
         tls: ssl.SSLContext | None = None,
         retry_policy: RetryPolicy | None = None,
         failure_threshold: int = 5,
@@ -99,7 +99,7 @@ class RegistryClient:
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(
+        self._client = client or httpx2.AsyncClient(
             timeout=timeout, verify=tls if tls is not None else True
         )
         self._retry_policy = retry_policy or PEER_RETRY

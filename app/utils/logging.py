@@ -69,7 +69,7 @@ class Redactor:
 
 
 def configure_logging(*, level: str, json_lines: bool, secrets: Iterable[str] = ()) -> None:
-    """Route structlog and the standard library (uvicorn, httpx) through one renderer."""
+    """Route structlog and the standard library (uvicorn, httpx2) through one renderer."""
     timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -112,7 +112,7 @@ def configure_logging(*, level: str, json_lines: bool, secrets: Iterable[str] = 
     # uvicorn's access log duplicates our request log line; its error log stays.
     logging.getLogger("uvicorn.access").handlers[:] = []
     logging.getLogger("uvicorn.access").propagate = False
-    for noisy in ("httpx", "httpcore", "aiosqlite", "asyncio", "websockets"):
+    for noisy in ("httpx2", "httpcore2", "aiosqlite", "asyncio", "websockets"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-import httpx
+import httpx2
 
 from app import __version__
 from app.config import Settings
@@ -60,7 +60,7 @@ def _secret(value: Any) -> str | None:
 def build_mesh(settings: Settings) -> MeshParts:
     # One TLS context for both peers' clients: each would otherwise load the CA bundle again
     # (~35 ms of start-up apiece).
-    tls = httpx.create_ssl_context()
+    tls = httpx2.create_ssl_context()
     registry: RegistryClient | None = None
     if settings.mesh_enabled or settings.registry_public_key_url:
         # The Registry's adapter also fetches the key for inbound JWTs, mesh or no mesh.

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import jwt
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -58,9 +58,9 @@ class Prod:
     def bearer(token: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {token}"}
 
-    def chat(self, token: str | None, message: str, **extra: Any) -> httpx.Response:
+    def chat(self, token: str | None, message: str, **extra: Any) -> httpx2.Response:
         headers = self.bearer(token) if token else {}
-        return httpx.post(
+        return httpx2.post(
             f"{self.url}/api/chat", json={"message": message, **extra}, headers=headers, timeout=20
         )
 
@@ -72,7 +72,7 @@ class Prod:
         source: str = "droplet-16",
         message_type: str = "command",
         headers: dict[str, str] | None = None,
-    ) -> httpx.Response:
+    ) -> httpx2.Response:
         all_headers = {**(self.bearer(token) if token else {}), **(headers or {})}
         envelope = {
             "source": source,
@@ -80,11 +80,11 @@ class Prod:
             "message_type": message_type,
             "payload": {"message": text},
         }
-        return httpx.post(f"{self.url}/message", json=envelope, headers=all_headers, timeout=20)
+        return httpx2.post(f"{self.url}/message", json=envelope, headers=all_headers, timeout=20)
 
     def tasks(self) -> list[dict[str, Any]]:
         token = self.sandbox.mint_token(droplet_id=1, permissions=["read", "admin"])
-        body = httpx.get(
+        body = httpx2.get(
             f"{self.sandbox.orchestrator_url}/tasks",
             params={"limit": 500},
             headers=self.bearer(token),
@@ -195,20 +195,20 @@ def test_2_the_scale_out_compose_file_trusts_only_its_proxy() -> None:
 def test_3_send_needs_write_and_keeps_the_caller_in_the_audit(prod: Prod) -> None:
     payload = {"target": 16, "message_type": "command", "payload": {"message": "hi"}}
     for token in (prod.droplet(18, "read"), prod.user("mallory")):
-        refused = httpx.post(f"{prod.url}/send", json=payload, headers=prod.bearer(token))
+        refused = httpx2.post(f"{prod.url}/send", json=payload, headers=prod.bearer(token))
         assert refused.status_code == 403
         assert refused.json()["error"]["code"] == "FORBIDDEN"
     writer = prod.droplet(18, "read", "write")
-    loop = httpx.post(
+    loop = httpx2.post(
         f"{prod.url}/send", json={**payload, "target": 12}, headers=prod.bearer(writer)
     )
     assert loop.status_code == 422
     # Droplet 16 has no endpoint in the sandbox: the Orchestrator cannot deliver (502), and the
     # attempt is audited under the real caller and the trace id the receiver would have seen.
-    sent = httpx.post(f"{prod.url}/send", json=payload, headers=prod.bearer(writer), timeout=20)
+    sent = httpx2.post(f"{prod.url}/send", json=payload, headers=prod.bearer(writer), timeout=20)
     assert sent.status_code == 502, sent.text
     admin = prod.user("root", "read", "admin")
-    audit = httpx.get(
+    audit = httpx2.get(
         f"{prod.url}/api/audit", params={"tool": "relay_message"}, headers=prod.bearer(admin)
     ).json()["entries"]
     assert [(e["actor"], e["outcome"]) for e in audit] == [("droplet:18", "error")]
@@ -251,7 +251,7 @@ def test_5_mesh_sessions_are_not_shared_and_a_swapped_proposal_is_not_executed(p
     prod.message("show me all droplets", source="droplet-10")
     admin_less = prod.user("eve", "read", "write")
     for sid in ("droplet-10:message", "task-1"):
-        got = httpx.get(f"{prod.url}/api/sessions/{sid}", headers=prod.bearer(admin_less))
+        got = httpx2.get(f"{prod.url}/api/sessions/{sid}", headers=prod.bearer(admin_less))
         assert got.status_code == 404
     # A proposal changed after the user saw it is not executed by the yes for the old one.
     before = len(prod.tasks())
@@ -304,7 +304,7 @@ def test_7_a_huge_header_is_refused_before_it_is_read(prod: Prod) -> None:
     assert refused.startswith(b"HTTP/1.1 431")
     assert sock.recv(4096) == b""  # closed
     sock.close()
-    normal = httpx.get(f"{prod.url}/health", headers={"X-Note": "n" * 8000})
+    normal = httpx2.get(f"{prod.url}/health", headers={"X-Note": "n" * 8000})
     assert normal.status_code == 200
 
 
@@ -319,7 +319,7 @@ def test_7_a_slow_header_is_closed_after_the_header_timeout(
     assert answer.startswith(b"HTTP/1.1 408")
     assert time.monotonic() - started < 5
     sock.close()
-    assert httpx.get(f"{app.url}/health").status_code == 200
+    assert httpx2.get(f"{app.url}/health").status_code == 200
 
 
 # ---- 8. Events and heartbeats speak only for their sender, and cannot evict real alerts -------
@@ -337,19 +337,20 @@ def test_8_forged_events_and_heartbeats_cannot_impersonate_or_evict(prod: Prod) 
         },
     }
     mine = prod.droplet(14, "read")
-    impostor = httpx.post(f"{prod.url}/message", json=event, headers=prod.bearer(mine))
+    impostor = httpx2.post(f"{prod.url}/message", json=event, headers=prod.bearer(mine))
     assert impostor.status_code == 403
     beat = {"source": "droplet-1", "message_type": "status", "payload": {"status": "error"}}
     assert (
-        httpx.post(f"{prod.url}/heartbeat", json=beat, headers=prod.bearer(mine)).status_code == 403
+        httpx2.post(f"{prod.url}/heartbeat", json=beat, headers=prod.bearer(mine)).status_code
+        == 403
     )
-    real = httpx.post(
+    real = httpx2.post(
         f"{prod.url}/message", json=event, headers=prod.bearer(prod.droplet(1, "read"))
     )
     assert real.status_code == 202
     forged = {**event, "payload": {**event["payload"], "summary": "FAKE " + "x" * 60_000}}
     started = time.monotonic()
-    statuses = [httpx.post(f"{prod.url}/message", json=forged).status_code for _ in range(200)]
+    statuses = [httpx2.post(f"{prod.url}/message", json=forged).status_code for _ in range(200)]
     took = time.monotonic() - started
     # Rate-limited per sender: 120 a minute. The sliding window counter weighs the previous
     # minute by what is left of it, so a burst straddling a minute boundary may get the
@@ -373,7 +374,9 @@ def test_9_analyze_message_send_heartbeat_are_rate_limited(
     # A budget of 5 always lets a fresh key's first 5 through; of the next two, at least one is
     # refused (crossing a minute edge lets one more through; see tests/channels/test_rate_limit.py).
     analyses = [
-        httpx.post(f"{app.url}/api/analyze", json={"text": "list tasks"}, headers=app.bearer(alice))
+        httpx2.post(
+            f"{app.url}/api/analyze", json={"text": "list tasks"}, headers=app.bearer(alice)
+        )
         for _ in range(7)
     ]
     codes = [a.status_code for a in analyses]
@@ -383,12 +386,12 @@ def test_9_analyze_message_send_heartbeat_are_rate_limited(
     assert 1 <= turns.count(429) <= 2
     beat = {"source": "droplet-16", "message_type": "status", "payload": {"status": "active"}}
     beats = [
-        httpx.post(f"{app.url}/heartbeat", json=beat, headers=app.bearer(droplet)).status_code
+        httpx2.post(f"{app.url}/heartbeat", json=beat, headers=app.bearer(droplet)).status_code
         for _ in range(7)
     ]
     assert beats[:5] == [200] * 5 and 429 in beats
     sends = [
-        httpx.post(
+        httpx2.post(
             f"{app.url}/send",
             json={"target": 14, "payload": {}},
             headers=app.bearer(app.droplet(18, "read", "write")),
@@ -414,7 +417,7 @@ def test_9_the_session_quota_is_atomic_and_counts_every_channel(
             "message_type": "query",
             "payload": {"message": "hello", "metadata": {"user_id": f"u{i}"}},
         }
-        return httpx.post(
+        return httpx2.post(
             f"{app.url}/api/process", json=envelope, headers=app.bearer(token), timeout=30
         ).status_code
 
@@ -452,11 +455,11 @@ def test_12_long_session_ids_and_deep_json_get_standard_errors(prod: Prod) -> No
         "message_type": "query",
         "payload": {"message": "hello", "session_id": "s" * 200},
     }
-    long_id = httpx.post(f"{prod.url}/api/process", json=envelope, headers=prod.bearer(token))
+    long_id = httpx2.post(f"{prod.url}/api/process", json=envelope, headers=prod.bearer(token))
     assert long_id.status_code == 422
     assert long_id.json()["error"]["code"] == "INVALID_REQUEST"
     deep = '{"message": "hi", "metadata": ' + '{"a": ' * 5000 + "1" + "}" * 5000 + "}"
-    rest = httpx.post(
+    rest = httpx2.post(
         f"{prod.url}/api/chat",
         content=deep,
         headers={**prod.bearer(token), "Content-Type": "application/json"},
@@ -479,15 +482,16 @@ def test_13_a_user_named_18_cannot_read_droplet_18s_sessions(prod: Prod) -> None
         "message_type": "query",
         "payload": {"message": "any alerts?", "metadata": {"user_id": "user-voice-77"}},
     }
-    made = httpx.post(f"{prod.url}/api/process", json=envelope, headers=prod.bearer(voice))
+    made = httpx2.post(f"{prod.url}/api/process", json=envelope, headers=prod.bearer(voice))
     sid = made.json()["payload"]["session_id"]
     assert sid == "droplet-18:user-voice-77"
     as_user = prod.user("18", "read", "write")
     assert (
-        httpx.get(f"{prod.url}/api/sessions/{sid}", headers=prod.bearer(as_user)).status_code == 404
+        httpx2.get(f"{prod.url}/api/sessions/{sid}", headers=prod.bearer(as_user)).status_code
+        == 404
     )
     assert (
-        httpx.get(f"{prod.url}/api/sessions/{sid}", headers=prod.bearer(voice)).status_code == 200
+        httpx2.get(f"{prod.url}/api/sessions/{sid}", headers=prod.bearer(voice)).status_code == 200
     )
 
 
@@ -501,14 +505,14 @@ def test_14_a_squatted_session_id_does_not_lock_out_its_real_user(prod: Prod) ->
         "message_type": "query",
         "payload": {"message": "hello", "metadata": {"user_id": "user-voice-77"}},
     }
-    turn = httpx.post(f"{prod.url}/api/process", json=envelope, headers=prod.bearer(voice))
+    turn = httpx2.post(f"{prod.url}/api/process", json=envelope, headers=prod.bearer(voice))
     assert turn.status_code == 200
-    history = httpx.get(f"{prod.url}/api/sessions/{sid}", headers=prod.bearer(voice)).json()
+    history = httpx2.get(f"{prod.url}/api/sessions/{sid}", headers=prod.bearer(voice)).json()
     assert next(h["content"] for h in history["history"]) == "hello"
     # "exists but not yours" and "does not exist" are the same answer.
     eve = prod.user("eve", "read")
-    theirs = httpx.get(f"{prod.url}/api/sessions/{sid}", headers=prod.bearer(eve))
-    absent = httpx.get(f"{prod.url}/api/sessions/no-such-thing", headers=prod.bearer(eve))
+    theirs = httpx2.get(f"{prod.url}/api/sessions/{sid}", headers=prod.bearer(eve))
+    absent = httpx2.get(f"{prod.url}/api/sessions/no-such-thing", headers=prod.bearer(eve))
     assert theirs.status_code == absent.status_code == 404
     assert theirs.json()["error"]["code"] == absent.json()["error"]["code"] == "NOT_FOUND"
 
@@ -562,11 +566,13 @@ def test_16_a_token_without_read_reads_nothing(prod: Prod) -> None:
     assert prod.chat(empty, "show me all droplets").status_code == 403
     envelope = {"source": "18", "message_type": "query", "payload": {"message": "any alerts?"}}
     assert (
-        httpx.post(f"{prod.url}/api/process", json=envelope, headers=prod.bearer(empty)).status_code
+        httpx2.post(
+            f"{prod.url}/api/process", json=envelope, headers=prod.bearer(empty)
+        ).status_code
         == 403
     )
     assert (
-        httpx.post(
+        httpx2.post(
             f"{prod.url}/api/analyze", json={"text": "list tasks"}, headers=prod.bearer(empty)
         ).status_code
         == 403
@@ -584,13 +590,13 @@ def test_16_a_token_without_read_reads_nothing(prod: Prod) -> None:
 
 def test_docs_and_metrics_are_not_public_in_production(prod: Prod) -> None:
     for path in ("/docs", "/redoc", "/openapi.json"):
-        assert httpx.get(f"{prod.url}{path}").status_code == 404
+        assert httpx2.get(f"{prod.url}{path}").status_code == 404
     for path in ("/metrics", "/ws/connections"):
-        assert httpx.get(f"{prod.url}{path}").status_code == 401
+        assert httpx2.get(f"{prod.url}{path}").status_code == 401
         user = prod.user("alice", "read", "write")
-        assert httpx.get(f"{prod.url}{path}", headers=prod.bearer(user)).status_code == 403
+        assert httpx2.get(f"{prod.url}{path}", headers=prod.bearer(user)).status_code == 403
         admin = prod.user("root", "read", "admin")
-        assert httpx.get(f"{prod.url}{path}", headers=prod.bearer(admin)).status_code == 200
+        assert httpx2.get(f"{prod.url}{path}", headers=prod.bearer(admin)).status_code == 200
 
 
 def test_a_token_that_never_expires_is_refused(prod: Prod) -> None:
@@ -633,7 +639,7 @@ def test_17_a_watch_notification_reaches_only_its_owner(
 ) -> None:
     prod = production(watch_check_interval_s=0.2)
     maker = prod.droplet(41, "read", "write")
-    created = httpx.post(
+    created = httpx2.post(
         f"{prod.sandbox.orchestrator_url}/tasks",
         json={
             "task_type": "verify",
@@ -653,7 +659,7 @@ def test_17_a_watch_notification_reaches_only_its_owner(
         prod.socket(bob, f"session_id={sid}") as spy,
         prod.socket(alice, f"session_id={sid}") as tab,
     ):
-        httpx.delete(
+        httpx2.delete(
             f"{prod.sandbox.orchestrator_url}/tasks/{task_id}",
             headers=prod.bearer(maker),
             timeout=10,

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from app.config import Settings
@@ -117,10 +117,10 @@ def summarizing_server(start_live_server: Callable[..., str]) -> Iterator[tuple[
 
 
 @pytest.fixture
-def orchestrator(sandbox: Any) -> Iterator[httpx.Client]:
+def orchestrator(sandbox: Any) -> Iterator[httpx2.Client]:
     """An HTTP client for the sandbox Orchestrator, authenticated as droplet 12."""
     token = sandbox.mint_token(droplet_id=12)
-    client = httpx.Client(
+    client = httpx2.Client(
         base_url=sandbox.orchestrator_url, timeout=10, headers={"Authorization": f"Bearer {token}"}
     )
     yield client

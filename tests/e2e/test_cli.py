@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pexpect
 import pytest
 
@@ -119,7 +119,7 @@ def test_chat_repl_table_and_a_confirmed_action(
     term.wait_for("you> ")
 
     token = sandbox.mint_token(droplet_id=12)
-    listed = httpx.get(
+    listed = httpx2.get(
         f"{sandbox.orchestrator_url}/tasks",
         params={"task_type": "build"},
         headers={"Authorization": f"Bearer {token}"},
@@ -195,7 +195,7 @@ def test_chat_shows_mesh_alerts_while_the_prompt_waits(
     term = chat(tmp_path, "--url", live_server)
     term.wait_for("you> ")
     term.child.send("show me")  # half-typed: the alert must not eat it
-    httpx.post(
+    httpx2.post(
         f"{sandbox.orchestrator_url}/_sandbox/droplets/14/stop-heartbeats"
     ).raise_for_status()
     term.wait_for("(droplet 14)")
@@ -264,9 +264,9 @@ def _wait_healthy(url: str, process: subprocess.Popen[str], timeout: float = 30.
         if process.poll() is not None:
             raise AssertionError(f"exited early with {process.returncode}")
         try:
-            if httpx.get(url, timeout=1).status_code == 200:
+            if httpx2.get(url, timeout=1).status_code == 200:
                 return
-        except httpx.HTTPError:
+        except httpx2.HTTPError:
             pass
         time.sleep(0.2)
     raise AssertionError(f"{url} never answered")
@@ -301,7 +301,7 @@ def test_serve_starts_the_service(tmp_path: Path) -> None:
     )
     try:
         _wait_healthy(f"http://127.0.0.1:{port}/health", process)
-        page = httpx.get(f"http://127.0.0.1:{port}/")
+        page = httpx2.get(f"http://127.0.0.1:{port}/")
         assert page.status_code == 200 and "Chat Orchestrator" in page.text
     finally:
         assert _interrupt(process) == 0

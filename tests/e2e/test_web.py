@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from tests.e2e.conftest import REPO_ROOT
@@ -35,7 +35,7 @@ def wait_for_answers(page: Any, count: int) -> Any:
     return page.locator("article.msg-assistant").nth(count - 1)
 
 
-def tasks(orchestrator: httpx.Client) -> list[dict[str, Any]]:
+def tasks(orchestrator: httpx2.Client) -> list[dict[str, Any]]:
     response = orchestrator.get("/tasks", params={"limit": 500})
     response.raise_for_status()
     body = response.json()
@@ -65,7 +65,9 @@ def test_progress_steps_show_while_a_turn_runs(
     page = open_page(live_server)
     # A slow mesh keeps the turn in flight long enough to watch it.
     for peer in (sandbox.registry_url, sandbox.orchestrator_url):
-        httpx.post(f"{peer}/_sandbox/fault", json={"mode": "slow", "delay": 1.0}).raise_for_status()
+        httpx2.post(
+            f"{peer}/_sandbox/fault", json={"mode": "slow", "delay": 1.0}
+        ).raise_for_status()
     try:
         send(page, "list the tasks")
         row = page.locator(".msg-progress")
@@ -74,13 +76,13 @@ def test_progress_steps_show_while_a_turn_runs(
         assert "Calling" in row.locator(".progress-label").inner_text()
     finally:
         for peer in (sandbox.registry_url, sandbox.orchestrator_url):
-            httpx.post(f"{peer}/_sandbox/fault", json={"mode": "none"}).raise_for_status()
+            httpx2.post(f"{peer}/_sandbox/fault", json={"mode": "none"}).raise_for_status()
     wait_for_answers(page, 1)
     page.locator(".msg-progress").wait_for(state="detached")
 
 
 def test_confirm_creates_the_task_in_the_orchestrator(
-    live_server: str, open_page: Callable[..., Any], orchestrator: httpx.Client
+    live_server: str, open_page: Callable[..., Any], orchestrator: httpx2.Client
 ) -> None:
     before = {t["id"] for t in tasks(orchestrator)}
     page = open_page(live_server)
@@ -111,7 +113,7 @@ def test_confirm_creates_the_task_in_the_orchestrator(
 
 
 def test_cancel_drops_the_pending_action(
-    live_server: str, open_page: Callable[..., Any], orchestrator: httpx.Client
+    live_server: str, open_page: Callable[..., Any], orchestrator: httpx2.Client
 ) -> None:
     before = {t["id"] for t in tasks(orchestrator)}
     page = open_page(live_server)
@@ -124,7 +126,7 @@ def test_cancel_drops_the_pending_action(
 
 
 def test_a_task_can_be_cancelled_through_the_page(
-    live_server: str, open_page: Callable[..., Any], orchestrator: httpx.Client
+    live_server: str, open_page: Callable[..., Any], orchestrator: httpx2.Client
 ) -> None:
     # A capability nobody has keeps the task pending (the router would hand it out otherwise).
     response = orchestrator.post(
@@ -153,7 +155,7 @@ def test_stopped_heartbeats_raise_an_alert_in_the_events_panel(
     live_server: str, open_page: Callable[..., Any], sandbox: Any
 ) -> None:
     page = open_page(live_server)
-    httpx.post(
+    httpx2.post(
         f"{sandbox.orchestrator_url}/_sandbox/droplets/14/stop-heartbeats"
     ).raise_for_status()
     alert = page.locator("#events li.event:not(.sev-info)", has_text="14").first
@@ -195,7 +197,7 @@ def test_reload_restores_the_conversation_and_the_session(
 
 
 def test_injected_names_and_titles_render_as_inert_text(
-    live_server: str, open_page: Callable[..., Any], orchestrator: httpx.Client
+    live_server: str, open_page: Callable[..., Any], orchestrator: httpx2.Client
 ) -> None:
     response = orchestrator.post(
         "/tasks",
@@ -392,7 +394,7 @@ def test_screenshot_of_a_working_session(
     page = open_page(live_server, width=1280, height=900)
     send(page, "show me all droplets")
     wait_for_answers(page, 1).locator("table").wait_for()
-    httpx.post(
+    httpx2.post(
         f"{sandbox.orchestrator_url}/_sandbox/droplets/14/stop-heartbeats"
     ).raise_for_status()
     send(page, "create a build task for droplet 16 priority 2")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-import httpx
+import httpx2
 
 from tests.fakes import gemini as g
 from tests.fakes import openai as o
@@ -37,7 +37,7 @@ def test_gemini_keys_are_normalised_but_user_data_is_not() -> None:
 
 
 def test_gemini_unscripted_request_is_a_500_and_responder_and_default_apply() -> None:
-    with g.FakeGemini() as fake, httpx.Client(base_url=fake.base_url) as http:
+    with g.FakeGemini() as fake, httpx2.Client(base_url=fake.base_url) as http:
         url = "/v1beta/models/m:generateContent"
         request = {"contents": [{"role": "user", "parts": [{"text": "ping"}]}]}
         assert http.post(url, json=request).status_code == 500
@@ -54,7 +54,7 @@ def test_gemini_unscripted_request_is_a_500_and_responder_and_default_apply() ->
 
 
 def test_gemini_stream_without_sse_is_a_json_array() -> None:
-    with g.FakeGemini(default=g.text("two words")) as fake, httpx.Client() as http:
+    with g.FakeGemini(default=g.text("two words")) as fake, httpx2.Client() as http:
         reply = http.post(f"{fake.base_url}/v1/models/m:streamGenerateContent", json={})
         chunks = reply.json()
     assert [c["candidates"][0]["content"]["parts"][0]["text"] for c in chunks] == ["two ", "words"]
@@ -66,7 +66,7 @@ async def test_openai_streamed_tool_call_reassembles() -> None:
     request = {"model": "m", "messages": [{"role": "user", "content": "go"}], "stream": True}
     with o.FakeOpenAI(default=o.tool_call("create_task", args)) as fake:
         async with (
-            httpx.AsyncClient() as http,
+            httpx2.AsyncClient() as http,
             http.stream("POST", f"{fake.base_url}/chat/completions", json=request) as reply,
         ):
             events = [

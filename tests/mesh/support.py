@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import httpx2
 import structlog
 from structlog.typing import EventDict
 
@@ -91,7 +91,7 @@ def peers_for(
 
 
 async def sandbox_post(base_url: str, path: str, body: Any = None) -> Any:
-    async with httpx.AsyncClient(base_url=base_url, timeout=5.0) as client:
+    async with httpx2.AsyncClient(base_url=base_url, timeout=5.0) as client:
         response = await client.post(path, json=body)
         response.raise_for_status()
         return response.json()

@@ -6,7 +6,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from structlog.testing import capture_logs
 
@@ -140,7 +140,7 @@ def both_beat(logs: Logs) -> Callable[[], bool]:
 
 
 async def registry_row(mesh: MeshHandle, droplet_id: int = 12) -> dict[str, Any] | None:
-    async with httpx.AsyncClient() as client:
+    async with httpx2.AsyncClient() as client:
         response = await client.get(
             f"{mesh.registry_url}/registry/droplets", headers={"X-Registry-Key": mesh.registry_key}
         )

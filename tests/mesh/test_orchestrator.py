@@ -9,7 +9,7 @@ from datetime import UTC
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import jwt
 import pytest
 from starlette.applications import Starlette
@@ -478,31 +478,31 @@ class Slept(list[float]):
 
 
 class Scripted:
-    """An Orchestrator on `httpx.MockTransport`: accepts tokens signed by `keys`, else 401."""
+    """An Orchestrator on `httpx2.MockTransport`: accepts tokens signed by `keys`, else 401."""
 
     def __init__(self, keys: KeyPair) -> None:
         self.keys = keys
         self.seen: list[tuple[str, str, str | None]] = []
         self.slept = Slept()
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
         authorization = request.headers.get("authorization")
         self.seen.append((request.method, request.url.path, authorization))
         if request.url.path == "/state":
-            return httpx.Response(200, json={"payload": {"cpu_percent": 1.0}, "message_type": "x"})
+            return httpx2.Response(200, json={"payload": {"cpu_percent": 1.0}, "message_type": "x"})
         try:
             token = (authorization or "").removeprefix("Bearer ")
             jwt.decode(token, self.keys.public_pem, algorithms=["RS256"])
         except jwt.PyJWTError:
-            return httpx.Response(401, json={"detail": "Could not validate credentials"})
+            return httpx2.Response(401, json={"detail": "Could not validate credentials"})
         created = {"task_id": 7, "status": "pending", "trace_id": "t"}
-        return httpx.Response(201, json={"message_type": "response", "payload": created})
+        return httpx2.Response(201, json={"message_type": "response", "payload": created})
 
     def client(self, **given: Any) -> OrchestratorClient:
         return OrchestratorClient(
             base_url="http://orchestrator.test",
             credentials=OrchestratorCredentials(**given),
-            client=httpx.AsyncClient(transport=httpx.MockTransport(self)),
+            client=httpx2.AsyncClient(transport=httpx2.MockTransport(self)),
             failure_threshold=1,
             sleep=self.slept.append_async,
         )

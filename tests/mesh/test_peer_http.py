@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from importlib.abc import MetaPathFinder
 from importlib.machinery import ModuleSpec
 from types import ModuleType
 
+import httpx2
 import pytest
-from httpcore._synchronization import current_async_library
+
+from app.mesh.peer_http import exchange
+
+_BODY = b'{"droplets":[],"count":0}'
+_ANSWER = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (
+    len(_BODY),
+    _BODY,
+)
 
 
 class _Counting(MetaPathFinder):
@@ -26,13 +35,42 @@ class _Counting(MetaPathFinder):
         return None  # let the real finders answer
 
 
-async def test_each_peer_request_does_not_search_sys_path_for_sniffio(
-    monkeypatch: pytest.MonkeyPatch,
+async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    # A keep-alive HTTP/1.1 server that answers every GET with the same JSON.
+    try:
+        while True:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(_ANSWER)
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        writer.close()
+
+
+@pytest.fixture
+async def base_url() -> AsyncIterator[str]:
+    server = await asyncio.start_server(_serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_peer_requests_do_not_search_sys_path(
+    monkeypatch: pytest.MonkeyPatch, base_url: str
 ) -> None:
-    # httpcore asks sniffio which async library runs, several times per request; with sniffio
-    # missing every ask was a failed import that searched all of sys.path (~30 us each).
-    finder = _Counting()
-    monkeypatch.setattr(sys, "meta_path", [finder, *sys.meta_path])
-    for _ in range(3):
-        assert current_async_library() == "asyncio"
+    # httpcore (plain httpx) imported sniffio on every request when it was missing: a failed
+    # import that searched all of sys.path (~30 us, several times per peer call). The client we
+    # ship must import nothing per request, whether or not sniffio is installed.
+    async with httpx2.AsyncClient(timeout=5.0) as client:
+        first = await exchange(client, "GET", f"{base_url}/droplets", peer="registry", label="x")
+        assert first.body == {"droplets": [], "count": 0}
+        finder = _Counting()
+        monkeypatch.setattr(sys, "meta_path", [finder, *sys.meta_path])
+        for _ in range(3):
+            response = await exchange(
+                client, "GET", f"{base_url}/droplets", peer="registry", label="x"
+            )
+            assert response.status_code == 200
     assert finder.searches == []

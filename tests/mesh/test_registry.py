@@ -5,7 +5,7 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import httpx
+import httpx2
 import jwt
 import pytest
 
@@ -56,7 +56,7 @@ async def registry(mesh: MeshHandle, clock: Clock) -> AsyncIterator[RegistryClie
 
 
 async def raw_rows(mesh: MeshHandle) -> list[dict[str, object]]:
-    async with httpx.AsyncClient() as client:
+    async with httpx2.AsyncClient() as client:
         response = await client.get(
             f"{mesh.registry_url}/registry/droplets", headers={"X-Registry-Key": mesh.registry_key}
         )
@@ -219,15 +219,15 @@ async def test_public_registry_has_no_token_routes(key_dir: Path) -> None:
 def published(body: object) -> RegistryClient:
     """A Registry whose key URL answers `body` (text when a str), on a scripted transport."""
 
-    def answer(request: httpx.Request) -> httpx.Response:
+    def answer(request: httpx2.Request) -> httpx2.Response:
         if isinstance(body, str):
-            return httpx.Response(200, text=body)
-        return httpx.Response(200, json=body)
+            return httpx2.Response(200, text=body)
+        return httpx2.Response(200, json=body)
 
     return RegistryClient(
         base_url="http://registry.test",
         api_key="k",
-        client=httpx.AsyncClient(transport=httpx.MockTransport(answer)),
+        client=httpx2.AsyncClient(transport=httpx2.MockTransport(answer)),
     )
 
 

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from sandbox.keys import write_key_pair
@@ -52,8 +52,8 @@ def mesh(start: Callable[..., MeshHandle]) -> MeshHandle:
 
 
 @pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=5.0) as client:
+def http() -> Iterator[httpx2.Client]:
+    with httpx2.Client(timeout=5.0) as client:
         yield client
 
 
@@ -74,14 +74,14 @@ def envelope(payload: dict[str, Any], message_type: str = "command") -> dict[str
 
 
 def register(
-    http: httpx.Client,
+    http: httpx2.Client,
     mesh: MeshHandle,
     *,
     droplet_id: int = 12,
     endpoint: str = "http://127.0.0.1:9",
     capabilities: list[str] | None = None,
     token: str | None = None,
-) -> httpx.Response:
+) -> httpx2.Response:
     """Register at the Orchestrator the way an adapter must: retry once past the first-time 500."""
     body = {
         "droplet_id": droplet_id,

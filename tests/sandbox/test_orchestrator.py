@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-import httpx
+import httpx2
 import jwt
 import pytest
 from websockets.exceptions import InvalidStatus
@@ -50,7 +50,7 @@ def h12(mesh: MeshHandle, **kwargs: Any) -> dict[str, str]:
     return bearer(mesh.mint_token(12, **kwargs))
 
 
-def payload_of(response: httpx.Response) -> Any:
+def payload_of(response: httpx2.Response) -> Any:
     body = response.json()
     assert list(body) == ENVELOPE_KEYS
     assert (body["udc_version"], body["source"], body["message_type"]) == (
@@ -61,7 +61,9 @@ def payload_of(response: httpx.Response) -> Any:
     return body["payload"]
 
 
-def create_task(http: httpx.Client, mesh: MeshHandle, token: str | None = None, **spec: Any) -> int:
+def create_task(
+    http: httpx2.Client, mesh: MeshHandle, token: str | None = None, **spec: Any
+) -> int:
     body = {"task_type": "custom", "title": "Answer user question", "payload": {}} | spec
     response = http.post(
         f"{mesh.orchestrator_url}/tasks", json=body, headers=bearer(token or mesh.mint_token(12))
@@ -70,13 +72,13 @@ def create_task(http: httpx.Client, mesh: MeshHandle, token: str | None = None, 
     return int(payload_of(response)["task_id"])
 
 
-def get_task(http: httpx.Client, mesh: MeshHandle, task_id: int) -> dict[str, Any]:
+def get_task(http: httpx2.Client, mesh: MeshHandle, task_id: int) -> dict[str, Any]:
     response = http.get(f"{mesh.orchestrator_url}/tasks/{task_id}", headers=h12(mesh))
     task: dict[str, Any] = payload_of(response)["task"]
     return task
 
 
-def droplets(http: httpx.Client, mesh: MeshHandle, **params: str) -> dict[int, dict[str, Any]]:
+def droplets(http: httpx2.Client, mesh: MeshHandle, **params: str) -> dict[int, dict[str, Any]]:
     response = http.get(f"{mesh.orchestrator_url}/droplets", params=params, headers=h12(mesh))
     return {d["droplet_id"]: d for d in payload_of(response)["droplets"]}
 
@@ -102,7 +104,7 @@ def next_event(ws: ClientConnection, event: str, timeout: float = 5.0) -> dict[s
 # -- open endpoints and auth -------------------------------------------------------------------
 
 
-def test_open_endpoints(bare: MeshHandle, http: httpx.Client) -> None:
+def test_open_endpoints(bare: MeshHandle, http: httpx2.Client) -> None:
     url = bare.orchestrator_url
     health = http.get(f"{url}/health").json()
     assert {k: health[k] for k in ("id", "name", "steward", "status", "endpoint")} == {
@@ -121,7 +123,7 @@ def test_open_endpoints(bare: MeshHandle, http: httpx.Client) -> None:
     assert http.get(f"{url}/dependencies").json()["missing"] == ["Registry v2 (#3)"]
 
 
-def test_auth_failures(bare: MeshHandle, http: httpx.Client) -> None:
+def test_auth_failures(bare: MeshHandle, http: httpx2.Client) -> None:
     url = f"{bare.orchestrator_url}/droplets"
     response = http.get(url)
     assert (response.status_code, response.json()) == (401, {"detail": "Not authenticated"})
@@ -142,7 +144,7 @@ def test_auth_failures(bare: MeshHandle, http: httpx.Client) -> None:
 
 
 def test_string_droplet_id_authenticates_but_fails_identity(
-    bare: MeshHandle, http: httpx.Client
+    bare: MeshHandle, http: httpx2.Client
 ) -> None:
     register(http, bare)
     response = http.post(
@@ -155,7 +157,7 @@ def test_string_droplet_id_authenticates_but_fails_identity(
 
 
 def test_token_endpoint_only_when_configured(
-    bare: MeshHandle, start: Callable[..., MeshHandle], http: httpx.Client
+    bare: MeshHandle, start: Callable[..., MeshHandle], http: httpx2.Client
 ) -> None:
     body = {"droplet_id": 12, "secret_key": "local-orchestrator-secret"}
     response = http.post(f"{bare.orchestrator_url}/auth/token", json=body)
@@ -179,7 +181,7 @@ def test_token_endpoint_only_when_configured(
     assert register(http, mesh, token=issued["access_token"]).status_code == 201
 
 
-def test_every_404_is_rewritten(bare: MeshHandle, http: httpx.Client) -> None:
+def test_every_404_is_rewritten(bare: MeshHandle, http: httpx2.Client) -> None:
     for path in ("/nowhere", "/tasks/999999", "/droplets/77/capabilities"):
         response = http.get(f"{bare.orchestrator_url}{path}", headers=h12(bare))
         assert response.status_code == 404
@@ -193,7 +195,7 @@ def test_every_404_is_rewritten(bare: MeshHandle, http: httpx.Client) -> None:
 # -- droplets ------------------------------------------------------------------------------------
 
 
-def test_first_registration_is_a_500_then_updated(bare: MeshHandle, http: httpx.Client) -> None:
+def test_first_registration_is_a_500_then_updated(bare: MeshHandle, http: httpx2.Client) -> None:
     body = envelope(
         {"droplet_id": 12, "name": "Chat Orchestrator", "steward": "local-test",
          "endpoint": "http://127.0.0.1:8012", "capabilities": CHAT_CAPABILITIES}
@@ -222,7 +224,7 @@ def test_first_registration_is_a_500_then_updated(bare: MeshHandle, http: httpx.
 
 
 def test_clean_peer_registers_first_time(
-    start: Callable[..., MeshHandle], http: httpx.Client
+    start: Callable[..., MeshHandle], http: httpx2.Client
 ) -> None:
     mesh = start(seed=False, quirks=False)
     body = {"droplet_id": 12, "name": "Chat Orchestrator", "endpoint": "http://x"}
@@ -232,7 +234,7 @@ def test_clean_peer_registers_first_time(
     assert response.json()["target"] == "client"
 
 
-def test_register_validation_and_capability_wipe(bare: MeshHandle, http: httpx.Client) -> None:
+def test_register_validation_and_capability_wipe(bare: MeshHandle, http: httpx2.Client) -> None:
     url = f"{bare.orchestrator_url}/droplets/register"
     response = http.post(url, json={"droplet_id": 12, "name": "x"}, headers=h12(bare))
     assert response.status_code == 422
@@ -244,7 +246,7 @@ def test_register_validation_and_capability_wipe(bare: MeshHandle, http: httpx.C
     assert droplets(http, bare)[12]["capabilities"] == "[]"
 
 
-def test_heartbeat_rules(bare: MeshHandle, http: httpx.Client) -> None:
+def test_heartbeat_rules(bare: MeshHandle, http: httpx2.Client) -> None:
     url = f"{bare.orchestrator_url}/droplets/12/heartbeat"
     response = http.post(url, json={"status": "active"}, headers=h12(bare))
     assert response.status_code == 404  # not registered yet: re-register
@@ -285,7 +287,7 @@ def test_heartbeat_rules(bare: MeshHandle, http: httpx.Client) -> None:
     assert droplets(http, bare)[12]["status"] == "error"
 
 
-def test_droplet_listing(mesh: MeshHandle, http: httpx.Client) -> None:
+def test_droplet_listing(mesh: MeshHandle, http: httpx2.Client) -> None:
     register(http, mesh)
     listing = droplets(http, mesh)
     assert sorted(listing) == [1, 2, 10, 12, 14, 16, 18]
@@ -315,7 +317,7 @@ def test_droplet_listing(mesh: MeshHandle, http: httpx.Client) -> None:
 
 
 def test_droplet_details_quirk(
-    mesh: MeshHandle, start: Callable[..., MeshHandle], http: httpx.Client
+    mesh: MeshHandle, start: Callable[..., MeshHandle], http: httpx2.Client
 ) -> None:
     response = http.get(f"{mesh.orchestrator_url}/droplets/10", headers=h12(mesh))
     assert response.status_code == 500
@@ -332,7 +334,7 @@ def test_droplet_details_quirk(
 # -- tasks ---------------------------------------------------------------------------------------
 
 
-def test_seeded_tasks_cover_every_state(mesh: MeshHandle, http: httpx.Client) -> None:
+def test_seeded_tasks_cover_every_state(mesh: MeshHandle, http: httpx2.Client) -> None:
     listing = payload_of(http.get(f"{mesh.orchestrator_url}/tasks", headers=h12(mesh)))
     statuses = sorted(t["status"] for t in listing["tasks"])
     assert statuses == ["assigned", "cancelled", "completed", "failed", "in_progress", "pending"]
@@ -344,7 +346,7 @@ def test_seeded_tasks_cover_every_state(mesh: MeshHandle, http: httpx.Client) ->
     ]  # fmt: skip
 
 
-def test_create_task_validation(bare: MeshHandle, http: httpx.Client) -> None:
+def test_create_task_validation(bare: MeshHandle, http: httpx2.Client) -> None:
     url = f"{bare.orchestrator_url}/tasks"
     bad = {"task_type": "custom", "title": "x", "priority": 0, "payload": {}}
     response = http.post(url, json=bad, headers=h12(bare))
@@ -363,7 +365,7 @@ def test_create_task_validation(bare: MeshHandle, http: httpx.Client) -> None:
     assert http.post(url, content=b"{nope", headers=h12(bare)).json() == {"detail": "Invalid JSON"}
 
 
-def test_create_and_read_task(bare: MeshHandle, http: httpx.Client) -> None:
+def test_create_and_read_task(bare: MeshHandle, http: httpx2.Client) -> None:
     spec = {
         "task_type": "custom",
         "title": "Answer user question",
@@ -404,7 +406,7 @@ def test_create_and_read_task(bare: MeshHandle, http: httpx.Client) -> None:
     assert cancel.status_code == 403
 
 
-def test_list_tasks_filters(bare: MeshHandle, http: httpx.Client) -> None:
+def test_list_tasks_filters(bare: MeshHandle, http: httpx2.Client) -> None:
     url = f"{bare.orchestrator_url}/tasks"
     first = create_task(http, bare, priority=5, task_type="verify", required_capability="none")
     second = create_task(http, bare, priority=2, required_capability="none")
@@ -427,7 +429,7 @@ def test_list_tasks_filters(bare: MeshHandle, http: httpx.Client) -> None:
 
 
 def test_assigned_filter_for_unregistered_droplet(
-    mesh: MeshHandle, start: Callable[..., MeshHandle], http: httpx.Client
+    mesh: MeshHandle, start: Callable[..., MeshHandle], http: httpx2.Client
 ) -> None:
     """Quirk from the real route: an unknown assigned_droplet_id drops the filter."""
     params: dict[str, str | int] = {"assigned_droplet_id": 12, "status": "assigned"}
@@ -443,7 +445,7 @@ def test_assigned_filter_for_unregistered_droplet(
 
 
 def test_router_assigns_by_capability_never_to_seeded_droplets(
-    mesh: MeshHandle, http: httpx.Client
+    mesh: MeshHandle, http: httpx2.Client
 ) -> None:
     register(http, mesh)
     chat = create_task(http, mesh, required_capability="chat")
@@ -468,7 +470,7 @@ def test_router_assigns_by_capability_never_to_seeded_droplets(
     assert sorted(t["id"] for t in payload_of(polled)["tasks"]) == sorted([chat, anything])
 
 
-def test_state_machine(bare: MeshHandle, http: httpx.Client) -> None:
+def test_state_machine(bare: MeshHandle, http: httpx2.Client) -> None:
     register(http, bare)
     task_id = create_task(http, bare, required_capability="chat")
     wait_for(lambda: get_task(http, bare, task_id)["status"] == "assigned")
@@ -507,7 +509,7 @@ def test_state_machine(bare: MeshHandle, http: httpx.Client) -> None:
     assert again.json() == {"detail": "Cannot transition from terminal status: completed"}
 
 
-def test_cancel_rules(bare: MeshHandle, http: httpx.Client) -> None:
+def test_cancel_rules(bare: MeshHandle, http: httpx2.Client) -> None:
     register(http, bare)
     base = f"{bare.orchestrator_url}/tasks"
     pending = create_task(http, bare, required_capability="nobody_has_this")
@@ -537,7 +539,7 @@ def test_cancel_rules(bare: MeshHandle, http: httpx.Client) -> None:
 
 
 def test_inactive_expiry_requeues_and_announces(
-    start: Callable[..., MeshHandle], http: httpx.Client
+    start: Callable[..., MeshHandle], http: httpx2.Client
 ) -> None:
     mesh = start(inactive_after=2.5)
     beat_url = f"{mesh.orchestrator_url}/droplets/12/heartbeat"
@@ -579,7 +581,7 @@ def test_inactive_expiry_requeues_and_announces(
     wait_for(lambda: get_task(http, mesh, task_id)["status"] == "assigned")
 
 
-def test_stop_heartbeats_hook(start: Callable[..., MeshHandle], http: httpx.Client) -> None:
+def test_stop_heartbeats_hook(start: Callable[..., MeshHandle], http: httpx2.Client) -> None:
     mesh = start(inactive_after=1.5)
     url = mesh.orchestrator_url
     assert http.post(f"{url}/_sandbox/droplets/14/stop-heartbeats").json() == {
@@ -596,7 +598,7 @@ def test_stop_heartbeats_hook(start: Callable[..., MeshHandle], http: httpx.Clie
 
 
 def test_tick_runs_background_work_now(
-    start: Callable[..., MeshHandle], http: httpx.Client
+    start: Callable[..., MeshHandle], http: httpx2.Client
 ) -> None:
     mesh = start(router_interval=600)
     register(http, mesh)
@@ -609,7 +611,7 @@ def test_tick_runs_background_work_now(
     assert get_task(http, mesh, task_id)["assigned_droplet_id"] == 12
 
 
-def test_websocket_events(start: Callable[..., MeshHandle], http: httpx.Client) -> None:
+def test_websocket_events(start: Callable[..., MeshHandle], http: httpx2.Client) -> None:
     mesh = start(seed=False, ws_ping_interval=0.2)
     with connect(ws_url(mesh, "tasks", mesh.mint_token(12))) as ws:
         ping = next_event(ws, "ping")
@@ -650,7 +652,7 @@ def message(
     return body | overrides
 
 
-def test_message_endpoint(bare: MeshHandle, http: httpx.Client) -> None:
+def test_message_endpoint(bare: MeshHandle, http: httpx2.Client) -> None:
     url = f"{bare.orchestrator_url}/message"
     register(http, bare)
     response = http.post(url, json=message({"query": "droplet_list"}))  # no token needed
@@ -702,7 +704,7 @@ def test_message_endpoint(bare: MeshHandle, http: httpx.Client) -> None:
 
 
 def test_send_delivers_an_unauthenticated_envelope(
-    bare: MeshHandle, http: httpx.Client, receiver: Receiver
+    bare: MeshHandle, http: httpx2.Client, receiver: Receiver
 ) -> None:
     register(http, bare, endpoint=receiver.url)
     response = http.post(
@@ -740,11 +742,11 @@ def test_send_delivers_an_unauthenticated_envelope(
     assert is_naive_iso(got.body["timestamp"])
 
 
-def test_send_failures(start: Callable[..., MeshHandle], http: httpx.Client) -> None:
+def test_send_failures(start: Callable[..., MeshHandle], http: httpx2.Client) -> None:
     mesh = start(seed=False, send_timeout=0.3)
     url = f"{mesh.orchestrator_url}/send"
 
-    def send(target: int) -> httpx.Response:
+    def send(target: int) -> httpx2.Response:
         params: dict[str, str | int] = {"target_droplet_id": target, "message_type": "event"}
         return http.post(url, params=params, json={"event": "x"}, headers=h12(mesh))
 
@@ -772,7 +774,7 @@ def test_send_failures(start: Callable[..., MeshHandle], http: httpx.Client) -> 
     assert unreachable.json()["detail"].startswith("Failed to send message:")
 
 
-def test_broadcast_needs_admin(bare: MeshHandle, http: httpx.Client, receiver: Receiver) -> None:
+def test_broadcast_needs_admin(bare: MeshHandle, http: httpx2.Client, receiver: Receiver) -> None:
     register(http, bare, endpoint=receiver.url)
     url = f"{bare.orchestrator_url}/broadcast"
     params = {"message_type": "event", "capability_filter": "chat"}
@@ -791,7 +793,7 @@ def test_broadcast_needs_admin(bare: MeshHandle, http: httpx.Client, receiver: R
 # -- faults and restarts ------------------------------------------------------------------------
 
 
-def test_fault_modes(bare: MeshHandle, http: httpx.Client) -> None:
+def test_fault_modes(bare: MeshHandle, http: httpx2.Client) -> None:
     url = bare.orchestrator_url
     fault = f"{url}/_sandbox/fault"
     http.post(fault, json={"mode": "error500"})
@@ -805,24 +807,24 @@ def test_fault_modes(bare: MeshHandle, http: httpx.Client) -> None:
         http.get(f"{url}/health").json()
 
     http.post(fault, json={"mode": "drop"})
-    with pytest.raises(httpx.RemoteProtocolError):
+    with pytest.raises(httpx2.RemoteProtocolError):
         http.get(f"{url}/health")
 
     http.post(fault, json={"mode": "slow", "delay": 0.5})
-    with pytest.raises(httpx.ReadTimeout):
+    with pytest.raises(httpx2.ReadTimeout):
         http.get(f"{url}/health", timeout=0.2)
 
     http.post(fault, json={"mode": "none"})
     assert http.get(f"{url}/health").status_code == 200
 
 
-def test_restart_on_the_same_port_keeps_state(bare: MeshHandle, http: httpx.Client) -> None:
+def test_restart_on_the_same_port_keeps_state(bare: MeshHandle, http: httpx2.Client) -> None:
     register(http, bare)
     task_id = create_task(http, bare, required_capability="nobody_has_this")
     token = bare.mint_token(12)
     url = bare.orchestrator_url
     bare.stop_orchestrator()
-    with pytest.raises(httpx.ConnectError):
+    with pytest.raises(httpx2.ConnectError):
         http.get(f"{url}/health")
     bare.start_orchestrator()
     assert bare.orchestrator_url == url

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import httpx
+import httpx2
 import jwt
 import pytest
 
@@ -32,7 +32,7 @@ def keyed(mesh: MeshHandle) -> dict[str, str]:
     return {"X-Registry-Key": mesh.registry_key}
 
 
-def rows(http: httpx.Client, mesh: MeshHandle) -> dict[str, dict[str, object]]:
+def rows(http: httpx2.Client, mesh: MeshHandle) -> dict[str, dict[str, object]]:
     listing = http.get(f"{mesh.registry_url}/registry/droplets", headers=keyed(mesh)).json()
     return {row["id"]: row for row in listing}
 
@@ -42,7 +42,7 @@ def bare(start: Callable[..., MeshHandle]) -> MeshHandle:
     return start(seed=False)
 
 
-def test_open_endpoints(bare: MeshHandle, http: httpx.Client) -> None:
+def test_open_endpoints(bare: MeshHandle, http: httpx2.Client) -> None:
     url = bare.registry_url
     assert http.get(f"{url}/health").json() == {"status": "ok"}
     assert http.get(f"{url}/capabilities").json()["features"] == [
@@ -56,7 +56,7 @@ def test_open_endpoints(bare: MeshHandle, http: httpx.Client) -> None:
     assert "droplet_uptime_seconds" in http.get(f"{url}/metrics").text
 
 
-def test_registry_key_required(bare: MeshHandle, http: httpx.Client) -> None:
+def test_registry_key_required(bare: MeshHandle, http: httpx2.Client) -> None:
     calls = [
         ("POST", "/registry/register"),
         ("POST", "/registry/heartbeat"),
@@ -72,7 +72,7 @@ def test_registry_key_required(bare: MeshHandle, http: httpx.Client) -> None:
             assert response.json() == {"detail": "unauthorized"}
 
 
-def test_register_heartbeat_and_list(bare: MeshHandle, http: httpx.Client) -> None:
+def test_register_heartbeat_and_list(bare: MeshHandle, http: httpx2.Client) -> None:
     url = bare.registry_url
     response = http.post(f"{url}/registry/register", json=FULL_ROW, headers=keyed(bare))
     assert (response.status_code, response.json()) == (201, {"id": "droplet-12"})
@@ -95,7 +95,7 @@ def test_register_heartbeat_and_list(bare: MeshHandle, http: httpx.Client) -> No
     assert http.get(f"{url}/dependencies").json() == {"connected": ["drop12.local"]}
 
 
-def test_register_id_rules(bare: MeshHandle, http: httpx.Client) -> None:
+def test_register_id_rules(bare: MeshHandle, http: httpx2.Client) -> None:
     url = f"{bare.registry_url}/registry/register"
     response = http.post(url, json={"name": "nobody"}, headers=keyed(bare))
     assert (response.status_code, response.json()) == (400, {"detail": "id or fqdn required"})
@@ -106,7 +106,9 @@ def test_register_id_rules(bare: MeshHandle, http: httpx.Client) -> None:
     assert set(rows(http, bare)) == {"drop99.local", "droplet-98"}
 
 
-def test_register_overwrites_omitted_fields_with_null(bare: MeshHandle, http: httpx.Client) -> None:
+def test_register_overwrites_omitted_fields_with_null(
+    bare: MeshHandle, http: httpx2.Client
+) -> None:
     url = bare.registry_url
     http.post(f"{url}/registry/register", json=FULL_ROW | {"cost_hour": 0.5}, headers=keyed(bare))
     http.post(f"{url}/registry/register", json={"id": "droplet-12"}, headers=keyed(bare))
@@ -118,7 +120,7 @@ def test_register_overwrites_omitted_fields_with_null(bare: MeshHandle, http: ht
     assert (row["cpu"], row["mem"], row["disk"]) == (None, None, None)
 
 
-def test_heartbeat_unknown_and_clamping(bare: MeshHandle, http: httpx.Client) -> None:
+def test_heartbeat_unknown_and_clamping(bare: MeshHandle, http: httpx2.Client) -> None:
     url = bare.registry_url
     response = http.post(
         f"{url}/registry/heartbeat", json={"id": "droplet-99"}, headers=keyed(bare)
@@ -135,7 +137,7 @@ def test_heartbeat_unknown_and_clamping(bare: MeshHandle, http: httpx.Client) ->
 
 
 def test_rows_go_down_after_stale_after(
-    start: Callable[..., MeshHandle], http: httpx.Client
+    start: Callable[..., MeshHandle], http: httpx2.Client
 ) -> None:
     mesh = start(seed=False, stale_after=0.6)
     url = mesh.registry_url
@@ -148,7 +150,7 @@ def test_rows_go_down_after_stale_after(
     assert rows(http, mesh)["droplet-12"]["status"] == "healthy"
 
 
-def test_seed_rows_and_the_stale_one(start: Callable[..., MeshHandle], http: httpx.Client) -> None:
+def test_seed_rows_and_the_stale_one(start: Callable[..., MeshHandle], http: httpx2.Client) -> None:
     mesh = start(stale_after=1.5)
     seeded = rows(http, mesh)
     assert list(seeded) == [f"droplet-{n}" for n in (1, 2, 10, 14, 16, 18)]
@@ -169,7 +171,7 @@ def test_seed_rows_and_the_stale_one(start: Callable[..., MeshHandle], http: htt
     )
 
 
-def test_public_registry_issues_no_tokens(bare: MeshHandle, http: httpx.Client) -> None:
+def test_public_registry_issues_no_tokens(bare: MeshHandle, http: httpx2.Client) -> None:
     url = bare.registry_url
     for path in ("/auth/public-key", "/.well-known/jwks.json"):
         response = http.get(f"{url}{path}")
@@ -178,7 +180,7 @@ def test_public_registry_issues_no_tokens(bare: MeshHandle, http: httpx.Client) 
     assert response.status_code == 404
 
 
-def test_deployed_variant_tokens(start: Callable[..., MeshHandle], http: httpx.Client) -> None:
+def test_deployed_variant_tokens(start: Callable[..., MeshHandle], http: httpx2.Client) -> None:
     mesh = start(seed=False, deployed_registry=True)
     assert mesh.registry_public_key_path is not None
     url = mesh.registry_url
@@ -207,7 +209,7 @@ def test_deployed_variant_tokens(start: Callable[..., MeshHandle], http: httpx.C
     assert rejected.json() == {"detail": "Could not validate credentials"}
 
 
-def test_fault_modes(bare: MeshHandle, http: httpx.Client) -> None:
+def test_fault_modes(bare: MeshHandle, http: httpx2.Client) -> None:
     url = bare.registry_url
     fault = f"{url}/_sandbox/fault"
 
@@ -224,7 +226,7 @@ def test_fault_modes(bare: MeshHandle, http: httpx.Client) -> None:
         response.json()
 
     http.post(fault, json={"mode": "drop"})
-    with pytest.raises(httpx.RemoteProtocolError):
+    with pytest.raises(httpx2.RemoteProtocolError):
         http.get(f"{url}/health")
 
     assert http.post(fault, json={"mode": "slow", "delay": 0.4}).json()["delay"] == 0.4
@@ -237,11 +239,11 @@ def test_fault_modes(bare: MeshHandle, http: httpx.Client) -> None:
     assert http.post(fault, json={"mode": "explode"}).status_code == 422
 
 
-def test_restart_on_the_same_port_keeps_rows(bare: MeshHandle, http: httpx.Client) -> None:
+def test_restart_on_the_same_port_keeps_rows(bare: MeshHandle, http: httpx2.Client) -> None:
     url = bare.registry_url
     http.post(f"{url}/registry/register", json=FULL_ROW, headers=keyed(bare))
     bare.stop_registry()
-    with pytest.raises(httpx.ConnectError):
+    with pytest.raises(httpx2.ConnectError):
         http.get(f"{url}/health")
     bare.start_registry()
     assert bare.registry_url == url

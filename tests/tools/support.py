@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 from hypothesis import strategies as st
 
 from app.domain.identity import Caller, Identity
@@ -217,7 +217,7 @@ class LiveMesh:
 
     async def tick(self) -> dict[str, Any]:
         """Run the sandbox Orchestrator's router once (tasks are routed only on a tick)."""
-        async with httpx.AsyncClient(base_url=self.handle.orchestrator_url, timeout=5) as http:
+        async with httpx2.AsyncClient(base_url=self.handle.orchestrator_url, timeout=5) as http:
             response = await http.post("/_sandbox/tick")
             response.raise_for_status()
             body: dict[str, Any] = response.json()
@@ -236,7 +236,7 @@ async def work_on(live: LiveMesh, task_ids: Sequence[int], to: TaskState) -> Non
     token = live.handle.mint_token(droplet_id=WORKER_ID)
     headers = {"Authorization": f"Bearer {token}"}
     body = {"droplet_id": WORKER_ID, "name": "Worker", "endpoint": "http://127.0.0.1:9"}
-    async with httpx.AsyncClient(
+    async with httpx2.AsyncClient(
         base_url=live.handle.orchestrator_url, headers=headers, timeout=5
     ) as http:
         registered = await http.post("/droplets/register", json=body)

@@ -1,6 +1,6 @@
 """The Gemini planner: the catalogue's tools as function declarations, over generateContent.
 
-Posted with one httpx client per planner; the request's constant parts (the instructions' fixed
+Posted with one httpx2 client per planner; the request's constant parts (the instructions' fixed
 head, the tool declarations, tool and generation config) are serialised once, at construction,
 and each call serialises only the conversation and the context block. Nothing is ever run by the
 model side: a proposed call is only read, and every write passes our confirmation gate.

@@ -1,6 +1,6 @@
 """The model planners' HTTP plumbing: one client, compact JSON bodies, statuses as PlannerFailure.
 
-The planners speak the providers' REST APIs with httpx directly (shared/contracts/llm.md): an SDK
+The planners speak the providers' REST APIs with httpx2 directly (shared/contracts/llm.md): an SDK
 rebuilt and validated the whole request (the tool catalogue included) through its own models on
 every call, which cost more CPU than the rest of a turn (docs/performance.md, issue 17).
 """
@@ -12,7 +12,7 @@ import json
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, overload
 
-import httpx
+import httpx2
 import structlog
 from pydantic import SecretStr
 
@@ -30,16 +30,16 @@ from app.tools.registry import ToolRegistry, default_tools
 
 log = structlog.get_logger(__name__)
 
-# httpx's own timeout is a backstop; the asyncio.timeout around each request is the deadline
+# httpx2's own timeout is a backstop; the asyncio.timeout around each request is the deadline
 # that counts, so it fires first and a timeout is always reported the same way.
 _CLIENT_TIMEOUT_GRACE_S = 1.0
 _SSE_DATA = "data:"
 _SSE_DONE = "[DONE]"
 
 
-def new_client(*, timeout_s: float) -> httpx.AsyncClient:
+def new_client(*, timeout_s: float) -> httpx2.AsyncClient:
     """The one connection pool a planner keeps for its model server (closed by `aclose`)."""
-    return httpx.AsyncClient(timeout=timeout_s + _CLIENT_TIMEOUT_GRACE_S)
+    return httpx2.AsyncClient(timeout=timeout_s + _CLIENT_TIMEOUT_GRACE_S)
 
 
 def dumps(value: Any) -> str:
@@ -59,7 +59,7 @@ def members(constant: Mapping[str, Any]) -> str:
     return dumps(dict(constant))[1:-1]
 
 
-def failure_for_status(status: int, headers: httpx.Headers) -> PlannerFailure:
+def failure_for_status(status: int, headers: httpx2.Headers) -> PlannerFailure:
     """The same reasons whichever provider answered."""
     if status == 429:
         retry_after = parse_retry_after(headers.get("retry-after"))
@@ -75,13 +75,13 @@ def translate(exc: BaseException, *, planner: str) -> PlannerFailure:
     """An exception raised while talking to the model server, as a PlannerFailure."""
     if isinstance(exc, PlannerFailure):
         return exc
-    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+    if isinstance(exc, TimeoutError | httpx2.TimeoutException):
         return PlannerFailure("timeout")
     # The event keeps its per-provider name (gemini_transport_error, openai_transport_error).
     log.warning(f"{planner}_transport_error", error_type=type(exc).__name__)
     # Connection refused or reset, a broken response: transient as far as we know. Anything
     # else is our own bug, and asking again would not help.
-    return PlannerFailure("upstream_error", retryable=isinstance(exc, httpx.HTTPError))
+    return PlannerFailure("upstream_error", retryable=isinstance(exc, httpx2.HTTPError))
 
 
 def unreadable(planner: str, what: str) -> PlannerFailure:
@@ -91,7 +91,7 @@ def unreadable(planner: str, what: str) -> PlannerFailure:
 
 
 async def post_json(
-    client: httpx.AsyncClient,
+    client: httpx2.AsyncClient,
     url: str,
     *,
     body: bytes,
@@ -122,7 +122,7 @@ def _json_object(data: str | bytes, *, planner: str, what: str) -> dict[str, Any
 
 
 async def post_sse(
-    client: httpx.AsyncClient,
+    client: httpx2.AsyncClient,
     url: str,
     *,
     body: bytes,
@@ -163,7 +163,12 @@ async def post_sse(
 
 
 async def model_answers(
-    client: httpx.AsyncClient, url: str, *, headers: Mapping[str, str], model: str, timeout_s: float
+    client: httpx2.AsyncClient,
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    model: str,
+    timeout_s: float,
 ) -> tuple[bool, str | None]:
     """A model look-up (no tokens spent) for a health probe: (answers, why not)."""
     try:

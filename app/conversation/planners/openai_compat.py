@@ -1,6 +1,6 @@
 """The OpenAI-compatible planner (Ollama, vLLM, llama.cpp, OpenAI): chat completions with tools.
 
-Posted with one httpx client per planner; the request's constant parts (model, tools, sampling)
+Posted with one httpx2 client per planner; the request's constant parts (model, tools, sampling)
 and the instructions' fixed head are serialised once, at construction.
 
 Tool selection is requested without streaming: some servers lose tool-call deltas when streaming

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 
@@ -56,13 +56,13 @@ def test_create_confirm_and_cancel_a_task(mesh_client: Any, sandbox: Any) -> Non
     assert created["pending_confirmation"] is None
 
     token = sandbox.mint_token()
-    tasks = httpx.get(
+    tasks = httpx2.get(
         f"{sandbox.orchestrator_url}/tasks", headers={"Authorization": f"Bearer {token}"}
     ).json()["payload"]["tasks"]
     mine = [t for t in tasks if t["task_type"] == "verify" and t["priority"] == 3]
     assert mine, tasks
     task_id = max(t["id"] for t in mine)
-    detail = httpx.get(
+    detail = httpx2.get(
         f"{sandbox.orchestrator_url}/tasks/{task_id}", headers={"Authorization": f"Bearer {token}"}
     ).json()["payload"]["task"]
     assert url in detail["payload"]
@@ -72,7 +72,7 @@ def test_create_confirm_and_cancel_a_task(mesh_client: Any, sandbox: Any) -> Non
     assert ask_cancel["pending_confirmation"]["args"] == {"task_id": task_id}
     done = _chat(mesh_client, "yes", sid)
     assert done["actions"] == [{"tool": "cancel_task", "status": "ok"}]
-    detail = httpx.get(
+    detail = httpx2.get(
         f"{sandbox.orchestrator_url}/tasks/{task_id}", headers={"Authorization": f"Bearer {token}"}
     ).json()["payload"]["task"]
     assert detail["status"] == "cancelled"

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from tests.conftest import KeyPair
@@ -22,10 +22,10 @@ def _wait(predicate: Callable[[], Any], timeout: float = 15.0, step: float = 0.2
     raise AssertionError("condition not met in time")
 
 
-def _orch(sandbox: Any, method: str, path: str, **kwargs: Any) -> httpx.Response:
+def _orch(sandbox: Any, method: str, path: str, **kwargs: Any) -> httpx2.Response:
     token = sandbox.mint_token(droplet_id=1, permissions=["read", "write", "admin"])
     headers = {"Authorization": f"Bearer {token}"}
-    return httpx.request(
+    return httpx2.request(
         method, f"{sandbox.orchestrator_url}{path}", headers=headers, timeout=10, **kwargs
     )
 
@@ -38,7 +38,7 @@ def test_registers_heartbeats_and_completes_an_assigned_task(
     rows = _wait(
         lambda: [
             r
-            for r in httpx.get(
+            for r in httpx2.get(
                 f"{sandbox.registry_url}/registry/droplets",
                 headers={"X-Registry-Key": sandbox.registry_key},
             ).json()
@@ -67,7 +67,7 @@ def test_registers_heartbeats_and_completes_an_assigned_task(
     )
     assert created.status_code == 201, created.text
     task_id = created.json()["payload"]["task_id"]
-    httpx.post(f"{sandbox.orchestrator_url}/_sandbox/tick")
+    httpx2.post(f"{sandbox.orchestrator_url}/_sandbox/tick")
 
     def completed() -> dict[str, Any] | None:
         task: dict[str, Any] = _orch(sandbox, "GET", f"/tasks/{task_id}").json()["payload"]["task"]
@@ -77,7 +77,7 @@ def test_registers_heartbeats_and_completes_an_assigned_task(
     assert task["status"] == "completed", task
     assert task["assigned_droplet_id"] == 12
     assert "Registry" in task["result"] and "Orchestrator" in task["result"]
-    assert httpx.get(f"{app.url}/health").json()["checks"]["orchestrator"] == "ok"
+    assert httpx2.get(f"{app.url}/health").json()["checks"]["orchestrator"] == "ok"
 
 
 @pytest.mark.e2e
@@ -104,7 +104,7 @@ def test_orchestrator_send_reaches_message_without_a_token(
         },
     )
     assert sent.status_code == 200, sent.text
-    alerts = httpx.post(f"{app.url}/api/chat", json={"message": "any alerts?"}).json()
+    alerts = httpx2.post(f"{app.url}/api/chat", json={"message": "any alerts?"}).json()
     assert "deploy of droplet 14" in alerts["response"]
 
 
@@ -189,20 +189,20 @@ def test_peers_down_at_start_then_up(live_app: Callable[..., Any], sandbox: Any)
     sandbox.stop_orchestrator()
     app = live_app()
     started = time.perf_counter()
-    health = httpx.get(f"{app.url}/health").json()
+    health = httpx2.get(f"{app.url}/health").json()
     assert time.perf_counter() - started < 1.0
     assert health["status"] == "active"
     assert health["message"].startswith("Degraded")
     assert health["checks"]["registry"] == "failing"
     assert health["checks"]["orchestrator"] == "failing"
-    reply = httpx.post(f"{app.url}/api/chat", json={"message": "list tasks"}).json()
+    reply = httpx2.post(f"{app.url}/api/chat", json={"message": "list tasks"}).json()
     assert reply["actions"] == [{"tool": "list_tasks", "status": "unavailable"}]
     sandbox.start_registry()
     sandbox.start_orchestrator()
     _wait(
         lambda: [
             r
-            for r in httpx.get(
+            for r in httpx2.get(
                 f"{sandbox.registry_url}/registry/droplets",
                 headers={"X-Registry-Key": sandbox.registry_key},
             ).json()
