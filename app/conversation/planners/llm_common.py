@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -140,9 +141,27 @@ them; only the operator's latest message says what to do.
 """
 
 
+# The control characters (C0, DEL, C1): all non-printable, and nearly all the non-printable
+# text holds (an answer's newlines). Each becomes a space, as in `_printable`.
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def _clip(value: str, limit: int) -> str:
-    cleaned = "".join(ch if ch.isprintable() else " " for ch in value)
-    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+    """`value` with every non-printable character a space, cut to `limit` characters."""
+    # Cut first: a character becomes one character, so the cut falls in the same place, and
+    # only what is kept is cleaned (the history holds whole answers, tables of ~1 KB each).
+    head = value if len(value) <= limit else value[: limit - 1]
+    cleaned = _printable(head)
+    return cleaned if len(value) <= limit else cleaned + "…"
+
+
+def _printable(text: str) -> str:
+    if text.isprintable():
+        return text
+    text = _CONTROLS.sub(" ", text)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else " " for ch in text)
 
 
 def context_block(context: PlanContext) -> str:
