@@ -17,9 +17,8 @@ interrupted: this is a budget for starting, not a preemption.
 How the budget knows an iteration has begun without a hook into the loop: a callback scheduled
 with `call_soon` during an iteration runs in the next one.
 
-Measured at 64 clients on the read mix (docs/performance.md): with a 1.5 ms budget the largest
-stall 31 -> 15-19 ms of loop CPU, p99 latency 580 -> 325-350 ms, for 1-8% more CPU per turn at
-saturation; with 0.5 ms (DEFAULT_BUDGET_S) the largest stall is under 10 ms. Also
+Measured at 64 clients on the read mix (docs/performance.md): the largest stall 31 -> 15-19 ms
+of loop CPU, p99 latency 580 -> 325-350 ms, for 1-8% more CPU per turn at saturation. Also
 asking before each read, after the reads and after the commit brought the stall to 12 ms and
 the p99 to 190 ms but cost 15-17% of the saturated throughput, so only the start asks. A lone
 turn never waits. `waiting` is exported as `chat_turns_waiting_to_start` (app.ops.metrics).
@@ -35,12 +34,12 @@ from collections.abc import Callable
 
 # A waiting timer needs two iterations to run its task (the timer fires, then the task steps),
 # so iterations must stay short for the loop to get back to it within 10 ms. A larger budget
-# lets longer iterations through; a smaller one parks more turns and shares each group commit
-# among fewer. Measured at 64 clients on the read mix, only the start asking (seventh session,
-# docs/performance.md): 1.5 ms let the loop stall 14-17 ms (more than ten gaps over 10 ms a
-# second); 1 ms 10-12 ms; 0.75 ms 9.3-9.6 ms, one gap over 10 ms; 0.5 ms 8.1-8.4 ms, none. The
-# price of 0.5 ms against 1.5 ms: 9-11% of the saturated throughput, p99 latency unchanged.
-DEFAULT_BUDGET_S = 0.0005
+# lets longer iterations through; a smaller one wakes waiting turns more often for nothing
+# (measured with the start and three more steps asking: 1 ms cost 27% of the saturated
+# throughput, 1.5 ms 17%). Only the start asking, 0.5 ms kept the loop under 10 ms in short
+# runs but not in a full bench (10.6 ms; 14.5 ms at half capacity, a collection), and cost
+# 9-25% of the saturated throughput (seventh session, docs/performance.md): 1.5 ms stays.
+DEFAULT_BUDGET_S = 0.0015
 
 
 class LoopBudget:
