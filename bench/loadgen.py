@@ -760,7 +760,11 @@ def main() -> None:
     finally:
         loop.close()
     result["loadgen"] = {**process, "loop": loop_name, "pid": os.getpid()}
+    # The event loop may leave the pipe non-blocking: a result over the pipe's 64-128 KiB was
+    # then cut short (seen: 131,072 characters of a 64-client run's latencies).
+    os.set_blocking(sys.stdout.fileno(), True)
     sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":
