@@ -1,16 +1,21 @@
 """Live sessions: what a turn needs of a recently used session, held in this instance's memory.
 
 Why: reading the session row and its last messages from the database on every turn was about a
-quarter of a turn's CPU. The store keeps, per session, the `SessionInfo` and the last
-`window` messages as they were after this instance's last commit, and serves a turn from them
-while the row in the database still has the same *version*: its `created_at` (a deleted and
-recreated session differs) and its `message_count` (every turn and every notification adds to
-it, and pending actions and context only change with a turn). The store reads that version,
-one primary-key lookup, inside the session's cross-process lock, so a turn never runs on state
-another instance, a notification or a deletion changed meanwhile.
+quarter of a turn's CPU. The store keeps, per session, the `SessionInfo` and the planner's
+view (role, text) of the last `window` messages as they were after this instance's last commit,
+and serves a turn from them while the row in the database still has the same *version*: its
+`created_at` (a deleted and recreated session differs) and its `message_count` (every turn and
+every notification adds to it, and pending actions and context only change with a turn). The
+store reads that version, one primary-key lookup, inside the session's cross-process lock, so a
+turn never runs on state another instance, a notification or a deletion changed meanwhile.
 
 The entries are bounded (least recently used go first) and hold nothing that is not also in
-the database: losing them costs one reload.
+the database: losing them costs one reload. They hold no more than a turn reads: the messages
+themselves (sequence numbers, times, metadata) stay in the database. Everything an entry holds
+is walked by every full garbage collection until the next freeze (app.ops.gc_freeze), so a
+message kept whole cost four or more tracked objects more than its view (measured under the
+64-client read mix: a full collection walked 11,000-13,500 objects instead of 16,000-21,000 and
+took 3.5-4.3 ms instead of 5-10 ms, docs/performance.md).
 """
 
 from __future__ import annotations
@@ -33,10 +38,9 @@ class LiveSession:
     """A session as of its last commit. Immutable: a turn replaces it, never edits it."""
 
     info: SessionInfo
-    recent: tuple[StoredMessage, ...]
-    """The last messages (at most the store's window), oldest first."""
     turns: tuple[HistoryTurn, ...] = ()
-    """The planner's view of `recent`, one per message: built once per message, not per turn."""
+    """The planner's view of the last messages (at most the store's window), oldest first: built
+    once per message, not per turn."""
 
     @property
     def version(self) -> Version:
@@ -67,21 +71,13 @@ class LiveSessions:
         self._entries.move_to_end(session_id)
         return entry
 
-    def put(
-        self,
-        info: SessionInfo,
-        recent: Sequence[StoredMessage],
-        turns: Sequence[HistoryTurn] | None = None,
-    ) -> LiveSession:
-        """Keep `info` and the last `window` of `recent`; `turns`, when given, are the planner's
-        view of `recent` already made (one per message)."""
-        kept = tuple(recent[-self.window :] if self.window else ())
-        views = (
-            tuple(m.as_turn() for m in kept)
-            if turns is None
-            else tuple(turns[-len(kept) :] if kept else ())
-        )
-        entry = LiveSession(info=info, recent=kept, turns=views)
+    def put(self, info: SessionInfo, recent: Sequence[StoredMessage]) -> LiveSession:
+        """Keep `info` and the planner's view of the last `window` of `recent` (oldest first)."""
+        kept = recent[-self.window :] if self.window else ()
+        return self._keep(info, tuple(m.as_turn() for m in kept))
+
+    def _keep(self, info: SessionInfo, turns: tuple[HistoryTurn, ...]) -> LiveSession:
+        entry = LiveSession(info=info, turns=turns)
         if self.capacity == 0:
             return entry
         self._entries[info.session_id] = entry
@@ -116,8 +112,5 @@ class LiveSessions:
                 "context": dict(change.context),
             }
         )
-        self.put(
-            info,
-            (*entry.recent, change.user, change.answer),
-            (*entry.turns, change.user.as_turn(), change.answer.as_turn()),
-        )
+        turns = (*entry.turns, change.user.as_turn(), change.answer.as_turn())
+        self._keep(info, turns[-self.window :] if self.window else ())

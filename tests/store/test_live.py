@@ -58,7 +58,7 @@ def test_current_only_while_the_version_matches() -> None:
 def test_window_and_capacity_are_bounds() -> None:
     live = LiveSessions(capacity=2, window=2)
     entry = live.put(_info("a", 3), [_msg(1), _msg(2), _msg(3)])
-    assert [m.seq for m in entry.recent] == [2, 3]
+    assert entry.turns == (_msg(2).as_turn(), _msg(3).as_turn())
     live.put(_info("b"), [])
     assert live.current("a", (T0, 3)) is not None  # "a" is now the most recently used
     live.put(_info("c"), [])
@@ -70,7 +70,7 @@ def test_window_and_capacity_are_bounds() -> None:
 def test_zero_capacity_keeps_nothing() -> None:
     live = LiveSessions(capacity=0, window=4)
     entry = live.put(_info("a"), [_msg(1)])
-    assert entry.recent == (_msg(1),)
+    assert entry.turns == (_msg(1).as_turn(),)
     assert len(live) == 0
     with pytest.raises(ValueError):
         LiveSessions(capacity=-1, window=1)
@@ -83,8 +83,7 @@ def test_committed_turn_is_applied() -> None:
     live.committed(committed(write, message_count=4, context={"old": 0, "k": 1}))
     entry = live.current("a", (T0, 4))
     assert entry is not None
-    assert [m.seq for m in entry.recent] == [2, 3, 4]
-    assert entry.recent[-1].text == "Here they are."
+    assert [t.text for t in entry.turns] == ["m2", "  show me\n all droplets ", "Here they are."]
     assert entry.info.title == "show me all droplets"
     assert entry.info.last_activity == T1
     assert entry.info.context == {"old": 0, "k": 1}
@@ -110,7 +109,7 @@ def test_a_title_once_set_stays() -> None:
 def test_the_planners_view_follows_the_messages_kept() -> None:
     live = LiveSessions(capacity=4, window=3)
     first = live.put(_info("a", 2), [_msg(1), _msg(2)])
-    assert first.turns == tuple(m.as_turn() for m in first.recent)
+    assert first.turns == (_msg(1).as_turn(), _msg(2).as_turn())
     live.committed(committed(_write("a"), message_count=4, context={}))
     entry = live.current("a", (T0, 4))
     assert entry is not None
@@ -119,7 +118,6 @@ def test_the_planners_view_follows_the_messages_kept() -> None:
         ("user", "  show me\n all droplets "),
         ("assistant", "Here they are."),
     ]
-    assert entry.turns == tuple(m.as_turn() for m in entry.recent)
     assert live.put(_info("b"), []).turns == ()
 
 
