@@ -24,10 +24,13 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from app.domain.plan import HistoryTurn
 from app.domain.session import SessionInfo, StoredMessage
 from app.store.turns import TurnCommitted, title_of
+
+_T = TypeVar("_T")
 
 Version = tuple[datetime, int]
 """A session row's (created_at, message_count)."""
@@ -73,8 +76,11 @@ class LiveSessions:
 
     def put(self, info: SessionInfo, recent: Sequence[StoredMessage]) -> LiveSession:
         """Keep `info` and the planner's view of the last `window` of `recent` (oldest first)."""
-        kept = recent[-self.window :] if self.window else ()
-        return self._keep(info, tuple(m.as_turn() for m in kept))
+        return self._keep(info, tuple(m.as_turn() for m in self._last(recent)))
+
+    def _last(self, items: Sequence[_T]) -> Sequence[_T]:
+        """The last `window` of `items`."""
+        return items[-self.window :] if self.window else ()
 
     def _keep(self, info: SessionInfo, turns: tuple[HistoryTurn, ...]) -> LiveSession:
         entry = LiveSession(info=info, turns=turns)
@@ -113,4 +119,4 @@ class LiveSessions:
             }
         )
         turns = (*entry.turns, change.user.as_turn(), change.answer.as_turn())
-        self._keep(info, turns[-self.window :] if self.window else ())
+        self._keep(info, tuple(self._last(turns)))

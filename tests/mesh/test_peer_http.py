@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import AsyncIterator, Sequence
 from importlib.abc import MetaPathFinder
@@ -13,12 +12,7 @@ import httpx2
 import pytest
 
 from app.mesh.peer_http import exchange
-
-_BODY = b'{"droplets":[],"count":0}'
-_ANSWER = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (
-    len(_BODY),
-    _BODY,
-)
+from tests.fakes.fixed_answer import fixed_answer
 
 
 class _Counting(MetaPathFinder):
@@ -35,26 +29,10 @@ class _Counting(MetaPathFinder):
         return None  # let the real finders answer
 
 
-async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    # A keep-alive HTTP/1.1 server that answers every GET with the same JSON.
-    try:
-        while True:
-            await reader.readuntil(b"\r\n\r\n")
-            writer.write(_ANSWER)
-            await writer.drain()
-    except (asyncio.IncompleteReadError, ConnectionError):
-        writer.close()
-
-
 @pytest.fixture
 async def base_url() -> AsyncIterator[str]:
-    server = await asyncio.start_server(_serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with fixed_answer(b'{"droplets":[],"count":0}') as url:
+        yield url
 
 
 async def test_peer_requests_do_not_search_sys_path(

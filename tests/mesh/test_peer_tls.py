@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import ipaddress
 import ssl
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -18,13 +18,9 @@ from cryptography.x509.oid import NameOID
 
 from app.config import Settings
 from app.mesh.peers import PeerUnavailable
+from app.mesh.registry import RegistryClient
 from app.wiring.mesh import build_mesh
-
-_BODY = b'{"status":"ok"}'
-_ANSWER = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (
-    len(_BODY),
-    _BODY,
-)
+from tests.fakes.fixed_answer import fixed_answer
 
 
 def _self_signed(directory: Path) -> tuple[Path, Path]:
@@ -59,31 +55,27 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while True:
-            await reader.readuntil(b"\r\n\r\n")
-            writer.write(_ANSWER)
-            await writer.drain()
-    except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
-        pass
-    finally:
-        writer.close()
-
-
 @pytest.fixture
 async def peer(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
     """An https peer on loopback answering `{"status":"ok"}`, and its certificate."""
     cert, key = _self_signed(tmp_path)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
-    server = await asyncio.start_server(_serve, "127.0.0.1", 0, ssl=context)
-    port = server.sockets[0].getsockname()[1]
+    async with fixed_answer(b'{"status":"ok"}', tls=context) as base_url:
+        yield base_url, cert
+
+
+@asynccontextmanager
+async def _registry(base_url: str) -> AsyncIterator[RegistryClient]:
+    """The Registry's client as the service builds it (TLS context included)."""
+    mesh = build_mesh(_settings(base_url))
+    assert mesh.registry is not None
     try:
-        yield f"https://127.0.0.1:{port}", cert
+        yield mesh.registry
     finally:
-        server.close()
-        await server.wait_closed()
+        await mesh.registry.aclose()
+        if mesh.orchestrator is not None:
+            await mesh.orchestrator.aclose()
 
 
 def _settings(base_url: str) -> Settings:
@@ -100,16 +92,10 @@ async def test_a_peer_with_an_unknown_certificate_is_refused(
     base_url, _ = peer
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
-    mesh = build_mesh(_settings(base_url))
-    assert mesh.registry is not None
-    try:
-        assert await mesh.registry.health() is False
+    async with _registry(base_url) as registry:
+        assert await registry.health() is False
         with pytest.raises(PeerUnavailable, match="unreachable"):
-            await mesh.registry.list_droplets()
-    finally:
-        await mesh.registry.aclose()
-        if mesh.orchestrator is not None:
-            await mesh.orchestrator.aclose()
+            await registry.list_droplets()
 
 
 async def test_the_ca_named_by_ssl_cert_file_is_trusted(
@@ -117,11 +103,5 @@ async def test_the_ca_named_by_ssl_cert_file_is_trusted(
 ) -> None:
     base_url, cert = peer
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))
-    mesh = build_mesh(_settings(base_url))
-    assert mesh.registry is not None
-    try:
-        assert await mesh.registry.health() is True
-    finally:
-        await mesh.registry.aclose()
-        if mesh.orchestrator is not None:
-            await mesh.orchestrator.aclose()
+    async with _registry(base_url) as registry:
+        assert await registry.health() is True
