@@ -63,8 +63,10 @@ def _phrases(items: Iterable[str]) -> tuple[Phrase, ...]:
 # The order a tool's cues are scored in: a phrase claims its words before a verb, a verb
 # before a noun, and so on.
 GROUP_LABELS = ("phrase", "verb", "noun", "context", "against")
-_Entry = tuple[int, int, int, Phrase]
-"""(table index, group index, position in the group, phrase)."""
+_Entry = tuple[int, int, int, Phrase, frozenset[str]]
+"""(table index, group index, position in the group, phrase, the phrase's required words)."""
+_Candidate = tuple[int, Phrase, frozenset[str]]
+"""(group index, phrase, the phrase's required words)."""
 
 
 def _groups(table: CompiledCues) -> tuple[tuple[Phrase, ...], ...]:
@@ -86,6 +88,8 @@ class CompiledCues:
     slot_kinds: frozenset[str]
     to_someone: bool
     order: int
+    bonus: frozenset[str] = frozenset()
+    """`entities` not in `needs`: each present one adds WEIGHTS["entity"]."""
 
 
 @dataclass(slots=True)
@@ -127,6 +131,7 @@ class CueIndex:
                     to_someone=cues.to_someone,
                     slot_kinds=frozenset(_entity_kind(s.entity) for s in tool.slots.values()),
                     order=order,
+                    bonus=frozenset(_entity_kind(e) for e in cues.entities) - frozenset(cues.needs),
                 )
             )
         self.by_tool = {t.tool: t for t in self.tables}
@@ -156,7 +161,8 @@ class CueIndex:
             for g_index, group in enumerate(_groups(t)):
                 for position, phrase in enumerate(group):
                     first = next(w for w in phrase if w != "*")
-                    by_word.setdefault(first, []).append((t_index, g_index, position, phrase))
+                    entry = (t_index, g_index, position, phrase, self.required[phrase])
+                    by_word.setdefault(first, []).append(entry)
         self.by_word: dict[str, tuple[_Entry, ...]] = {w: tuple(e) for w, e in by_word.items()}
         self.vocabulary: frozenset[str] = frozenset(
             word for t in self.tables for group in _groups(t) for phrase in group for word in phrase
@@ -175,20 +181,16 @@ class CueIndex:
         candidates += by_first.get("*", ())
         return any(_match(forms, v, 0) is not None for v in candidates if required[v] <= present)
 
-    def _candidates(self, words: frozenset[str]) -> dict[int, list[tuple[int, Phrase]]]:
-        """Per table index, the (group index, phrase) cues all of whose words are in `words`,
-        in scoring order."""
-        required = self.required
-        found = [
-            entry
-            for word in words
-            for entry in self.by_word.get(word, ())
-            if required[entry[3]] <= words
-        ]
+    def _candidates(self, words: frozenset[str]) -> dict[int, list[_Candidate]]:
+        """Per table index, the (group index, phrase, required words) cues all of whose words
+        are in `words`, in scoring order."""
+        by_word = self.by_word
+        found = [entry for word in words for entry in by_word.get(word, ()) if entry[4] <= words]
+        # Entries are unique (indexed by one word each): the order never reaches the set.
         found.sort()
-        out: dict[int, list[tuple[int, Phrase]]] = {}
-        for t_index, g_index, _, phrase in found:
-            out.setdefault(t_index, []).append((g_index, phrase))
+        out: dict[int, list[_Candidate]] = {}
+        for t_index, g_index, _, phrase, needs in found:
+            out.setdefault(t_index, []).append((g_index, phrase, needs))
         return out
 
     def score(
@@ -217,7 +219,6 @@ class CueIndex:
         spoken_forms = [_forms(w) for w in spoken]
         present: frozenset[str] = frozenset().union(*forms)
         spoken_present: frozenset[str] = frozenset().union(*spoken_forms)
-        required = self.required
         lead = next((i for i, w in enumerate(words) if w not in LEAD_SKIP), 0)
         commands = {lead} | {i + 1 for i, w in enumerate(words) if w in COMMAND_AFTER and i > lead}
         if words and not self.starts_with_verb(words, lead) and words[lead] not in QUESTIONS:
@@ -234,10 +235,9 @@ class CueIndex:
                 continue
             score = Score(table.tool)
             taken: set[int] = set()
-            for g_index, phrase in candidates.get(t_index, ()):
+            for g_index, phrase, needs in candidates.get(t_index, ()):
                 label = GROUP_LABELS[g_index]
                 weight = WEIGHTS[label]
-                needs = required[phrase]
                 found = (
                     _find(forms, phrase, taken if label != "against" else set(), starts)
                     if needs <= present
@@ -293,7 +293,7 @@ class CueIndex:
                     score.phrases += 1
                 elif label == "noun":
                     score.nouns += 1
-            score.total += WEIGHTS["entity"] * len((table.entities - table.needs) & kinds)
+            score.total += WEIGHTS["entity"] * len(table.bonus & kinds)
             for need in table.needs & available:
                 # An id said on its own names the tool ("droplet 14?"); a bare number or a
                 # pronoun only supports it.
@@ -309,17 +309,16 @@ class CueIndex:
         self,
         forms: Sequence[frozenset[str]],
         present: frozenset[str],
-        candidates: Mapping[int, Sequence[tuple[int, Phrase]]],
+        candidates: Mapping[int, Sequence[_Candidate]],
         starts: Mapping[str, Sequence[int]],
     ) -> dict[int, str]:
         """Word position -> the tool whose longest multi-word cue covers it (phrases, verbs
         and nouns; on a tie, the first in scoring order)."""
         best: dict[int, tuple[int, str]] = {}
-        required = self.required
         for t_index, entries in candidates.items():
             tool = self.tables[t_index].tool
-            for g_index, phrase in entries:
-                if g_index > 2 or len(phrase) < 2 or not required[phrase] <= present:
+            for g_index, phrase, needs in entries:
+                if g_index > 2 or len(phrase) < 2 or not needs <= present:
                     continue
                 found = _find(forms, phrase, set(), starts)
                 if found is None:

@@ -139,6 +139,10 @@ class OfflinePlanner:
     def __init__(self, tools: ToolRegistry) -> None:
         self._tools = tools
         self._index = CueIndex(tools)
+        # The kinds some tool's `_fits` takes, and the bare number `_takes_number` takes.
+        self._fitting_kinds = frozenset(
+            {"number"}.union(*(t.slot_kinds | t.entities | t.needs for t in self._index.tables))
+        )
         entity_words = {
             *TASK_STATUS_WORDS,
             *DROPLET_STATUS_WORDS,
@@ -609,6 +613,7 @@ class OfflinePlanner:
                 and len(requests) == 1
                 and (amends or not named)
                 and _follows_up(request.words)
+                and self._may_fit(request.ents)
             ):
                 call = self._previous_call(context)
                 if call is not None and (
@@ -646,7 +651,12 @@ class OfflinePlanner:
                 and self._fits(previous, request.ents)
             ):
                 request.tool, request.inherited = previous, True
-            if request.tool is None and n == 0 and len(requests) == 1:
+            if (
+                request.tool is None
+                and n == 0
+                and len(requests) == 1
+                and self._may_fit(request.ents)
+            ):
                 earlier = self._previous_tool(context)
                 if earlier is not None and self._fits(earlier, request.ents):
                     request.tool, request.inherited = earlier, True
@@ -666,6 +676,12 @@ class OfflinePlanner:
             if slot.entity in ("droplet", "task", "limit") and _get(call.args, path) is not None
         ]
         return len(numeric) == 1
+
+    def _may_fit(self, ents: Entities) -> bool:
+        """Whether any tool can `_fits` or `_takes_number` these entities: when none can, the
+        previous request is not planned again only to be rejected (a fifth of a follow-up
+        turn's planning)."""
+        return bool((ents.kinds() - {"pronoun", "all"}) & self._fitting_kinds)
 
     def _fits(self, tool_name: str, ents: Entities) -> bool:
         table = self._index.by_tool[tool_name]

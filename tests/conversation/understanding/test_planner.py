@@ -1186,3 +1186,27 @@ def test_a_recipient_borrowed_from_the_next_request_leaves_the_message_to_ask_fo
     _assert_valid(plan)
     assert plan.calls == [ToolCall(tool="send_message", args={"target_droplet_id": 14})]
     assert plan.missing == ["message"]
+
+
+def test_the_previous_request_is_planned_again_only_when_the_follow_up_could_take_it() -> None:
+    """ "what about droplet 16?" re-plans the last request to carry it on; "show droplets" has
+    nothing a tool could take from an earlier request, so the earlier one is not planned."""
+    planned: list[str] = []
+
+    class Counting(OfflinePlanner):
+        def plan_now(self, text: str, context: PlanContext) -> Plan:
+            planned.append(text)
+            return super().plan_now(text, context)
+
+    planner = Counting(TOOLS)
+    turns = history("show failed tasks for droplet 14", "Task 3 failed.")
+    context = PlanContext(aliases=ALIASES, history=turns)
+
+    shown = planner.plan_now("show droplets", context)
+    assert [c.tool for c in shown.calls] == ["list_droplets"]
+    assert planned == ["show droplets"]
+
+    planned.clear()
+    carried = planner.plan_now("what about droplet 16?", context)
+    assert calls(carried) == [("list_tasks", {"assigned_droplet_id": 16, "status": "failed"})]
+    assert planned == ["what about droplet 16?", "show failed tasks for droplet 14"]
