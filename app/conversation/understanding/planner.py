@@ -573,8 +573,17 @@ class OfflinePlanner:
             if parsed.words[k] in CONNECTORS:
                 end = k - 1
                 break
-        left = self._request(parsed, left_first, left_last, context)
-        right = self._request(parsed, right_first, end, _after(context, left.ents))
+        left_ents = extract(parsed, parsed.tokens[left_first : left_last + 1], context.aliases)
+        right = self._request(parsed, right_first, end, _after(context, left_ents))
+        if (
+            right.tool is None
+            and right.words[:1] not in FOR_ANOTHER
+            and not ONES & set(right.words)
+        ):
+            # No tool on the right and none of the checks below that do without one: not a
+            # different tool, whatever the left is ("..., priority 3"), so it is not scored.
+            return False
+        left = self._request(parsed, left_first, left_last, context, ents=left_ents)
         same = left.tool is not None and left.tool == right.tool
         if same and comma and right.best is not None and _differ(left, right, ID_KINDS):
             # "registry status, dashboard status": the same question about another droplet.
