@@ -226,7 +226,10 @@ class CueIndex:
         bare_only = {"droplet", "task"} - kinds - strong
         candidates = self._candidates(present | spoken_present)
         starts, spoken_starts = _starts(forms), _starts(spoken_forms)
-        claimed = self._claims(forms, present, candidates, starts)
+        # Where each cue first occurs, taken or not, found once per request: several tools share
+        # cues ("show", "status"), and the claims below find the long ones first.
+        first: dict[Phrase, tuple[int, int] | None] = {}
+        claimed = self._claims(forms, present, candidates, starts, first)
         scores: list[Score] = []
         for t_index, table in enumerate(self.tables):
             if not table.needs <= available:
@@ -238,11 +241,20 @@ class CueIndex:
             for g_index, phrase, needs in candidates.get(t_index, ()):
                 label = GROUP_LABELS[g_index]
                 weight = WEIGHTS[label]
-                found = (
-                    _find(forms, phrase, taken if label != "against" else set(), starts)
-                    if needs <= present
-                    else None
-                )
+                found = None
+                if needs <= present:
+                    if phrase in first:
+                        found = first[phrase]
+                    else:
+                        found = first[phrase] = _find(forms, phrase, set(), starts)
+                    if (
+                        found is not None
+                        and label != "against"
+                        and taken
+                        and not taken.isdisjoint(range(*found))
+                    ):
+                        # Its first occurrence overlaps a longer cue's words: a later one.
+                        found = _find(forms, phrase, taken, starts)
                 if found is None and label == "phrase" and spoken_forms and not content:
                     if needs <= spoken_present and (
                         _find(spoken_forms, phrase, set(), spoken_starts) is not None
@@ -311,16 +323,21 @@ class CueIndex:
         present: frozenset[str],
         candidates: Mapping[int, Sequence[_Candidate]],
         starts: Mapping[str, Sequence[int]],
+        first: dict[Phrase, tuple[int, int] | None],
     ) -> dict[int, str]:
         """Word position -> the tool whose longest multi-word cue covers it (phrases, verbs
-        and nouns; on a tie, the first in scoring order)."""
+        and nouns; on a tie, the first in scoring order). Records in `first` where each cue it
+        looked for first occurs."""
         best: dict[int, tuple[int, str]] = {}
         for t_index, entries in candidates.items():
             tool = self.tables[t_index].tool
             for g_index, phrase, needs in entries:
                 if g_index > 2 or len(phrase) < 2 or not needs <= present:
                     continue
-                found = _find(forms, phrase, set(), starts)
+                if phrase in first:
+                    found = first[phrase]
+                else:
+                    found = first[phrase] = _find(forms, phrase, set(), starts)
                 if found is None:
                     continue
                 length = found[1] - found[0]

@@ -109,6 +109,8 @@ class _Request:
     elliptic: bool = False
     """A word or two and nothing named ("status?", "retry"): about what the conversation
     last spoke of."""
+    said: dict[str, str] | None = None
+    """Its "key: value" pairs by lower-case key, once a slot has asked (`_said`)."""
 
     @property
     def best(self) -> Score | None:
@@ -898,7 +900,7 @@ class OfflinePlanner:
         if kind == "message":
             text = _message(parsed, request)
             return ([text] if text else []), False
-        said = dict((k.lower(), v) for k, v in pairs(parsed.cut(request.first, request.last)))
+        said = _said(parsed, request)
         if kind == "pairs":
             return [(k, v) for k, v in said.items() if k not in PAIR_KEY_ALIASES], False
         if kind == "title":
@@ -1116,6 +1118,14 @@ def _borrow(into: _Request, source: _Request, kinds: Collection[str]) -> None:
     for found in source.ents.found:
         if found.kind in kinds and not into.ents.has(found.kind):
             into.ents.found.append(Found(found.kind, found.value, at, at, "borrowed"))
+
+
+def _said(parsed: Text, request: _Request) -> dict[str, str]:
+    """The request's "key: value" pairs, read once for all of a tool's slots."""
+    if request.said is None:
+        cut = parsed.cut(request.first, request.last)
+        request.said = {k.lower(): v for k, v in pairs(cut)}
+    return request.said
 
 
 def _read_verb(request: _Request) -> bool:
