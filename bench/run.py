@@ -239,6 +239,32 @@ def _settings_names() -> set[str]:
     return {name.upper() for name in Settings.model_fields}
 
 
+def droplet12_env(
+    mesh: Any, *, data_dir: Path, port: int, extra: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Droplet 12's settings against the sandbox `mesh` (shown in the report as they are)."""
+    return {
+        "REGISTRY_URL": mesh.registry_url,
+        "ORCHESTRATOR_URL": mesh.orchestrator_url,
+        "DROPLET_SECRET": mesh.registry_key,
+        "ORCHESTRATOR_PRIVATE_KEY_FILE": str(mesh.private_key_path),
+        "REGISTRY_PUBLIC_KEY_FILE": str(mesh.public_key_path),
+        "DATA_DIR": str(data_dir),
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "DROPLET_URL": f"http://127.0.0.1:{port}",
+        "LOG_LEVEL": "WARNING",
+        "LOG_FORMAT": "json",
+        "ENVIRONMENT": "development",
+        "PLANNER": "rules",
+        # On, so its cost is measured, but far above what the load generator sends.
+        "CHAT_RATE_LIMIT_PER_MINUTE": "1000000000",
+        # The load generator's 5,000 sockets all come from one identity.
+        "MAX_WS_PER_IDENTITY": "100000",
+        **(extra or {}),
+    }
+
+
 class Bench:
     def __init__(self, plan: Plan, layout: Layout, workdir: Path) -> None:
         self.plan = plan
@@ -282,27 +308,7 @@ class Bench:
         """Droplet 12 as `python -m <module>`: `app.main`, or `bench.stall_probe` (which runs
         app.main itself, with a ticker in its loop)."""
         port = free_port()
-        mesh = self.mesh
-        shown = {
-            "REGISTRY_URL": mesh.registry_url,
-            "ORCHESTRATOR_URL": mesh.orchestrator_url,
-            "DROPLET_SECRET": mesh.registry_key,
-            "ORCHESTRATOR_PRIVATE_KEY_FILE": str(mesh.private_key_path),
-            "REGISTRY_PUBLIC_KEY_FILE": str(mesh.public_key_path),
-            "DATA_DIR": str(data_dir),
-            "HOST": "127.0.0.1",
-            "PORT": str(port),
-            "DROPLET_URL": f"http://127.0.0.1:{port}",
-            "LOG_LEVEL": "WARNING",
-            "LOG_FORMAT": "json",
-            "ENVIRONMENT": "development",
-            "PLANNER": "rules",
-            # On, so its cost is measured, but far above what the load generator sends.
-            "CHAT_RATE_LIMIT_PER_MINUTE": "1000000000",
-            # The load generator's 5,000 sockets all come from one identity.
-            "MAX_WS_PER_IDENTITY": "100000",
-            **(extra or {}),
-        }
+        shown = droplet12_env(self.mesh, data_dir=data_dir, port=port, extra=extra)
         service = Service(
             name=name,
             argv=[PYTHON, "-m", module],

@@ -1,0 +1,236 @@
+"""Instructions per turn of droplet 12, counted by valgrind's callgrind.
+
+    python -m bench.instructions [--scenarios read,mix,write] [--turns N] [--tree PATH ...]
+
+Why: on the shared VMs this runs on, the same code's CPU time per turn moved by up to 20%
+between hours (docs/performance.md), more than most single changes save. An instruction count
+is the same for the same code, inputs and environment, whatever else the machine does, so two
+trees compare in any hour.
+
+How: for each tree (a checkout of this repository; default: this one) and each scenario,
+droplet 12 runs as `python -m app.main` under callgrind twice, each against a sandbox mesh of
+its own in this process: once for a warm-up of W turns, once for the same warm-up and then N
+measured turns. One client, one keep-alive connection, one session per run; PYTHONHASHSEED=0
+so both start alike. The difference over N is what one turn costs, start-up excluded. The two
+runs of a pair go at once, one per core. Only droplet 12's process is counted: the mesh (and
+the Orchestrator's work for the write pair) and the client are in this process.
+
+Scenarios: `read` ("show me all droplets"), `mix` (the read mix of `make bench`, each turn the
+next text), `write` (the create-task proposal and "yes", alternately).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.procs import ROOT, BenchError, affinity, free_port, service_env
+from bench.run import READ_TEXT, WRITE_TEXT, _settings_names, droplet12_env, git_info, read_mix
+
+OUTPUT = ROOT / "bench" / "results" / "instructions.json"
+SCENARIOS = ("read", "mix", "write")
+_TOTALS = re.compile(r"^totals:\s*(\d+)\s*$", re.M)
+
+
+@dataclass(frozen=True)
+class Turn:
+    text: str
+    expect: str
+    """A string every answer must contain."""
+
+
+def turns_of(scenario: str) -> list[Turn]:
+    """The turns a scenario sends, in order, again from the start when they run out."""
+    if scenario == "read":
+        return [Turn(READ_TEXT, '"status":"ok"')]
+    if scenario == "mix":
+        return [Turn(json.loads(s["body"])["message"], '"status":"ok"') for s in read_mix()]
+    if scenario == "write":
+        return [
+            Turn(WRITE_TEXT, '"status":"awaiting_confirmation"'),
+            Turn("yes", '{"tool":"create_task","status":"ok"}'),
+        ]
+    raise BenchError(f"unknown scenario {scenario!r} (known: {', '.join(SCENARIOS)})")
+
+
+def totals(callgrind_out: str) -> int:
+    """The instruction total of a callgrind output file's text."""
+    found = _TOTALS.search(callgrind_out)
+    if found is None:
+        raise BenchError("no 'totals:' line in callgrind's output")
+    return int(found.group(1))
+
+
+def per_turn(*, warm_only: int, warm_and_measured: int, turns: int) -> float:
+    """Instructions of one measured turn: what the longer run spent beyond the warm-up run."""
+    if turns <= 0:
+        raise BenchError("turns must be positive")
+    return (warm_and_measured - warm_only) / turns
+
+
+def python_of(tree: Path) -> str:
+    """The tree's own interpreter when it has a venv (its dependencies), else this one."""
+    venv = tree / ".venv" / "bin" / "python"
+    return str(venv) if venv.exists() else sys.executable
+
+
+def count(*, tree: Path, turns: Sequence[Turn], sent: int, workdir: Path, cpu: int) -> int:
+    """Instructions droplet 12 (from `tree`) executes from start to stop, `sent` turns served."""
+    from sandbox.testing import start_mesh
+
+    workdir.mkdir(parents=True)
+    mesh = start_mesh(key_dir=workdir / "keys", router_interval=3600.0, seed=True)
+    data_dir = workdir / "d12"
+    data_dir.mkdir()
+    port = free_port()
+    env = service_env(droplet12_env(mesh, data_dir=data_dir, port=port), drop=_settings_names())
+    env["PYTHONPATH"] = str(tree)
+    env["PYTHONHASHSEED"] = "0"
+    out = workdir / "callgrind.out"
+    # Droplet 12 stops with this thread, even when this process is killed (a test's timeout):
+    # an orphan under valgrind would go on burning a core.
+    guard = ["setpriv", "--pdeathsig", "TERM", "--"] if shutil.which("setpriv") else []
+    argv = [
+        *guard,
+        "valgrind",
+        "--tool=callgrind",
+        f"--callgrind-out-file={out}",
+        python_of(tree),
+        "-m",
+        "app.main",
+    ]
+    log = (workdir / "service.log").open("wb")
+    try:
+        with affinity([cpu]):
+            service = subprocess.Popen(
+                argv, env=env, cwd=data_dir, stdout=log, stderr=subprocess.STDOUT
+            )
+        try:
+            _wait_ready(port, service)
+            _send(port, turns, sent)
+        finally:
+            service.terminate()
+            service.wait(120)
+    finally:
+        log.close()
+        mesh.stop()
+    return totals(out.read_text(errors="replace"))
+
+
+def _wait_ready(port: int, service: subprocess.Popen[bytes], timeout_s: float = 600.0) -> None:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if service.poll() is not None:
+            raise BenchError(f"droplet 12 exited during start-up ({service.returncode})")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            conn.request("GET", "/health")
+            conn.getresponse().read()
+            conn.close()
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise BenchError(f"droplet 12 not answering after {timeout_s:.0f} s under valgrind")
+
+
+def _send(port: int, turns: Sequence[Turn], sent: int) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        for n in range(sent):
+            turn = turns[n % len(turns)]
+            body = json.dumps({"message": turn.text, "session_id": "instructions"})
+            conn.request("POST", "/api/chat", body, {"Content-Type": "application/json"})
+            response = conn.getresponse()
+            answer = response.read().decode()
+            if response.status != 200 or turn.expect not in answer:
+                raise BenchError(f"turn {n} ({turn.text!r}): {response.status} {answer[:300]}")
+    finally:
+        conn.close()
+
+
+def measure(*, tree: Path, scenario: str, turns: int, warmup: int, workdir: Path) -> dict[str, Any]:
+    """One scenario on one tree: the warm-up run and the longer run at once, one per core."""
+    sent = turns_of(scenario)
+    results: dict[str, int] = {}
+    errors: list[BaseException] = []
+
+    def run(name: str, n: int, cpu: int) -> None:
+        try:
+            results[name] = count(
+                tree=tree, turns=sent, sent=n, workdir=workdir / f"{scenario}-{name}", cpu=cpu
+            )
+        except BaseException as exc:  # reported below, after both have stopped
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=run, args=("warm", warmup, 0)),
+        threading.Thread(target=run, args=("measured", warmup + turns, 1)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return {
+        "turns": turns,
+        "warmup_turns": warmup,
+        "warm_only": results["warm"],
+        "warm_and_measured": results["measured"],
+        "per_turn": per_turn(
+            warm_only=results["warm"], warm_and_measured=results["measured"], turns=turns
+        ),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__)
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--turns", type=int, default=100)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--tree", type=Path, action="append", help="default: this checkout")
+    parser.add_argument("--output", type=Path, default=OUTPUT)
+    args = parser.parse_args(argv)
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
+    trees = [t.resolve() for t in (args.tree or [ROOT])]
+    scenarios = [s for s in args.scenarios.split(",") if s]
+    for scenario in scenarios:
+        turns_of(scenario)  # an unknown name fails before anything starts
+    report: dict[str, Any] = {"git": git_info(), "trees": {}}
+    with tempfile.TemporaryDirectory(prefix="instructions-") as tmp:
+        for t_index, tree in enumerate(trees):
+            rows: dict[str, Any] = {}
+            for scenario in scenarios:
+                rows[scenario] = measure(
+                    tree=tree,
+                    scenario=scenario,
+                    turns=args.turns,
+                    warmup=args.warmup,
+                    workdir=Path(tmp) / str(t_index),
+                )
+                sys.stdout.write(
+                    f"{tree}  {scenario}: {rows[scenario]['per_turn'] / 1e6:.3f} M instructions"
+                    f" per turn ({args.turns} turns)\n"
+                )
+                sys.stdout.flush()
+            report["trees"][str(tree)] = rows
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    sys.stdout.write(f"results: {args.output}\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""`python -m bench.instructions`: reading callgrind's totals, the per-turn arithmetic, and one
+real count of droplet 12 under valgrind (so a renamed setting or a changed answer breaks it)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.instructions import per_turn, totals, turns_of
+from bench.procs import BenchError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_totals_are_read_from_callgrinds_output() -> None:
+    text = "version: 1\ncmd: python -m app.main\nevents: Ir\nsummary: 123\ntotals: 6270003215\n"
+    assert totals(text) == 6270003215
+
+
+def test_an_output_without_totals_is_an_error() -> None:
+    with pytest.raises(BenchError, match="totals"):
+        totals("events: Ir\nsummary: 5\n")
+
+
+def test_a_turn_costs_what_the_longer_run_spent_beyond_the_warm_up() -> None:
+    assert per_turn(warm_only=1_000, warm_and_measured=1_500, turns=100) == 5.0
+    with pytest.raises(BenchError):
+        per_turn(warm_only=1, warm_and_measured=2, turns=0)
+
+
+def test_scenarios_send_what_make_bench_sends() -> None:
+    assert [t.text for t in turns_of("read")] == ["show me all droplets"]
+    assert len(turns_of("mix")) >= 50
+    write = turns_of("write")
+    assert [t.text for t in write][1] == "yes"
+    assert "awaiting_confirmation" in write[0].expect
+    with pytest.raises(BenchError, match="unknown scenario"):
+        turns_of("nope")
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(900)
+def test_counts_a_real_turn_of_droplet_12_under_valgrind(tmp_path: Path) -> None:
+    """Slow (1-2 min): droplet 12 starts twice under valgrind, at once."""
+    assert shutil.which("valgrind"), "valgrind is needed (Debian package valgrind)"
+    output = tmp_path / "instructions.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.instructions",
+            "--scenarios",
+            "read",
+            "--turns",
+            "3",
+            "--warmup",
+            "2",
+            "--output",
+            str(output),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(output.read_text())
+    row = report["trees"][str(ROOT)]["read"]
+    assert row["warm_and_measured"] > row["warm_only"] > 0
+    # A read turn is some millions of instructions: neither nothing nor a whole start-up.
+    assert 0.3e6 < row["per_turn"] < 50e6
