@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -174,9 +175,10 @@ def measure(*, tree: Path, scenario: str, turns: int, warmup: int, workdir: Path
         except BaseException as exc:  # reported below, after both have stopped
             errors.append(exc)
 
+    cores = sorted(os.sched_getaffinity(0))  # one core: both on it (slower, same counts)
     threads = [
-        threading.Thread(target=run, args=("warm", warmup, 0)),
-        threading.Thread(target=run, args=("measured", warmup + turns, 1)),
+        threading.Thread(target=run, args=("warm", warmup, cores[0])),
+        threading.Thread(target=run, args=("measured", warmup + turns, cores[-1])),
     ]
     for thread in threads:
         thread.start()

@@ -88,7 +88,7 @@ class CompiledCues:
     slot_kinds: frozenset[str]
     to_someone: bool
     order: int
-    bonus: frozenset[str] = frozenset()
+    bonus: frozenset[str]
     """`entities` not in `needs`: each present one adds WEIGHTS["entity"]."""
 
 

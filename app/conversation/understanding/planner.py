@@ -690,8 +690,7 @@ class OfflinePlanner:
 
     def _may_fit(self, ents: Entities) -> bool:
         """Whether any tool can `_fits` or `_takes_number` these entities: when none can, the
-        previous request is not planned again only to be rejected (a fifth of a follow-up
-        turn's planning)."""
+        previous request is not planned again (a whole plan) only to be rejected."""
         return bool((ents.kinds() - {"pronoun", "all"}) & self._fitting_kinds)
 
     def _fits(self, tool_name: str, ents: Entities) -> bool:

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.conversation.understanding.entities import Entities, Found
 from app.conversation.understanding.planner import OfflinePlanner
 from app.domain.plan import (
     HistoryTurn,
@@ -1210,3 +1211,21 @@ def test_the_previous_request_is_planned_again_only_when_the_follow_up_could_tak
     carried = planner.plan_now("what about droplet 16?", context)
     assert calls(carried) == [("list_tasks", {"assigned_droplet_id": 16, "status": "failed"})]
     assert planned == ["what about droplet 16?", "show failed tasks for droplet 14"]
+
+
+_KINDS = sorted(
+    {"number", "pronoun", "all", "message", "url", "quote"}.union(
+        *(t.slot_kinds | t.entities | t.needs | t.excludes for t in PLANNER._index.tables)
+    )
+)
+
+
+@given(st.sets(st.sampled_from(_KINDS)))
+def test_entities_no_tool_could_take_never_fit_a_tool(kinds: set[str]) -> None:
+    """The shortcut that skips planning the previous request again is only ever taken when
+    that request's tool could not have been given these entities."""
+    ents = Entities(found=[Found(kind, 1, n, n) for n, kind in enumerate(sorted(kinds))])
+    if PLANNER._may_fit(ents):
+        return
+    assert not any(PLANNER._fits(tool.name, ents) for tool in TOOLS)
+    assert ents.kinds() - {"pronoun"} != {"number"}  # what `_takes_number` needs
