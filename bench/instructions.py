@@ -27,17 +27,15 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.procs import ROOT, BenchError, affinity, free_port, service_env
+from bench.procs import ROOT, BenchError, Service, free_port, service_env
 from bench.run import READ_TEXT, WRITE_TEXT, _settings_names, droplet12_env, git_info, read_mix
 
 OUTPUT = ROOT / "bench" / "results" / "instructions.json"
@@ -112,38 +110,25 @@ def count(*, tree: Path, turns: Sequence[Turn], sent: int, workdir: Path, cpu: i
         "-m",
         "app.main",
     ]
-    log = (workdir / "service.log").open("wb")
+    service = Service(
+        name="droplet12",
+        argv=argv,
+        env=env,
+        cwd=data_dir,
+        port=port,
+        cpus=[cpu],
+        log_path=workdir / "service.log",
+    )
     try:
-        with affinity([cpu]):
-            service = subprocess.Popen(
-                argv, env=env, cwd=data_dir, stdout=log, stderr=subprocess.STDOUT
-            )
+        service.start()
         try:
-            _wait_ready(port, service)
+            service.wait_ready(timeout=600.0)  # valgrind makes start-up some 30-60 s
             _send(port, turns, sent)
         finally:
-            service.terminate()
-            service.wait(120)
+            service.stop(timeout=120.0)  # SIGTERM, so callgrind writes its counts
     finally:
-        log.close()
         mesh.stop()
     return totals(out.read_text(errors="replace"))
-
-
-def _wait_ready(port: int, service: subprocess.Popen[bytes], timeout_s: float = 600.0) -> None:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        if service.poll() is not None:
-            raise BenchError(f"droplet 12 exited during start-up ({service.returncode})")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-            conn.request("GET", "/health")
-            conn.getresponse().read()
-            conn.close()
-            return
-        except OSError:
-            time.sleep(0.5)
-    raise BenchError(f"droplet 12 not answering after {timeout_s:.0f} s under valgrind")
 
 
 def _send(port: int, turns: Sequence[Turn], sent: int) -> None:

@@ -243,10 +243,7 @@ class CueIndex:
                 weight = WEIGHTS[label]
                 found = None
                 if needs <= present:
-                    if phrase in first:
-                        found = first[phrase]
-                    else:
-                        found = first[phrase] = _find(forms, phrase, set(), starts)
+                    found = _first_at(first, forms, phrase, starts)
                     if (
                         found is not None
                         and label != "against"
@@ -334,10 +331,7 @@ class CueIndex:
             for g_index, phrase, needs in entries:
                 if g_index > 2 or len(phrase) < 2 or not needs <= present:
                     continue
-                if phrase in first:
-                    found = first[phrase]
-                else:
-                    found = first[phrase] = _find(forms, phrase, set(), starts)
+                found = _first_at(first, forms, phrase, starts)
                 if found is None:
                     continue
                 length = found[1] - found[0]
@@ -366,6 +360,19 @@ def _starts(forms: Sequence[frozenset[str]]) -> dict[str, list[int]]:
         for form in options:
             starts.setdefault(form, []).append(i)
     return starts
+
+
+def _first_at(
+    first: dict[Phrase, tuple[int, int] | None],
+    forms: Sequence[frozenset[str]],
+    phrase: Phrase,
+    starts: Mapping[str, Sequence[int]],
+) -> tuple[int, int] | None:
+    """Where `phrase` first occurs, taken or not: from `first`, or found once and kept there."""
+    if phrase in first:
+        return first[phrase]
+    found = first[phrase] = _find(forms, phrase, set(), starts)
+    return found
 
 
 def _find(
