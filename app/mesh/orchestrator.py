@@ -51,6 +51,7 @@ from app.mesh.peer_http import PeerResponse, exchange, invalid_fields
 from app.mesh.peers import PeerError, PeerNotFound, PeerRejected, PeerUnavailable
 from app.mesh.registry import RegistryClient
 from app.mesh.resilience import PEER_RETRY, CircuitBreaker, Clock, transient
+from app.mesh.shared_reads import SharedReads
 from app.mesh.tokens import (
     IssuedToken,
     Issuer,
@@ -323,6 +324,7 @@ class OrchestratorClient:
             timeout=timeout, verify=tls if tls is not None else True
         )
         self._retry_policy = retry_policy or PEER_RETRY
+        self._reads: SharedReads[PeerResponse] = SharedReads()
         self._sleep = sleep
         self._ws_open_timeout = ws_open_timeout
         self.breaker = CircuitBreaker(
@@ -444,16 +446,31 @@ class OrchestratorClient:
                 )
             )
 
-        if idempotent:
-            response = await call_with_retry(
-                attempt, self._retry_policy, retry=transient, sleep=self._sleep
-            )
-        else:
-            response = await attempt()
-        if response.status_code == 401:
-            # The auth flow already tried a fresh token: our credentials are the problem.
-            raise PeerRejected(PEER, "the Orchestrator rejected our credentials", status_code=401)
-        return PeerResponse(status_code=response.status_code, body=_unwrap(response.body))
+        async def answer() -> PeerResponse:
+            if idempotent:
+                response = await call_with_retry(
+                    attempt, self._retry_policy, retry=transient, sleep=self._sleep
+                )
+            else:
+                response = await attempt()
+            if response.status_code == 401:
+                # The auth flow already tried a fresh token: our credentials are the problem.
+                raise PeerRejected(
+                    PEER, "the Orchestrator rejected our credentials", status_code=401
+                )
+            return PeerResponse(status_code=response.status_code, body=_unwrap(response.body))
+
+        if method == "GET" and body is None:
+            # Concurrent identical reads share one exchange (the answer is the peer's, the
+            # trace id the first asker's); see app.mesh.shared_reads.
+            key = (path, tuple(sorted(params.items())) if params else (), authed)
+            return await self._reads.read(key, answer)
+        try:
+            return await answer()
+        finally:
+            # Whether it landed or not (a timeout may hide a write the peer made), reads from
+            # now on ask the peer again rather than join one sent before this write.
+            self._reads.wrote()
 
     @staticmethod
     def _refusal(response: PeerResponse, *, what: str, not_found: str | None = None) -> PeerError:

@@ -219,6 +219,76 @@ async def test_assigned_filter_is_honoured_even_for_unknown_droplets(make: Any) 
     assert len(await client.orchestrator.list_tasks(limit=100)) > 0
 
 
+class Exchanges:
+    """httpx event hooks: the requests a client really sent, and optionally one GET answer held
+    back (received from the peer, not yet handed to the caller) until the test releases it."""
+
+    def __init__(self, *, hold: str | None = None) -> None:
+        self.sent: list[str] = []
+        self.hold = hold
+        self.holding = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def on_request(self, request: httpx2.Request) -> None:
+        self.sent.append(f"{request.method} {request.url.path}?{request.url.query.decode()}")
+
+    async def on_response(self, response: httpx2.Response) -> None:
+        request = response.request
+        if self.hold is not None and f"{request.method} {request.url.path}" == self.hold:
+            self.hold = None  # the first such answer only
+            self.holding.set()
+            await self.release.wait()
+
+    def client(self) -> httpx2.AsyncClient:
+        return httpx2.AsyncClient(
+            timeout=5.0,
+            event_hooks={"request": [self.on_request], "response": [self.on_response]},
+        )
+
+
+async def test_concurrent_identical_reads_share_one_exchange(make: Any) -> None:
+    seen = Exchanges()
+    async with seen.client() as http:
+        orchestrator = make(client=http).orchestrator
+        first, second, other, state, same_state = await asyncio.gather(
+            orchestrator.list_tasks(limit=20),
+            orchestrator.list_tasks(limit=20),
+            orchestrator.list_tasks(limit=21),
+            orchestrator.state(),
+            orchestrator.state(),
+        )
+        assert first == second and len(first) > 0
+        assert len(other) >= len(first)
+        assert state == same_state
+        assert sorted(seen.sent) == [
+            "GET /state?",
+            "GET /tasks?limit=20&offset=0",
+            "GET /tasks?limit=21&offset=0",
+        ]
+        # Nothing is kept once the answer is in: the same read later asks the peer again.
+        await orchestrator.list_tasks(limit=20)
+        assert seen.sent.count("GET /tasks?limit=20&offset=0") == 2
+
+
+async def test_a_read_after_our_write_never_joins_a_read_sent_before_it(make: Any) -> None:
+    seen = Exchanges(hold="GET /tasks")
+    async with seen.client() as http:
+        orchestrator = make(client=http).orchestrator
+        # Another turn's read: its answer (from before the write) is held back in flight.
+        earlier = asyncio.create_task(orchestrator.list_tasks(limit=500))
+        await asyncio.wait_for(seen.holding.wait(), 5)
+        created = await orchestrator.create_task(
+            NewTask(task_type="verify", title="read your writes", required_capability="nobody")
+        )
+        later = asyncio.create_task(orchestrator.list_tasks(limit=500))
+        await asyncio.sleep(0)  # `later` reaches its read (and would join, were that allowed)
+        seen.release.set()
+        before, after = await earlier, await later
+        assert created.task_id not in [t.id for t in before]
+        assert created.task_id in [t.id for t in after]
+        assert seen.sent.count("GET /tasks?limit=500&offset=0") == 2
+
+
 async def test_rejected_token_is_replaced_once_and_the_call_succeeds(
     make: Any, other_keys: KeyPair
 ) -> None:

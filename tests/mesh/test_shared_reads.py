@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import asyncio
+import gc
+
+import pytest
+
+from app.mesh.shared_reads import SharedReads
+
+
+class Peer:
+    """A read whose answers the test releases one by one; counts the calls made."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.answer = asyncio.Event()
+        self.fail: Exception | None = None
+
+    async def read(self) -> int:
+        self.calls += 1
+        number = self.calls
+        await self.answer.wait()
+        if self.fail is not None:
+            raise self.fail
+        return number
+
+
+async def test_concurrent_identical_reads_share_one_call() -> None:
+    reads: SharedReads[int] = SharedReads()
+    peer = Peer()
+    waiting = [asyncio.create_task(reads.read("tasks", peer.read)) for _ in range(3)]
+    await asyncio.sleep(0)
+    peer.answer.set()
+    assert await asyncio.gather(*waiting) == [1, 1, 1]
+    assert peer.calls == 1
+
+
+async def test_different_keys_are_different_calls() -> None:
+    reads: SharedReads[int] = SharedReads()
+    peer = Peer()
+    peer.answer.set()
+    answers = await asyncio.gather(reads.read("tasks", peer.read), reads.read("state", peer.read))
+    assert sorted(answers) == [1, 2]
+    assert peer.calls == 2
+
+
+async def test_a_landed_call_is_never_reused() -> None:
+    reads: SharedReads[int] = SharedReads()
+    peer = Peer()
+    peer.answer.set()
+    assert await reads.read("tasks", peer.read) == 1
+    assert await reads.read("tasks", peer.read) == 2
+
+
+async def test_a_read_after_a_write_does_not_join_a_call_sent_before_it() -> None:
+    reads: SharedReads[int] = SharedReads()
+    peer = Peer()
+    before = asyncio.create_task(reads.read("tasks", peer.read))
+    await asyncio.sleep(0)
+    reads.wrote()
+    after = asyncio.create_task(reads.read("tasks", peer.read))
+    also_after = asyncio.create_task(reads.read("tasks", peer.read))
+    await asyncio.sleep(0)
+    peer.answer.set()
+    assert (await before, await after, await also_after) == (1, 2, 2)
+
+
+async def test_a_failure_reaches_every_waiter_and_the_next_read_tries_again() -> None:
+    reads: SharedReads[int] = SharedReads()
+    peer = Peer()
+    peer.fail = ConnectionError("down")
+    waiting = [asyncio.create_task(reads.read("tasks", peer.read)) for _ in range(2)]
+    await asyncio.sleep(0)
+    peer.answer.set()
+    outcomes = await asyncio.gather(*waiting, return_exceptions=True)
+    assert [type(o) for o in outcomes] == [ConnectionError, ConnectionError]
+    peer.fail = None
+    assert await reads.read("tasks", peer.read) == 2
+
+
+async def test_a_waiter_that_gives_up_leaves_the_call_to_the_others() -> None:
+    reads: SharedReads[int] = SharedReads()
+    peer = Peer()
+    first = asyncio.create_task(reads.read("tasks", peer.read))
+    second = asyncio.create_task(reads.read("tasks", peer.read))
+    await asyncio.sleep(0)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    peer.answer.set()
+    assert await second == 1
+    assert peer.calls == 1
+
+
+async def test_a_call_every_waiter_left_still_lands_and_its_error_is_collected() -> None:
+    loop = asyncio.get_running_loop()
+    unhandled: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
+    try:
+        reads: SharedReads[int] = SharedReads()
+        peer = Peer()
+        peer.fail = ConnectionError("down")
+        waiter = asyncio.create_task(reads.read("tasks", peer.read))
+        await asyncio.sleep(0)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        peer.answer.set()
+        for _ in range(3):
+            await asyncio.sleep(0)
+        gc.collect()  # "exception was never retrieved" is reported when the task is collected
+        assert unhandled == []
+        # The failed call is gone: the next read makes a new one.
+        peer.fail = None
+        assert await reads.read("tasks", peer.read) == 2
+    finally:
+        loop.set_exception_handler(None)
