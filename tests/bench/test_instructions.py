@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.instructions import per_turn, totals, turns_of
+from bench.instructions import MIN_WARMUP, per_turn, totals, turns_of, warmup_of
 from bench.procs import BenchError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,6 +41,12 @@ def test_scenarios_send_what_make_bench_sends() -> None:
     assert "awaiting_confirmation" in write[0].expect
     with pytest.raises(BenchError, match="unknown scenario"):
         turns_of("nope")
+
+
+def test_the_warm_up_sends_every_distinct_turn_once_before_counting() -> None:
+    assert warmup_of("read") == MIN_WARMUP
+    assert warmup_of("write") == MIN_WARMUP
+    assert warmup_of("mix") == len(turns_of("mix")) > MIN_WARMUP
 
 
 @pytest.mark.e2e

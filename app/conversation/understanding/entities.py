@@ -172,7 +172,7 @@ class Entities:
         return {f.kind for f in self.found}
 
 
-def extract(text: Text, tokens: Sequence[Token], aliases: Mapping[str, int]) -> Entities:
+def extract(text: Text, tokens: Sequence[Token], aliases: AliasIndex) -> Entities:
     """The entities of one request (`tokens`, a slice of `text.tokens`)."""
     ents = Entities()
     words = [t.text for t in tokens]
@@ -272,16 +272,40 @@ def _ids(words: Sequence[str], tokens: Sequence[Token], ents: Entities) -> None:
                 ents.add(kind, ident, i, last)
 
 
-def _aliases(words: Sequence[str], ents: Entities, aliases: Mapping[str, int]) -> None:
-    names = sorted(
-        ((tuple(a.split()), d) for a, d in aliases.items() if a), key=lambda x: -len(x[0])
-    )
-    # Only a name whose first word is the word at i can match there: look those up, longest
-    # first as in `names`, instead of comparing every name at every position.
-    by_first: dict[str, list[tuple[tuple[str, ...], int]]] = {}
-    for entry in names:
-        by_first.setdefault(entry[0][0] if entry[0] else "", []).append(entry)
-    anywhere = by_first.pop("", [])  # a blank alias (an empty name) fits at any position
+@dataclass(frozen=True, slots=True)
+class AliasIndex:
+    """Droplet names as words, found by their first word, longest first.
+
+    Built once per alias table (the planner keeps the last one): sorting and grouping every
+    name again for each request a message holds cost more than finding them.
+    """
+
+    table: Mapping[str, int]
+    """What it was built from, to tell whether a new table is the same."""
+    by_first: Mapping[str, tuple[tuple[tuple[str, ...], int], ...]]
+    anywhere: tuple[tuple[tuple[str, ...], int], ...]
+    """Names that fit at any position (a blank alias)."""
+
+    @classmethod
+    def of(cls, aliases: Mapping[str, int]) -> AliasIndex:
+        names = sorted(
+            ((tuple(a.split()), d) for a, d in aliases.items() if a), key=lambda x: -len(x[0])
+        )
+        # Only a name whose first word is the word at i can match there: look those up, longest
+        # first as in `names`, instead of comparing every name at every position.
+        by_first: dict[str, list[tuple[tuple[str, ...], int]]] = {}
+        for entry in names:
+            by_first.setdefault(entry[0][0] if entry[0] else "", []).append(entry)
+        anywhere = tuple(by_first.pop("", ()))
+        return cls(
+            table=dict(aliases),
+            by_first={first: tuple(entries) for first, entries in by_first.items()},
+            anywhere=anywhere,
+        )
+
+
+def _aliases(words: Sequence[str], ents: Entities, aliases: AliasIndex) -> None:
+    by_first, anywhere = aliases.by_first, aliases.anywhere
     i = 0
     while i < len(words):
         for name, droplet_id in [*by_first.get(words[i], ()), *anywhere]:

@@ -25,6 +25,7 @@ from app.conversation.understanding.entities import (
     TASK_STATUS_WORDS,
     TASK_TYPE_WORDS,
     WATCH_EVENTS,
+    AliasIndex,
     Entities,
     Found,
     extract,
@@ -209,9 +210,17 @@ class OfflinePlanner:
         lead_words = {w for lead in MESSAGE_LEADS for w in lead} | MESSAGE_VERBS
         self._verb_words = frozenset(w for verb in self._index.verbs for w in verb)
         self._vocabulary = Vocabulary(self._index.vocabulary | entity_words | lead_words)
+        self._aliases: AliasIndex | None = None
 
     async def plan(self, text: str, context: PlanContext) -> Plan:
         return self.plan_now(text, context)
+
+    def _alias_index(self, aliases: Mapping[str, int]) -> AliasIndex:
+        """The index of `aliases`, built again only when the table changed (a droplet got a
+        new name): every turn brings its own copy of the same table."""
+        if self._aliases is None or self._aliases.table != aliases:
+            self._aliases = AliasIndex.of(aliases)
+        return self._aliases
 
     # ---- the whole message ---------------------------------------------------------------
 
@@ -297,7 +306,7 @@ class OfflinePlanner:
         )
 
     def _has_request(self, parsed: Text, context: PlanContext) -> bool:
-        ents = extract(parsed, parsed.tokens, context.aliases)
+        ents = extract(parsed, parsed.tokens, self._alias_index(context.aliases))
         if ents.has("droplet") or ents.has("task"):
             return True
         scores = self._index.score(parsed.words, ents, available=frozenset(ents.kinds()))
@@ -382,7 +391,7 @@ class OfflinePlanner:
     ) -> _Request:
         tokens = parsed.tokens[first : last + 1]
         if ents is None:
-            ents = extract(parsed, tokens, context.aliases)
+            ents = extract(parsed, tokens, self._alias_index(context.aliases))
         words = [t.text for t in tokens]
         request = _Request(first, last, ents, words, content=_content(words, ents))
         if request.content or any(w.startswith("\x00quote") for w in words):
@@ -478,7 +487,7 @@ class OfflinePlanner:
         cuts: list[int] = []
         # A message's own words are cut only at the end of a sentence ("Tell droplet 10: queue
         # is paused. Then deploy droplet 10"), never at a comma or an "and" inside it.
-        whole = extract(parsed, parsed.tokens, context.aliases)
+        whole = extract(parsed, parsed.tokens, self._alias_index(context.aliases))
         content = _content(words, whole)
         objects = {f.first for f in whole.found if f.kind in ("droplet", "task", "pronoun")}
         for i, word in enumerate(words):
@@ -536,8 +545,8 @@ class OfflinePlanner:
         """Two watched conditions joined by "or", each with its own droplet or task."""
         words = parsed.words
         end = next((k for k in range(i + 1, len(words)) if words[k] in CONNECTORS), len(words))
-        left = extract(parsed, parsed.tokens[start:i], context.aliases)
-        right = extract(parsed, parsed.tokens[i + 1 : end], context.aliases)
+        left = extract(parsed, parsed.tokens[start:i], self._alias_index(context.aliases))
+        right = extract(parsed, parsed.tokens[i + 1 : end], self._alias_index(context.aliases))
         ids = ("droplet", "task")
         return (
             left.has("watch_event")
@@ -575,7 +584,9 @@ class OfflinePlanner:
             if parsed.words[k] in CONNECTORS:
                 end = k - 1
                 break
-        left_ents = extract(parsed, parsed.tokens[left_first : left_last + 1], context.aliases)
+        left_ents = extract(
+            parsed, parsed.tokens[left_first : left_last + 1], self._alias_index(context.aliases)
+        )
         right = self._request(parsed, right_first, end, _after(context, left_ents))
         if (
             right.tool is None

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from app.conversation.understanding.cues import MIN_SCORE, PHRASE_WORD, WEIGHTS, CueIndex, Score
-from app.conversation.understanding.entities import Entities, extract
+from app.conversation.understanding.entities import AliasIndex, Entities, extract
 from app.conversation.understanding.text import tokenize
 from app.tools.base import Channel, Cues, Outcome, Slot, Tool, ToolArgs
 from app.tools.context import RunContext
@@ -24,7 +24,7 @@ ALIASES = {"registry": 1, "orchestrator": 10, "voice": 18, "visibility deck": 14
 
 def score(text: str, index: CueIndex = INDEX) -> list[Score]:
     parsed = tokenize(text, index.vocabulary)
-    ents = extract(parsed, parsed.tokens, ALIASES)
+    ents = extract(parsed, parsed.tokens, AliasIndex.of(ALIASES))
     available = frozenset(ents.kinds())
     if ents.has("number"):
         available |= {"droplet", "task"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.conversation.understanding.entities import MAX_IDS, Entities, extract, pairs
+from app.conversation.understanding.entities import MAX_IDS, AliasIndex, Entities, extract, pairs
 from app.conversation.understanding.text import tokenize
 
 ALIASES = {
@@ -19,7 +19,7 @@ ALIASES = {
 
 def entities(text: str) -> Entities:
     parsed = tokenize(text)
-    return extract(parsed, parsed.tokens, ALIASES)
+    return extract(parsed, parsed.tokens, AliasIndex.of(ALIASES))
 
 
 def values(text: str, kind: str) -> list[object]:

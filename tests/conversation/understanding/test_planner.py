@@ -159,6 +159,25 @@ def test_paraphrases_of_one_request(text: str) -> None:
     assert calls(plan(text)) == [("droplet_status", {"droplet_id": 14})]
 
 
+def test_a_droplet_renamed_between_turns_is_found_by_its_new_name() -> None:
+    # The planner keeps the index of the last alias table it saw; a new table replaces it.
+    planner = OfflinePlanner(TOOLS)
+    before = PlanContext(aliases={**ALIASES, "night watch": 21})
+    after = PlanContext(aliases={**ALIASES, "night watch": 22, "day shift": 21})
+    assert calls(planner.plan_now("is night watch healthy?", before)) == [
+        ("droplet_status", {"droplet_id": 21})
+    ]
+    assert calls(planner.plan_now("is night watch healthy?", after)) == [
+        ("droplet_status", {"droplet_id": 22})
+    ]
+    assert calls(planner.plan_now("is day shift healthy?", after)) == [
+        ("droplet_status", {"droplet_id": 21})
+    ]
+    assert calls(planner.plan_now("is day shift healthy?", before)) != [
+        ("droplet_status", {"droplet_id": 21})
+    ]
+
+
 def test_typos_lower_the_confidence() -> None:
     clean = plan("show system status")
     typo = plan("shwo sytem stauts")
