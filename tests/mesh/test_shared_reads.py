@@ -14,14 +14,15 @@ class Peer:
     def __init__(self) -> None:
         self.calls = 0
         self.answer = asyncio.Event()
-        self.fail: Exception | None = None
+        self.fail: str | None = None
+        """Each call then raises a new ConnectionError with this message."""
 
     async def read(self) -> int:
         self.calls += 1
         number = self.calls
         await self.answer.wait()
         if self.fail is not None:
-            raise self.fail
+            raise ConnectionError(self.fail)
         return number
 
 
@@ -68,7 +69,7 @@ async def test_a_read_after_a_write_does_not_join_a_call_sent_before_it() -> Non
 async def test_a_failure_reaches_every_waiter_and_the_next_read_tries_again() -> None:
     reads: SharedReads[int] = SharedReads()
     peer = Peer()
-    peer.fail = ConnectionError("down")
+    peer.fail = "down"
     waiting = [asyncio.create_task(reads.read("tasks", peer.read)) for _ in range(2)]
     await asyncio.sleep(0)
     peer.answer.set()
@@ -78,40 +79,69 @@ async def test_a_failure_reaches_every_waiter_and_the_next_read_tries_again() ->
     assert await reads.read("tasks", peer.read) == 2
 
 
-async def test_a_waiter_that_gives_up_leaves_the_call_to_the_others() -> None:
+async def test_a_joiner_that_gives_up_changes_nothing_for_the_others() -> None:
+    reads: SharedReads[int] = SharedReads()
+    peer = Peer()
+    first = asyncio.create_task(reads.read("tasks", peer.read))
+    joiner = asyncio.create_task(reads.read("tasks", peer.read))
+    third = asyncio.create_task(reads.read("tasks", peer.read))
+    await asyncio.sleep(0)
+    joiner.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await joiner
+    peer.answer.set()
+    assert (await first, await third) == (1, 1)
+    assert peer.calls == 1
+
+
+async def test_when_the_first_asker_gives_up_the_others_ask_again() -> None:
     reads: SharedReads[int] = SharedReads()
     peer = Peer()
     first = asyncio.create_task(reads.read("tasks", peer.read))
     second = asyncio.create_task(reads.read("tasks", peer.read))
+    third = asyncio.create_task(reads.read("tasks", peer.read))
     await asyncio.sleep(0)
-    first.cancel()
+    first.cancel()  # its call stops with it
     with pytest.raises(asyncio.CancelledError):
         await first
+    await asyncio.sleep(0)
     peer.answer.set()
-    assert await second == 1
-    assert peer.calls == 1
+    # One of the two still waiting asks again, for both.
+    assert (await second, await third) == (2, 2)
+    assert peer.calls == 2
 
 
-async def test_a_call_every_waiter_left_still_lands_and_its_error_is_collected() -> None:
+async def test_an_outcome_nobody_joined_is_not_reported_as_unretrieved() -> None:
     loop = asyncio.get_running_loop()
     unhandled: list[dict[str, object]] = []
     loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
     try:
         reads: SharedReads[int] = SharedReads()
         peer = Peer()
-        peer.fail = ConnectionError("down")
-        waiter = asyncio.create_task(reads.read("tasks", peer.read))
-        await asyncio.sleep(0)
-        waiter.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await waiter
+        peer.fail = "down"
         peer.answer.set()
-        for _ in range(3):
+        outcomes: list[str] = []
+
+        async def alone(*, give_up: bool) -> None:
+            # Outcomes are caught here and dropped, so nothing keeps the call's future alive.
+            task = asyncio.create_task(reads.read("tasks", peer.read))
             await asyncio.sleep(0)
-        gc.collect()  # "exception was never retrieved" is reported when the task is collected
+            if give_up:
+                task.cancel()
+            try:
+                await task
+            except (ConnectionError, asyncio.CancelledError) as exc:
+                outcomes.append(type(exc).__name__)
+
+        await alone(give_up=False)
+        peer.answer.clear()
+        await alone(give_up=True)
+        assert outcomes == ["ConnectionError", "CancelledError"]
+        gc.collect()  # "exception was never retrieved" is reported when a future is collected
         assert unhandled == []
-        # The failed call is gone: the next read makes a new one.
+        # Nothing is left behind: the next read makes a new call.
         peer.fail = None
-        assert await reads.read("tasks", peer.read) == 2
+        peer.answer.set()
+        assert await reads.read("tasks", peer.read) == 3
     finally:
         loop.set_exception_handler(None)
