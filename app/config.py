@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     registration_backoff_max_s: float = Field(default=30.0, gt=0)
     heartbeat_interval_s: float = Field(default=60.0, gt=0)
     task_poll_interval_s: float = Field(default=10.0, gt=0)
+    directory_ttl_s: float = Field(default=5.0, gt=0)
+    """How long the merged droplet listing (both peers) answers turns before it is fetched again."""
 
     # Inbound auth
     registry_public_key_file: Path = Path("keys/registry_public_key.pem")

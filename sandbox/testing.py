@@ -22,6 +22,7 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from sandbox.keys import REGISTRY_KEY_NAME, mint_token, write_key_pair
 from sandbox.orchestrator import create_orchestrator_app
@@ -51,7 +52,8 @@ class ServerThread:
     """One ASGI app served by uvicorn in a daemon thread, restartable on the same port."""
 
     def __init__(self, app: FastAPI, sock: socket.socket, *, name: str) -> None:
-        self.app = app
+        # Any ASGI app: a test may serve the peer again wrapped (a request counter).
+        self.app: ASGIApp = app
         self.name = name
         self.host, self.port = sock.getsockname()[:2]
         self._sock: socket.socket | None = sock

@@ -99,7 +99,9 @@ def build_mesh(settings: Settings) -> MeshParts:
             droplet_id=settings.droplet_id,
             reset_timeout=settings.peer_breaker_reset_s,
         )
-        directory = DropletDirectory(registry=registry, orchestrator=orchestrator)
+        directory = DropletDirectory(
+            registry=registry, orchestrator=orchestrator, ttl=settings.directory_ttl_s
+        )
     return MeshParts(
         registry=registry, orchestrator=orchestrator, directory=directory, public_keys=public_keys
     )
