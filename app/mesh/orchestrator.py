@@ -50,7 +50,7 @@ from app.mesh.catalogue import display_name
 from app.mesh.peer_http import PeerResponse, exchange, invalid_fields
 from app.mesh.peers import PeerError, PeerNotFound, PeerRejected, PeerUnavailable
 from app.mesh.registry import RegistryClient
-from app.mesh.resilience import PEER_RETRY, CircuitBreaker, Clock, transient
+from app.mesh.resilience import PEER_RETRY, CircuitBreaker, Clock, send
 from app.mesh.shared_reads import SharedReads
 from app.mesh.tokens import (
     IssuedToken,
@@ -60,7 +60,7 @@ from app.mesh.tokens import (
     claimed_times,
     pre_issued,
 )
-from app.utils.retry import RetryPolicy, Sleep, call_with_retry
+from app.utils.retry import RetryPolicy, Sleep
 from app.utils.time import isoformat_z, parse_timestamp, utcnow
 
 log = structlog.get_logger(__name__)
@@ -447,12 +447,9 @@ class OrchestratorClient:
             )
 
         async def answer() -> PeerResponse:
-            if idempotent:
-                response = await call_with_retry(
-                    attempt, self._retry_policy, retry=transient, sleep=self._sleep
-                )
-            else:
-                response = await attempt()
+            response = await send(
+                attempt, idempotent=idempotent, policy=self._retry_policy, sleep=self._sleep
+            )
             if response.status_code == 401:
                 # The auth flow already tried a fresh token: our credentials are the problem.
                 raise PeerRejected(

@@ -24,9 +24,9 @@ from app.mesh.catalogue import known_name
 from app.mesh.keys import PublishedKey
 from app.mesh.peer_http import PeerResponse, exchange
 from app.mesh.peers import PeerNotFound, PeerRejected, PeerUnavailable
-from app.mesh.resilience import PEER_RETRY, CircuitBreaker, Clock, transient
+from app.mesh.resilience import PEER_RETRY, CircuitBreaker, Clock, send
 from app.mesh.tokens import IssuedToken, claimed_times
-from app.utils.retry import RetryPolicy, Sleep, call_with_retry
+from app.utils.retry import RetryPolicy, Sleep
 from app.utils.time import parse_timestamp
 
 log = structlog.get_logger(__name__)
@@ -151,12 +151,9 @@ class RegistryClient:
                 )
             )
 
-        if idempotent:
-            response = await call_with_retry(
-                attempt, self._retry_policy, retry=transient, sleep=self._sleep
-            )
-        else:
-            response = await attempt()
+        response = await send(
+            attempt, idempotent=idempotent, policy=self._retry_policy, sleep=self._sleep
+        )
         if response.status_code == 401:
             raise PeerRejected(PEER, "the Registry rejected our registry key", status_code=401)
         return response

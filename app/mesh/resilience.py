@@ -17,7 +17,7 @@ import structlog
 
 from app.mesh.peers import PeerUnavailable
 from app.mesh.tokens import TokenUnavailable
-from app.utils.retry import RetryPolicy
+from app.utils.retry import RetryPolicy, Sleep, call_with_retry
 
 log = structlog.get_logger(__name__)
 
@@ -140,3 +140,13 @@ def transient(failure: Exception) -> bool:
     """What an idempotent peer call may retry: the peer could not be reached. Never an answer
     (4xx) and never an open breaker, whose whole point is not to call."""
     return isinstance(failure, PeerUnavailable) and not isinstance(failure, CircuitOpen)
+
+
+async def send(
+    attempt: Callable[[], Awaitable[T]], *, idempotent: bool, policy: RetryPolicy, sleep: Sleep
+) -> T:
+    """One peer call: retried on transient failures when idempotent, else sent exactly once (a
+    lost answer to a POST may still have changed the peer)."""
+    if idempotent:
+        return await call_with_retry(attempt, policy, retry=transient, sleep=sleep)
+    return await attempt()

@@ -79,13 +79,18 @@ async def test_a_failure_reaches_every_waiter_and_the_next_read_tries_again() ->
     assert await reads.read("tasks", peer.read) == 2
 
 
-async def test_a_joiner_that_gives_up_changes_nothing_for_the_others() -> None:
+async def three_readers(peer: Peer) -> list[asyncio.Task[int]]:
+    """Three turns reading the same thing at once; the first one asks the peer."""
     reads: SharedReads[int] = SharedReads()
+    readers = [asyncio.create_task(reads.read("tasks", peer.read)) for _ in range(3)]
+    await asyncio.sleep(0)  # each reader has started, the first has asked
+    assert peer.calls == 1
+    return readers
+
+
+async def test_a_joiner_that_gives_up_changes_nothing_for_the_others() -> None:
     peer = Peer()
-    first = asyncio.create_task(reads.read("tasks", peer.read))
-    joiner = asyncio.create_task(reads.read("tasks", peer.read))
-    third = asyncio.create_task(reads.read("tasks", peer.read))
-    await asyncio.sleep(0)
+    first, joiner, third = await three_readers(peer)
     joiner.cancel()
     with pytest.raises(asyncio.CancelledError):
         await joiner
@@ -95,12 +100,8 @@ async def test_a_joiner_that_gives_up_changes_nothing_for_the_others() -> None:
 
 
 async def test_when_the_first_asker_gives_up_the_others_ask_again() -> None:
-    reads: SharedReads[int] = SharedReads()
     peer = Peer()
-    first = asyncio.create_task(reads.read("tasks", peer.read))
-    second = asyncio.create_task(reads.read("tasks", peer.read))
-    third = asyncio.create_task(reads.read("tasks", peer.read))
-    await asyncio.sleep(0)
+    first, second, third = await three_readers(peer)
     first.cancel()  # its call stops with it
     with pytest.raises(asyncio.CancelledError):
         await first
