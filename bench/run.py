@@ -285,14 +285,9 @@ class Bench:
         from sandbox.testing import start_mesh
 
         self.mesh = start_mesh(key_dir=self.workdir / "keys", router_interval=3600.0, seed=True)
-        # Count the requests each peer serves: restart it (same port, state kept) wrapped.
+        # Count the requests each peer serves.
         for peer in ("registry", "orchestrator"):
-            server = getattr(self.mesh, peer)
-            server.stop()
-            counter = _Counting(server.app)
-            server.app = counter
-            server.start()
-            self.mesh_counters[peer] = counter
+            self.mesh_counters[peer] = self.mesh.count_requests(peer)
 
     def mesh_requests(self) -> int:
         return sum(c.count for c in self.mesh_counters.values())
@@ -777,19 +772,6 @@ def scenario_anatomy(plan: Plan, layout: Layout, workdir: Path) -> dict[str, Any
     result: dict[str, Any] = json.loads(output.read_text())
     result["command"] = " ".join(argv[:2] + argv[2:3] + argv[5:])
     return result
-
-
-class _Counting:
-    """ASGI wrapper counting HTTP requests (lifespan and everything else passes through)."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.count = 0
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            self.count += 1
-        await self.app(scope, receive, send)
 
 
 def _pool(results: list[dict[str, Any]], tag: str) -> dict[str, Any]:

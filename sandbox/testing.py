@@ -22,7 +22,7 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sandbox.keys import REGISTRY_KEY_NAME, mint_token, write_key_pair
 from sandbox.orchestrator import create_orchestrator_app
@@ -52,7 +52,7 @@ class ServerThread:
     """One ASGI app served by uvicorn in a daemon thread, restartable on the same port."""
 
     def __init__(self, app: FastAPI, sock: socket.socket, *, name: str) -> None:
-        # Any ASGI app: a test may serve the peer again wrapped (a request counter).
+        # Any ASGI app: `MeshHandle.count_requests` serves it again wrapped.
         self.app: ASGIApp = app
         self.name = name
         self.host, self.port = sock.getsockname()[:2]
@@ -111,6 +111,24 @@ class ServerThread:
         self._server = self._thread = None
 
 
+class Served:
+    """ASGI wrapper keeping the HTTP requests a peer served, as "METHOD /path" (lifespan and
+    everything else passes through)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.requests: list[str] = []
+
+    @property
+    def count(self) -> int:
+        return len(self.requests)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            self.requests.append(f"{scope['method']} {scope['path']}")
+        await self.app(scope, receive, send)
+
+
 @dataclass
 class MeshHandle:
     registry_url: str
@@ -160,6 +178,15 @@ class MeshHandle:
 
     def start_orchestrator(self) -> None:
         self._peer("orchestrator").start()
+
+    def count_requests(self, which: str) -> Served:
+        """Serve a peer again (same port, state kept) behind a `Served` that keeps its requests."""
+        server = self._peer(which)
+        server.stop()
+        served = Served(server.app)
+        server.app = served
+        server.start()
+        return served
 
     def stop(self) -> None:
         servers = [s for s in (self.orchestrator, self.registry) if s is not None]
