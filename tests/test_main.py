@@ -77,3 +77,22 @@ def test_building_the_app_skips_the_optional_imports_the_server_never_uses(
     result = _run(LEAN_IMPORT, {"DATA_DIR": str(tmp_path)}, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+COLLECTOR = """
+import gc
+import app.main
+from app.ops.gc_freeze import YOUNG_THRESHOLD
+assert gc.isenabled(), "the collector must be on once the app is built"
+assert gc.get_freeze_count() > 0, "what the start-up built must be frozen"
+assert gc.get_threshold()[0] == YOUNG_THRESHOLD, gc.get_threshold()
+print("ok")
+"""
+
+
+def test_the_served_process_collects_with_the_start_up_frozen_and_a_server_sized_young_generation(
+    tmp_path: Path,
+) -> None:
+    result = _run(COLLECTOR, {"DATA_DIR": str(tmp_path)}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"

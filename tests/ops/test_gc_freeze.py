@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from app.ops.gc_freeze import GcFreezer
+from app.ops.gc_freeze import YOUNG_THRESHOLD, GcFreezer, tune_collector
 
 
 @pytest.fixture
@@ -92,3 +92,60 @@ async def test_a_burst_of_connections_is_frozen_at_once_not_at_the_next_interval
     # +510: frozen at t=3. Down to 300, then 800 is +500 from that low: frozen at t=6. Then no
     # growth, but the interval passed: t=306.
     assert freezer.frozen_at == [1.0, 3.0, 6.0, 306.0]
+
+
+@pytest.fixture
+def collections() -> Iterator[list[int]]:
+    """The generation of every collection that runs meanwhile; the thresholds restored after."""
+    seen: list[int] = []
+
+    def record(phase: str, info: dict[str, Any]) -> None:
+        if phase == "stop":
+            seen.append(info["generation"])
+
+    threshold = gc.get_threshold()
+    gc.collect()
+    gc.callbacks.append(record)
+    yield seen
+    gc.callbacks.remove(record)
+    gc.set_threshold(*threshold)
+
+
+def _turns_in_flight(rounds: int, alive: int) -> None:
+    """`alive` container objects held at once, then released, `rounds` times (no garbage)."""
+    for _ in range(rounds):
+        held: list[list[int]] = [[] for _ in range(alive)]
+        del held
+
+
+def test_objects_of_turns_in_flight_start_no_collection(collections: list[int]) -> None:
+    tune_collector()
+    _turns_in_flight(rounds=50, alive=3_000)
+    assert collections == []
+
+
+def test_with_the_default_threshold_the_same_objects_start_collection_after_collection(
+    collections: list[int],
+) -> None:
+    gc.set_threshold(700, *gc.get_threshold()[1:])
+    _turns_in_flight(rounds=50, alive=3_000)
+    assert len(collections) >= 50
+
+
+def test_cyclic_garbage_is_still_collected(collections: list[int]) -> None:
+    tune_collector()
+    alive = [0]
+
+    class Node:
+        def __init__(self) -> None:
+            self.me = self  # a cycle: only the cyclic collector frees it
+            alive[0] += 1
+
+        def __del__(self) -> None:
+            alive[0] -= 1
+
+    for _ in range(3 * YOUNG_THRESHOLD):
+        Node()
+    assert collections
+    assert alive[0] <= YOUNG_THRESHOLD
+    assert gc.get_threshold()[0] == YOUNG_THRESHOLD
