@@ -60,6 +60,7 @@ from app.mesh.tokens import (
     claimed_times,
     pre_issued,
 )
+from app.utils.http_transport import outbound_client
 from app.utils.retry import RetryPolicy, Sleep
 from app.utils.time import isoformat_z, parse_timestamp, utcnow
 
@@ -320,7 +321,7 @@ class OrchestratorClient:
         )
         self._auth = _BearerAuth(self.tokens)
         self._owns_client = client is None
-        self._client = client or httpx2.AsyncClient(
+        self._client = client or outbound_client(
             timeout=timeout, verify=tls if tls is not None else True
         )
         self._retry_policy = retry_policy or PEER_RETRY

@@ -26,6 +26,7 @@ from app.mesh.peer_http import PeerResponse, exchange
 from app.mesh.peers import PeerNotFound, PeerRejected, PeerUnavailable
 from app.mesh.resilience import PEER_RETRY, CircuitBreaker, Clock, send
 from app.mesh.tokens import IssuedToken, claimed_times
+from app.utils.http_transport import outbound_client
 from app.utils.retry import RetryPolicy, Sleep
 from app.utils.time import parse_timestamp
 
@@ -99,7 +100,7 @@ class RegistryClient:
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._owns_client = client is None
-        self._client = client or httpx2.AsyncClient(
+        self._client = client or outbound_client(
             timeout=timeout, verify=tls if tls is not None else True
         )
         self._retry_policy = retry_policy or PEER_RETRY

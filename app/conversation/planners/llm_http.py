@@ -27,6 +27,7 @@ from app.conversation.planners.llm_common import (
 )
 from app.domain.plan import Plan
 from app.tools.registry import ToolRegistry, default_tools
+from app.utils.http_transport import outbound_client
 
 log = structlog.get_logger(__name__)
 
@@ -39,7 +40,7 @@ _SSE_DONE = "[DONE]"
 
 def new_client(*, timeout_s: float) -> httpx2.AsyncClient:
     """The one connection pool a planner keeps for its model server (closed by `aclose`)."""
-    return httpx2.AsyncClient(timeout=timeout_s + _CLIENT_TIMEOUT_GRACE_S)
+    return outbound_client(timeout=timeout_s + _CLIENT_TIMEOUT_GRACE_S)
 
 
 def dumps(value: Any) -> str:
