@@ -39,10 +39,15 @@ def _run(code: str, env_overrides: dict[str, str], cwd: Path) -> subprocess.Comp
     )
 
 
-def test_app_main_builds_the_app_once(tmp_path: Path) -> None:
-    result = _run(BUILT_ONCE, {"DATA_DIR": str(tmp_path)}, tmp_path)
+def _runs_ok(code: str, data_dir: Path) -> None:
+    """`code` runs to its end in a fresh interpreter (its asserts hold) and prints "ok"."""
+    result = _run(code, {"DATA_DIR": str(data_dir)}, data_dir)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_app_main_builds_the_app_once(tmp_path: Path) -> None:
+    _runs_ok(BUILT_ONCE, tmp_path)
     # Built, not started: the lifespan (store, peers, background loops) runs only under a server.
     assert not list(tmp_path.iterdir())
 
@@ -74,9 +79,7 @@ print("ok")
 def test_building_the_app_skips_the_optional_imports_the_server_never_uses(
     tmp_path: Path,
 ) -> None:
-    result = _run(LEAN_IMPORT, {"DATA_DIR": str(tmp_path)}, tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"
+    _runs_ok(LEAN_IMPORT, tmp_path)
 
 
 COLLECTOR = """
@@ -93,6 +96,4 @@ print("ok")
 def test_the_served_process_collects_with_the_start_up_frozen_and_a_server_sized_young_generation(
     tmp_path: Path,
 ) -> None:
-    result = _run(COLLECTOR, {"DATA_DIR": str(tmp_path)}, tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"
+    _runs_ok(COLLECTOR, tmp_path)

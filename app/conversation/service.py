@@ -382,8 +382,8 @@ class ConversationService:
                 await emit("calling", self._calling(call))
             scope = self._scope(turn, session)
             if len(reads) == 1:
-                # Most turns read once: run it in the turn's own task, as gather would in a new
-                # one (a task per read is ~50 K instructions, 1% of a read turn).
+                # Most turns read once: run it in the turn's own task; gather would make a new
+                # one for it (some 50 K instructions, about 1% of a read turn).
                 outcomes = [await self._executor.execute(reads[0], **scope)]
             else:
                 outcomes = list(
