@@ -116,9 +116,11 @@ class ProbedBackend(httpcore2.AsyncNetworkBackend):
 
 def outbound_transport(*, verify: ssl.SSLContext | bool = True) -> httpx2.AsyncHTTPTransport:
     """httpx2's transport, its connection pool on `ProbedBackend` (see the module docstring)."""
-    transport = httpx2.AsyncHTTPTransport(verify=verify, limits=LIMITS)
+    # One context for both pools: building it loads the CA bundle (~30 ms of start-up).
+    context = httpx2.create_ssl_context(verify=verify)
+    transport = httpx2.AsyncHTTPTransport(verify=context, limits=LIMITS)
     transport._pool = httpcore2.AsyncConnectionPool(
-        ssl_context=httpx2.create_ssl_context(verify=verify),
+        ssl_context=context,
         max_connections=LIMITS.max_connections,
         max_keepalive_connections=LIMITS.max_keepalive_connections,
         keepalive_expiry=LIMITS.keepalive_expiry,

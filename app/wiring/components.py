@@ -159,9 +159,7 @@ async def stop(components: Components) -> None:
     await c.health.stop()
     await c.bus.stop()
     await c.mesh.public_keys.stop()
-    for client in (c.mesh.orchestrator, c.mesh.registry):
-        if client is not None:
-            await client.aclose()
+    await c.mesh.aclose()
     await close_planner(c.conversation.planner)
     await c.gate.aclose()
     await c.store.close()

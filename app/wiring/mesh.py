@@ -49,6 +49,12 @@ class MeshParts:
     directory: DropletDirectory | None
     public_keys: PublicKeySource
 
+    async def aclose(self) -> None:
+        """Close the peers' clients (their connection pools)."""
+        for client in (self.orchestrator, self.registry):
+            if client is not None:
+                await client.aclose()
+
 
 def _secret(value: Any) -> str | None:
     if value is None:

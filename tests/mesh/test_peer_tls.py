@@ -36,9 +36,7 @@ async def _registry(base_url: str) -> AsyncIterator[RegistryClient]:
     try:
         yield mesh.registry
     finally:
-        await mesh.registry.aclose()
-        if mesh.orchestrator is not None:
-            await mesh.orchestrator.aclose()
+        await mesh.aclose()
 
 
 def _settings(base_url: str) -> Settings:

@@ -38,9 +38,7 @@ async def test_the_droplet_listing_is_fetched_again_once_directory_ttl_s_has_pas
         first = await parts.directory.list()
         second = await parts.directory.list()
     finally:
-        await parts.registry.aclose()
-        if parts.orchestrator is not None:
-            await parts.orchestrator.aclose()
+        await parts.aclose()
     assert [d.id for d in first.droplets] == [d.id for d in second.droplets]
     lists = [r for r in registry.requests if r.startswith("GET ") and "droplets" in r]
     assert len(lists) == fetches, registry.requests
