@@ -71,6 +71,7 @@ assert structlog.dev.rich is None
 # Imported where a token is first read or signed, or a turn first counted; never by building.
 assert "jwt" not in sys.modules and "cryptography" not in sys.modules
 assert "limits" not in sys.modules
+assert "aiohttp" not in sys.modules  # imported by the first request to a peer or the model
 import rich.console, pydantic.v1  # importable again once the app is built (the CLI uses rich)
 print("ok")
 """

@@ -1,136 +1,171 @@
-"""Outbound HTTP: httpx2's own transport, on a network backend whose idle-connection probe is cheap.
+"""Outbound HTTP: httpx2 clients whose requests travel over aiohttp's connections.
 
-Why: before and after every request, httpcore2's connection pool asks each idle keep-alive
-connection whether the peer has closed it (`get_extra_info("is_readable")`). Through anyio that
-question first rebuilds the socket's whole attribute table (a `getpeername` system call and half
-a dozen closures) to find the socket, then polls it. At 64 clients on the write pair the
-Orchestrator's pool held 12-14 connections, so every request paid for 25 such probes or so: 5.5%
-of the service's CPU (py-spy), 3-4% on the read mix (6-8 connections). Measured alone, a GET
-through httpx2 with 20 idle connections in the pool cost 0.94-1.1 ms of CPU, 0.56-0.66 ms with
-one.
+Why: one exchange with a peer through httpx2's own transport (httpcore2's pool, h11's pure
+Python parser, anyio's streams and cancel scopes) cost 0.55 ms of CPU for a GET and 0.66 ms
+for a 10 KB POST on loopback, where the bytes on the wire cost 0.05 ms (measured against the
+sandbox Orchestrator, uvloop, one connection). aiohttp's pool and its C parser (llhttp) carry
+the same requests for 0.32 and 0.43 ms. Mesh reads, writes and every model call pay it.
 
-Here each connection finds its socket once and keeps a `poll` object registered for it, so a
-probe is one system call: 0.67-0.77 ms per GET with 20 idle connections, within 0.1 ms of one
-connection, and 2.3% of the CPU on the write pair at 64 clients. Everything else (connecting,
-TLS, reads and writes with their timeouts, the errors they raise) is httpcore2's own anyio
-backend, delegated to unchanged, and everything above it is httpx2's own transport.
+What stays httpx2's: the client API the adapters use, auth flows, redirects (not followed),
+the timeouts as configured, response decoding (`Content-Encoding`: aiohttp hands over the raw
+bytes) and the exception types callers catch. What aiohttp does: the connection pool (100
+connections, idle ones closed after 5 s, as httpx2's defaults), keep-alive (a connection the
+peer closed is noticed by its protocol and never reused; an idempotent request that meets one
+just as the peer closes it is sent again once, by aiohttp), TLS, and HTTP/1.1 on the wire.
 
-httpx2 2.16 (pinned) takes no network backend, so the transport's pool is replaced by an
-identical one built with this backend (`outbound_transport`); a test fails if httpx2 stops
-using that pool. The upstream fix (pydantic/httpx2#1169, unreleased: the pool tracks its idle
-connections instead of probing them all) makes this module unnecessary.
+Timeouts: httpx2's connect and pool timeouts bound getting a connection, its read timeout
+each wait for the peer's bytes. aiohttp has no write timeout: a peer that stops reading shows
+as a read timeout once the body no longer fits the socket's buffers, and request bodies here
+are small JSON.
 
-The Registry's, the Orchestrator's and the model planners' clients are built by
-`outbound_client`. A client given a transport ignores the proxy variables (HTTPS_PROXY, ...), so
-where any is set it leaves the transport to httpx2, which honours them.
+A client given a transport ignores the proxy variables (HTTPS_PROXY, ...), so where any is set
+`outbound_client` leaves the transport to httpx2, which honours them.
+
+aiohttp is imported by the first request, not with this module: importing it costs ~0.1 s of
+CPU (~0.2 s while the machine is busy), which start-up to `/health` would otherwise pay.
 """
 
 from __future__ import annotations
 
-import select
-import socket
 import ssl
 import urllib.request
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Final
 
-import httpcore2
 import httpx2
 
-LIMITS = httpx2.Limits(max_connections=100, max_keepalive_connections=20)
-"""httpx2's defaults, spelled out because the pool is built here."""
+if TYPE_CHECKING:
+    import aiohttp
+
+LIMITS: Final = httpx2.Limits(max_connections=100, max_keepalive_connections=20)
+"""httpx2's defaults; aiohttp caps connections in all, not idle ones apart."""
+
+# aiohttp would add a User-Agent and, to a POST without one, a Content-Type of its own; httpx2
+# has already set every header it means to send.
+_NOT_ADDED: Final = ("User-Agent", "Content-Type")
 
 
-# The signatures below are httpcore2's network interface, timeouts included (ASYNC109).
+@contextmanager
+def _as_httpx(request: httpx2.Request) -> Iterator[None]:
+    """aiohttp's errors as the httpx2 errors callers catch (most specific first)."""
+    import aiohttp  # imported already: only a lookup
+
+    try:
+        yield
+    except aiohttp.ConnectionTimeoutError as exc:  # getting or opening a connection
+        raise httpx2.ConnectTimeout(str(exc) or "connect timed out", request=request) from exc
+    except aiohttp.SocketTimeoutError as exc:
+        raise httpx2.ReadTimeout(str(exc) or "read timed out", request=request) from exc
+    except aiohttp.ServerTimeoutError as exc:
+        raise httpx2.TimeoutException(str(exc) or "timed out", request=request) from exc
+    except aiohttp.ClientConnectorError as exc:  # refused, unresolvable, TLS handshake
+        raise httpx2.ConnectError(str(exc), request=request) from exc
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
+        raise httpx2.RemoteProtocolError(str(exc), request=request) from exc
+    except aiohttp.ClientResponseError as exc:  # an answer that is not HTTP
+        raise httpx2.RemoteProtocolError(exc.message, request=request) from exc
+    except aiohttp.ClientOSError as exc:  # reset or broken while reading or writing
+        raise httpx2.ReadError(str(exc), request=request) from exc
+    except aiohttp.ClientError as exc:
+        raise httpx2.TransportError(str(exc) or type(exc).__name__, request=request) from exc
 
 
-class ProbedStream(httpcore2.AsyncNetworkStream):
-    """An anyio stream from httpcore2, answering "is_readable" from a socket found once."""
+class _Body(httpx2.AsyncByteStream):
+    """The response body as aiohttp reads it, chunk by chunk (streamed answers stay streamed)."""
 
-    def __init__(self, inner: httpcore2.AsyncNetworkStream) -> None:
-        self._inner = inner
-        self._socket: socket.socket | None = inner.get_extra_info("socket")
-        self._probe = select.poll()
-        if self._socket is not None and self._socket.fileno() >= 0:
-            self._probe.register(self._socket, select.POLLIN)
+    def __init__(self, response: aiohttp.ClientResponse, request: httpx2.Request) -> None:
+        self._response = response
+        self._request = request
 
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
-        return await self._inner.read(max_bytes, timeout)
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
-        await self._inner.write(buffer, timeout)
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _as_httpx(self._request):
+            async for chunk in self._response.content.iter_any():
+                yield chunk
 
     async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    async def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109
-    ) -> httpcore2.AsyncNetworkStream:
-        return ProbedStream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
-
-    def get_extra_info(self, info: str) -> Any:
-        if info == "is_readable":
-            # A socket that is gone counts as readable (as httpcore2 answers it), so the pool
-            # drops it; its number may belong to another socket by now, so it is not polled.
-            sock = self._socket
-            return sock is None or sock.fileno() < 0 or bool(self._probe.poll(0))
-        return self._inner.get_extra_info(info)
+        # Back to the pool when the body was read to its end; closed otherwise.
+        self._response.release()
 
 
-class ProbedBackend(httpcore2.AsyncNetworkBackend):
-    """httpcore2's anyio backend, its streams wrapped in `ProbedStream`."""
+class AiohttpTransport(httpx2.AsyncBaseTransport):
+    """An httpx2 transport on one `aiohttp.ClientSession` (see the module docstring)."""
 
-    def __init__(self) -> None:
-        self._inner = httpcore2.AnyIOBackend()
+    def __init__(
+        self, *, verify: ssl.SSLContext | bool = True, limits: httpx2.Limits = LIMITS
+    ) -> None:
+        # Built now, not per connection: loading the CA bundle takes ~30 ms.
+        self._tls = httpx2.create_ssl_context(verify=verify)
+        self._limits = limits
+        self._session: aiohttp.ClientSession | None = None
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore2.SOCKET_OPTION] | None = None,
-    ) -> httpcore2.AsyncNetworkStream:
-        stream = await self._inner.connect_tcp(
-            host, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+    def _open(self) -> aiohttp.ClientSession:
+        # Made on first use: a session belongs to the event loop it is made in.
+        if self._session is None:
+            import aiohttp  # see the module docstring
+
+            connector = aiohttp.TCPConnector(
+                ssl=self._tls,
+                limit=self._limits.max_connections or 0,
+                limit_per_host=0,
+                keepalive_timeout=self._limits.keepalive_expiry or 0.0,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                auto_decompress=False,  # httpx2 decodes, by the headers it gets
+                cookie_jar=aiohttp.DummyCookieJar(),  # httpx2 keeps the cookies
+                skip_auto_headers=_NOT_ADDED,
+                timeout=aiohttp.ClientTimeout(total=None),
+                trust_env=False,
+            )
+        return self._session
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        session = self._open()
+        from aiohttp import ClientTimeout
+        from yarl import URL
+
+        timeouts = request.extensions.get("timeout", {})
+        connect, pool = timeouts.get("connect"), timeouts.get("pool")
+        timeout = ClientTimeout(
+            total=None,
+            connect=None if connect is None or pool is None else connect + pool,
+            sock_connect=connect,
+            sock_read=timeouts.get("read"),
         )
-        return ProbedStream(stream)
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109
-        socket_options: Iterable[httpcore2.SOCKET_OPTION] | None = None,
-    ) -> httpcore2.AsyncNetworkStream:
-        stream = await self._inner.connect_unix_socket(
-            path, timeout=timeout, socket_options=socket_options
+        body = await request.aread()
+        with _as_httpx(request):
+            response = await session.request(
+                request.method,
+                URL(str(request.url), encoded=True),  # as httpx2 encoded it, not again
+                headers=request.headers.multi_items(),
+                data=body or None,
+                allow_redirects=False,
+                timeout=timeout,
+            )
+        reason = response.reason or ""
+        return httpx2.Response(
+            status_code=response.status,
+            headers=list(response.raw_headers),
+            stream=_Body(response, request),
+            extensions={
+                "http_version": b"HTTP/1.1",
+                "reason_phrase": reason.encode("ascii", "replace"),
+            },
         )
-        return ProbedStream(stream)
 
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+    async def aclose(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
 
 
-def outbound_transport(*, verify: ssl.SSLContext | bool = True) -> httpx2.AsyncHTTPTransport:
-    """httpx2's transport, its connection pool on `ProbedBackend` (see the module docstring)."""
-    # One context for both pools: building it loads the CA bundle (~30 ms of start-up).
-    context = httpx2.create_ssl_context(verify=verify)
-    transport = httpx2.AsyncHTTPTransport(verify=context, limits=LIMITS)
-    transport._pool = httpcore2.AsyncConnectionPool(
-        ssl_context=context,
-        max_connections=LIMITS.max_connections,
-        max_keepalive_connections=LIMITS.max_keepalive_connections,
-        keepalive_expiry=LIMITS.keepalive_expiry,
-        network_backend=ProbedBackend(),
-    )
-    return transport
+def outbound_transport(*, verify: ssl.SSLContext | bool = True) -> AiohttpTransport:
+    return AiohttpTransport(verify=verify)
 
 
 def outbound_client(*, timeout: float, verify: ssl.SSLContext | bool = True) -> httpx2.AsyncClient:
-    """An httpx2 client on `outbound_transport`, or, where the environment names a proxy, on
+    """An httpx2 client on `AiohttpTransport`, or, where the environment names a proxy, on
     httpx2's own transport, which routes through it (as httpx2 reads them: urllib's rules)."""
     if urllib.request.getproxies():
         return httpx2.AsyncClient(timeout=timeout, verify=verify)
