@@ -344,7 +344,44 @@ class SessionStore:
         existing = await self.get(session_id)
         if existing is not None:
             return existing
+        return await self._create(
+            session_id=session_id, source=source, owner=owner, max_for_owner=max_for_owner
+        )
+
+    async def _create(
+        self, *, session_id: str, source: SessionSource, owner: str, max_for_owner: int | None
+    ) -> SessionInfo:
+        """A new session row, or the one someone else made with that id meanwhile."""
+        if source not in SOURCES:
+            raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
+        _check_session_id(session_id)
         now = utc_now()
+        if self._sqlite is not None:
+            # On the turns' writer thread with constant SQL: through SQLAlchemy's asyncio layer
+            # the same transaction made a new session's first turn cost about twice a later one.
+            outcome = await self._sqlite.create(
+                session_id=session_id,
+                source=source,
+                owner=owner,
+                at=now,
+                max_for_owner=max_for_owner,
+            )
+            if outcome == "over_quota":
+                assert max_for_owner is not None  # only counted against a quota
+                raise SessionQuotaExceeded(max_for_owner)
+            if outcome == "created":
+                return SessionInfo(
+                    session_id=session_id,
+                    source=source,
+                    owner=owner,
+                    created_at=now,
+                    last_activity=now,
+                    message_count=0,
+                )
+            existing = await self.get(session_id)
+            if existing is None:  # made and deleted again in between
+                raise SessionNotFound(session_id)
+            return existing
         async with self._write() as conn:
             if max_for_owner is not None:
                 if self.dialect == "postgresql":
@@ -409,7 +446,8 @@ class SessionStore:
             if live is not None:
                 return live
             return await self._load(session_id)
-        info = await self.get_or_create(
+        # No row a moment ago: create it, without reading it again first.
+        info = await self._create(
             session_id=session_id, source=source, owner=owner, max_for_owner=max_for_owner
         )
         if info.message_count:  # created by someone else a moment ago, and already used

@@ -1,4 +1,5 @@
-"""SQLite: turns written by one thread on one connection, and the per-turn version read.
+"""SQLite: turns (and new sessions) written by one thread on one connection, and the per-turn
+version read.
 
 Why not through the store's SQLAlchemy engine: each statement there is a hop to aiosqlite's
 thread plus SQLAlchemy's per-execution work, about 2 ms of CPU for a turn's four statements.
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from sqlalchemy.exc import DBAPIError
 
@@ -47,6 +48,15 @@ _INSERT_AUDIT: Final = (
 )
 _UPDATE_CONTEXT: Final = "UPDATE sessions SET context = ? WHERE id = ?"
 _VERSION: Final = "SELECT created_at, message_count FROM sessions WHERE id = ?"
+_EXISTS: Final = "SELECT 1 FROM sessions WHERE id = ?"
+_OWNED: Final = "SELECT count(*) FROM sessions WHERE owner = ?"
+_CREATE: Final = (
+    "INSERT INTO sessions (id, source, owner, title, created_at, last_activity, message_count, "
+    "pending_action, context) VALUES (?, ?, ?, NULL, ?, ?, 0, NULL, '{}') "
+    "ON CONFLICT (id) DO NOTHING"
+)
+Created = Literal["created", "exists", "over_quota"]
+"""What `SqliteTurns.create` did: made the row, found one with that id, or refused (quota)."""
 # A version read never waits long: in WAL mode readers do not take locks; this only bounds
 # the rare moment a new connection must wait for the WAL index.
 _READ_TIMEOUT_S: Final = 1.0
@@ -90,6 +100,29 @@ class SqliteTurns:
         return (parse_sqlite_datetime(row[0]), int(row[1]))
 
     # ---- the writer --------------------------------------------------------------------------
+
+    async def create(
+        self,
+        *,
+        session_id: str,
+        source: str,
+        owner: str,
+        at: datetime,
+        max_for_owner: int | None,
+    ) -> Created:
+        """Insert an empty session row in a transaction of its own (one thread hop, the
+        writer's turn like any batch). With `max_for_owner`, the owner's sessions are counted
+        in the same transaction, so concurrent creations, in any process, never exceed it."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor,
+            self._create,
+            session_id,
+            source,
+            owner,
+            sqlite_datetime(at),
+            max_for_owner,
+        )
 
     async def write(self, batch: Sequence[TurnWrite]) -> list[TurnCommitted | BaseException]:
         """Write `batch` in one transaction (one thread hop); one result per turn."""
@@ -137,6 +170,28 @@ class SqliteTurns:
             # One bad turn must not take the others with it: write each alone.
             return [self._write_batch([turn])[0] for turn in batch]
         return results
+
+    def _create(
+        self, session_id: str, source: str, owner: str, at: str, max_for_owner: int | None
+    ) -> Created:
+        conn = self._connection()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            if conn.execute(_EXISTS, (session_id,)).fetchone() is not None:
+                outcome: Created = "exists"
+            elif max_for_owner is not None and (
+                int(conn.execute(_OWNED, (owner,)).fetchone()[0]) >= max_for_owner
+            ):
+                outcome = "over_quota"
+            else:
+                conn.execute(_CREATE, (session_id, source, owner, at, at))
+                outcome = "created"
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise _as_sqlalchemy_error(exc) from exc
+        return outcome
 
 
 def _as_sqlalchemy_error(exc: sqlite3.Error) -> BaseException:

@@ -4,6 +4,7 @@ and a real session store (SQLite in tmp_path), built the way `app.wiring` builds
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -391,6 +392,15 @@ async def test_turns_arriving_together_start_over_several_loop_iterations(chat: 
         for n in range(6)
     ]
     try:
+        # One turn each first, one at a time: the sessions exist and are live in memory, so a
+        # turn of the burst plans in the iteration it starts in, with no store hop in between
+        # (a new session's row is made on the writer thread first, and several such hops can
+        # come back in one iteration, as a group commit's answers do).
+        for turn in turns:
+            await service.handle(dataclasses.replace(turn, trace_id=uuid.uuid4().hex))
+        planned_in.clear()
+        waiting.clear()
+        budget.asked = 0
         replies = await asyncio.gather(*(service.handle(turn) for turn in turns))
     finally:
         handle[0].cancel()

@@ -155,3 +155,65 @@ async def test_a_locked_database_fails_the_batch_once(store: SessionStore) -> No
     assert len(results) == 3
     assert elapsed < 0.9  # one wait of 0.3 s, not four
     assert await store.history("u.f") == []
+
+
+async def test_a_new_session_is_made_by_the_writer_and_reads_back_as_returned(
+    store: SessionStore,
+) -> None:
+    assert store.sqlite_file is not None
+    created = await store.get_or_create(session_id="u.new", source="voice", owner="user:a")
+    # What the turn goes on with is what any later read of the row gives.
+    assert await store.get("u.new") == created
+    assert (created.source, created.owner, created.message_count) == ("voice", "user:a", 0)
+    assert created.created_at == created.last_activity
+    assert created.created_at.tzinfo is not None
+    with sqlite3.connect(store.sqlite_file) as raw:
+        row = raw.execute(
+            "SELECT created_at, last_activity, title, pending_action, context, message_count "
+            "FROM sessions WHERE id = 'u.new'"
+        ).fetchone()
+    created_at, last_activity, title, pending, context, count = row
+    assert STORED.match(created_at) and created_at == last_activity
+    assert parse_sqlite_datetime(created_at) == created.created_at
+    # As SQLAlchemy stores them: no title, SQL NULL for nothing pending, JSON "{}" for context.
+    assert (title, pending, context, count) == (None, None, "{}", 0)
+
+
+async def test_creating_reports_an_existing_row_and_an_owner_over_quota(
+    turns: SqliteTurns, store: SessionStore
+) -> None:
+    async def create(sid: str, owner: str, quota: int | None = 2) -> str:
+        return await turns.create(
+            session_id=sid, source="chat", owner=owner, at=AT, max_for_owner=quota
+        )
+
+    assert await create("q.1", "user:q") == "created"
+    assert await create("q.1", "user:q") == "exists"  # not made twice, not counted again
+    assert await create("q.2", "user:q") == "created"
+    assert await create("q.3", "user:q") == "over_quota"
+    assert await create("q.3", "user:other") == "created"  # another owner's quota
+    assert await create("q.4", "user:q", quota=None) == "created"  # the service's own work
+    listed, total = await store.list_sessions(owner="user:q")
+    assert {s.session_id for s in listed} == {"q.1", "q.2", "q.4"} and total == 3
+
+
+async def test_creating_in_a_locked_database_is_sqlalchemys_error(store: SessionStore) -> None:
+    assert store.sqlite_file is not None
+    writer = SqliteTurns(path=store.sqlite_file, busy_timeout_ms=200)
+    holder = sqlite3.connect(store.sqlite_file, isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(OperationalError):
+            await writer.create(
+                session_id="u.locked", source="chat", owner="user:a", at=AT, max_for_owner=None
+            )
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    try:  # the writer's connection is usable again: the failed transaction was rolled back
+        outcome = await writer.create(
+            session_id="u.locked", source="chat", owner="user:a", at=AT, max_for_owner=None
+        )
+    finally:
+        await writer.close()
+    assert outcome == "created"
