@@ -66,6 +66,7 @@ def table(results: dict[str, Any], output: Path) -> None:
             ("baseline", "baseline POST /echo"),
             ("read", "POST /api/chat"),
             ("mix", "POST /api/chat, mix"),
+            ("oneshot", "POST /api/chat, no session id"),
         ):
             for key, row in http.get(which, {}).items():
                 # Every step has an expected answer: a non-200 is counted in `unexpected`.

@@ -6,8 +6,9 @@ app (`python -m bench.baseline`) as separate processes pinned to one core; the l
 and the fake Gemini). Then it measures the scenarios of issues 10 and 17 and writes
 `bench/results/latest.json` plus a table on stdout. See docs/performance.md for the method.
 
-Scenarios (`--only` takes a comma-separated subset): `http` (baseline vs chat read turn and the
-read mix at 1 and 64 clients, interleaved rounds, plus open loop at half capacity), `write`
+Scenarios (`--only` takes a comma-separated subset): `http` (baseline vs chat read turn, the
+read mix and the read turn without a session id at 1 and 64 clients, interleaved rounds, plus
+open loop at half capacity), `write`
 (create-task + "yes", plus open loop at half capacity), `ws` (WebSocket capacity), `llm` (fake
 Gemini at 300 ms and 0 ms, 1 and 64 clients), `pg` (read mix and write pair on SQLite and on
 PostgreSQL, bench.backends), `stall` (largest gap of a 1 ms ticker in the service's loop under
@@ -116,6 +117,14 @@ READ_STEP = {
     "tag": "read",
     "path": "/api/chat",
     "body": json.dumps({"message": READ_TEXT, "session_id": "@SESSION@"}),
+    "expect": READ_OK,
+}
+# A caller that sends no session id (a one-shot request from another service, the `ask` CLI):
+# every turn makes a new session, whose row is written before the turn runs.
+ONE_SHOT_STEP = {
+    "tag": "oneshot",
+    "path": "/api/chat",
+    "body": json.dumps({"message": READ_TEXT}),
     "expect": READ_OK,
 }
 WRITE_STEPS = [
@@ -259,8 +268,10 @@ def droplet12_env(
         "PLANNER": "rules",
         # On, so its cost is measured, but far above what the load generator sends.
         "CHAT_RATE_LIMIT_PER_MINUTE": "1000000000",
-        # The load generator's 5,000 sockets all come from one identity.
+        # The load generator's 5,000 sockets, and the one-shot turns' sessions, all come from
+        # one identity.
         "MAX_WS_PER_IDENTITY": "100000",
+        "MAX_SESSIONS_PER_IDENTITY": "100000000",
         **(extra or {}),
     }
 
@@ -410,9 +421,15 @@ class Bench:
 
     def scenario_http(self, baseline: Service, d12: Service) -> dict[str, Any]:
         """Baseline and read turn at each concurrency, interleaved so noise hits both alike."""
-        # "read": one text every turn; "mix": distinct texts from the corpus (issue 17).
-        series = {"read": [READ_STEP], "mix": read_mix()}
-        runs: dict[str, dict[int, list[dict[str, Any]]]] = {"baseline": {}, "read": {}, "mix": {}}
+        # "read": one text every turn; "mix": distinct texts from the corpus (issue 17);
+        # "oneshot": the read turn without a session id, so a new session every turn.
+        series = {"read": [READ_STEP], "mix": read_mix(), "oneshot": [ONE_SHOT_STEP]}
+        runs: dict[str, dict[int, list[dict[str, Any]]]] = {
+            "baseline": {},
+            "read": {},
+            "mix": {},
+            "oneshot": {},
+        }
         for r in range(self.plan.rounds):
             for clients in self.plan.clients:
                 order = ["baseline", *series]
@@ -444,8 +461,9 @@ class Bench:
             "baseline": {},
             "read": {},
             "mix": {},
+            "oneshot": {},
         }
-        for which, tag in (("baseline", "echo"), ("read", "read"), ("mix", "mix")):
+        for which, tag in (("baseline", "echo"), *((name, name) for name in series)):
             for clients, results in runs[which].items():
                 out[which][f"c{clients}"] = _pool(results, tag)
         for which in series:

@@ -21,6 +21,7 @@ Operator commands: `chat-orchestrator db migrate | revision | backup DEST | rest
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -359,13 +360,14 @@ class SessionStore:
         if self._sqlite is not None:
             # On the turns' writer thread with constant SQL: through SQLAlchemy's asyncio layer
             # the same transaction made a new session's first turn cost about twice a later one.
-            outcome = await self._sqlite.create(
-                session_id=session_id,
-                source=source,
-                owner=owner,
-                at=now,
-                max_for_owner=max_for_owner,
-            )
+            async with self._write_gate or contextlib.nullcontext():  # see _write
+                outcome = await self._sqlite.create(
+                    session_id=session_id,
+                    source=source,
+                    owner=owner,
+                    at=now,
+                    max_for_owner=max_for_owner,
+                )
             if outcome == "over_quota":
                 assert max_for_owner is not None  # only counted against a quota
                 raise SessionQuotaExceeded(max_for_owner)
