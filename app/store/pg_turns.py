@@ -1,4 +1,5 @@
-"""PostgreSQL: a batch of turns written with constant SQL on the asyncpg driver directly.
+"""PostgreSQL: a batch of turns (and a new session's row) written with constant SQL on the
+asyncpg driver directly.
 
 Why not through SQLAlchemy's `execute`: a turn is four or five statements, and SQLAlchemy's
 per-execution work (compiling from the cache, binding, the asyncpg adapter's wrappers) cost
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from app.store.turns import MissingSession, TurnCommitted, TurnWrite, committed
+from app.store.turns import Created, MissingSession, TurnCommitted, TurnWrite, committed
 
 if TYPE_CHECKING:
     from asyncpg import Connection
@@ -44,6 +45,15 @@ _INSERT_AUDIT: Final = (
     "duration_ms, trace_id, planner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
 )
 _UPDATE_CONTEXT: Final = "UPDATE sessions SET context = $1 WHERE id = $2"
+# Creations of one owner's sessions queue behind each other, so the count below holds.
+_OWNER_LOCK: Final = "SELECT pg_advisory_xact_lock(hashtext($1))"
+_EXISTS: Final = "SELECT 1 FROM sessions WHERE id = $1"
+_OWNED: Final = "SELECT count(*) FROM sessions WHERE owner = $1"
+_CREATE: Final = (
+    "INSERT INTO sessions (id, source, owner, title, created_at, last_activity, message_count, "
+    "pending_action, context) VALUES ($1, $2, $3, NULL, $4, $4, 0, NULL, '{}') "
+    "ON CONFLICT (id) DO NOTHING"
+)
 
 
 async def write_batch(
@@ -63,6 +73,41 @@ async def write_batch(
         raise IntegrityError("turn batch", None, exc) from exc
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
         raise OperationalError("turn batch", None, exc) from exc
+
+
+async def create_session(
+    driver: Connection,
+    *,
+    session_id: str,
+    source: str,
+    owner: str,
+    at: datetime,
+    max_for_owner: int | None,
+) -> Created:
+    """Insert an empty session row in a transaction of its own; with `max_for_owner`, the
+    owner's sessions are counted in it, under a lock per owner, so concurrent creations on any
+    instance never exceed it. Raises SQLAlchemy's OperationalError when the database fails."""
+    import asyncpg  # imported with the PostgreSQL driver only
+
+    if driver.is_in_transaction():
+        raise RuntimeError("the session writer's connection is already in a transaction")
+    try:
+        async with driver.transaction():
+            if max_for_owner is not None:
+                await driver.execute(_OWNER_LOCK, owner)
+            if await driver.fetchval(_EXISTS, session_id) is not None:
+                return "exists"
+            if max_for_owner is not None and int(await driver.fetchval(_OWNED, owner)) >= (
+                max_for_owner
+            ):
+                return "over_quota"
+            status = await driver.execute(_CREATE, session_id, source, owner, at)
+    except asyncpg.IntegrityConstraintViolationError as exc:
+        raise IntegrityError("new session", None, exc) from exc
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        raise OperationalError("new session", None, exc) from exc
+    # "INSERT 0 0": another instance made it between the look and the insert (no quota lock).
+    return "created" if status.endswith(" 1") else "exists"
 
 
 async def _write_one(driver: Connection, turn: TurnWrite) -> TurnCommitted | BaseException:

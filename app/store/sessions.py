@@ -75,7 +75,7 @@ from app.store.locks import (
 )
 from app.store.sqlite_turns import SqliteTurns
 from app.store.tables import SESSION_ID_MAX, AuditRow, ClaimedTaskRow, MessageRow, SessionRow
-from app.store.turns import MissingSession, TurnCommitted, TurnWrite, jsonable
+from app.store.turns import Created, MissingSession, TurnCommitted, TurnWrite, jsonable
 
 __all__ = [
     "UNSET",
@@ -357,69 +357,60 @@ class SessionStore:
             raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
         _check_session_id(session_id)
         now = utc_now()
+        outcome = await self._create_row(
+            session_id=session_id, source=source, owner=owner, at=now, max_for_owner=max_for_owner
+        )
+        if outcome == "over_quota":
+            assert max_for_owner is not None  # only counted against a quota
+            raise SessionQuotaExceeded(max_for_owner)
+        if outcome == "created":
+            return SessionInfo(
+                session_id=session_id,
+                source=source,
+                owner=owner,
+                created_at=now,
+                last_activity=now,
+                message_count=0,
+            )
+        existing = await self.get(session_id)
+        if existing is None:  # made and deleted again in between
+            raise SessionNotFound(session_id)
+        return existing
+
+    async def _create_row(
+        self,
+        *,
+        session_id: str,
+        source: SessionSource,
+        owner: str,
+        at: datetime,
+        max_for_owner: int | None,
+    ) -> Created:
+        # Constant SQL in one transaction, on SQLite by the turns' writer thread, on PostgreSQL
+        # on the asyncpg driver: through SQLAlchemy's asyncio layer the same transaction made a
+        # new session's first turn cost about twice a later one.
         if self._sqlite is not None:
-            # On the turns' writer thread with constant SQL: through SQLAlchemy's asyncio layer
-            # the same transaction made a new session's first turn cost about twice a later one.
             async with self._write_gate or contextlib.nullcontext():  # see _write
-                outcome = await self._sqlite.create(
+                return await self._sqlite.create(
                     session_id=session_id,
                     source=source,
                     owner=owner,
-                    at=now,
+                    at=at,
                     max_for_owner=max_for_owner,
                 )
-            if outcome == "over_quota":
-                assert max_for_owner is not None  # only counted against a quota
-                raise SessionQuotaExceeded(max_for_owner)
-            if outcome == "created":
-                return SessionInfo(
-                    session_id=session_id,
-                    source=source,
-                    owner=owner,
-                    created_at=now,
-                    last_activity=now,
-                    message_count=0,
-                )
-            existing = await self.get(session_id)
-            if existing is None:  # made and deleted again in between
-                raise SessionNotFound(session_id)
-            return existing
-        async with self._write() as conn:
-            if max_for_owner is not None:
-                if self.dialect == "postgresql":
-                    # Serialise creations per owner; SQLite's write transaction already does.
-                    await conn.execute(
-                        text("SELECT pg_advisory_xact_lock(hashtext(:owner))"), {"owner": owner}
-                    )
-                present = (
-                    await conn.execute(select(SessionRow.id).where(SessionRow.id == session_id))
-                ).one_or_none()
-                if present is None:
-                    count = (
-                        await conn.execute(
-                            select(func.count())
-                            .select_from(SessionRow)
-                            .where(SessionRow.owner == owner)
-                        )
-                    ).scalar_one()
-                    if int(count) >= max_for_owner:
-                        raise SessionQuotaExceeded(max_for_owner)
-            await conn.execute(
-                insert_for(self.dialect, SessionRow)
-                .values(
-                    id=session_id,
-                    source=source,
-                    owner=owner,
-                    created_at=now,
-                    last_activity=now,
-                    message_count=0,
-                    pending_action=None,
-                    context={},
-                )
-                .on_conflict_do_nothing(index_elements=["id"])
+        if self._writer is None:
+            raise StoreNotOpen()
+        async with self._writer.connect() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            assert driver is not None  # a checked-out connection always has its driver
+            return await pg_turns.create_session(
+                driver,
+                session_id=session_id,
+                source=source,
+                owner=owner,
+                at=at,
+                max_for_owner=max_for_owner,
             )
-            row = (await conn.execute(_session_query().where(SessionRow.id == session_id))).one()
-        return _session_info(row)
 
     async def get(self, session_id: str) -> SessionInfo | None:
         async with self._read() as conn:

@@ -21,13 +21,13 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from sqlalchemy.exc import DBAPIError
 
 from app.store.engine import SQLITE_BUSY_TIMEOUT_MS
 from app.store.live import Version
-from app.store.turns import MissingSession, TurnCommitted, TurnWrite, committed
+from app.store.turns import Created, MissingSession, TurnCommitted, TurnWrite, committed
 
 _UPDATE: Final = (
     "UPDATE sessions SET message_count = message_count + 2, last_activity = ?, "
@@ -55,8 +55,6 @@ _CREATE: Final = (
     "pending_action, context) VALUES (?, ?, ?, NULL, ?, ?, 0, NULL, '{}') "
     "ON CONFLICT (id) DO NOTHING"
 )
-Created = Literal["created", "exists", "over_quota"]
-"""What `SqliteTurns.create` did: made the row, found one with that id, or refused (quota)."""
 # A version read never waits long: in WAL mode readers do not take locks; this only bounds
 # the rare moment a new connection must wait for the WAL index.
 _READ_TIMEOUT_S: Final = 1.0

@@ -1,4 +1,5 @@
-"""One turn's writes, as the conversation hands them to the store, and what committing them did."""
+"""One turn's writes, as the conversation hands them to the store, and what committing them did
+(and what making a new session's row did)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic_core import to_jsonable_python
 
@@ -14,6 +15,10 @@ from app.domain.plan import PendingCall
 from app.domain.session import AuditEntry, StoredMessage
 
 TITLE_MAX = 80
+
+Created = Literal["created", "exists", "over_quota"]
+"""What making a new session's row did: made it, found one with that id, or refused (the
+owner has as many sessions as the quota allows)."""
 
 
 class MissingSession(LookupError):

@@ -158,3 +158,45 @@ async def test_a_failing_database_is_an_operational_error(store: SessionStore, d
     await driver.close()  # the connection is gone under the writer
     with pytest.raises(OperationalError):
         await pg_turns.write_batch(driver, [turn_write("u.f")])
+
+
+async def test_a_new_session_reads_back_as_returned(store: SessionStore, driver: Any) -> None:
+    created = await store.get_or_create(session_id="u.new", source="voice", owner="user:a")
+    # What the turn goes on with is what any later read of the row gives.
+    assert await store.get("u.new") == created
+    assert (created.source, created.owner, created.message_count) == ("voice", "user:a", 0)
+    assert created.created_at == created.last_activity and created.created_at.tzinfo is not None
+    row = await driver.fetchrow(
+        "SELECT title, pending_action IS NULL AS nothing_pending, context::text AS context "
+        "FROM sessions WHERE id = 'u.new'"
+    )
+    # As SQLAlchemy stores them: no title, SQL NULL for nothing pending, JSON {} for context.
+    assert (row["title"], row["nothing_pending"], row["context"]) == (None, True, "{}")
+
+
+async def test_creating_reports_an_existing_row_and_an_owner_over_quota(
+    store: SessionStore, driver: Any
+) -> None:
+    async def create(sid: str, owner: str, quota: int | None = 2) -> str:
+        return await pg_turns.create_session(
+            driver, session_id=sid, source="chat", owner=owner, at=AT, max_for_owner=quota
+        )
+
+    assert await create("q.1", "user:q") == "created"
+    assert await create("q.1", "user:q") == "exists"  # not made twice, not counted again
+    assert await create("q.1", "user:q", quota=None) == "exists"
+    assert await create("q.2", "user:q") == "created"
+    assert await create("q.3", "user:q") == "over_quota"
+    assert await create("q.3", "user:other") == "created"  # another owner's quota
+    assert await create("q.4", "user:q", quota=None) == "created"  # the service's own work
+    listed, total = await store.list_sessions(owner="user:q")
+    assert {s.session_id for s in listed} == {"q.1", "q.2", "q.4"} and total == 3
+    assert not driver.is_in_transaction()
+
+
+async def test_creating_on_a_failing_database_is_an_operational_error(driver: Any) -> None:
+    await driver.close()
+    with pytest.raises(OperationalError):
+        await pg_turns.create_session(
+            driver, session_id="u.g", source="chat", owner="user:a", at=AT, max_for_owner=None
+        )
