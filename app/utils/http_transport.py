@@ -10,11 +10,14 @@ What stays httpx2's: the client API the adapters use, auth flows, redirects (not
 the timeouts as configured, response decoding (`Content-Encoding`: aiohttp hands over the raw
 bytes) and the exception types callers catch. What aiohttp does: the connection pool (100
 connections, idle ones closed after 5 s, as httpx2's defaults), keep-alive (a connection the
-peer closed is noticed by its protocol and never reused; an idempotent request that meets one
-just as the peer closes it is sent again once, by aiohttp), TLS, and HTTP/1.1 on the wire.
+peer closed is noticed by its protocol and never reused), TLS, and HTTP/1.1 on the wire.
+aiohttp would send a GET or a DELETE again, once, when the connection drops before the answer;
+here it does not: whether a request is sent again is the callers' retry policy's decision
+(app/utils/retry.py), and a cancel sent twice would be told it can no longer be cancelled.
 
-Timeouts: httpx2's connect and pool timeouts bound getting a connection, its read timeout
-each wait for the peer's bytes. aiohttp has no write timeout: a peer that stops reading shows
+Timeouts: httpx2's connect and pool timeouts bound getting a connection (aiohttp rounds one of
+over 5 s up to a whole second of the loop's clock), its read timeout each wait for the peer's
+bytes. aiohttp has no write timeout: a peer that stops reading shows
 as a read timeout once the body no longer fits the socket's buffers, and request bodies here
 are small JSON.
 
@@ -118,6 +121,9 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
                 timeout=aiohttp.ClientTimeout(total=None),
                 trust_env=False,
             )
+            # No resending of its own (see the module docstring). aiohttp has no public switch;
+            # its own test client sets this, and a test here fails if it stops working.
+            self._session._retry_connection = False
         return self._session
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:

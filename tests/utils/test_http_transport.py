@@ -247,6 +247,28 @@ async def test_a_broken_answer_is_a_remote_protocol_error(response: bytes) -> No
             await client.post(f"{base_url}/one", json={})  # a POST: not resent
 
 
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+async def test_a_request_whose_connection_drops_is_not_sent_again_by_the_transport(
+    method: str,
+) -> None:
+    received: list[bytes] = []
+
+    async def drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            received.append(await _read_request(reader))
+        finally:
+            writer.close()  # before any answer: the request may or may not have been done
+
+    async with (
+        _server(drop) as base_url,
+        httpx2.AsyncClient(transport=outbound_transport(), timeout=5.0) as client,
+    ):
+        with pytest.raises(httpx2.RemoteProtocolError):
+            await client.request(method, f"{base_url}/tasks/7")
+    # Sending it again is the caller's retry policy's decision: a cancel must not go twice.
+    assert len(received) == 1
+
+
 async def test_an_encoded_answer_is_decoded_once_by_httpx2() -> None:
     body = gzip.compress(BODY)
     head = b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: %d\r\n\r\n"
