@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -31,7 +31,7 @@ from app.store.locks import SessionLocks
 from app.store.migrations import alembic_config
 from app.store.sessions import SessionNotFound, SessionStore
 from app.store.tables import ClaimedTaskRow, SessionRow
-from app.store.turns import TurnWrite
+from app.store.turns import Created, TurnWrite
 
 DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 BACKENDS = ["sqlite", "postgresql"]
@@ -223,3 +223,23 @@ def audit_violating_a_constraint() -> AuditEntry:
         session_id=None,
         source=None,
     )
+
+
+CreateRow = Callable[[str, str, int | None], Awaitable[Created]]
+"""A writer's way of making a session row: (session id, owner, quota) -> what it did."""
+
+
+async def check_creation_outcomes(store: SessionStore, create: CreateRow) -> None:
+    """Every writer's contract for a new session's row, with a quota of 2 per owner: an
+    existing id is reported (not made twice, not counted again), an owner at the quota is
+    refused, another owner has a quota of its own, and the service's own sessions (no quota)
+    are not counted."""
+    assert await create("q.1", "user:q", 2) == "created"
+    assert await create("q.1", "user:q", 2) == "exists"
+    assert await create("q.1", "user:q", None) == "exists"
+    assert await create("q.2", "user:q", 2) == "created"
+    assert await create("q.3", "user:q", 2) == "over_quota"
+    assert await create("q.3", "user:other", 2) == "created"
+    assert await create("q.4", "user:q", None) == "created"
+    listed, total = await store.list_sessions(owner="user:q")
+    assert {s.session_id for s in listed} == {"q.1", "q.2", "q.4"} and total == 3

@@ -15,11 +15,12 @@ from app.domain.session import AuditEntry
 from app.store import pg_turns
 from app.store.engine import build_engine, normalise_url
 from app.store.sessions import SessionStore
-from app.store.turns import MissingSession
+from app.store.turns import Created, MissingSession
 from tests.store.support import (
     WRITTEN_AT,
     Backend,
     audit_violating_a_constraint,
+    check_creation_outcomes,
     make_backend,
     turn_write,
 )
@@ -177,20 +178,12 @@ async def test_a_new_session_reads_back_as_returned(store: SessionStore, driver:
 async def test_creating_reports_an_existing_row_and_an_owner_over_quota(
     store: SessionStore, driver: Any
 ) -> None:
-    async def create(sid: str, owner: str, quota: int | None = 2) -> str:
+    async def create(sid: str, owner: str, quota: int | None) -> Created:
         return await pg_turns.create_session(
             driver, session_id=sid, source="chat", owner=owner, at=AT, max_for_owner=quota
         )
 
-    assert await create("q.1", "user:q") == "created"
-    assert await create("q.1", "user:q") == "exists"  # not made twice, not counted again
-    assert await create("q.1", "user:q", quota=None) == "exists"
-    assert await create("q.2", "user:q") == "created"
-    assert await create("q.3", "user:q") == "over_quota"
-    assert await create("q.3", "user:other") == "created"  # another owner's quota
-    assert await create("q.4", "user:q", quota=None) == "created"  # the service's own work
-    listed, total = await store.list_sessions(owner="user:q")
-    assert {s.session_id for s in listed} == {"q.1", "q.2", "q.4"} and total == 3
+    await check_creation_outcomes(store, create)
     assert not driver.is_in_transaction()
 
 

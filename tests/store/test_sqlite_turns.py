@@ -15,8 +15,13 @@ from app.domain.plan import PendingCall, ToolCall
 from app.domain.session import AuditEntry
 from app.store.sessions import SessionStore
 from app.store.sqlite_turns import SqliteTurns, parse_sqlite_datetime
-from app.store.turns import MissingSession
-from tests.store.support import WRITTEN_AT, audit_violating_a_constraint, turn_write
+from app.store.turns import Created, MissingSession
+from tests.store.support import (
+    WRITTEN_AT,
+    audit_violating_a_constraint,
+    check_creation_outcomes,
+    turn_write,
+)
 
 AT = WRITTEN_AT
 # How SQLAlchemy stores a DATETIME on SQLite.
@@ -182,19 +187,12 @@ async def test_a_new_session_is_made_by_the_writer_and_reads_back_as_returned(
 async def test_creating_reports_an_existing_row_and_an_owner_over_quota(
     turns: SqliteTurns, store: SessionStore
 ) -> None:
-    async def create(sid: str, owner: str, quota: int | None = 2) -> str:
+    async def create(sid: str, owner: str, quota: int | None) -> Created:
         return await turns.create(
             session_id=sid, source="chat", owner=owner, at=AT, max_for_owner=quota
         )
 
-    assert await create("q.1", "user:q") == "created"
-    assert await create("q.1", "user:q") == "exists"  # not made twice, not counted again
-    assert await create("q.2", "user:q") == "created"
-    assert await create("q.3", "user:q") == "over_quota"
-    assert await create("q.3", "user:other") == "created"  # another owner's quota
-    assert await create("q.4", "user:q", quota=None) == "created"  # the service's own work
-    listed, total = await store.list_sessions(owner="user:q")
-    assert {s.session_id for s in listed} == {"q.1", "q.2", "q.4"} and total == 3
+    await check_creation_outcomes(store, create)
 
 
 async def test_creating_in_a_locked_database_is_sqlalchemys_error(store: SessionStore) -> None:
