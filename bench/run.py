@@ -8,12 +8,12 @@ and the fake Gemini). Then it measures the scenarios of issues 10 and 17 and wri
 
 Scenarios (`--only` takes a comma-separated subset): `http` (baseline vs chat read turn, the
 read mix and the read turn without a session id at 1 and 64 clients, interleaved rounds, plus
-open loop at half capacity), `write`
-(create-task + "yes", plus open loop at half capacity), `ws` (WebSocket capacity), `llm` (fake
-Gemini at 300 ms and 0 ms, 1 and 64 clients), `pg` (read mix and write pair on SQLite and on
-PostgreSQL, bench.backends), `stall` (largest gap of a 1 ms ticker in the service's loop under
-the read mix, bench.stall), `growth` (10 / 1,000 / 100,000 stored sessions and a 1,000-turn
-history), `anatomy` (`python -m bench.anatomy`: a turn's parts timed in-process).
+open loop at half capacity), `write` (create-task + "yes", plus open loop at half capacity),
+`ws` (WebSocket capacity), `llm` (fake Gemini at 300 ms and 0 ms, 1 and 64 clients), `pg`
+(read mix and write pair on SQLite and on PostgreSQL, bench.backends), `stall` (largest gap of a
+1 ms ticker in the service's loop under the read mix, bench.stall), `growth` (10 / 1,000 /
+100,000 stored sessions and a 1,000-turn history), `anatomy` (`python -m bench.anatomy`: a
+turn's parts timed in-process).
 """
 
 from __future__ import annotations

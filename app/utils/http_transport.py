@@ -7,19 +7,19 @@ sandbox Orchestrator, uvloop, one connection). aiohttp's pool and its C parser (
 the same requests for 0.32 and 0.43 ms. Mesh reads, writes and every model call pay it.
 
 What stays httpx2's: the client API the adapters use, auth flows, redirects (not followed),
-the timeouts as configured, response decoding (`Content-Encoding`: aiohttp hands over the raw
-bytes) and the exception types callers catch. What aiohttp does: the connection pool (100
+the timeouts (below), response decoding (`Content-Encoding`: aiohttp hands over the raw bytes)
+and the exception types callers catch. What aiohttp does: the connection pool (100
 connections, idle ones closed after 5 s, as httpx2's defaults), keep-alive (a connection the
 peer closed is noticed by its protocol and never reused), TLS, and HTTP/1.1 on the wire.
-aiohttp would send a GET or a DELETE again, once, when the connection drops before the answer;
-here it does not: whether a request is sent again is the callers' retry policy's decision
-(app/utils/retry.py), and a cancel sent twice would be told it can no longer be cancelled.
+aiohttp would send an idempotent request (a GET, a DELETE) again, once, when the connection
+drops before the answer; here it does not: whether a request is sent again is the callers'
+retry policy's decision (app/utils/retry.py), and a cancel sent twice would be told it can no
+longer be cancelled.
 
 Timeouts: httpx2's connect and pool timeouts bound getting a connection (aiohttp rounds one of
 over 5 s up to a whole second of the loop's clock), its read timeout each wait for the peer's
-bytes. aiohttp has no write timeout: a peer that stops reading shows
-as a read timeout once the body no longer fits the socket's buffers, and request bodies here
-are small JSON.
+bytes. aiohttp has no write timeout: a peer that stops reading shows as a read timeout once the
+body no longer fits the socket's buffers, and request bodies here are small JSON.
 
 A client given a transport ignores the proxy variables (HTTPS_PROXY, ...), so where any is set
 `outbound_client` leaves the transport to httpx2, which honours them.
