@@ -424,12 +424,7 @@ class Bench:
         # "read": one text every turn; "mix": distinct texts from the corpus (issue 17);
         # "oneshot": the read turn without a session id, so a new session every turn.
         series = {"read": [READ_STEP], "mix": read_mix(), "oneshot": [ONE_SHOT_STEP]}
-        runs: dict[str, dict[int, list[dict[str, Any]]]] = {
-            "baseline": {},
-            "read": {},
-            "mix": {},
-            "oneshot": {},
-        }
+        runs: dict[str, dict[int, list[dict[str, Any]]]] = {n: {} for n in ("baseline", *series)}
         for r in range(self.plan.rounds):
             for clients in self.plan.clients:
                 order = ["baseline", *series]
@@ -458,10 +453,7 @@ class Bench:
         out: dict[str, Any] = {
             "rounds": self.plan.rounds,
             "mix_texts": len(series["mix"]),
-            "baseline": {},
-            "read": {},
-            "mix": {},
-            "oneshot": {},
+            **{name: {} for name in ("baseline", *series)},
         }
         for which, tag in (("baseline", "echo"), *((name, name) for name in series)):
             for clients, results in runs[which].items():

@@ -390,7 +390,7 @@ class SessionStore:
         # on the asyncpg driver: through SQLAlchemy's asyncio layer the same transaction made a
         # new session's first turn cost about twice a later one.
         if self._sqlite is not None:
-            async with self._write_gate or contextlib.nullcontext():  # see _write
+            async with self._write_gate or contextlib.nullcontext():  # as _write_sqlite_turns
                 return await self._sqlite.create(
                     session_id=session_id,
                     source=source,
@@ -688,11 +688,9 @@ class SessionStore:
     ) -> list[TurnCommitted | BaseException]:
         if self._sqlite is None:
             raise StoreNotOpen()
-        if self._write_gate is None:
-            return await self._sqlite.write(batch)
         # The engine's writers (watches, claims, deletions) queue behind the batch in FIFO
         # order instead of polling in SQLite's busy handler.
-        async with self._write_gate:
+        async with self._write_gate or contextlib.nullcontext():
             return await self._sqlite.write(batch)
 
     # ---- audit -----------------------------------------------------------------------------

@@ -41,8 +41,9 @@ import httpx2
 if TYPE_CHECKING:
     import aiohttp
 
-LIMITS: Final = httpx2.Limits(max_connections=100, max_keepalive_connections=20)
-"""httpx2's defaults; aiohttp caps connections in all, not idle ones apart."""
+_LIMITS: Final = httpx2.Limits()
+"""httpx2's defaults: 100 connections, idle ones closed after 5 s (aiohttp caps connections in
+all, so its cap of idle ones, 20, does not apply)."""
 
 # aiohttp would add a User-Agent and, to a POST without one, a Content-Type of its own; httpx2
 # has already set every header it means to send.
@@ -94,12 +95,9 @@ class _Body(httpx2.AsyncByteStream):
 class AiohttpTransport(httpx2.AsyncBaseTransport):
     """An httpx2 transport on one `aiohttp.ClientSession` (see the module docstring)."""
 
-    def __init__(
-        self, *, verify: ssl.SSLContext | bool = True, limits: httpx2.Limits = LIMITS
-    ) -> None:
+    def __init__(self, *, verify: ssl.SSLContext | bool = True) -> None:
         # Built now, not per connection: loading the CA bundle takes ~30 ms.
         self._tls = httpx2.create_ssl_context(verify=verify)
-        self._limits = limits
         self._session: aiohttp.ClientSession | None = None
 
     def _open(self) -> aiohttp.ClientSession:
@@ -109,9 +107,9 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
 
             connector = aiohttp.TCPConnector(
                 ssl=self._tls,
-                limit=self._limits.max_connections or 0,
+                limit=_LIMITS.max_connections or 0,
                 limit_per_host=0,
-                keepalive_timeout=self._limits.keepalive_expiry or 0.0,
+                keepalive_timeout=_LIMITS.keepalive_expiry or 0.0,
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -166,13 +164,9 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
             await session.close()
 
 
-def outbound_transport(*, verify: ssl.SSLContext | bool = True) -> AiohttpTransport:
-    return AiohttpTransport(verify=verify)
-
-
 def outbound_client(*, timeout: float, verify: ssl.SSLContext | bool = True) -> httpx2.AsyncClient:
     """An httpx2 client on `AiohttpTransport`, or, where the environment names a proxy, on
     httpx2's own transport, which routes through it (as httpx2 reads them: urllib's rules)."""
     if urllib.request.getproxies():
         return httpx2.AsyncClient(timeout=timeout, verify=verify)
-    return httpx2.AsyncClient(timeout=timeout, transport=outbound_transport(verify=verify))
+    return httpx2.AsyncClient(timeout=timeout, transport=AiohttpTransport(verify=verify))

@@ -18,7 +18,7 @@ import pytest
 
 from app.config import Settings
 from app.conversation.planners.llm_http import new_client
-from app.utils.http_transport import AiohttpTransport, outbound_client, outbound_transport
+from app.utils.http_transport import AiohttpTransport, outbound_client
 from app.wiring.mesh import build_mesh
 from tests.fakes.certs import self_signed
 from tests.fakes.fixed_answer import answer, fixed_answer
@@ -110,7 +110,7 @@ def _on_aiohttp(client: httpx2.AsyncClient) -> bool:
 async def test_requests_leave_exactly_as_httpx2_built_them() -> None:
     async with (
         _recording() as (base_url, seen),
-        httpx2.AsyncClient(transport=outbound_transport(), timeout=5.0) as client,
+        httpx2.AsyncClient(transport=AiohttpTransport(), timeout=5.0) as client,
     ):
         sent = {"text": "zwölf / twelve", "n": 12}
         response = await client.post(
@@ -140,7 +140,7 @@ async def test_requests_leave_exactly_as_httpx2_built_them() -> None:
 async def test_connections_are_kept_alive_and_reused() -> None:
     async with (
         _recording() as (base_url, seen),
-        httpx2.AsyncClient(transport=outbound_transport(), timeout=5.0) as client,
+        httpx2.AsyncClient(transport=AiohttpTransport(), timeout=5.0) as client,
     ):
         for path in ("/one", "/two", "/three"):
             assert (await client.get(f"{base_url}{path}")).json() == {"status": "ok"}
@@ -151,7 +151,7 @@ async def test_connections_are_kept_alive_and_reused() -> None:
 async def test_a_connection_the_server_closed_while_idle_is_not_reused(method: str) -> None:
     async with (
         _recording(per_connection=1) as (base_url, seen),
-        httpx2.AsyncClient(transport=outbound_transport(), timeout=5.0) as client,
+        httpx2.AsyncClient(transport=AiohttpTransport(), timeout=5.0) as client,
     ):
         first = await client.request(method, f"{base_url}/one", json={"n": 1})
         async with asyncio.timeout(5):
@@ -166,7 +166,7 @@ async def test_a_connection_the_server_closed_while_idle_is_not_reused(method: s
 
 async def test_closing_the_client_closes_its_connections() -> None:
     async with _recording() as (base_url, seen):
-        client = httpx2.AsyncClient(transport=outbound_transport(), timeout=5.0)
+        client = httpx2.AsyncClient(transport=AiohttpTransport(), timeout=5.0)
         await client.get(f"{base_url}/one")
         assert not seen.closed.is_set()
         await client.aclose()
@@ -180,12 +180,12 @@ async def test_tls_is_verified_with_the_given_context(tmp_path: Path) -> None:
     server_side.load_cert_chain(cert, key)
     trusting = ssl.create_default_context(cafile=str(cert))
     async with fixed_answer(BODY, tls=server_side) as base_url:
-        async with httpx2.AsyncClient(transport=outbound_transport(verify=trusting)) as client:
+        async with httpx2.AsyncClient(transport=AiohttpTransport(verify=trusting)) as client:
             assert (await client.get(f"{base_url}/one")).json() == {"status": "ok"}
-        async with httpx2.AsyncClient(transport=outbound_transport()) as client:
+        async with httpx2.AsyncClient(transport=AiohttpTransport()) as client:
             with pytest.raises(httpx2.ConnectError, match=r"(?i)certificate"):
                 await client.get(f"{base_url}/one")  # self-signed: not in the CA bundle
-        async with httpx2.AsyncClient(transport=outbound_transport(verify=False)) as client:
+        async with httpx2.AsyncClient(transport=AiohttpTransport(verify=False)) as client:
             assert (await client.get(f"{base_url}/one")).json() == {"status": "ok"}
     assert base_url.startswith("https://")
 
@@ -193,7 +193,7 @@ async def test_tls_is_verified_with_the_given_context(tmp_path: Path) -> None:
 async def test_a_refused_connection_is_a_connect_error() -> None:
     async with _server(_never_answers) as base_url:
         pass  # closed again: nothing listens on its port now
-    async with httpx2.AsyncClient(transport=outbound_transport(), timeout=5.0) as client:
+    async with httpx2.AsyncClient(transport=AiohttpTransport(), timeout=5.0) as client:
         with pytest.raises(httpx2.ConnectError):
             await client.get(f"{base_url}/one")
 
@@ -208,7 +208,7 @@ async def _never_answers(reader: asyncio.StreamReader, writer: asyncio.StreamWri
 async def test_a_peer_that_does_not_answer_is_a_read_timeout() -> None:
     async with (
         _server(_never_answers) as base_url,
-        httpx2.AsyncClient(transport=outbound_transport(), timeout=0.2) as client,
+        httpx2.AsyncClient(transport=AiohttpTransport(), timeout=0.2) as client,
     ):
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -241,7 +241,7 @@ def _answering(response: bytes) -> Handler:
 async def test_a_broken_answer_is_a_remote_protocol_error(response: bytes) -> None:
     async with (
         _server(_answering(response)) as base_url,
-        httpx2.AsyncClient(transport=outbound_transport(), timeout=5.0) as client,
+        httpx2.AsyncClient(transport=AiohttpTransport(), timeout=5.0) as client,
     ):
         with pytest.raises(httpx2.RemoteProtocolError):
             await client.post(f"{base_url}/one", json={})  # a POST: not resent
@@ -261,7 +261,7 @@ async def test_a_request_whose_connection_drops_is_not_sent_again_by_the_transpo
 
     async with (
         _server(drop) as base_url,
-        httpx2.AsyncClient(transport=outbound_transport(), timeout=5.0) as client,
+        httpx2.AsyncClient(transport=AiohttpTransport(), timeout=5.0) as client,
     ):
         with pytest.raises(httpx2.RemoteProtocolError):
             await client.request(method, f"{base_url}/tasks/7")
@@ -274,7 +274,7 @@ async def test_an_encoded_answer_is_decoded_once_by_httpx2() -> None:
     head = b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: %d\r\n\r\n"
     async with (
         _recording(head % len(body) + body) as (base_url, _),
-        httpx2.AsyncClient(transport=outbound_transport(), timeout=5.0) as client,
+        httpx2.AsyncClient(transport=AiohttpTransport(), timeout=5.0) as client,
     ):
         response = await client.get(f"{base_url}/one")
     assert response.headers["content-encoding"] == "gzip"
@@ -297,7 +297,7 @@ async def test_a_streamed_answer_arrives_chunk_by_chunk() -> None:
 
     async with (
         _server(serve) as base_url,
-        httpx2.AsyncClient(transport=outbound_transport(), timeout=5.0) as client,
+        httpx2.AsyncClient(transport=AiohttpTransport(), timeout=5.0) as client,
         client.stream("GET", f"{base_url}/events") as response,
     ):
         chunks = []
