@@ -82,6 +82,7 @@ def _fitted() -> dict[str, object]:
     return data if isinstance(data, dict) else {}
 
 
+@lru_cache(maxsize=1)  # from the fitted file, read once (`_fitted`): the same every plan
 def weights() -> tuple[float, ...]:
     fitted = _fitted().get("weights")
     if not isinstance(fitted, dict):
@@ -109,7 +110,17 @@ def vector_of(features: Features) -> dict[str, float]:
 
 
 def calibrated(features: Features) -> float:
-    z = sum(w * x for w, x in zip(weights(), features.vector(), strict=True))
+    return _confidence(features.vector())
+
+
+def assessed(features: Features) -> tuple[float, dict[str, float]]:
+    """`calibrated` and `vector_of` together, from one vector (every plan needs both)."""
+    vector = features.vector()
+    return _confidence(vector), dict(zip(NAMES, vector, strict=True))
+
+
+def _confidence(vector: list[float]) -> float:
+    z = sum(w * x for w, x in zip(weights(), vector, strict=True))
     return round(1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z)))), 3)
 
 

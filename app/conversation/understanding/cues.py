@@ -63,10 +63,28 @@ def _phrases(items: Iterable[str]) -> tuple[Phrase, ...]:
 # The order a tool's cues are scored in: a phrase claims its words before a verb, a verb
 # before a noun, and so on.
 GROUP_LABELS = ("phrase", "verb", "noun", "context", "against")
-_Entry = tuple[int, int, int, Phrase, frozenset[str]]
-"""(table index, group index, position in the group, phrase, the phrase's required words)."""
-_Candidate = tuple[int, Phrase, frozenset[str]]
-"""(group index, phrase, the phrase's required words)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Cue:
+    """One cue of one tool, with what scoring it needs worked out once, when the index is
+    built: a request only looks up and adds."""
+
+    group: int
+    """Index into GROUP_LABELS: the order a tool's cues are scored in."""
+    label: str
+    phrase: Phrase
+    needs: frozenset[str]
+    """The words it cannot match without ("*" stands for any)."""
+    gain: float
+    """What a match adds: the label's weight, plus PHRASE_WORD per extra word of a phrase."""
+    leads: bool
+    """A phrase whose first word is one of the tool's verbs ("cancel all ...")."""
+    evidence: str
+
+
+_Entry = tuple[int, int, _Cue]
+"""(position in scoring order over all tables, table index, cue)."""
 
 
 def _groups(table: CompiledCues) -> tuple[tuple[Phrase, ...], ...]:
@@ -134,6 +152,7 @@ class CueIndex:
                     bonus=frozenset(_entity_kind(e) for e in cues.entities) - frozenset(cues.needs),
                 )
             )
+        self._cues: list[_Cue] = []
         self.by_tool = {t.tool: t for t in self.tables}
         self.order = {t.tool: t.order for t in self.tables}
         self.verbs: frozenset[Phrase] = frozenset(v for t in self.tables for v in t.verbs)
@@ -154,15 +173,16 @@ class CueIndex:
             for phrase in group
         }
         # Every cue by one of its required words: a request's candidates are looked up from
-        # its words instead of testing all ~2,000. Entries keep (table, group, position), so
-        # sorting the candidates gives the order the tables are scored in.
+        # its words instead of testing all ~2,000. Entries are numbered in the order the
+        # tables are scored in (table, group, position), so sorting the candidates restores it.
         by_word: dict[str, list[_Entry]] = {}
         for t_index, t in enumerate(self.tables):
             for g_index, group in enumerate(_groups(t)):
-                for position, phrase in enumerate(group):
+                for phrase in group:
                     first = next(w for w in phrase if w != "*")
-                    entry = (t_index, g_index, position, phrase, self.required[phrase])
-                    by_word.setdefault(first, []).append(entry)
+                    cue = _compile(t, g_index, phrase, self.required[phrase])
+                    by_word.setdefault(first, []).append((len(self._cues), t_index, cue))
+                    self._cues.append(cue)
         self.by_word: dict[str, tuple[_Entry, ...]] = {w: tuple(e) for w, e in by_word.items()}
         self.vocabulary: frozenset[str] = frozenset(
             word for t in self.tables for group in _groups(t) for phrase in group for word in phrase
@@ -181,16 +201,18 @@ class CueIndex:
         candidates += by_first.get("*", ())
         return any(_match(forms, v, 0) is not None for v in candidates if required[v] <= present)
 
-    def _candidates(self, words: frozenset[str]) -> dict[int, list[_Candidate]]:
-        """Per table index, the (group index, phrase, required words) cues all of whose words
-        are in `words`, in scoring order."""
+    def _candidates(self, words: frozenset[str]) -> dict[int, list[_Cue]]:
+        """Per table index, the cues all of whose words are in `words`, in scoring order."""
         by_word = self.by_word
-        found = [entry for word in words for entry in by_word.get(word, ()) if entry[4] <= words]
-        # Entries are unique (indexed by one word each): the order never reaches the set.
+        found = [
+            entry for word in words for entry in by_word.get(word, ()) if entry[2].needs <= words
+        ]
+        # Entries are unique (indexed by one word each) and numbered: the sort compares only
+        # the numbers, and no order reaches the set.
         found.sort()
-        out: dict[int, list[_Candidate]] = {}
-        for t_index, g_index, _, phrase, needs in found:
-            out.setdefault(t_index, []).append((g_index, phrase, needs))
+        out: dict[int, list[_Cue]] = {}
+        for _, t_index, cue in found:
+            out.setdefault(t_index, []).append(cue)
         return out
 
     def score(
@@ -225,90 +247,92 @@ class CueIndex:
             commands.add(len(words) - 1)  # "droplet 9 deploy": a verb said last
         bare_only = {"droplet", "task"} - kinds - strong
         candidates = self._candidates(present | spoken_present)
-        starts, spoken_starts = _starts(forms), _starts(spoken_forms)
+        starts = _starts(forms)
+        spoken_starts: dict[str, list[int]] | None = None  # only when a phrase needs them
         # Where each cue first occurs, taken or not, found once per request: several tools share
         # cues ("show", "status"), and the claims below find the long ones first.
         first: dict[Phrase, tuple[int, int] | None] = {}
         claimed = self._claims(forms, present, candidates, starts, first)
+        lead_gain = WEIGHTS["lead"]
         scores: list[Score] = []
         for t_index, table in enumerate(self.tables):
-            if not table.needs <= available:
+            needs = table.needs
+            if needs and not needs <= available:
                 continue
-            if table.needs_any and not table.needs_any & available:
+            if table.needs_any and table.needs_any.isdisjoint(available):
                 continue
-            score = Score(table.tool)
+            tool = table.tool
+            score = Score(tool)
             taken: set[int] = set()
-            for g_index, phrase, needs in candidates.get(t_index, ()):
-                label = GROUP_LABELS[g_index]
-                weight = WEIGHTS[label]
+            for cue in candidates.get(t_index, ()):
+                label = cue.label
+                phrase = cue.phrase
                 found = None
-                if needs <= present:
+                if cue.needs <= present:
                     found = _first_at(first, forms, phrase, starts)
                     if (
                         found is not None
-                        and label != "against"
                         and taken
+                        and label != "against"
                         and not taken.isdisjoint(range(*found))
                     ):
                         # Its first occurrence overlaps a longer cue's words: a later one.
                         found = _find(forms, phrase, taken, starts)
-                if found is None and label == "phrase" and spoken_forms and not content:
-                    if needs <= spoken_present and (
-                        _find(spoken_forms, phrase, set(), spoken_starts) is not None
-                    ):
-                        score.total += weight + PHRASE_WORD * (len(phrase) - 1)
-                        score.phrases += 1
-                        score.evidence.append(f"phrase:{' '.join(phrase)}")
-                    continue
                 if found is None:
+                    if label == "phrase" and spoken_forms and not content:
+                        if spoken_starts is None:
+                            spoken_starts = _starts(spoken_forms)
+                        if cue.needs <= spoken_present and (
+                            _find(spoken_forms, phrase, set(), spoken_starts) is not None
+                        ):
+                            score.total += cue.gain
+                            score.phrases += 1
+                            score.evidence.append(cue.evidence)
                     continue
                 at, end = found
-                span = set(range(at, end))
-                if (
-                    label != "against"
-                    and len(phrase) == 1
-                    and claimed.get(at, table.tool) != table.tool
-                ):
-                    continue  # a longer cue of another tool owns this word
-                if table.to_someone and _said_to_operator(label, phrase, words, at, end):
-                    continue  # "tell me when …", "give me a heads up": not a message
-
+                single = len(phrase) == 1
                 if label != "against":
-                    taken |= span
-                gain = weight
+                    if single and claimed.get(at, tool) != tool:
+                        continue  # a longer cue of another tool owns this word
+                    if table.to_someone and _said_to_operator(label, phrase, words, at, end):
+                        continue  # "tell me when …", "give me a heads up": not a message
+                    taken.update(range(at, end))
+                gain = cue.gain
                 if label == "phrase":
-                    gain += PHRASE_WORD * (len(phrase) - 1)
-                    if at in commands and phrase[:1] in table.verbs:
-                        gain += WEIGHTS["lead"]  # "cancel all ..." is a command too
-                if label == "verb" and len(phrase) == 1 and words[at] in TASK_TYPE_WORDS:
-                    after = words[end] if end < len(words) else ""
-                    before = words[max(0, at - 2) : at]
-                    if after in ("tasks", "jobs") or {"type", "kind"} & set(before):
-                        continue  # "monitor tasks on the deck", "type is build": a filter
-                if label == "verb":
-                    if (
-                        at not in commands
-                        and len(phrase) == 1
-                        and words[at].endswith("ing")
-                        and words[at - 1] not in ("start", "begin", "keep", "continue", "go")
-                    ):
-                        continue  # "anything besides monitoring": a noun, not a command
-                    gain = weight + WEIGHTS["lead"] if at in commands else weight / 2
-                score.total += gain
-                score.evidence.append(f"{label}:{' '.join(phrase)}")
-                if label == "verb":
-                    score.verbs += 1
-                elif label == "phrase":
+                    if cue.leads and at in commands:
+                        gain += lead_gain  # "cancel all ..." is a command too
                     score.phrases += 1
+                elif label == "verb":
+                    if single:
+                        word = words[at]
+                        if word in TASK_TYPE_WORDS:
+                            after = words[end] if end < len(words) else ""
+                            if after in ("tasks", "jobs") or not _FILTER_WORDS.isdisjoint(
+                                words[max(0, at - 2) : at]
+                            ):
+                                continue  # "monitor tasks on the deck", "type is build": a filter
+                        if (
+                            at not in commands
+                            and word.endswith("ing")
+                            and words[at - 1] not in _KEEP_GOING
+                        ):
+                            continue  # "anything besides monitoring": a noun, not a command
+                    gain = gain + lead_gain if at in commands else gain / 2
+                    score.verbs += 1
                 elif label == "noun":
                     score.nouns += 1
-            score.total += WEIGHTS["entity"] * len(table.bonus & kinds)
-            for need in table.needs & available:
+                score.total += gain
+                score.evidence.append(cue.evidence)
+            # Most tables have no bonus kinds, needs or excluded kinds: skip the empty sets.
+            if table.bonus:
+                score.total += WEIGHTS["entity"] * len(table.bonus & kinds)
+            for need in needs:  # all of them available (checked above)
                 # An id said on its own names the tool ("droplet 14?"); a bare number or a
                 # pronoun only supports it.
                 weak = need in bare_only
                 score.total += WEIGHTS["needed"] * (0.25 if weak else 1.0)
-            score.total += WEIGHTS["against"] * len(table.excludes & kinds)
+            if table.excludes:
+                score.total += WEIGHTS["against"] * len(table.excludes & kinds)
             scores.append(score)
         order = self.order
         scores.sort(key=lambda s: (-s.total, order[s.tool]))
@@ -318,7 +342,7 @@ class CueIndex:
         self,
         forms: Sequence[frozenset[str]],
         present: frozenset[str],
-        candidates: Mapping[int, Sequence[_Candidate]],
+        candidates: Mapping[int, Sequence[_Cue]],
         starts: Mapping[str, Sequence[int]],
         first: dict[Phrase, tuple[int, int] | None],
     ) -> dict[int, str]:
@@ -326,12 +350,12 @@ class CueIndex:
         and nouns; on a tie, the first in scoring order). Records in `first` where each cue it
         looked for first occurs."""
         best: dict[int, tuple[int, str]] = {}
-        for t_index, entries in candidates.items():
+        for t_index, cues in candidates.items():
             tool = self.tables[t_index].tool
-            for g_index, phrase, needs in entries:
-                if g_index > 2 or len(phrase) < 2 or not needs <= present:
+            for cue in cues:
+                if cue.group > 2 or len(cue.phrase) < 2 or not cue.needs <= present:
                     continue
-                found = _first_at(first, forms, phrase, starts)
+                found = _first_at(first, forms, cue.phrase, starts)
                 if found is None:
                     continue
                 length = found[1] - found[0]
@@ -339,6 +363,28 @@ class CueIndex:
                     if pos not in best or best[pos][0] < length:
                         best[pos] = (length, tool)
         return {pos: tool for pos, (_, tool) in best.items()}
+
+
+_FILTER_WORDS = frozenset({"type", "kind"})
+"""Said just before a task type, they make it a filter ("type is build"), not a verb."""
+_KEEP_GOING = frozenset({"start", "begin", "keep", "continue", "go"})
+"""Before a verb's -ing form, these make it a command still ("keep monitoring")."""
+
+
+def _compile(table: CompiledCues, group: int, phrase: Phrase, needs: frozenset[str]) -> _Cue:
+    label = GROUP_LABELS[group]
+    gain = WEIGHTS[label]
+    if label == "phrase":
+        gain += PHRASE_WORD * (len(phrase) - 1)
+    return _Cue(
+        group=group,
+        label=label,
+        phrase=phrase,
+        needs=needs,
+        gain=gain,
+        leads=label == "phrase" and phrase[:1] in table.verbs,
+        evidence=f"{label}:{' '.join(phrase)}",
+    )
 
 
 # "pending builds", "failed deploys": plural task nouns, never the verbs "build", "deploy".

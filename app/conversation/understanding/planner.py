@@ -14,7 +14,7 @@ from typing import Any
 
 from app.conversation.confirmation import answer_of
 from app.conversation.understanding import safety
-from app.conversation.understanding.confidence import Features, calibrated, vector_of
+from app.conversation.understanding.confidence import Features, assessed, calibrated, vector_of
 from app.conversation.understanding.cues import MIN_SCORE, CueIndex, Score
 from app.conversation.understanding.entities import (
     DROPLET_NOUNS,
@@ -261,13 +261,14 @@ class OfflinePlanner:
         features = self._features(parsed, requests, drafted)
         if drafted.ask is not None:
             call, missing = drafted.ask
+            confidence, vector = assessed(features)
             return Plan(
                 kind="ask",
                 intent=call.tool,
                 calls=[call],
                 missing=missing,
-                confidence=calibrated(features),
-                features=vector_of(features),
+                confidence=confidence,
+                features=vector,
                 planner=self.name,
             )
         if not drafted.calls and drafted.problems:
@@ -285,23 +286,25 @@ class OfflinePlanner:
         notes = [f"calls_truncated:{len(calls)}"] if len(calls) > MAX_CALLS else []
         calls = calls[:MAX_CALLS]
         intent = calls[0].tool if len({c.tool for c in calls}) == 1 else "multi"
+        confidence, vector = assessed(features)
         return Plan(
             kind="tools",
             intent=intent,
             calls=calls,
-            confidence=calibrated(features),
-            features=vector_of(features),
+            confidence=confidence,
+            features=vector,
             planner=self.name,
             notes=notes,
         )
 
     def _answer(self, text: str, intent: str, features: Features) -> Plan:
+        confidence, vector = assessed(features)
         return Plan(
             kind="answer",
             intent=intent,
             answer=text,
-            confidence=calibrated(features),
-            features=vector_of(features),
+            confidence=confidence,
+            features=vector,
             planner=self.name,
         )
 

@@ -16,8 +16,10 @@ from app.conversation.understanding.confidence import (
     PRIOR,
     WEIGHTS_FILE,
     Features,
+    assessed,
     calibrated,
     describe,
+    vector_of,
     weights,
 )
 
@@ -50,6 +52,20 @@ def test_more_evidence_is_more_confident(field: str, low: Any, high: Any) -> Non
     assert calibrated(replace(TYPICAL, **{field: high})) > calibrated(
         replace(TYPICAL, **{field: low})
     )
+
+
+@given(
+    top=st.floats(0.0, 20.0),
+    margin=st.floats(-5.0, 10.0),
+    named=st.booleans(),
+    typos=st.integers(0, 5),
+    pending=st.booleans(),
+)
+def test_assessed_is_calibrated_and_vector_of_in_one(
+    top: float, margin: float, named: bool, typos: int, pending: bool
+) -> None:
+    features = Features(top=top, margin=margin, named=named, typos=typos, pending=pending)
+    assert assessed(features) == (calibrated(features), vector_of(features))
 
 
 def test_an_empty_message_is_less_confident() -> None:
