@@ -9,6 +9,7 @@ else in the service names a tool.
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -218,16 +219,7 @@ class Tool(ABC, Generic[A]):
 
     def required(self) -> tuple[str, ...]:
         """Required arguments by dotted name, in the order a person would be asked."""
-        names = [n for n, f in self.Args.model_fields.items() if f.is_required()]
-        nested = [
-            f"{outer}.{inner}"
-            for outer in names
-            for inner, f in _nested_fields(self.Args, outer).items()
-            if f.is_required()
-        ]
-        flat = [n for n in names if not _nested_fields(self.Args, n)]
-        order = list(self.slots)
-        return tuple(sorted([*flat, *nested], key=lambda n: order.index(n) if n in order else 99))
+        return _required_of(type(self))
 
     def missing(self, args: Mapping[str, Any]) -> list[str]:
         return [path for path in self.required() if _lookup(args, path) is None]
@@ -346,3 +338,17 @@ def _plain_schema(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 Renderer = Callable[[Outcome, Channel], str]
+
+
+@functools.cache  # per tool class: its Args and slots are class attributes, fixed at import
+def _required_of(tool: type[Tool[Any]]) -> tuple[str, ...]:
+    names = [n for n, f in tool.Args.model_fields.items() if f.is_required()]
+    nested = [
+        f"{outer}.{inner}"
+        for outer in names
+        for inner, f in _nested_fields(tool.Args, outer).items()
+        if f.is_required()
+    ]
+    flat = [n for n in names if not _nested_fields(tool.Args, n)]
+    order = list(tool.slots)
+    return tuple(sorted([*flat, *nested], key=lambda n: order.index(n) if n in order else 99))
