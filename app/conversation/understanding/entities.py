@@ -186,20 +186,23 @@ def extract(text: Text, tokens: Sequence[Token], aliases: AliasIndex) -> Entitie
     said = frozenset(words)
     if not said.isdisjoint(WATCH_NOUNS):
         _watch_ids(words, tokens, ents)
-    _ids(words, tokens, ents)
+    if not said.isdisjoint(ID_NOUNS):
+        _ids(words, tokens, ents)
     if len(ents.values("task")) > 1:
         first = min(f.first for f in ents.of("task"))
         last = max(f.last for f in ents.of("task"))
         ents.found.append(Found("tasks", tuple(ents.values("task")), first, last))
-    _aliases(words, ents, aliases)
+    if aliases.anywhere or not said.isdisjoint(aliases.starts):
+        _aliases(words, ents, aliases)
     if not said.isdisjoint(PRIORITY_STARTS):
         _priorities(words, tokens, ents)
-    _limits(words, tokens, ents, said)
+    numbers = [i for i, tok in enumerate(tokens) if tok.num is not None]
+    _limits(words, tokens, ents, said, numbers)
     _words_of(words, ents)
     _watch_events(words, ents, said)
     if "\x00" in text.original:  # a URL's placeholder
         _urls(words, text, ents)
-    _numbers(tokens, ents)
+    _numbers(tokens, ents, numbers)
     bare = ents.of("number")
     if len(bare) > 1 and not ents.has("task") and not ents.has("droplet"):
         # "cancel 101 and 102": several ids said bare are a list (of tasks, where one fits).
@@ -297,6 +300,8 @@ class AliasIndex:
     by_first: Mapping[str, tuple[tuple[tuple[str, ...], int], ...]]
     anywhere: tuple[tuple[tuple[str, ...], int], ...]
     """Names that fit at any position (a blank alias)."""
+    starts: frozenset[str]
+    """The first words of `by_first`: without one of them, no name is said."""
 
     @classmethod
     def of(cls, aliases: Mapping[str, int]) -> AliasIndex:
@@ -313,6 +318,7 @@ class AliasIndex:
             table=dict(aliases),
             by_first={first: tuple(entries) for first, entries in by_first.items()},
             anywhere=anywhere,
+            starts=frozenset(by_first),
         )
 
 
@@ -436,9 +442,14 @@ LAST_ONE = frozenset({"last", "latest", "newest"})
 
 
 def _limits(
-    words: Sequence[str], tokens: Sequence[Token], ents: Entities, said: frozenset[str]
+    words: Sequence[str],
+    tokens: Sequence[Token],
+    ents: Entities,
+    said: frozenset[str],
+    numbers: Sequence[int],
 ) -> None:
-    numbers = [i for i, tok in enumerate(tokens) if tok.num is not None]
+    """How many items are asked for. `said`: the words present; `numbers`: the positions of
+    the numbers. Each kind of limit is looked for only if a word it needs is present."""
     if numbers:
         _counted_limits(words, tokens, ents, numbers)
     if not said.isdisjoint(LIMIT_NOUNS):
@@ -565,6 +576,7 @@ EVENT_NOUNS = frozenset({"event", "events"})
 
 # Each group keeps WATCH_EVENTS' order (longest first), so the first match is the same.
 WATCH_EVENTS_BY_FIRST_WORD = by_first_word(WATCH_EVENTS, lambda item: item[0])
+WATCH_EVENT_STARTS = frozenset(WATCH_EVENTS_BY_FIRST_WORD)
 
 
 def _watch_events(words: Sequence[str], ents: Entities, said: frozenset[str]) -> None:
@@ -573,8 +585,12 @@ def _watch_events(words: Sequence[str], ents: Entities, said: frozenset[str]) ->
         if named is not None:
             ents.found.append(named)
             return
-    for i in range(len(words)):
-        for phrase, event in WATCH_EVENTS_BY_FIRST_WORD.get(words[i], ()):
+    if said.isdisjoint(WATCH_EVENT_STARTS):
+        return
+    for i, word in enumerate(words):
+        if word not in WATCH_EVENT_STARTS:
+            continue
+        for phrase, event in WATCH_EVENTS_BY_FIRST_WORD[word]:
             n = len(phrase)
             if tuple(words[i : i + n]) == phrase:
                 ents.found.append(Found("watch_event", event, i, i + n - 1))
@@ -599,9 +615,11 @@ def _urls(words: Sequence[str], text: Text, ents: Entities) -> None:
         ents.add(kind, url, i, i)
 
 
-def _numbers(tokens: Sequence[Token], ents: Entities) -> None:
-    for i, tok in enumerate(tokens):
-        if tok.num is not None and i not in ents.used and not tok.ordinal:
+def _numbers(tokens: Sequence[Token], ents: Entities, numbers: Sequence[int]) -> None:
+    """The numbers no other entity took (`numbers`: the positions of all)."""
+    for i in numbers:
+        tok = tokens[i]
+        if i not in ents.used and not tok.ordinal:
             ents.found.append(Found("number", tok.num, i, i, "bare"))
 
 

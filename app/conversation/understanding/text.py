@@ -9,6 +9,7 @@ towards the words the planner knows (rapidfuzz; only towards known words, never 
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -88,10 +89,13 @@ WORD = re.compile(
     r"-+>|=>|\x00(?:url|quote)\d+|\d{1,2}:\d{2}(?::\d{2})?(?:am|pm)?|[a-z0-9]+(?:[-'][a-z0-9]+)*"
     r"|#|[,;:?!.=]|\+|&",
 )
-DROPLET_SHORT = re.compile(r"^(?:d|drop|droplet|service)-?(\d+)$")
-TASK_SHORT = re.compile(r"^(?:t|task|job)-?(\d+)$")
-PRIORITY_SHORT = re.compile(r"^(?:p|prio|priority)-?(\d{1,2})$")
-HASH_NUMBER = re.compile(r"^#?(\d+)(?:st|nd|rd|th)?$")
+# "d14", "task7", "p2", "#14"/"14th": each form starts differently (d/s, t/j, p, #/digit), so at
+# most one matches, and its group tells which (SHORT_NOUNS).
+SHORT_FORM = re.compile(
+    r"^(?:(?:d|drop|droplet|service)-?(\d+)|(?:t|task|job)-?(\d+)|(?:p|prio|priority)-?(\d{1,2})"
+    r"|#?(\d+)(?:st|nd|rd|th)?)$"
+)
+SHORT_NOUNS = (None, "droplet", "task", "priority", None)
 
 CONTRACTIONS: dict[str, tuple[str, ...]] = {
     "what's": ("what", "is"), "whats": ("what", "is"), "how's": ("how", "is"),
@@ -189,6 +193,7 @@ def by_first_word(
 
 
 FILLERS_BY_FIRST_WORD = by_first_word(FILLER_PHRASES, lambda phrase: phrase)
+FILLER_STARTS = frozenset(FILLERS_BY_FIRST_WORD)
 # Fillers that are words in their own right after the first position: only dropped at the start.
 LEADING_ONLY = frozenset({"so", "well", "okay", "ok", "alright", "actually", "oh", "wait", "quick",
                           "real", "question", "yo", "hey"})  # fmt: skip
@@ -248,7 +253,7 @@ class Vocabulary(frozenset[str]):
     by_length: tuple[tuple[str, ...], ...]
     """For each word length, the choices a word that long may be a typo of, in `choices`'
     order. An edit changes the length by at most one, so a word further than the edit limit
-    in length can never be within it: the matcher compares about a third of the words."""
+    in length can never be within it: about half the words are left."""
 
     def __new__(cls, words: Iterable[str] = ()) -> Vocabulary:
         made = super().__new__(cls, words)
@@ -265,6 +270,35 @@ class Vocabulary(frozenset[str]):
         length = len(word)
         return self.by_length[length] if length < len(self.by_length) else ()
 
+    def correction(self, word: str) -> str | None:
+        """The choice nearest `word` (fewest edits, at most its edit limit; the first in order
+        among equals) if that starts with the same letter as `word`, else None.
+
+        The choices starting with that letter stand together in the sorted order, between
+        those before and those after it: the nearest of them is the nearest of all when none
+        before is as near and none after is nearer. Most words have no choice starting with
+        their letter within the limit, and are done after searching only those.
+        """
+        near = self.near(word)
+        first = word[0]
+        start = bisect_left(near, first)
+        end = bisect_left(near, chr(ord(first) + 1), start)
+        best = _nearest(word, near[start:end], _edit_limit(len(word)))
+        if best is None:
+            return None
+        choice, edits = best
+        if _nearest(word, near[:start], edits) is not None:
+            return None
+        if edits and _nearest(word, near[end:], edits - 1) is not None:
+            return None
+        return choice
+
+
+def _nearest(word: str, choices: Sequence[str], limit: int) -> tuple[str, int] | None:
+    """The first of the choices fewest edits from `word`, with its edits, if within `limit`."""
+    best = extractOne(word, choices, scorer=OSA.distance, score_cutoff=limit)
+    return None if best is None else (best[0], int(best[1]))
+
 
 def tokenize(text: str, vocabulary: frozenset[str] = frozenset()) -> Text:
     """Tokens of `text`, normalised as described above. `vocabulary`: the words to correct
@@ -278,7 +312,7 @@ def tokenize(text: str, vocabulary: frozenset[str] = frozenset()) -> Text:
     marked, urls, quotes = _placeholders(shaped)
     # Offsets are into `marked`; keep it as the original (placeholders stand where URLs were).
     out = Text(original=marked, tokens=[], urls=urls, quotes=quotes)
-    words = _expand(WORD.finditer(marked.lower()))
+    words = _expand(marked.lower())
     words = _self_corrections(_numbers(_sounds_like_numbers(words)))
     out.spoken = [t.text for t in words]
     words, out.fillers = _drop_fillers(words)
@@ -286,19 +320,26 @@ def tokenize(text: str, vocabulary: frozenset[str] = frozenset()) -> Text:
     return out
 
 
-def _expand(matches: Iterable[re.Match[str]]) -> list[Token]:
-    """The words matched, as tokens: contractions spelled out, "'s" split off, "twenty-three"
-    in its parts, short forms ("d14", "p2", "#14") as a noun and a number."""
+def _expand(lowered: str) -> list[Token]:
+    """The words of `lowered` (WORD's matches), as tokens: contractions spelled out, "'s"
+    split off, "twenty-three" in its parts, short forms ("d14", "p2", "#14") as a noun and a
+    number."""
     out: list[Token] = []
-    for match in matches:
-        # The text is lower-cased before matching, and WORD matches only characters lower()
-        # leaves alone: the match is the word as is.
-        word = match.group()
-        start, end = match.span()
-        if word.isalpha() and word not in CONTRACTIONS:
-            out.append(Token(word, start, end))  # most words: nothing below applies to letters
-        else:
-            _expand_word(word, start, end, out)
+    # No word holds a space, so each space-separated chunk is read on its own. A chunk of ASCII
+    # letters is one word (WORD's letters alternative takes it whole) that needs no expanding
+    # unless it is a contraction: most chunks are, and are taken without the regex.
+    at = 0
+    for chunk in lowered.split(" "):
+        end = at + len(chunk)
+        if chunk.isalpha() and chunk.isascii() and chunk not in CONTRACTIONS:
+            out.append(Token(chunk, at, end))
+        elif chunk:
+            for match in WORD.finditer(lowered, at, end):
+                # `lowered` is lower case, and WORD matches only characters lower() leaves
+                # alone: the match is the word as is.
+                start, stop = match.span()
+                _expand_word(match.group(), start, stop, out)
+        at = end + 1
     return out
 
 
@@ -323,18 +364,12 @@ def _expand_word(word: str, start: int, end: int, out: list[Token]) -> None:
 
 def _short_form(word: str, start: int, end: int) -> list[Token]:
     """ "d14" -> droplet 14, "task7" -> task 7, "p2" -> priority 2, "14th" -> 14."""
-    for pattern, noun in (
-        (DROPLET_SHORT, "droplet"),
-        (TASK_SHORT, "task"),
-        (PRIORITY_SHORT, "priority"),
-    ):
-        short = pattern.match(word)
-        if short:
-            return [Token(noun, start, end), _num(short.group(1), start, end)]
-    number = HASH_NUMBER.match(word)
-    if number and word != "#":
-        return [_num(number.group(1), start, end)]
-    return [Token(word, start, end)]
+    short = SHORT_FORM.match(word)
+    if short is None or short.lastindex is None:
+        return [Token(word, start, end)]
+    number = _num(short.group(short.lastindex), start, end)
+    noun = SHORT_NOUNS[short.lastindex]
+    return [number] if noun is None else [Token(noun, start, end), number]
 
 
 # The words each case of _sounds_like_numbers starts with.
@@ -600,8 +635,12 @@ def _drop_fillers(tokens: list[Token]) -> tuple[list[Token], int]:
     dropped = 0
     i = 0
     while i < len(tokens):
+        if words[i] not in FILLER_STARTS:
+            out.append(tokens[i])
+            i += 1
+            continue
         match = None
-        for phrase in FILLERS_BY_FIRST_WORD.get(words[i], ()):
+        for phrase in FILLERS_BY_FIRST_WORD[words[i]]:
             n = len(phrase)
             # A phrase of one word is the word it was found by.
             if n == 1 or tuple(words[i : i + n]) == phrase:
@@ -636,11 +675,11 @@ def _fix_typos(tokens: list[Token], vocabulary: frozenset[str]) -> tuple[list[To
     for tok in tokens:
         word = tok.text
         if (
-            tok.num is not None
+            word in vocabulary  # most words: tested first
+            or word in FUNCTION_WORDS
+            or tok.num is not None
             or len(word) < 4
             or not word.isalpha()
-            or word in vocabulary
-            or word in FUNCTION_WORDS
         ):
             continue
         base = stem(word)
@@ -648,12 +687,9 @@ def _fix_typos(tokens: list[Token], vocabulary: frozenset[str]) -> tuple[list[To
             continue  # an inflection of a known word ("starts"), not a typo
         if indexed is None:
             indexed = Vocabulary(vocabulary)  # once per call, and only when a word needs it
-        choices = indexed.near(word)
-        if not choices:
-            continue
-        best = extractOne(word, choices, scorer=OSA.distance, score_cutoff=_edit_limit(len(word)))
-        if best is not None and best[0][0] == word[0]:
-            tok.text = best[0]
+        correction = indexed.correction(word)
+        if correction is not None:
+            tok.text = correction
             tok.fixed = True
             fixed += 1
     return tokens, fixed
