@@ -19,7 +19,7 @@ MAX_IDS = 50
 
 DROPLET_NOUNS = frozenset({"droplet", "droplets", "service", "services", "node", "nodes", "drop"})
 TASK_NOUNS = frozenset({"task", "tasks", "job", "jobs", "ticket", "tickets", "tsk"})
-ID_NOUNS = DROPLET_NOUNS | TASK_NOUNS
+DROPLET_OR_TASK_NOUNS = DROPLET_NOUNS | TASK_NOUNS
 NUMBER_MARKS = frozenset({"number", "no", "num", "#", "id", "="})
 """Between an id noun and its number: "droplet number 5", "droplet=20"."""
 LIST_JOINS = frozenset({",", "and", "&", "+", "or"})
@@ -186,7 +186,7 @@ def extract(text: Text, tokens: Sequence[Token], aliases: AliasIndex) -> Entitie
     said = frozenset(words)
     if not said.isdisjoint(WATCH_NOUNS):
         _watch_ids(words, tokens, ents)
-    if not said.isdisjoint(ID_NOUNS):
+    if not said.isdisjoint(DROPLET_OR_TASK_NOUNS):
         _ids(words, tokens, ents)
     if len(ents.values("task")) > 1:
         first = min(f.first for f in ents.of("task"))
@@ -255,7 +255,7 @@ def _id_list(words: Sequence[str], tokens: Sequence[Token], i: int) -> tuple[lis
                 k += 2
         while k < len(tokens) and (words[k] in LIST_JOINS or words[k] in NUMBER_MARKS):
             k += 1
-        if k < len(tokens) and words[k] in ID_NOUNS:
+        if k < len(tokens) and words[k] in DROPLET_OR_TASK_NOUNS:
             break
         if (
             k < len(tokens)
@@ -276,7 +276,7 @@ def _counts(words: Sequence[str], k: int) -> bool:
 
 def _ids(words: Sequence[str], tokens: Sequence[Token], ents: Entities) -> None:
     for i, word in enumerate(words):
-        if word in ID_NOUNS:
+        if word in DROPLET_OR_TASK_NOUNS:
             if i in ents.used:
                 continue
             ids, last = _id_list(words, tokens, i + 1)
@@ -477,12 +477,12 @@ def _counted_limits(
             ents.add("limit", tok.num, i - 1, i)
         elif (
             after in ("most", "latest", "newest", "recent", "last")
-            or (_collection_follows(words, i + 1) and before not in ID_NOUNS)
+            or (_collection_follows(words, i + 1) and before not in DROPLET_OR_TASK_NOUNS)
             or (  # "failed builds, five of them"
                 after == "of"
                 and i + 2 < len(words)
                 and words[i + 2] in ("them", "those", "these")
-                and before not in ID_NOUNS
+                and before not in DROPLET_OR_TASK_NOUNS
             )
         ):
             ents.add("limit", tok.num, i, i)

@@ -390,6 +390,8 @@ SOUNDS_LIKE_STARTS = frozenset(
 def _sounds_like_numbers(tokens: list[Token]) -> list[Token]:
     """What a transcriber makes of numbers: "for teen" (14), "six teen"; "droplet ate",
     "priority won" right after an id noun; "a couple" (2), "a dozen" (12); "re run"."""
+    if SOUNDS_LIKE_STARTS.isdisjoint([t.text for t in tokens]):
+        return tokens
     out: list[Token] = []
     i = 0
     while i < len(tokens):
@@ -459,9 +461,13 @@ def _num(digits: str, start: int, end: int) -> Token:
     return Token(str(value), start, end, num=value)
 
 
+# A number read has a word of these: a lone "a" or "oh" is none ("a hundred" has "hundred").
+NUMBER_STARTS = NUMBER_WORDS - {"a", "oh"}
+
+
 def _numbers(tokens: list[Token]) -> list[Token]:
     words = [t.text for t in tokens]
-    if NUMBER_WORDS.isdisjoint(words):
+    if NUMBER_STARTS.isdisjoint(words):
         return tokens  # nothing to read
     out: list[Token] = []
     i = 0
@@ -631,6 +637,8 @@ def _denied_number(tokens: list[Token], i: int) -> int:
 
 def _drop_fillers(tokens: list[Token]) -> tuple[list[Token], int]:
     words = [t.text for t in tokens]
+    if FILLER_STARTS.isdisjoint(words):
+        return tokens, 0
     out: list[Token] = []
     dropped = 0
     i = 0
@@ -675,7 +683,7 @@ def _fix_typos(tokens: list[Token], vocabulary: frozenset[str]) -> tuple[list[To
     for tok in tokens:
         word = tok.text
         if (
-            word in vocabulary  # most words: tested first
+            word in vocabulary  # most words are known, and stop at this first test
             or word in FUNCTION_WORDS
             or tok.num is not None
             or len(word) < 4
