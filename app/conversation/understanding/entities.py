@@ -19,6 +19,7 @@ MAX_IDS = 50
 
 DROPLET_NOUNS = frozenset({"droplet", "droplets", "service", "services", "node", "nodes", "drop"})
 TASK_NOUNS = frozenset({"task", "tasks", "job", "jobs", "ticket", "tickets", "tsk"})
+DROPLET_OR_TASK_NOUNS = DROPLET_NOUNS | TASK_NOUNS
 NUMBER_MARKS = frozenset({"number", "no", "num", "#", "id", "="})
 """Between an id noun and its number: "droplet number 5", "droplet=20"."""
 LIST_JOINS = frozenset({",", "and", "&", "+", "or"})
@@ -166,7 +167,12 @@ class Entities:
         return values[0] if values else None
 
     def has(self, kind: str) -> bool:
-        return any(f.kind == kind for f in self.found)
+        # A plain loop: the planner asks this dozens of times a plan, and a generator in any()
+        # cost twice as much.
+        for f in self.found:  # noqa: SIM110
+            if f.kind == kind:
+                return True
+        return False
 
     def kinds(self) -> set[str]:
         return {f.kind for f in self.found}
@@ -176,19 +182,27 @@ def extract(text: Text, tokens: Sequence[Token], aliases: AliasIndex) -> Entitie
     """The entities of one request (`tokens`, a slice of `text.tokens`)."""
     ents = Entities()
     words = [t.text for t in tokens]
-    _watch_ids(words, tokens, ents)
-    _ids(words, tokens, ents)
+    # Most passes look for a few words only: each tests here whether any of them is said at all.
+    said = frozenset(words)
+    if not said.isdisjoint(WATCH_NOUNS):
+        _watch_ids(words, tokens, ents)
+    if not said.isdisjoint(DROPLET_OR_TASK_NOUNS):
+        _ids(words, tokens, ents)
     if len(ents.values("task")) > 1:
         first = min(f.first for f in ents.of("task"))
         last = max(f.last for f in ents.of("task"))
         ents.found.append(Found("tasks", tuple(ents.values("task")), first, last))
-    _aliases(words, ents, aliases)
-    _priorities(words, tokens, ents)
-    _limits(words, tokens, ents)
+    if aliases.anywhere or not said.isdisjoint(aliases.starts):
+        _aliases(words, ents, aliases)
+    if not said.isdisjoint(PRIORITY_STARTS):
+        _priorities(words, tokens, ents)
+    numbers = [i for i, tok in enumerate(tokens) if tok.num is not None]
+    _limits(words, tokens, ents, said, numbers)
     _words_of(words, ents)
-    _watch_events(words, ents)
-    _urls(words, text, ents)
-    _numbers(tokens, ents)
+    _watch_events(words, ents, said)
+    if "\x00" in text.original:  # a URL's placeholder
+        _urls(words, text, ents)
+    _numbers(tokens, ents, numbers)
     bare = ents.of("number")
     if len(bare) > 1 and not ents.has("task") and not ents.has("droplet"):
         # "cancel 101 and 102": several ids said bare are a list (of tasks, where one fits).
@@ -200,6 +214,7 @@ def extract(text: Text, tokens: Sequence[Token], aliases: AliasIndex) -> Entitie
 
 # ---- ids -----------------------------------------------------------------------------------------
 
+WATCH_NOUNS = frozenset({"watch", "watches"})
 WATCH_ID_VERBS = frozenset(
     {"cancel", "remove", "delete", "drop", "stop", "end", "kill", "clear", "unwatch", "disable"}
 )
@@ -209,7 +224,7 @@ def _watch_ids(words: Sequence[str], tokens: Sequence[Token], ents: Entities) ->
     """ "remove watch 3", "watch #3", "watch number 3", "watch id 3": a watch by its id. A bare
     "watch 14" is a request to watch droplet or task 14, not a watch's id."""
     for i, word in enumerate(words):
-        if word not in ("watch", "watches") or i + 1 >= len(words):
+        if word not in WATCH_NOUNS or i + 1 >= len(words):
             continue
         j = i + 1
         if words[j] in ("number", "id", "no") and j + 1 < len(words):
@@ -240,7 +255,7 @@ def _id_list(words: Sequence[str], tokens: Sequence[Token], i: int) -> tuple[lis
                 k += 2
         while k < len(tokens) and (words[k] in LIST_JOINS or words[k] in NUMBER_MARKS):
             k += 1
-        if k < len(tokens) and words[k] in DROPLET_NOUNS | TASK_NOUNS:
+        if k < len(tokens) and words[k] in DROPLET_OR_TASK_NOUNS:
             break
         if (
             k < len(tokens)
@@ -261,7 +276,7 @@ def _counts(words: Sequence[str], k: int) -> bool:
 
 def _ids(words: Sequence[str], tokens: Sequence[Token], ents: Entities) -> None:
     for i, word in enumerate(words):
-        if word in DROPLET_NOUNS or word in TASK_NOUNS:
+        if word in DROPLET_OR_TASK_NOUNS:
             if i in ents.used:
                 continue
             ids, last = _id_list(words, tokens, i + 1)
@@ -285,6 +300,8 @@ class AliasIndex:
     by_first: Mapping[str, tuple[tuple[tuple[str, ...], int], ...]]
     anywhere: tuple[tuple[tuple[str, ...], int], ...]
     """Names that fit at any position (a blank alias)."""
+    starts: frozenset[str]
+    """The first words of `by_first`: without one of them, no name is said."""
 
     @classmethod
     def of(cls, aliases: Mapping[str, int]) -> AliasIndex:
@@ -301,6 +318,7 @@ class AliasIndex:
             table=dict(aliases),
             by_first={first: tuple(entries) for first, entries in by_first.items()},
             anywhere=anywhere,
+            starts=frozenset(by_first),
         )
 
 
@@ -308,9 +326,12 @@ def _aliases(words: Sequence[str], ents: Entities, aliases: AliasIndex) -> None:
     by_first, anywhere = aliases.by_first, aliases.anywhere
     i = 0
     while i < len(words):
-        for name, droplet_id in [*by_first.get(words[i], ()), *anywhere]:
+        names = by_first.get(words[i], ())
+        if anywhere:
+            names = (*names, *anywhere)
+        for name, droplet_id in names:
             n = len(name)
-            if tuple(words[i : i + n]) == name and not ents.used & set(range(i, i + n)):
+            if tuple(words[i : i + n]) == name and ents.used.isdisjoint(range(i, i + n)):
                 last = i + n - 1
                 if last + 1 < len(words) and words[last + 1] in DROPLET_NOUNS:
                     last += 1  # "the voice droplet"
@@ -323,9 +344,26 @@ def _aliases(words: Sequence[str], ents: Entities, aliases: AliasIndex) -> None:
 # ---- priorities and limits ---------------------------------------------------------------------
 
 
+PRIORITY_NOUNS = frozenset({"priority", "prio", "pri"})
+# Each phrase with its place in PRIORITY_PHRASES, found by its first word.
+RANKED_PRIORITY_PHRASES = by_first_word(
+    ((rank, phrase, value) for rank, (phrase, value) in enumerate(PRIORITY_PHRASES.items())),
+    lambda item: item[1],
+)
+PRIORITY_STARTS = frozenset({*PRIORITY_NOUNS, *PRIORITY_WORDS, *RANKED_PRIORITY_PHRASES})
+"""The words a priority is said with: "priority 2", "high", "as soon as possible"."""
+
+
 def _priorities(words: Sequence[str], tokens: Sequence[Token], ents: Entities) -> None:
+    _priority_nouns(words, tokens, ents)
+    _priority_phrases(words, ents)
+    _priority_words(words, ents)
+
+
+def _priority_nouns(words: Sequence[str], tokens: Sequence[Token], ents: Entities) -> None:
+    """ "priority 2", "prio: high", "2 priority", "high priority"."""
     for i, word in enumerate(words):
-        if word in ("priority", "prio", "pri") and i not in ents.used:
+        if word in PRIORITY_NOUNS and i not in ents.used:
             j = i + 1
             while j < len(words) and words[j] in (":", "=", "of", "is", "at", "to", "level", "be"):
                 j += 1
@@ -340,15 +378,24 @@ def _priorities(words: Sequence[str], tokens: Sequence[Token], ents: Entities) -
                 continue
             if i >= 1 and words[i - 1] in PRIORITY_WORDS:
                 ents.add("priority", PRIORITY_WORDS[words[i - 1]], i - 1, i)
-    for phrase, value in PRIORITY_PHRASES.items():
-        n, first = len(phrase), phrase[0]
-        for i in range(len(words) - n + 1):
-            if (
-                words[i] == first  # most positions fail here, before a slice is built
-                and tuple(words[i : i + n]) == phrase
-                and not ents.used & set(range(i, i + n))
-            ):
-                ents.add("priority", value, i, i + n - 1)
+
+
+def _priority_phrases(words: Sequence[str], ents: Entities) -> None:
+    """ "as soon as possible", "no rush": taken phrase by phrase in PRIORITY_PHRASES' order, each
+    from left to right (the order they are added in is the order their values are read)."""
+    matches: list[tuple[int, int, int, int]] = []
+    for i, word in enumerate(words):
+        for rank, phrase, value in RANKED_PRIORITY_PHRASES.get(word, ()):
+            n = len(phrase)
+            if tuple(words[i : i + n]) == phrase:
+                matches.append((rank, i, n, value))
+    for _, i, n, value in sorted(matches):
+        if ents.used.isdisjoint(range(i, i + n)):
+            ents.add("priority", value, i, i + n - 1)
+
+
+def _priority_words(words: Sequence[str], ents: Entities) -> None:
+    """ "urgent", "asap"; "high", "low" only near a task or priority word."""
     for i, word in enumerate(words):
         if word in PRIORITY_WORDS and i not in ents.used and word not in ("top", "default", "open"):
             if word in ("high", "low", "normal", "medium", "regular", "standard") and not _near(
@@ -390,9 +437,36 @@ def _collection_follows(words: Sequence[str], j: int) -> bool:
     return False
 
 
-def _limits(words: Sequence[str], tokens: Sequence[Token], ents: Entities) -> None:
-    for i, tok in enumerate(tokens):
-        if tok.num is None or i in ents.used:
+LIMIT_NOUNS = frozenset({"limit", "max", "maximum", "most", "cap", "top"})
+LAST_ONE = frozenset({"last", "latest", "newest"})
+
+
+def _limits(
+    words: Sequence[str],
+    tokens: Sequence[Token],
+    ents: Entities,
+    said: frozenset[str],
+    numbers: Sequence[int],
+) -> None:
+    """How many items are asked for. `said`: the words present; `numbers`: the positions of
+    the numbers. Each kind of limit is looked for only if a word it needs is present."""
+    if numbers:
+        _counted_limits(words, tokens, ents, numbers)
+    if not said.isdisjoint(LIMIT_NOUNS):
+        _named_limits(words, tokens, ents)
+    if "single" in said:
+        _single_limits(words, ents)
+    if not said.isdisjoint(LAST_ONE):
+        _last_one_limits(words, ents)
+
+
+def _counted_limits(
+    words: Sequence[str], tokens: Sequence[Token], ents: Entities, numbers: Sequence[int]
+) -> None:
+    """ "last 5", "5 failed deploys", "cancelled tasks, show 7": a number counting items."""
+    for i in numbers:
+        tok = tokens[i]
+        if i in ents.used:
             continue
         before = words[i - 1] if i else ""
         before2 = words[i - 2] if i > 1 else ""
@@ -403,20 +477,20 @@ def _limits(words: Sequence[str], tokens: Sequence[Token], ents: Entities) -> No
             ents.add("limit", tok.num, i - 1, i)
         elif (
             after in ("most", "latest", "newest", "recent", "last")
-            or (_collection_follows(words, i + 1) and before not in DROPLET_NOUNS | TASK_NOUNS)
+            or (_collection_follows(words, i + 1) and before not in DROPLET_OR_TASK_NOUNS)
             or (  # "failed builds, five of them"
                 after == "of"
                 and i + 2 < len(words)
                 and words[i + 2] in ("them", "those", "these")
-                and before not in DROPLET_NOUNS | TASK_NOUNS
+                and before not in DROPLET_OR_TASK_NOUNS
             )
         ):
             ents.add("limit", tok.num, i, i)
-    for i, tok in enumerate(tokens):
+    for i in numbers:
+        tok = tokens[i]
         # "cancelled tasks, show 7": a number closing a listing of a collection.
         if (
-            tok.num is not None
-            and i not in ents.used
+            i not in ents.used
             and not tok.ordinal
             and i >= 1
             and words[i - 1] in ("show", "list", "give")
@@ -424,21 +498,30 @@ def _limits(words: Sequence[str], tokens: Sequence[Token], ents: Entities) -> No
             and any(w in COLLECTIONS for w in words[: i - 1])
         ):
             ents.add("limit", tok.num, i, i)
+
+
+def _named_limits(words: Sequence[str], tokens: Sequence[Token], ents: Entities) -> None:
+    """ "limit 30", "max 10", "at most 5", "limit=25"."""
     for i, word in enumerate(words):
-        # "limit 30", "max 10", "at most 5", "limit=25".
-        if word not in ("limit", "max", "maximum", "most", "cap", "top"):
+        if word not in LIMIT_NOUNS:
             continue
         j = i + 2 if i + 2 < len(tokens) and words[i + 1] in ("=", ":") else i + 1
         if j < len(tokens) and tokens[j].num is not None and j not in ents.used:
             ents.add("limit", tokens[j].num, i, j)
+
+
+def _single_limits(words: Sequence[str], ents: Entities) -> None:
+    """ "the single most recent alert"."""
     for i, word in enumerate(words):
-        # "the single most recent alert", "just one alert".
         if word == "single" and i not in ents.used and _collection_follows(words, i + 1):
             ents.add("limit", 1, i, i, "singular")
+
+
+def _last_one_limits(words: Sequence[str], ents: Entities) -> None:
+    """ "the last alert", "latest task": one."""
     for i, word in enumerate(words):
-        # "the last alert", "latest task": one.
         if (
-            word in ("last", "latest", "newest")
+            word in LAST_ONE
             and i + 1 < len(words)
             and words[i + 1] in ("alert", "task", "warning", "event", "failure", "one")
             and i not in ents.used
@@ -448,10 +531,16 @@ def _limits(words: Sequence[str], tokens: Sequence[Token], ents: Entities) -> No
 
 # ---- words ---------------------------------------------------------------------------------------
 
+STATE_STARTS = frozenset(
+    {"in", "being", *TASK_STATUS_WORDS, *DROPLET_STATUS_WORDS, *TASK_TYPE_WORDS, *ALL_WORDS,
+     *PRONOUNS}
+)  # fmt: skip
+"""The words _words_of reads anything from."""
+
 
 def _words_of(words: Sequence[str], ents: Entities) -> None:
     for i, word in enumerate(words):
-        if i in ents.used:
+        if word not in STATE_STARTS or i in ents.used:
             continue
         if word in ("in", "being") and i + 1 < len(words) and words[i + 1] in ("progress",):
             ents.add("task_status", "in_progress", i, i + 1)
@@ -482,28 +571,38 @@ def _words_of(words: Sequence[str], ents: Entities) -> None:
 
 
 EVENT_VALUES = frozenset({"up", "down", "change", "done", "failed"})
+EVENT_NOUNS = frozenset({"event", "events"})
 
 
 # Each group keeps WATCH_EVENTS' order (longest first), so the first match is the same.
 WATCH_EVENTS_BY_FIRST_WORD = by_first_word(WATCH_EVENTS, lambda item: item[0])
+WATCH_EVENT_STARTS = frozenset(WATCH_EVENTS_BY_FIRST_WORD)
 
 
-def _watch_events(words: Sequence[str], ents: Entities) -> None:
-    for i in range(len(words) - 2):
-        # "event=down", "event: failed"
-        if (
-            words[i] in ("event", "events")
-            and words[i + 1] in ("=", ":")
-            and words[i + 2] in EVENT_VALUES
-        ):
-            ents.found.append(Found("watch_event", words[i + 2], i, i + 2))
+def _watch_events(words: Sequence[str], ents: Entities, said: frozenset[str]) -> None:
+    if not said.isdisjoint(EVENT_NOUNS):
+        named = _named_event(words)
+        if named is not None:
+            ents.found.append(named)
             return
-    for i in range(len(words)):
-        for phrase, event in WATCH_EVENTS_BY_FIRST_WORD.get(words[i], ()):
+    if said.isdisjoint(WATCH_EVENT_STARTS):
+        return
+    for i, word in enumerate(words):
+        if word not in WATCH_EVENT_STARTS:
+            continue
+        for phrase, event in WATCH_EVENTS_BY_FIRST_WORD[word]:
             n = len(phrase)
             if tuple(words[i : i + n]) == phrase:
                 ents.found.append(Found("watch_event", event, i, i + n - 1))
                 break
+
+
+def _named_event(words: Sequence[str]) -> Found | None:
+    """ "event=down", "event: failed": the event named as a field, which is the only one."""
+    for i in range(len(words) - 2):
+        if words[i] in EVENT_NOUNS and words[i + 1] in ("=", ":") and words[i + 2] in EVENT_VALUES:
+            return Found("watch_event", words[i + 2], i, i + 2)
+    return None
 
 
 def _urls(words: Sequence[str], text: Text, ents: Entities) -> None:
@@ -516,9 +615,11 @@ def _urls(words: Sequence[str], text: Text, ents: Entities) -> None:
         ents.add(kind, url, i, i)
 
 
-def _numbers(tokens: Sequence[Token], ents: Entities) -> None:
-    for i, tok in enumerate(tokens):
-        if tok.num is not None and i not in ents.used and not tok.ordinal:
+def _numbers(tokens: Sequence[Token], ents: Entities, numbers: Sequence[int]) -> None:
+    """The numbers no other entity took (`numbers`: the positions of all)."""
+    for i in numbers:
+        tok = tokens[i]
+        if i not in ents.used and not tok.ordinal:
             ents.found.append(Found("number", tok.num, i, i, "bare"))
 
 

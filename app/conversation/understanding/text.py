@@ -9,6 +9,7 @@ towards the words the planner knows (rapidfuzz; only towards known words, never 
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -88,10 +89,13 @@ WORD = re.compile(
     r"-+>|=>|\x00(?:url|quote)\d+|\d{1,2}:\d{2}(?::\d{2})?(?:am|pm)?|[a-z0-9]+(?:[-'][a-z0-9]+)*"
     r"|#|[,;:?!.=]|\+|&",
 )
-DROPLET_SHORT = re.compile(r"^(?:d|drop|droplet|service)-?(\d+)$")
-TASK_SHORT = re.compile(r"^(?:t|task|job)-?(\d+)$")
-PRIORITY_SHORT = re.compile(r"^(?:p|prio|priority)-?(\d{1,2})$")
-HASH_NUMBER = re.compile(r"^#?(\d+)(?:st|nd|rd|th)?$")
+# "d14", "task7", "p2", "#14"/"14th": each form starts differently (d/s, t/j, p, #/digit), so at
+# most one matches, and its group tells which (SHORT_NOUNS).
+SHORT_FORM = re.compile(
+    r"^(?:(?:d|drop|droplet|service)-?(\d+)|(?:t|task|job)-?(\d+)|(?:p|prio|priority)-?(\d{1,2})"
+    r"|#?(\d+)(?:st|nd|rd|th)?)$"
+)
+SHORT_NOUNS = (None, "droplet", "task", "priority", None)
 
 CONTRACTIONS: dict[str, tuple[str, ...]] = {
     "what's": ("what", "is"), "whats": ("what", "is"), "how's": ("how", "is"),
@@ -189,6 +193,7 @@ def by_first_word(
 
 
 FILLERS_BY_FIRST_WORD = by_first_word(FILLER_PHRASES, lambda phrase: phrase)
+FILLER_STARTS = frozenset(FILLERS_BY_FIRST_WORD)
 # Fillers that are words in their own right after the first position: only dropped at the start.
 LEADING_ONLY = frozenset({"so", "well", "okay", "ok", "alright", "actually", "oh", "wait", "quick",
                           "real", "question", "yo", "hey"})  # fmt: skip
@@ -225,9 +230,18 @@ def _placeholders(text: str) -> tuple[str, list[str], list[str]]:
         quotes.append(next(g for g in match.groups() if g is not None))
         return f" \x00quote{len(quotes) - 1} "
 
-    text = URL.sub(url, text)
-    text = QUOTED.sub(quote, text)
+    # Each pattern needs its marker in the text: most messages have neither, and are not scanned.
+    if "://" in text:
+        text = URL.sub(url, text)
+    if '"' in text or "'" in text or "\u201c" in text:
+        text = QUOTED.sub(quote, text)
     return text, urls, quotes
+
+
+def _edit_limit(length: int) -> int:
+    """How many edits a typo may be from the word meant. Two only in long words: "purple" is
+    not a misspelt "purge"."""
+    return 1 if length <= 7 else 2
 
 
 class Vocabulary(frozenset[str]):
@@ -236,11 +250,54 @@ class Vocabulary(frozenset[str]):
     about a tenth of a plan)."""
 
     choices: tuple[str, ...]
+    by_length: tuple[tuple[str, ...], ...]
+    """For each word length, the choices a word that long may be a typo of, in `choices`'
+    order. An edit changes the length by at most one, so a word further than the edit limit
+    in length can never be within it: about half the words are left."""
 
     def __new__(cls, words: Iterable[str] = ()) -> Vocabulary:
         made = super().__new__(cls, words)
         made.choices = tuple(sorted(made))
+        longest = max(map(len, made), default=0)
+        made.by_length = tuple(
+            tuple(w for w in made.choices if abs(len(w) - length) <= _edit_limit(length))
+            for length in range(longest + _edit_limit(longest) + 1)
+        )
         return made
+
+    def near(self, word: str) -> tuple[str, ...]:
+        """The choices `word` could be within its edit limit of (a superset, in order)."""
+        length = len(word)
+        return self.by_length[length] if length < len(self.by_length) else ()
+
+    def correction(self, word: str) -> str | None:
+        """The choice nearest `word` (fewest edits, at most its edit limit; the first in order
+        among equals) if that starts with the same letter as `word`, else None.
+
+        The choices starting with that letter stand together in the sorted order, between
+        those before and those after it: the nearest of them is the nearest of all when none
+        before is as near and none after is nearer. Most words have no choice starting with
+        their letter within the limit, and are done after searching only those.
+        """
+        near = self.near(word)
+        first = word[0]
+        start = bisect_left(near, first)
+        end = bisect_left(near, chr(ord(first) + 1), start)
+        best = _nearest(word, near[start:end], _edit_limit(len(word)))
+        if best is None:
+            return None
+        choice, edits = best
+        if _nearest(word, near[:start], edits) is not None:
+            return None
+        if edits and _nearest(word, near[end:], edits - 1) is not None:
+            return None
+        return choice
+
+
+def _nearest(word: str, choices: Sequence[str], limit: int) -> tuple[str, int] | None:
+    """The first of the choices fewest edits from `word`, with its edits, if within `limit`."""
+    best = extractOne(word, choices, scorer=OSA.distance, score_cutoff=limit)
+    return None if best is None else (best[0], int(best[1]))
 
 
 def tokenize(text: str, vocabulary: frozenset[str] = frozenset()) -> Text:
@@ -254,9 +311,8 @@ def tokenize(text: str, vocabulary: frozenset[str] = frozenset()) -> Text:
     )
     marked, urls, quotes = _placeholders(shaped)
     # Offsets are into `marked`; keep it as the original (placeholders stand where URLs were).
-    raw = [Token(m.group(0).lower(), m.start(), m.end()) for m in WORD.finditer(marked.lower())]
     out = Text(original=marked, tokens=[], urls=urls, quotes=quotes)
-    words = _expand(raw)
+    words = _expand(marked.lower())
     words = _self_corrections(_numbers(_sounds_like_numbers(words)))
     out.spoken = [t.text for t in words]
     words, out.fillers = _drop_fillers(words)
@@ -264,51 +320,87 @@ def tokenize(text: str, vocabulary: frozenset[str] = frozenset()) -> Text:
     return out
 
 
-def _expand(tokens: Iterable[Token]) -> list[Token]:
+def _expand(lowered: str) -> list[Token]:
+    """The words of `lowered` (WORD's matches), as tokens: contractions spelled out, "'s"
+    split off, "twenty-three" in its parts, short forms ("d14", "p2", "#14") as a noun and a
+    number."""
     out: list[Token] = []
-    for tok in tokens:
-        word = tok.text
-        if word in CONTRACTIONS:
-            out += [Token(w, tok.start, tok.end) for w in CONTRACTIONS[word]]
-            continue
-        if word.endswith("'s") and len(word) > 2:
-            out += _expand([Token(word[:-2], tok.start, tok.end - 2)])
-            out.append(Token("'s", tok.end - 2, tok.end))
-            continue
-        if "-" in word.strip("-") and all(p in NUMBER_WORDS for p in word.split("-")):
-            # "twenty-three", "forty-second": read as the words they join.
-            at = tok.start
-            for part in word.split("-"):
-                out.append(Token(part, at, at + len(part)))
-                at += len(part) + 1
-            continue
-        short = DROPLET_SHORT.match(word)
-        if short:
-            out += [Token("droplet", tok.start, tok.end), _num(short.group(1), tok)]
-            continue
-        task = TASK_SHORT.match(word)
-        if task:
-            out += [Token("task", tok.start, tok.end), _num(task.group(1), tok)]
-            continue
-        prio = PRIORITY_SHORT.match(word)
-        if prio:
-            out += [Token("priority", tok.start, tok.end), _num(prio.group(1), tok)]
-            continue
-        if HASH_NUMBER.match(word) and word != "#":
-            out.append(_num(HASH_NUMBER.match(word).group(1), tok))  # type: ignore[union-attr]
-            continue
-        out.append(tok)
+    # No word holds a space, so each space-separated chunk is read on its own. A chunk of ASCII
+    # letters is one word (WORD's letters alternative takes it whole) that needs no expanding
+    # unless it is a contraction: most chunks are, and are taken without the regex.
+    at = 0
+    for chunk in lowered.split(" "):
+        end = at + len(chunk)
+        if chunk.isalpha() and chunk.isascii() and chunk not in CONTRACTIONS:
+            out.append(Token(chunk, at, end))
+        elif chunk:
+            for match in WORD.finditer(lowered, at, end):
+                # `lowered` is lower case, and WORD matches only characters lower() leaves
+                # alone: the match is the word as is.
+                start, stop = match.span()
+                _expand_word(match.group(), start, stop, out)
+        at = end + 1
     return out
+
+
+def _expand_word(word: str, start: int, end: int, out: list[Token]) -> None:
+    if word in CONTRACTIONS:
+        out += [Token(w, start, end) for w in CONTRACTIONS[word]]
+    elif word.endswith("'s") and len(word) > 2:
+        _expand_word(word[:-2], start, end - 2, out)
+        out.append(Token("'s", end - 2, end))
+    elif "-" in word and "-" in word.strip("-") and all(p in NUMBER_WORDS for p in word.split("-")):
+        # "twenty-three", "forty-second": read as the words they join.
+        at = start
+        for part in word.split("-"):
+            out.append(Token(part, at, at + len(part)))
+            at += len(part) + 1
+    elif not (word[0].isdigit() or word[-1].isdigit() or word[0] == "#"):
+        # Every short form below starts or ends with a digit (or "#"): most words stop here.
+        out.append(Token(word, start, end))
+    else:
+        out += _short_form(word, start, end)
+
+
+def _short_form(word: str, start: int, end: int) -> list[Token]:
+    """ "d14" -> droplet 14, "task7" -> task 7, "p2" -> priority 2, "14th" -> 14."""
+    short = SHORT_FORM.match(word)
+    if short is None or short.lastindex is None:
+        return [Token(word, start, end)]
+    number = _num(short.group(short.lastindex), start, end)
+    noun = SHORT_NOUNS[short.lastindex]
+    return [number] if noun is None else [Token(noun, start, end), number]
+
+
+# The words each case of _sounds_like_numbers starts with.
+SOUNDS_LIKE_STARTS = frozenset(
+    {
+        *TEEN_PARTS,
+        *HOMOPHONES,
+        "t",
+        "d",
+        *(first for first, _ in SPLIT_WORDS),
+        "couple",
+        "dozen",
+        "re",
+    }
+)
 
 
 def _sounds_like_numbers(tokens: list[Token]) -> list[Token]:
     """What a transcriber makes of numbers: "for teen" (14), "six teen"; "droplet ate",
     "priority won" right after an id noun; "a couple" (2), "a dozen" (12); "re run"."""
+    if SOUNDS_LIKE_STARTS.isdisjoint([t.text for t in tokens]):
+        return tokens
     out: list[Token] = []
     i = 0
     while i < len(tokens):
         tok = tokens[i]
         word = tok.text
+        if word not in SOUNDS_LIKE_STARTS:  # no case below starts with it
+            out.append(tok)
+            i += 1
+            continue
         nxt = tokens[i + 1].text if i + 1 < len(tokens) else ""
         before = out[-1].text if out else ""
         if nxt in ("teen", "teens") and word in TEEN_PARTS:
@@ -364,13 +456,19 @@ def _homophone_number(out: list[Token], before: str, nxt: str) -> bool:
     return nxt in HOMOPHONE_BEFORE
 
 
-def _num(digits: str, tok: Token) -> Token:
+def _num(digits: str, start: int, end: int) -> Token:
     value = int(digits[:12]) if digits.isdigit() else 0
-    return Token(str(value), tok.start, tok.end, num=value)
+    return Token(str(value), start, end, num=value)
+
+
+# A number read has a word of these: a lone "a" or "oh" is none ("a hundred" has "hundred").
+NUMBER_STARTS = NUMBER_WORDS - {"a", "oh"}
 
 
 def _numbers(tokens: list[Token]) -> list[Token]:
     words = [t.text for t in tokens]
+    if NUMBER_STARTS.isdisjoint(words):
+        return tokens  # nothing to read
     out: list[Token] = []
     i = 0
     while i < len(tokens):
@@ -430,11 +528,17 @@ CORRECTION_MARKS: tuple[tuple[str, ...], ...] = tuple(
 )  # fmt: skip
 
 
+# A denial ("not 12, 21") starts with "not", a correction with the first word of its mark.
+CORRECTION_STARTS = frozenset({"not", *(mark[0] for mark in CORRECTION_MARKS)})
+
+
 def _self_corrections(tokens: list[Token]) -> list[Token]:
     """A number corrected as it is said keeps only the correction: "cancel task twenty no
     wait twenty one" -> "cancel task 21". Only between two numbers, and only when a correction
     word ("no", "sorry", "I mean", "actually", "make that") stands between them; the id noun
     may be repeated ("droplet 5, no, droplet 6")."""
+    if CORRECTION_STARTS.isdisjoint([t.text for t in tokens]):
+        return tokens  # no denial and no correction mark: nothing is corrected
     out: list[Token] = []
     i = 0
     while i < len(tokens):
@@ -532,14 +636,22 @@ def _denied_number(tokens: list[Token], i: int) -> int:
 
 
 def _drop_fillers(tokens: list[Token]) -> tuple[list[Token], int]:
+    words = [t.text for t in tokens]
+    if FILLER_STARTS.isdisjoint(words):
+        return tokens, 0
     out: list[Token] = []
     dropped = 0
     i = 0
     while i < len(tokens):
+        if words[i] not in FILLER_STARTS:
+            out.append(tokens[i])
+            i += 1
+            continue
         match = None
-        for phrase in FILLERS_BY_FIRST_WORD.get(tokens[i].text, ()):
+        for phrase in FILLERS_BY_FIRST_WORD[words[i]]:
             n = len(phrase)
-            if tuple(t.text for t in tokens[i : i + n]) == phrase:
+            # A phrase of one word is the word it was found by.
+            if n == 1 or tuple(words[i : i + n]) == phrase:
                 if n == 1 and phrase[0] in LEADING_ONLY and any(t.text not in ",." for t in out):
                     continue
                 match = n
@@ -566,25 +678,26 @@ def _collapse(tokens: list[Token]) -> list[Token]:
 def _fix_typos(tokens: list[Token], vocabulary: frozenset[str]) -> tuple[list[Token], int]:
     if not vocabulary:
         return tokens, 0
-    choices = vocabulary.choices if isinstance(vocabulary, Vocabulary) else sorted(vocabulary)
+    indexed = vocabulary if isinstance(vocabulary, Vocabulary) else None
     fixed = 0
     for tok in tokens:
         word = tok.text
         if (
-            tok.num is not None
+            word in vocabulary  # most words are known, and stop at this first test
+            or word in FUNCTION_WORDS
+            or tok.num is not None
             or len(word) < 4
             or not word.isalpha()
-            or word in vocabulary
-            or word in FUNCTION_WORDS
         ):
             continue
-        if stem(word) in vocabulary or f"{stem(word)}e" in vocabulary:
+        base = stem(word)
+        if base in vocabulary or f"{base}e" in vocabulary:
             continue  # an inflection of a known word ("starts"), not a typo
-        # Two edits only in long words: "purple" is not a misspelt "purge".
-        limit = 1 if len(word) <= 7 else 2
-        best = extractOne(word, choices, scorer=OSA.distance, score_cutoff=limit)
-        if best is not None and best[0][0] == word[0]:
-            tok.text = best[0]
+        if indexed is None:
+            indexed = Vocabulary(vocabulary)  # once per call, and only when a word needs it
+        correction = indexed.correction(word)
+        if correction is not None:
+            tok.text = correction
             tok.fixed = True
             fixed += 1
     return tokens, fixed

@@ -148,6 +148,11 @@ def test_priorities(text: str, expected: int) -> None:
     assert values(text, "priority")[:1] == [expected]
 
 
+def test_priority_phrases_are_read_in_the_order_of_the_table() -> None:
+    # "as soon as possible" stands before "no rush" in PRIORITY_PHRASES: its value comes first.
+    assert values("no rush on it, but as soon as possible would be nice", "priority") == [1, 8]
+
+
 @pytest.mark.parametrize("text", ["show high cpu droplets", "droplet 5", "the default", "open"])
 def test_no_priority(text: str) -> None:
     assert values(text, "priority") == []

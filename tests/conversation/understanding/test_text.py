@@ -4,10 +4,20 @@ URLs and quotes, each token keeping where it came from."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
+from rapidfuzz.distance import OSA
+from rapidfuzz.process import extractOne
 
-from app.conversation.understanding.text import Text, Token, tokenize
+from app.conversation.understanding.text import (
+    WORD,
+    Text,
+    Token,
+    Vocabulary,
+    _expand,
+    _expand_word,
+    tokenize,
+)
 
 VOCABULARY = frozenset({"cancel", "task", "tasks", "show", "droplets", "alerts", "status"})
 
@@ -197,6 +207,20 @@ def test_without_a_vocabulary_nothing_is_corrected() -> None:
     assert parsed.typos == 0
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    st.frozensets(st.text(alphabet="abc", min_size=1, max_size=10), max_size=40),
+    st.text(alphabet="abc", min_size=4, max_size=12),
+)
+def test_a_correction_is_the_nearest_of_all_choices(vocabulary: frozenset[str], word: str) -> None:
+    """Vocabulary.correction searches by length and first letter; the answer is the same as
+    searching every choice (a small alphabet makes many ties)."""
+    limit = 1 if len(word) <= 7 else 2
+    best = extractOne(word, sorted(vocabulary), scorer=OSA.distance, score_cutoff=limit)
+    expected = best[0] if best is not None and best[0][0] == word[0] else None
+    assert Vocabulary(vocabulary).correction(word) == expected
+
+
 # ---- urls and quotes -----------------------------------------------------------------------------
 
 
@@ -328,6 +352,16 @@ def test_a_number_corrected_a_few_words_later_is_replaced_where_it_stood(
 def test_numbers_without_a_correction_word_are_all_kept(text: str) -> None:
     numbers = [t.num for t in tokenize(text).tokens if t.num is not None]
     assert len(numbers) >= 2
+
+
+@given(st.text(alphabet=" \t\nab'-1:#,.?=>+&\x00urlq\u00e9\u0663\u00b2", max_size=40))
+def test_words_taken_without_the_regex_are_its_matches(text: str) -> None:
+    """Chunks of plain letters skip the regex; the tokens are those of its matches."""
+    lowered = text.lower()
+    expected: list[Token] = []
+    for match in WORD.finditer(lowered):
+        _expand_word(match.group(), match.start(), match.end(), expected)
+    assert _expand(lowered) == expected
 
 
 # ---- terse chat-ops shorthand and homophones in more places ------------------------------------
