@@ -67,10 +67,14 @@ async def test_add_list_and_remove_per_owner(watches: WatchStore) -> None:
     assert [w.owner for w in await watches.active(owner="user:bob", now=T0)] == ["user:bob"]
 
     # Bob cannot stop Alice's watch, even by its id.
-    assert await watches.remove(owner="user:bob", which=WatchFilter(watch_id=task.id)) == []
-    assert await watches.remove(owner="user:alice", which=WatchFilter(task_id=7)) == [task]
-    assert await watches.remove(owner="user:alice", which=WatchFilter()) == []  # names nothing
-    assert await watches.remove(owner="user:alice", which=WatchFilter(all=True)) == [droplet]
+    assert await watches.remove(owner="user:bob", which=WatchFilter(watch_id=task.id), now=T0) == []
+    assert await watches.remove(owner="user:alice", which=WatchFilter(task_id=7), now=T0) == [task]
+    assert (
+        await watches.remove(owner="user:alice", which=WatchFilter(), now=T0) == []
+    )  # names nothing
+    assert await watches.remove(owner="user:alice", which=WatchFilter(all=True), now=T0) == [
+        droplet
+    ]
     assert await watches.active(owner="user:alice", now=T0) == []
     assert len(await watches.active(owner="user:bob", now=T0)) == 1
 
