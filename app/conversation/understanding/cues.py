@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from operator import attrgetter
 from typing import Any
 
 from app.conversation.understanding.entities import TASK_TYPE_WORDS, Entities
@@ -81,6 +82,8 @@ class _Cue:
     leads: bool
     """A phrase whose first word is one of the tool's verbs ("cancel all ...")."""
     evidence: str
+    word: str | None
+    """The cue's only word, when it is one word (not "*")."""
 
 
 _Entry = tuple[int, int, _Cue]
@@ -154,7 +157,6 @@ class CueIndex:
             )
         self._cues: list[_Cue] = []
         self.by_tool = {t.tool: t for t in self.tables}
-        self.order = {t.tool: t.order for t in self.tables}
         self.verbs: frozenset[Phrase] = frozenset(v for t in self.tables for v in t.verbs)
         verbs_by_first: dict[str, list[Phrase]] = {}
         for verb in self.verbs:
@@ -263,66 +265,79 @@ class CueIndex:
                 continue
             tool = table.tool
             score = Score(tool)
-            taken: set[int] = set()
-            for cue in candidates.get(t_index, ()):
-                label = cue.label
-                phrase = cue.phrase
-                found = None
-                if cue.needs <= present:
-                    found = _first_at(first, forms, phrase, starts)
-                    if (
-                        found is not None
-                        and taken
-                        and label != "against"
-                        and not taken.isdisjoint(range(*found))
-                    ):
-                        # Its first occurrence overlaps a longer cue's words: a later one.
-                        found = _find(forms, phrase, taken, starts)
-                if found is None:
-                    if label == "phrase" and spoken_forms and not content:
-                        if spoken_starts is None:
-                            spoken_starts = _starts(spoken_forms)
-                        if cue.needs <= spoken_present and (
-                            _find(spoken_forms, phrase, set(), spoken_starts) is not None
-                        ):
-                            score.total += cue.gain
-                            score.phrases += 1
-                            score.evidence.append(cue.evidence)
-                    continue
-                at, end = found
-                single = len(phrase) == 1
-                if label != "against":
-                    if single and claimed.get(at, tool) != tool:
-                        continue  # a longer cue of another tool owns this word
-                    if table.to_someone and _said_to_operator(label, phrase, words, at, end):
-                        continue  # "tell me when …", "give me a heads up": not a message
-                    taken.update(range(at, end))
-                gain = cue.gain
-                if label == "phrase":
-                    if cue.leads and at in commands:
-                        gain += lead_gain  # "cancel all ..." is a command too
-                    score.phrases += 1
-                elif label == "verb":
-                    if single:
-                        word = words[at]
-                        if word in TASK_TYPE_WORDS:
-                            after = words[end] if end < len(words) else ""
-                            if after in ("tasks", "jobs") or not _FILTER_WORDS.isdisjoint(
-                                words[max(0, at - 2) : at]
-                            ):
-                                continue  # "monitor tasks on the deck", "type is build": a filter
+            cues = candidates.get(t_index)
+            if cues is not None:  # most tables have no cue in the request
+                taken: set[int] = set()
+                for cue in cues:
+                    label = cue.label
+                    phrase = cue.phrase
+                    found = None
+                    if cue.word is not None:
+                        # One word (most cues): its first position not taken by a longer cue, as
+                        # _find would find it, without the phrase matching.
+                        positions = starts.get(cue.word)
+                        if positions is not None:
+                            at = positions[0]
+                            if taken and label != "against" and at in taken:
+                                at = next((i for i in positions if i not in taken), -1)
+                            if at >= 0:
+                                found = (at, at + 1)
+                    elif cue.needs <= present:
+                        found = _first_at(first, forms, phrase, starts)
                         if (
-                            at not in commands
-                            and word.endswith("ing")
-                            and words[at - 1] not in _KEEP_GOING
+                            found is not None
+                            and taken
+                            and label != "against"
+                            and not taken.isdisjoint(range(*found))
                         ):
-                            continue  # "anything besides monitoring": a noun, not a command
-                    gain = gain + lead_gain if at in commands else gain / 2
-                    score.verbs += 1
-                elif label == "noun":
-                    score.nouns += 1
-                score.total += gain
-                score.evidence.append(cue.evidence)
+                            # Its first occurrence overlaps a longer cue's words: a later one.
+                            found = _find(forms, phrase, taken, starts)
+                    if found is None:
+                        if label == "phrase" and spoken_forms and not content:
+                            if spoken_starts is None:
+                                spoken_starts = _starts(spoken_forms)
+                            if cue.needs <= spoken_present and (
+                                _find(spoken_forms, phrase, set(), spoken_starts) is not None
+                            ):
+                                score.total += cue.gain
+                                score.phrases += 1
+                                score.evidence.append(cue.evidence)
+                        continue
+                    at, end = found
+                    single = len(phrase) == 1
+                    if label != "against":
+                        if single and claimed.get(at, tool) != tool:
+                            continue  # a longer cue of another tool owns this word
+                        if table.to_someone and _said_to_operator(label, phrase, words, at, end):
+                            continue  # "tell me when …", "give me a heads up": not a message
+                        taken.update(range(at, end))
+                    gain = cue.gain
+                    if label == "phrase":
+                        if cue.leads and at in commands:
+                            gain += lead_gain  # "cancel all ..." is a command too
+                        score.phrases += 1
+                    elif label == "verb":
+                        if single:
+                            word = words[at]
+                            if word in TASK_TYPE_WORDS:
+                                after = words[end] if end < len(words) else ""
+                                # "monitor tasks on the deck", "type is build": a filter
+                                if after in ("tasks", "jobs") or not _FILTER_WORDS.isdisjoint(
+                                    words[max(0, at - 2) : at]
+                                ):
+                                    continue
+                            if (
+                                at not in commands
+                                and word.endswith("ing")
+                                and words[at - 1] not in _KEEP_GOING
+                            ):
+                                continue  # "anything besides monitoring": a noun, not a command
+                        gain = gain + lead_gain if at in commands else gain / 2
+                        score.verbs += 1
+                    elif label == "noun":
+                        score.nouns += 1
+                    score.total += gain
+                    score.evidence.append(cue.evidence)
             # Most tables have no bonus kinds, needs or excluded kinds: skip the empty sets.
             if table.bonus:
                 score.total += WEIGHTS["entity"] * len(table.bonus & kinds)
@@ -334,8 +349,9 @@ class CueIndex:
             if table.excludes:
                 score.total += WEIGHTS["against"] * len(table.excludes & kinds)
             scores.append(score)
-        order = self.order
-        scores.sort(key=lambda s: (-s.total, order[s.tool]))
+        # Best first; equal totals in table order, as appended (the sort is stable, also
+        # reversed).
+        scores.sort(key=_TOTAL, reverse=True)
         return scores
 
     def _claims(
@@ -365,6 +381,7 @@ class CueIndex:
         return {pos: tool for pos, (_, tool) in best.items()}
 
 
+_TOTAL = attrgetter("total")
 _FILTER_WORDS = frozenset({"type", "kind"})
 """Said just before a task type, they make it a filter ("type is build"), not a verb."""
 _KEEP_GOING = frozenset({"start", "begin", "keep", "continue", "go"})
@@ -384,6 +401,7 @@ def _compile(table: CompiledCues, group: int, phrase: Phrase, needs: frozenset[s
         gain=gain,
         leads=label == "phrase" and phrase[:1] in table.verbs,
         evidence=f"{label}:{' '.join(phrase)}",
+        word=phrase[0] if len(phrase) == 1 and phrase[0] != "*" else None,
     )
 
 

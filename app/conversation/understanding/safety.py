@@ -118,13 +118,16 @@ def _may_be_hostile(text: str) -> bool:
     return not text.isascii() or _HOSTILE_CUES.search(text.lower()) is not None
 
 
-_DESTROY = re.compile(
-    r"\b(?:delete|remove|destroy|wipe|purge|erase|nuke|deregister|unregister|decommission|"
+_DESTROY_VERBS = (
+    r"delete|remove|destroy|wipe|purge|erase|nuke|deregister|unregister|decommission|"
     r"kill|terminate|shut\s*down|shutdown|power\s+off|reboot|restart|stop|take\s+down|"
     r"tear\s+down|format|reset|flush|drop|uninstall|disable|deactivate|suspend|unplug|"
     r"retire|evict|ban|block|halt|bounce|crash|brick|zap|scrap|obliterate|annihilate|trash|"
     r"dismantle|deprovision|reinstall|re-?image|roll\s*back|revoke|flood|overload|hammer|"
-    r"stress\s+test|scale|lock\s+out|downgrade|power[\s-]*cycle|spin\s+down|wind\s+down|shut\s+off|blow\s+away|blow\s+up|get\s+rid\s+of)\b"
+    r"stress\s+test|scale|lock\s+out|downgrade|power[\s-]*cycle|spin\s+down|wind\s+down|shut\s+off|blow\s+away|blow\s+up|get\s+rid\s+of"
+)
+_DESTROY = re.compile(
+    rf"\b(?:{_DESTROY_VERBS})\b"
     r"[^.?!]{0,30}?\b(?:droplets?|registry|orchestrator|database|db|mesh|cluster|servers?|"
     r"nodes?|everything|the\s+whole|all\s+services|services?|infrastructure|platform|logs|"
     r"audit|history|sessions?|users?|voice|dashboard|onboarding|deck|disks?|drives?|volumes?|"
@@ -132,6 +135,30 @@ _DESTROY = re.compile(
     r"the\s+lot|chat\s+orchestrator|yourself|itself|access|accounts?)\b",
     re.I,
 )
+# The first word of every alternative of _DESTROY_VERBS, as a word of the text: a match of
+# _DESTROY starts, at a word boundary, with one of them ("shut down" or "shutdown", "re-image"
+# or "reimage"). An ASCII message with none of these words cannot match, and skips the scan
+# (most requests); non-ASCII text is always scanned, for re.I's foldings (see _HOSTILE_CUES).
+# tests/conversation/understanding/test_safety.py generates matches of every alternative and
+# checks each one holds a start.
+_DESTROY_STARTS = frozenset(
+    {"delete", "remove", "destroy", "wipe", "purge", "erase", "nuke", "deregister",
+     "unregister", "decommission", "kill", "terminate", "shut", "shutdown", "power", "reboot",
+     "restart", "stop", "take", "tear", "format", "reset", "flush", "drop", "uninstall",
+     "disable", "deactivate", "suspend", "unplug", "retire", "evict", "ban", "block", "halt",
+     "bounce", "crash", "brick", "zap", "scrap", "obliterate", "annihilate", "trash",
+     "dismantle", "deprovision", "reinstall", "re", "reimage", "roll", "rollback", "revoke",
+     "flood", "overload", "hammer", "stress", "scale", "lock", "downgrade", "powercycle",
+     "spin", "wind", "blow", "get"}
+)  # fmt: skip
+_WORDS = re.compile(r"\w+")
+
+
+def _may_destroy(text: str) -> bool:
+    """False only when _DESTROY cannot match `text` (see _DESTROY_STARTS)."""
+    return not text.isascii() or not _DESTROY_STARTS.isdisjoint(_WORDS.findall(text.lower()))
+
+
 # "take droplet 16 offline", "switch the voice droplet off", "bring the registry down".
 _OFFLINE = re.compile(
     r"\b(?:take|bring|knock|turn|switch|power|put|shut|spin|wind|close)\b[^.?!]{0,30}?\b(?:droplets?|registry|"
@@ -208,7 +235,7 @@ def refusal(text: str) -> str | None:
     text = text[: relay.end()] if relay else text
     if _OFFLINE.search(text) or _CLEAR.search(text):
         return CANNOT_DESTROY
-    destroy = _DESTROY.search(text)
+    destroy = _DESTROY.search(text) if _may_destroy(text) else None
     if (
         destroy
         and not _ALLOWED_DESTROY_OBJECT.search(destroy.group(0))

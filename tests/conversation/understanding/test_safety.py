@@ -409,3 +409,45 @@ def test_the_pre_check_changes_no_answer_of_the_corpus() -> None:
 def test_every_noun_of_a_hostile_list_is_a_cue(text: str) -> None:
     assert safety._INJECTION.search(text) or safety._CODE.search(text), text
     assert safety._may_be_hostile(text), text
+
+
+# ---- the same for destruction: an ASCII message with no destroying verb skips that scan ----------
+
+DESTROY_ALTERNATIVES = [
+    pytest.param(verb, id=f"destroy-{index}")
+    for index, verb in enumerate(_alternatives(safety._DESTROY_VERBS))
+]
+
+
+def test_the_destroying_verbs_are_the_expression_s_own() -> None:
+    assert f"(?:{safety._DESTROY_VERBS})" in safety._DESTROY.pattern
+    assert len(DESTROY_ALTERNATIVES) > 60
+
+
+@pytest.mark.parametrize("verb", DESTROY_ALTERNATIVES)
+@settings(
+    max_examples=30,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_every_match_of_a_destroying_verb_holds_a_start(verb: str, data: st.DataObject) -> None:
+    """What makes skipping the scan exact: no ASCII text can match without a start word."""
+    pattern = safety._DESTROY.pattern.replace(safety._DESTROY_VERBS, verb, 1)
+    text = data.draw(st.from_regex(re.compile(pattern, re.I), alphabet=ASCII))
+    assert safety._DESTROY.search(text), text
+    assert safety._may_destroy(text), f"{verb!r} matches {text!r}, which holds no start"
+
+
+def test_the_destroy_pre_check_changes_no_answer_of_the_corpus() -> None:
+    for text in _corpus():
+        assert safety._may_destroy(text) or not safety._DESTROY.search(text), text
+
+
+def test_destroying_text_beyond_ascii_is_always_scanned() -> None:
+    # re.I folds the long s (U+017F) to "s" and the Kelvin sign (U+212A) to "k": still destroying.
+    assert safety._may_destroy("\u017ftop the registry")
+    assert refusal("\u017ftop the registry") == CANNOT_DESTROY
+    assert refusal("\u212aill the mesh") == CANNOT_DESTROY
+    assert not safety._may_destroy("show me all droplets")
