@@ -155,7 +155,6 @@ class CueIndex:
                     bonus=frozenset(_entity_kind(e) for e in cues.entities) - frozenset(cues.needs),
                 )
             )
-        self._cues: list[_Cue] = []
         self.by_tool = {t.tool: t for t in self.tables}
         self.verbs: frozenset[Phrase] = frozenset(v for t in self.tables for v in t.verbs)
         verbs_by_first: dict[str, list[Phrase]] = {}
@@ -178,13 +177,14 @@ class CueIndex:
         # its words instead of testing all ~2,000. Entries are numbered in the order the
         # tables are scored in (table, group, position), so sorting the candidates restores it.
         by_word: dict[str, list[_Entry]] = {}
+        numbered = 0
         for t_index, t in enumerate(self.tables):
             for g_index, group in enumerate(_groups(t)):
                 for phrase in group:
                     first = next(w for w in phrase if w != "*")
                     cue = _compile(t, g_index, phrase, self.required[phrase])
-                    by_word.setdefault(first, []).append((len(self._cues), t_index, cue))
-                    self._cues.append(cue)
+                    by_word.setdefault(first, []).append((numbered, t_index, cue))
+                    numbered += 1
         self.by_word: dict[str, tuple[_Entry, ...]] = {w: tuple(e) for w, e in by_word.items()}
         self.vocabulary: frozenset[str] = frozenset(
             word for t in self.tables for group in _groups(t) for phrase in group for word in phrase

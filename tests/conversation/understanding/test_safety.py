@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import string
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -325,15 +326,20 @@ def test_the_expressions_split_into_their_alternatives() -> None:
             re.compile(part)  # each one whole: no bracket split across two
 
 
+def _matches_drawn(examples: int) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Hypothesis settings for drawing matches of an expression. Generating a match of "\b…\b"
+    rejects many drafts, so the health check on rejections is off; a fixed seed makes every run
+    draw the same matches, never a slow or unlucky draw in CI."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],
+    )
+
+
 @pytest.mark.parametrize(("name", "alternative"), HOSTILE_ALTERNATIVES)
-# Generating a match of "\b…\b" rejects many drafts, so the health check on rejections is off;
-# a fixed seed makes every run draw the same matches, never a slow or unlucky draw in CI.
-@settings(
-    max_examples=50,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],
-)
+@_matches_drawn(50)
 @given(data=st.data())
 def test_every_match_of_a_hostile_expression_holds_a_cue(
     name: str, alternative: str, data: st.DataObject
@@ -425,12 +431,7 @@ def test_the_destroying_verbs_are_the_expression_s_own() -> None:
 
 
 @pytest.mark.parametrize("verb", DESTROY_ALTERNATIVES)
-@settings(
-    max_examples=30,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],
-)
+@_matches_drawn(30)
 @given(data=st.data())
 def test_every_match_of_a_destroying_verb_holds_a_start(verb: str, data: st.DataObject) -> None:
     """What makes skipping the scan exact: no ASCII text can match without a start word."""
