@@ -14,7 +14,7 @@ from typing import Any
 
 from app.conversation.confirmation import answer_of
 from app.conversation.understanding import safety
-from app.conversation.understanding.confidence import Features, assessed, calibrated, vector_of
+from app.conversation.understanding.confidence import Features, assessed
 from app.conversation.understanding.cues import MIN_SCORE, CueIndex, Score
 from app.conversation.understanding.entities import (
     DROPLET_NOUNS,
@@ -261,16 +261,7 @@ class OfflinePlanner:
         features = self._features(parsed, requests, drafted)
         if drafted.ask is not None:
             call, missing = drafted.ask
-            confidence, vector = assessed(features)
-            return Plan(
-                kind="ask",
-                intent=call.tool,
-                calls=[call],
-                missing=missing,
-                confidence=confidence,
-                features=vector,
-                planner=self.name,
-            )
+            return self._ask(call, missing, features)
         if not drafted.calls and drafted.problems:
             return self._answer(" ".join(dict.fromkeys(drafted.problems)), "invalid", features)
         if not drafted.calls:
@@ -295,6 +286,19 @@ class OfflinePlanner:
             features=vector,
             planner=self.name,
             notes=notes,
+        )
+
+    def _ask(self, call: ToolCall, missing: list[str], features: Features) -> Plan:
+        """A partial write and the arguments still to ask for, in that order."""
+        confidence, vector = assessed(features)
+        return Plan(
+            kind="ask",
+            intent=call.tool,
+            calls=[call],
+            missing=missing,
+            confidence=confidence,
+            features=vector,
+            planner=self.name,
         )
 
     def _answer(self, text: str, intent: str, features: Features) -> Plan:
@@ -941,15 +945,7 @@ class OfflinePlanner:
                 return None
             # "hmm", "uh": nothing said yet; the question stands.
             again = ToolCall(tool=tool.name, args=_copy(pending.call.args))
-            return Plan(
-                kind="ask",
-                intent=tool.name,
-                calls=[again],
-                missing=tool.missing(again.args),
-                confidence=calibrated(Features(pending=True, filled=False)),
-                features=vector_of(Features(pending=True, filled=False)),
-                planner=self.name,
-            )
+            return self._ask(again, tool.missing(again.args), Features(pending=True))
         whole = self._request(parsed, 0, len(parsed.tokens) - 1, context, spoken=parsed.spoken)
         own = whole.best
         message_missing = "message" in pending.missing
@@ -969,15 +965,7 @@ class OfflinePlanner:
         if pending.missing and answer_of(parsed.original) == 1:
             # "ok" or "sure" while a question is open answers nothing: the same question again.
             again = ToolCall(tool=tool.name, args=_copy(pending.call.args))
-            return Plan(
-                kind="ask",
-                intent=tool.name,
-                calls=[again],
-                missing=tool.missing(again.args),
-                confidence=calibrated(Features(pending=True, filled=False)),
-                features=vector_of(Features(pending=True, filled=False)),
-                planner=self.name,
-            )
+            return self._ask(again, tool.missing(again.args), Features(pending=True))
         refs = _Refs(context.last_droplet_id, context.last_task_id)
         args = _copy(pending.call.args)
         changed = False
@@ -1007,15 +995,7 @@ class OfflinePlanner:
         if not changed:
             if pending.missing and not (own is not None and own.named):
                 call = ToolCall(tool=tool.name, args=args)
-                return Plan(
-                    kind="ask",
-                    intent=tool.name,
-                    calls=[call],
-                    missing=tool.missing(args),
-                    confidence=calibrated(Features(pending=True, filled=False)),
-                    features=vector_of(Features(pending=True, filled=False)),
-                    planner=self.name,
-                )
+                return self._ask(call, tool.missing(args), Features(pending=True))
             return None
         _drop_stale_title(tool, pending.call.args, args)
         call = ToolCall(tool=tool.name, args=args)
@@ -1023,19 +1003,11 @@ class OfflinePlanner:
         if problems:
             # "priority twelve" while a task waits: say what is wrong; the proposal stays.
             text = " ".join(dict.fromkeys(_readable(p) for p in problems))
-            return self._answer(text, "invalid", Features(pending=True, filled=False))
+            return self._answer(text, "invalid", Features(pending=True))
         missing = tool.missing(args)
         features = Features(pending=True, filled=True, top=own.total if own else 0.0)
         if missing:
-            return Plan(
-                kind="ask",
-                intent=tool.name,
-                calls=[call],
-                missing=missing,
-                confidence=calibrated(features),
-                features=vector_of(features),
-                planner=self.name,
-            )
+            return self._ask(call, missing, features)
         return self._tools_plan([call], features)
 
     # ---- confidence ----------------------------------------------------------------------
