@@ -189,8 +189,7 @@ class ConversationService:
                 reply = await self._run_and_record(turn, live, emit)
         elapsed = time.perf_counter() - started
 
-        self._metrics.turns.labels(turn.channel, reply.planner).inc()
-        self._metrics.turn_latency.labels(turn.channel).observe(elapsed)
+        self._metrics.observe_turn(channel=turn.channel, planner=reply.planner, seconds=elapsed)
         await self._publish(
             {
                 "kind": "session",
@@ -392,7 +391,7 @@ class ConversationService:
             for out in outcomes:
                 reply.actions.append({"tool": out.call.tool, "status": out.status})
                 result.audit.append(self._audit_outcome(turn, session, out, plan.planner))
-                self._metrics.tool_calls.labels(out.call.tool, out.status).inc()
+                self._metrics.count_tool_call(tool=out.call.tool, outcome=out.status)
 
         await emit("formatting", {"step": "formatting"})
         parts = [self._say(out, channel) for out in outcomes]
@@ -519,7 +518,7 @@ class ConversationService:
         # The executor checks the caller's permission itself: a "yes" from a caller without
         # `write` executes nothing, whoever proposed it.
         out = await self._executor.execute(call, **self._scope(turn, session))
-        self._metrics.tool_calls.labels(call.tool, out.status).inc()
+        self._metrics.count_tool_call(tool=call.tool, outcome=out.status)
         await emit("formatting", {"step": "formatting"})
         reply.text = self._say(out, channel)
         reply.actions = [{"tool": call.tool, "status": out.status}]

@@ -25,6 +25,8 @@ Permission = Literal["read", "write", "admin"]
 
 NAMESPACE_CHARS = 12
 """Base32 characters of the namespace tag (60 bits of SHA-256)."""
+_NAMESPACE_BYTES = -(-NAMESPACE_CHARS // 8) * 5
+"""Digest bytes that base32-encode to at least NAMESPACE_CHARS characters (whole 5-byte groups)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +41,9 @@ class Identity:
     def namespace(self) -> str:
         """A short, stable tag of this identity: the prefix of every session key it owns."""
         digest = hashlib.sha256(str(self).encode()).digest()
-        return base64.b32encode(digest).decode()[:NAMESPACE_CHARS].lower()
+        # Base32 writes each 5 bytes as 8 characters, so the first 16 characters are the first
+        # 10 bytes': encoding only those gives the same tag in half the time (every turn asks).
+        return base64.b32encode(digest[:_NAMESPACE_BYTES]).decode()[:NAMESPACE_CHARS].lower()
 
     @classmethod
     def parse(cls, text: str) -> Identity:

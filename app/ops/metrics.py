@@ -6,10 +6,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_CHILDREN = 1024
+"""Label combinations remembered per metric: routes, channels, planners, tools, outcomes and
+status codes are few, so this is never reached in practice; it bounds memory if it were."""
 
 
 class SlidingCounter:
@@ -100,14 +104,35 @@ class Metrics:
             registry=self.registry,
         )
 
+        # Each label combination's child, looked up once: prometheus_client's `labels()`
+        # checks its arguments and takes a lock on every call (2-3 µs), and a chat turn makes
+        # six of them. A child stays the metric's own as long as nothing removes it (nothing
+        # here does: no `remove()` or `clear()`).
+        self._http_requests_of = lru_cache(maxsize=_CHILDREN)(self.http_requests.labels)
+        self._http_latency_of = lru_cache(maxsize=_CHILDREN)(self.http_latency.labels)
+        self._turns_of = lru_cache(maxsize=_CHILDREN)(self.turns.labels)
+        self._turn_latency_of = lru_cache(maxsize=_CHILDREN)(self.turn_latency.labels)
+        self._tool_calls_of = lru_cache(maxsize=_CHILDREN)(self.tool_calls.labels)
+        self._upstream_latency_of = lru_cache(maxsize=_CHILDREN)(self.upstream_latency.labels)
+
     def observe_request(self, *, method: str, route: str, status: int, seconds: float) -> None:
         self._requests_total += 1
         self._last_minute.add()
         if status >= 500:
             self._errors_hour.add()
         self._recent_latency.append(seconds)
-        self.http_requests.labels(method, route, str(status)).inc()
-        self.http_latency.labels(method, route).observe(seconds)
+        self._http_requests_of(method, route, str(status)).inc()
+        self._http_latency_of(method, route).observe(seconds)
+
+    def observe_turn(self, *, channel: str, planner: str, seconds: float) -> None:
+        self._turns_of(channel, planner).inc()
+        self._turn_latency_of(channel).observe(seconds)
+
+    def count_tool_call(self, *, tool: str, outcome: str) -> None:
+        self._tool_calls_of(tool, outcome).inc()
+
+    def observe_upstream(self, peer: str, seconds: float) -> None:
+        self._upstream_latency_of(peer).observe(seconds)
 
     def record_error(self) -> None:
         """Errors outside a request (a failed turn over WebSocket, a failed task)."""

@@ -74,9 +74,7 @@ def build_conversation(
             droplet_id=settings.droplet_id,
         ),
         timeout_s=max(settings.peer_timeout_s * 2, 5.0),
-        observe_upstream=lambda peer, seconds: metrics.upstream_latency.labels(peer).observe(
-            seconds
-        ),
+        observe_upstream=metrics.observe_upstream,
         watches=watches,
         watch_ttl_s=settings.watch_ttl_s,
         max_watches=settings.max_watches_per_identity,

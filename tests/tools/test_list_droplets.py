@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from app.domain.mesh import Droplet
 from app.mesh.catalogue import KNOWN_DROPLETS
+from app.mesh.directory import DirectoryListing
 from app.tools.base import ArgsInvalid, Channel
 from app.tools.list_droplets import ListDroplets
 from sandbox.seed import SEED_DROPLETS
@@ -21,6 +22,7 @@ from tests.tools.support import (
     cells,
     down,
     listing,
+    outcome,
     plain_schema_problems,
     say,
     table_rows,
@@ -227,6 +229,47 @@ def test_nothing_is_required_so_nothing_is_asked() -> None:
     assert listing_tool.missing({}) == []
     assert not listing_tool.writes
     assert listing_tool.permission == "read"
+
+
+# ---- one snapshot, rendered for many turns -------------------------------------------------------
+
+
+def _render(tool_: ListDroplets, snapshot: DirectoryListing, channel: Channel, **args: str) -> str:
+    return tool_.render(outcome(NAME, snapshot, args), channel)
+
+
+def test_each_turn_on_the_same_snapshot_says_what_a_fresh_render_says() -> None:
+    tool_ = ListDroplets()
+    snapshot = listing(MESH, down("orchestrator"))
+    cases: list[tuple[Channel, dict[str, str]]] = [
+        ("chat", {}),
+        ("voice", {}),
+        ("chat", {"status": "down"}),
+    ]
+    for channel, args in cases * 2:
+        fresh = _render(ListDroplets(), snapshot, channel, **args)
+        assert _render(tool_, snapshot, channel, **args) == fresh
+
+
+def test_a_new_snapshot_is_rendered_anew() -> None:
+    tool_ = ListDroplets()
+    before = _render(tool_, listing(MESH), "chat")
+    changed = [d.model_copy(update={"status": "down"}) if d.id == 14 else d for d in MESH]
+    after = _render(tool_, listing(changed), "chat")
+    assert "| 14 | Visibility Deck | ❌ down |" in after
+    assert after != before
+    assert _render(tool_, listing(MESH), "chat") == before
+
+
+def test_the_channel_and_the_filter_each_get_their_own_answer() -> None:
+    tool_ = ListDroplets()
+    snapshot = listing(MESH)
+    chat = _render(tool_, snapshot, "chat")
+    voice = _render(tool_, snapshot, "voice")
+    filtered = _render(tool_, snapshot, "chat", status="down")
+    assert "|" in chat and "|" not in voice
+    assert filtered != chat and "down" in filtered.splitlines()[0]
+    assert _render(tool_, snapshot, "chat") == chat
 
 
 # ---- against the sandbox mesh --------------------------------------------------------------------
