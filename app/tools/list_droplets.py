@@ -86,13 +86,14 @@ class ListDroplets(Tool[ListDropletsArgs]):
     done = "listed"
 
     def __init__(self) -> None:
-        # The answers last rendered from one listing, by channel and filter. A listing is the
+        # The answers last rendered from the whole listing, by channel. A listing is the
         # directory's snapshot, shared by every turn until it is fetched again (DIRECTORY_TTL_S)
         # and never changed, and its answer depends on nothing else (heartbeat ages are the
         # snapshot's), so each turn that lists the same snapshot gets the same text without
-        # escaping every cell again (~40 cells, ~50 µs). A new snapshot starts afresh.
-        self._rendered: tuple[DirectoryListing, dict[tuple[Channel, str | None], str]] | None
-        self._rendered = None
+        # escaping every cell again (~40 cells, ~50 µs). A new snapshot starts afresh. A
+        # filtered listing is a new object every time: it is rendered, not remembered, and
+        # does not push the whole listing's answers out.
+        self._rendered: tuple[DirectoryListing, dict[Channel, str]] | None = None
 
     async def run(self, args: ListDropletsArgs, ctx: RunContext, out: Outcome) -> None:
         listing = await ctx.mesh.directory.list(args.status, trace_id=ctx.trace_id)
@@ -109,19 +110,24 @@ class ListDroplets(Tool[ListDropletsArgs]):
         listing: DirectoryListing = out.result
         status = out.call.args.get("status")
         status_filter = status if isinstance(status, str) else None
+        if status_filter is not None:
+            return self._render(listing, status_filter, channel)
         if self._rendered is None or self._rendered[0] is not listing:
             self._rendered = (listing, {})
         answers = self._rendered[1]
-        key = (channel, status_filter)
-        text = answers.get(key)
+        text = answers.get(channel)
         if text is None:
-            text = answers[key] = render_droplets(
-                listing.droplets,
-                unavailable=[peer_display(f.peer) for f in listing.failures],
-                status_filter=status_filter,
-                channel=channel,
-            )
+            text = answers[channel] = self._render(listing, None, channel)
         return text
+
+    @staticmethod
+    def _render(listing: DirectoryListing, status_filter: str | None, channel: Channel) -> str:
+        return render_droplets(
+            listing.droplets,
+            unavailable=[peer_display(f.peer) for f in listing.failures],
+            status_filter=status_filter,
+            channel=channel,
+        )
 
 
 def render_droplets(

@@ -261,6 +261,16 @@ def test_a_new_snapshot_is_rendered_anew() -> None:
     assert _render(tool_, listing(MESH), "chat") == before
 
 
+def test_a_filtered_listing_leaves_the_whole_listing_as_it_was() -> None:
+    tool_ = ListDroplets()
+    snapshot = listing(MESH)
+    whole = _render(tool_, snapshot, "chat")
+    changed = [d.model_copy(update={"status": "down"}) for d in MESH]
+    filtered = _render(tool_, listing(changed), "chat", status="down")
+    assert "7 droplets down" in filtered
+    assert _render(tool_, snapshot, "chat") == whole
+
+
 def test_the_channel_and_the_filter_each_get_their_own_answer() -> None:
     tool_ = ListDroplets()
     snapshot = listing(MESH)
