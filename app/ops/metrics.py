@@ -7,6 +7,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -14,6 +15,14 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 _CHILDREN = 1024
 """Label combinations remembered per metric: routes, channels, planners, tools, outcomes and
 status codes are few, so this is never reached in practice; it bounds memory if it were."""
+
+
+Metric = TypeVar("Metric", Counter, Histogram)
+
+
+def _children(metric: Metric) -> Callable[..., Metric]:
+    """`metric.labels`, each label combination's child looked up once (see Metrics)."""
+    return lru_cache(maxsize=_CHILDREN)(metric.labels)
 
 
 class SlidingCounter:
@@ -108,12 +117,12 @@ class Metrics:
         # checks its arguments and takes a lock on every call (2-3 µs), and a chat turn makes
         # six of them. A child stays the metric's own as long as nothing removes it (nothing
         # here does: no `remove()` or `clear()`).
-        self._http_requests_of = lru_cache(maxsize=_CHILDREN)(self.http_requests.labels)
-        self._http_latency_of = lru_cache(maxsize=_CHILDREN)(self.http_latency.labels)
-        self._turns_of = lru_cache(maxsize=_CHILDREN)(self.turns.labels)
-        self._turn_latency_of = lru_cache(maxsize=_CHILDREN)(self.turn_latency.labels)
-        self._tool_calls_of = lru_cache(maxsize=_CHILDREN)(self.tool_calls.labels)
-        self._upstream_latency_of = lru_cache(maxsize=_CHILDREN)(self.upstream_latency.labels)
+        self._http_requests_of = _children(self.http_requests)
+        self._http_latency_of = _children(self.http_latency)
+        self._turns_of = _children(self.turns)
+        self._turn_latency_of = _children(self.turn_latency)
+        self._tool_calls_of = _children(self.tool_calls)
+        self._upstream_latency_of = _children(self.upstream_latency)
 
     def observe_request(self, *, method: str, route: str, status: int, seconds: float) -> None:
         self._requests_total += 1
