@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +25,22 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
             f.upper() for f in Settings.model_fields
         }:
             monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """The root logger's handlers and level as they were before the test, after it.
+
+    Every app a test builds configures logging, and its handler writes to the stream that was
+    `sys.stderr` then: in a test with `capfd` or `capsys`, a capture that closes with the test.
+    Left in place, that handler fails (EBADF) for whatever logs after the test. An autouse
+    fixture is set up before the test's other fixtures, so this restores after they are all
+    torn down (a live app's server thread included)."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 class KeyPair:

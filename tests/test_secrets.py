@@ -21,11 +21,13 @@ def fake_llm() -> Iterator[o.FakeOpenAI]:
 
 
 def test_a_full_session_leaks_no_secret(
+    # First, so it is torn down last: the app's handler writes to this capture's stream, and a
+    # line the server logs after the capture closed was an OSError in the log (EBADF).
+    capfd: pytest.CaptureFixture[str],
     live_app: Callable[..., Any],
     sandbox: Any,
     keys: KeyPair,
     fake_llm: o.FakeOpenAI,
-    capfd: pytest.CaptureFixture[str],
 ) -> None:
     orchestrator_token = sandbox.mint_token()
     llm_key = "sk-known-llm-key-0123456789"
@@ -63,6 +65,9 @@ def test_a_full_session_leaks_no_secret(
             bodies.append(client.get(path, headers=admin).text)
         bodies.append(client.get("/state", headers={"Authorization": "Bearer bad"}).text)
         bodies.append(client.post("/api/chat", json={"message": ""}).text)
+    # Stopped before reading: the last request's access line (logged after its answer) and the
+    # shutdown's lines are checked too.
+    app.stop()
     logs = capfd.readouterr()
     text = "\n".join([*bodies[:-10], *bodies[-10:], logs.out, logs.err])
     # The user typed the registry key into the chat, so it is in that session's own history;
