@@ -170,11 +170,22 @@ class ConversationService:
         """Plan without executing anything or touching a session."""
         return await self._planner.plan(text, PlanContext(aliases=self._aliases()))
 
-    async def handle(self, turn: Turn, *, progress: ProgressFn | None = None) -> Reply:
-        started = time.perf_counter()
-        # Many turns arriving together start over several loop iterations, not one long one
-        # (app.utils.loop_budget).
+    async def admit(self) -> None:
+        """Wait for a turn's place in the event loop's budget (app.utils.loop_budget).
+
+        A channel that has work of its own to do for a turn before `handle` (reading and
+        checking the request) asks here first and passes `admitted=True`, so that work is
+        spread over the loop's iterations too."""
         await self._loop_budget.turn()
+
+    async def handle(
+        self, turn: Turn, *, progress: ProgressFn | None = None, admitted: bool = False
+    ) -> Reply:
+        started = time.perf_counter()
+        if not admitted:
+            # Many turns arriving together start over several loop iterations, not one long
+            # one (app.utils.loop_budget).
+            await self._loop_budget.turn()
         emit = progress or _no_progress
         if turn.session_key is None:
             # A new, server-made id: nobody else knows it until this answer, so no lock.

@@ -9,7 +9,9 @@ for the WebSockets, the steps of turns already under way. Turns with more steps 
 step: at 64 clients on the read mix the loop stalled up to 31 ms, and while half the turns took
 under 70 ms, one in a hundred took 580 ms.
 
-So a turn asks `LoopBudget.turn()` before it starts. Turns that start within `budget_s` of the
+So a turn asks `LoopBudget.turn()` before it starts (`ConversationService.handle`; the REST
+chat endpoint asks before it reads the request, through `ConversationService.admit`, so what a
+request does before its turn is budgeted too). Turns that start within `budget_s` of the
 first one in the same iteration go straight on; later ones wait for a later iteration, in the
 order they came, and what else was ready runs in between. A turn already running is never
 interrupted: this is a budget for starting, not a preemption.

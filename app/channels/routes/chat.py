@@ -68,7 +68,13 @@ def _chat_response(reply: Reply) -> ChatResponse:
 
 
 async def _chat_turn(
-    body: ChatRequest, *, caller: Caller, gate: Gate, turns: ConversationService, trace_id: str
+    body: ChatRequest,
+    *,
+    caller: Caller,
+    gate: Gate,
+    turns: ConversationService,
+    trace_id: str,
+    admitted: bool = False,
 ) -> ChatResponse:
     turn = gate.turn(
         caller,
@@ -78,7 +84,7 @@ async def _chat_turn(
         session_id=body.session_id,
         proposal_id=body.proposal_id,
     )
-    return _chat_response(await turns.handle(turn))
+    return _chat_response(await turns.handle(turn, admitted=admitted))
 
 
 @router.post("/chat", summary="One chat turn", responses=_ERRORS)
@@ -138,6 +144,11 @@ class ChatEndpoint:
         await response(scope, receive, send)
 
     async def _answer(self, request: Request, scope: Scope) -> Response:
+        # The loop budget is asked before anything else, not by `handle` after the body, the
+        # caller and the rate limit: under a saturated load one group commit answers dozens of
+        # clients, they all send again at once, and those first steps of theirs ran in one loop
+        # iteration (docs/performance.md, the fourteenth session).
+        await self._turns.admit()
         try:
             raw = await request.body()
         except HTTPException:
@@ -185,7 +196,12 @@ class ChatEndpoint:
                 [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
             ) from exc
         answer = await _chat_turn(
-            body, caller=caller, gate=self._gate, turns=self._turns, trace_id=_trace_id(request)
+            body,
+            caller=caller,
+            gate=self._gate,
+            turns=self._turns,
+            trace_id=_trace_id(request),
+            admitted=True,
         )
         return Response(answer.model_dump_json(), media_type="application/json")
 

@@ -14,10 +14,19 @@ from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
+from starlette.types import Message
 
-from app.channels.routes.chat import ChatPath
+from app.channels.routes.chat import ChatEndpoint, ChatPath
 from app.config import Settings
+from app.conversation.service import ConversationService
+from app.conversation.understanding.planner import OfflinePlanner
 from app.factory import create_app
+from app.ops.metrics import Metrics
+from app.tools.context import Mesh
+from app.tools.executor import ToolExecutor
+from app.tools.registry import default_tools
+from app.utils.loop_budget import LoopBudget
+from app.wiring import components as wiring
 from tests.conftest import KeyPair
 
 Request = dict[str, Any]
@@ -295,3 +304,60 @@ async def test_a_client_gone_mid_body_gets_fastapis_400_not_a_500(
     assert sent[0]["status"] == 400
     body = json.loads(sent[1]["body"])
     assert body["error"]["message"] == "There was an error parsing the body"
+
+
+async def test_the_endpoint_asks_for_its_turn_before_it_reads_the_request(
+    make_settings: Callable[..., Settings],
+) -> None:
+    # Under a saturated load one group commit answers dozens of clients and they send again
+    # together: what each request does before its turn (reading the body, the caller, the rate
+    # limit) must wait for the loop budget as well, and the turn must not ask a second time.
+    parts = wiring.build(make_settings())
+    await wiring.start(parts)
+    events: list[str] = []
+
+    class Recording(LoopBudget):
+        async def turn(self) -> None:
+            events.append("budget asked")
+            await super().turn()
+
+    tools = default_tools()
+    turns = ConversationService(
+        store=parts.store,
+        planner=OfflinePlanner(tools),
+        executor=ToolExecutor(
+            tools=tools,
+            mesh=Mesh(
+                directory_or_none=None, orchestrator_or_none=None, alerts=parts.alerts.alerts
+            ),
+        ),
+        aliases=dict,
+        publish=parts.bus.publish,
+        metrics=Metrics(),
+        loop_budget=Recording(),
+    )
+    endpoint = ChatEndpoint(gate=parts.gate, turns=turns, handlers={}, route=None)
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        events.append("body read")
+        return {"type": "http.request", "body": b'{"message": "help"}', "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/chat",
+        "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1),
+        "state": {"trace_id": "t-1"},
+    }
+    try:
+        await endpoint(scope, receive, send)
+    finally:
+        await wiring.stop(parts)
+    assert sent[0]["status"] == 200
+    assert json.loads(sent[1]["body"])["actions"] == [{"tool": "help", "status": "ok"}]
+    assert events == ["budget asked", "body read"]
