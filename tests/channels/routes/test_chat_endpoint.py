@@ -312,8 +312,6 @@ async def test_the_endpoint_asks_for_its_turn_before_it_reads_the_request(
     # Under a saturated load one group commit answers dozens of clients and they send again
     # together: what each request does before its turn (reading the body, the caller, the rate
     # limit) must wait for the loop budget as well, and the turn must not ask a second time.
-    parts = wiring.build(make_settings())
-    await wiring.start(parts)
     events: list[str] = []
 
     class Recording(LoopBudget):
@@ -321,27 +319,11 @@ async def test_the_endpoint_asks_for_its_turn_before_it_reads_the_request(
             events.append("budget asked")
             await super().turn()
 
-    tools = default_tools()
-    turns = ConversationService(
-        store=parts.store,
-        planner=OfflinePlanner(tools),
-        executor=ToolExecutor(
-            tools=tools,
-            mesh=Mesh(
-                directory_or_none=None, orchestrator_or_none=None, alerts=parts.alerts.alerts
-            ),
-        ),
-        aliases=dict,
-        publish=parts.bus.publish,
-        metrics=Metrics(),
-        loop_budget=Recording(),
-    )
-    endpoint = ChatEndpoint(gate=parts.gate, turns=turns, handlers={}, route=None)
-    sent: list[Message] = []
-
     async def receive() -> Message:
         events.append("body read")
         return {"type": "http.request", "body": b'{"message": "help"}', "more_body": False}
+
+    sent: list[Message] = []
 
     async def send(message: Message) -> None:
         sent.append(message)
@@ -354,7 +336,25 @@ async def test_the_endpoint_asks_for_its_turn_before_it_reads_the_request(
         "client": ("127.0.0.1", 1),
         "state": {"trace_id": "t-1"},
     }
+    tools = default_tools()
+    parts = wiring.build(make_settings())
+    await wiring.start(parts)
     try:
+        turns = ConversationService(
+            store=parts.store,
+            planner=OfflinePlanner(tools),
+            executor=ToolExecutor(
+                tools=tools,
+                mesh=Mesh(
+                    directory_or_none=None, orchestrator_or_none=None, alerts=parts.alerts.alerts
+                ),
+            ),
+            aliases=dict,
+            publish=parts.bus.publish,
+            metrics=Metrics(),
+            loop_budget=Recording(),
+        )
+        endpoint = ChatEndpoint(gate=parts.gate, turns=turns, handlers={}, route=None)
         await endpoint(scope, receive, send)
     finally:
         await wiring.stop(parts)
