@@ -279,6 +279,18 @@ def test_malformed_json_is_named_as_such_with_its_position(
     assert other.json()["error"]["message"].startswith("Invalid request: body: not valid JSON")
 
 
+def _chat_scope() -> dict[str, Any]:
+    """An HTTP scope for POST /api/chat with a JSON body, as the server hands it over."""
+    return {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/chat",
+        "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1),
+        "state": {"trace_id": "t-1"},
+    }
+
+
 async def test_a_client_gone_mid_body_gets_fastapis_400_not_a_500(
     pair: Callable[..., tuple[Any, Any]],
 ) -> None:
@@ -292,14 +304,7 @@ async def test_a_client_gone_mid_body_gets_fastapis_400_not_a_500(
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/api/chat",
-        "headers": [(b"content-type", b"application/json")],
-        "client": ("127.0.0.1", 1),
-        "state": {"trace_id": "t-1"},
-    }
+    scope = _chat_scope()
     await endpoint(scope, receive, send)
     assert sent[0]["status"] == 400
     body = json.loads(sent[1]["body"])
@@ -328,14 +333,7 @@ async def test_the_endpoint_asks_for_its_turn_before_it_reads_the_request(
     async def send(message: Message) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/api/chat",
-        "headers": [(b"content-type", b"application/json")],
-        "client": ("127.0.0.1", 1),
-        "state": {"trace_id": "t-1"},
-    }
+    scope = _chat_scope()
     tools = default_tools()
     parts = wiring.build(make_settings())
     await wiring.start(parts)
