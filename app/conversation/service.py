@@ -185,7 +185,7 @@ class ConversationService:
         if not admitted:
             # Many turns arriving together start over several loop iterations, not one long
             # one (app.utils.loop_budget).
-            await self._loop_budget.turn()
+            await self.admit()
         emit = progress or _no_progress
         if turn.session_key is None:
             # A new, server-made id: nobody else knows it until this answer, so no lock.
