@@ -40,8 +40,12 @@ from collections.abc import Callable
 # (measured with the start and three more steps asking: 1 ms cost 27% of the saturated
 # throughput, 1.5 ms 17%). Only the start asking, 0.5 ms kept the loop under 10 ms in short
 # runs but not in a full bench (10.6 ms; 14.5 ms at half capacity, a collection), and cost
-# 9-25% of the saturated throughput (seventh session, docs/performance.md): 1.5 ms stays.
-DEFAULT_BUDGET_S = 0.0015
+# 9-25% of the saturated throughput (seventh session). Since a commit's turns resume a few per
+# iteration (app.store.group_commit), an iteration is about this budget plus those turns' ends:
+# 1 ms with them brought the largest stall at 64 clients from 9.6 to 8.6 ms (median of 8
+# interleaved rounds each, 3 of 8 over 10 ms -> 1 of 8) at no throughput cost the rounds
+# could tell (fifteenth session, docs/performance.md).
+DEFAULT_BUDGET_S = 0.001
 
 
 class LoopBudget:

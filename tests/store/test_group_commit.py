@@ -17,10 +17,12 @@ class Writer:
         self.batches: list[list[str]] = []
         self.release = asyncio.Event()
         self.release.set()
+        self.written = asyncio.Event()
 
     async def write(self, batch: Sequence[str]) -> list[str | BaseException]:
         await self.release.wait()
         self.batches.append(list(batch))
+        self.written.set()
         if "boom" in batch:
             raise OSError("disk gone")
         return [ValueError(item) if item == "bad" else item.upper() for item in batch]
@@ -95,3 +97,56 @@ async def test_flush_waits_for_everything_queued() -> None:
     assert group.queued == 0
     with pytest.raises(ValueError):
         GroupCommit(write_batch=writer.write, max_batch=0)
+
+
+async def test_a_committed_batch_is_answered_a_few_submitters_per_loop_iteration() -> None:
+    writer = Writer()
+    writer.release.clear()
+    group: GroupCommit[str, str] = GroupCommit(write_batch=writer.write, wake_at_once=3)
+    iteration = 0
+
+    def count() -> None:  # runs once per loop iteration: call_soon schedules into the next
+        nonlocal iteration
+        iteration += 1
+        loop.call_soon(count)
+
+    loop = asyncio.get_running_loop()
+    resumed: dict[str, int] = {}
+
+    async def turn(item: str) -> None:
+        await group.submit(item)
+        resumed[item] = iteration
+
+    turns = [asyncio.ensure_future(turn(x)) for x in "abcdefg"]
+    await asyncio.sleep(0)
+    loop.call_soon(count)
+    writer.release.set()
+    await asyncio.gather(*turns)
+    assert writer.batches == [list("abcdefg")]
+    # In order, three per iteration, each group in the iteration after the one before.
+    groups = [[x for x in "abcdefg" if resumed[x] == i] for i in sorted(set(resumed.values()))]
+    assert groups == [["a", "b", "c"], ["d", "e", "f"], ["g"]]
+    first = resumed["a"]
+    assert [resumed["d"], resumed["g"]] == [first + 1, first + 2]
+
+
+async def test_submitters_of_a_committed_batch_get_their_results_when_the_writer_is_cancelled() -> (
+    None
+):
+    writer = Writer()
+    writer.release.clear()
+    group: GroupCommit[str, str] = GroupCommit(write_batch=writer.write, wake_at_once=1)
+    futures = [asyncio.ensure_future(group.submit(x)) for x in "abc"]
+    await asyncio.sleep(0)
+    writer.release.set()
+    (drain,) = [t for t in asyncio.all_tasks() if t.get_name() == "store-group-commit"]
+    await writer.written.wait()  # committed: the writer answered "a" and yields before "b"
+    assert not drain.done()
+    drain.cancel()  # as at shutdown
+    assert [await f for f in futures] == ["A", "B", "C"]
+    assert drain.cancelled()
+
+
+def test_wake_at_once_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        GroupCommit(write_batch=Writer().write, wake_at_once=0)
