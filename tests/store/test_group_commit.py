@@ -103,6 +103,7 @@ async def test_a_committed_batch_is_answered_a_few_submitters_per_loop_iteration
     writer = Writer()
     writer.release.clear()
     group: GroupCommit[str, str] = GroupCommit(write_batch=writer.write, wake_at_once=3)
+    loop = asyncio.get_running_loop()
     iteration = 0
 
     def count() -> None:  # runs once per loop iteration: call_soon schedules into the next
@@ -110,7 +111,6 @@ async def test_a_committed_batch_is_answered_a_few_submitters_per_loop_iteration
         iteration += 1
         loop.call_soon(count)
 
-    loop = asyncio.get_running_loop()
     resumed: dict[str, int] = {}
 
     async def turn(item: str) -> None:
@@ -130,9 +130,7 @@ async def test_a_committed_batch_is_answered_a_few_submitters_per_loop_iteration
     assert [resumed["d"], resumed["g"]] == [first + 1, first + 2]
 
 
-async def test_submitters_of_a_committed_batch_get_their_results_when_the_writer_is_cancelled() -> (
-    None
-):
+async def test_a_writer_cancelled_between_two_groups_still_answers_everyone() -> None:
     writer = Writer()
     writer.release.clear()
     group: GroupCommit[str, str] = GroupCommit(write_batch=writer.write, wake_at_once=1)
