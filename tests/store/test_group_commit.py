@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from app.store.group_commit import GroupCommit
+from app.store.group_commit import MAX_BATCH, WAKE_AT_ONCE, GroupCommit
 
 
 class Writer:
@@ -26,6 +26,20 @@ class Writer:
         if "boom" in batch:
             raise OSError("disk gone")
         return [ValueError(item) if item == "bad" else item.upper() for item in batch]
+
+
+async def queued(
+    items: str, *, max_batch: int = MAX_BATCH, wake_at_once: int = WAKE_AT_ONCE
+) -> tuple[Writer, GroupCommit[str, str], list[asyncio.Future[str]]]:
+    """A writer held back, and `items` submitted one each and queued for it."""
+    writer = Writer()
+    writer.release.clear()
+    group: GroupCommit[str, str] = GroupCommit(
+        write_batch=writer.write, max_batch=max_batch, wake_at_once=wake_at_once
+    )
+    futures: list[asyncio.Future[str]] = [asyncio.ensure_future(group.submit(x)) for x in items]
+    await asyncio.sleep(0)
+    return writer, group, futures
 
 
 async def test_items_arriving_during_a_write_share_the_next_one() -> None:
@@ -58,11 +72,7 @@ async def test_a_failing_item_fails_alone_and_a_failing_batch_fails_all() -> Non
 
 
 async def test_batches_are_bounded() -> None:
-    writer = Writer()
-    writer.release.clear()
-    group: GroupCommit[str, str] = GroupCommit(write_batch=writer.write, max_batch=2)
-    futures = [asyncio.ensure_future(group.submit(x)) for x in "abcde"]
-    await asyncio.sleep(0)
+    writer, _, futures = await queued("abcde", max_batch=2)
     writer.release.set()
     assert [await f for f in futures] == list("ABCDE")
     assert writer.batches == [["a", "b"], ["c", "d"], ["e"]]
@@ -83,11 +93,7 @@ async def test_a_caller_that_gives_up_still_has_its_item_written() -> None:
 
 
 async def test_flush_waits_for_everything_queued() -> None:
-    writer = Writer()
-    writer.release.clear()
-    group: GroupCommit[str, str] = GroupCommit(write_batch=writer.write)
-    futures = [asyncio.ensure_future(group.submit(x)) for x in "ab"]
-    await asyncio.sleep(0)
+    writer, group, futures = await queued("ab")
     flushing = asyncio.ensure_future(group.flush())
     await asyncio.sleep(0)
     assert not flushing.done()
@@ -131,11 +137,7 @@ async def test_a_committed_batch_is_answered_a_few_submitters_per_loop_iteration
 
 
 async def test_a_writer_cancelled_between_two_groups_still_answers_everyone() -> None:
-    writer = Writer()
-    writer.release.clear()
-    group: GroupCommit[str, str] = GroupCommit(write_batch=writer.write, wake_at_once=1)
-    futures = [asyncio.ensure_future(group.submit(x)) for x in "abc"]
-    await asyncio.sleep(0)
+    writer, _, futures = await queued("abc", wake_at_once=1)
     writer.release.set()
     (drain,) = [t for t in asyncio.all_tasks() if t.get_name() == "store-group-commit"]
     await writer.written.wait()  # committed: the writer answered "a" and yields before "b"
