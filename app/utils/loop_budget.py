@@ -42,8 +42,8 @@ from collections.abc import Callable
 # runs but not in a full bench (10.6 ms; 14.5 ms at half capacity, a collection), and cost
 # 9-25% of the saturated throughput (seventh session). Since a commit's turns resume a few per
 # iteration (app.store.group_commit), an iteration is about this budget plus those turns' ends:
-# 1 ms with them brought the largest stall at 64 clients from 9.6 to 8.6 ms (median of 8
-# interleaved rounds each, 3 of 8 over 10 ms -> 1 of 8) at no throughput cost the rounds
+# 1 ms with them brought the largest stall at 64 clients from 9.8 to 8.6 ms (median of 14
+# interleaved rounds each, 6 of 14 over 10 ms -> 2 of 14) at no throughput cost the rounds
 # could tell (fifteenth session, docs/performance.md).
 DEFAULT_BUDGET_S = 0.001
 
