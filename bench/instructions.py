@@ -1,6 +1,7 @@
 """Instructions per turn of droplet 12, counted by valgrind's callgrind.
 
     python -m bench.instructions [--scenarios read,mix,write] [--turns N] [--tree PATH ...]
+                                 [--log-level WARNING|INFO|...]
 
 Why: on the shared VMs this runs on, the same code's CPU time per turn moved by up to 20%
 between hours (docs/performance.md), more than most single changes save. An instruction count
@@ -16,6 +17,9 @@ runs of a pair go at once, one per core, and the warm-up run is stopped only whe
 done, so work droplet 12 does by the clock cancels out; the droplet listing is fetched once
 (DIRECTORY_TTL_S, a setting a tree before it ignores). Only droplet 12's process is counted:
 the mesh (and the Orchestrator's work for the write pair) and the client are in this process.
+
+The log level is `make bench`'s (WARNING) unless `--log-level` says otherwise: INFO, the
+shipped default, adds each turn's two log lines (`http_request`, `chat_turn`).
 
 Scenarios: `read` ("show me all droplets"), `mix` (the read mix of `make bench`, each turn the
 next text), `write` (the create-task proposal and "yes", alternately).
@@ -43,6 +47,8 @@ from bench.run import READ_TEXT, WRITE_TEXT, _settings_names, droplet12_env, git
 OUTPUT = ROOT / "bench" / "results" / "instructions.json"
 SCENARIOS = ("read", "mix", "write")
 MIN_WARMUP = 20
+DEFAULT_LOG_LEVEL = "WARNING"
+"""`make bench`'s level (bench.run.droplet12_env)."""
 _TOTALS = re.compile(r"^totals:\s*(\d+)\s*$", re.M)
 
 
@@ -94,6 +100,21 @@ def python_of(tree: Path) -> str:
     return str(venv) if venv.exists() else sys.executable
 
 
+def service_environment(
+    mesh: Any, *, tree: Path, data_dir: Path, port: int, log_level: str
+) -> dict[str, str]:
+    """Droplet 12's environment under valgrind: `make bench`'s settings, the tree's code."""
+    env = service_env(droplet12_env(mesh, data_dir=data_dir, port=port), drop=_settings_names())
+    env["LOG_LEVEL"] = log_level
+    env["PYTHONPATH"] = str(tree)
+    env["PYTHONHASHSEED"] = "0"
+    # The droplet listing is fetched once, in the warm-up: fetched again every 5 s, as it is by
+    # default, a listing would be counted once every few turns here (valgrind makes a turn some
+    # 50 times slower) against once in thousands of turns at full speed.
+    env["DIRECTORY_TTL_S"] = "86400"
+    return env
+
+
 def count(
     *,
     tree: Path,
@@ -101,6 +122,7 @@ def count(
     sent: int,
     workdir: Path,
     cpu: int,
+    log_level: str = DEFAULT_LOG_LEVEL,
     stop_with: threading.Event | None = None,
 ) -> int:
     """Instructions droplet 12 (from `tree`) executes from start to stop, `sent` turns served;
@@ -112,13 +134,7 @@ def count(
     data_dir = workdir / "d12"
     data_dir.mkdir()
     port = free_port()
-    env = service_env(droplet12_env(mesh, data_dir=data_dir, port=port), drop=_settings_names())
-    env["PYTHONPATH"] = str(tree)
-    env["PYTHONHASHSEED"] = "0"
-    # The droplet listing is fetched once, in the warm-up: fetched again every 5 s, as it is by
-    # default, a listing would be counted once every few turns here (valgrind makes a turn some
-    # 50 times slower) against once in thousands of turns at full speed.
-    env["DIRECTORY_TTL_S"] = "86400"
+    env = service_environment(mesh, tree=tree, data_dir=data_dir, port=port, log_level=log_level)
     out = workdir / "callgrind.out"
     # Droplet 12 stops with this thread, even when this process is killed (a test's timeout):
     # an orphan under valgrind would go on burning a core.
@@ -170,7 +186,15 @@ def _send(port: int, turns: Sequence[Turn], sent: int) -> None:
         conn.close()
 
 
-def measure(*, tree: Path, scenario: str, turns: int, warmup: int, workdir: Path) -> dict[str, Any]:
+def measure(
+    *,
+    tree: Path,
+    scenario: str,
+    turns: int,
+    warmup: int,
+    workdir: Path,
+    log_level: str = DEFAULT_LOG_LEVEL,
+) -> dict[str, Any]:
     """One scenario on one tree: the warm-up run and the longer run at once, one per core."""
     sent = turns_of(scenario)
     results: dict[str, int] = {}
@@ -189,6 +213,7 @@ def measure(*, tree: Path, scenario: str, turns: int, warmup: int, workdir: Path
                 sent=n,
                 workdir=workdir / f"{scenario}-{name}",
                 cpu=cpu,
+                log_level=log_level,
                 stop_with=measured_done if name == "warm" else None,
             )
         except BaseException as exc:  # reported below, after both have stopped
@@ -231,6 +256,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--tree", type=Path, action="append", help="default: this checkout")
     parser.add_argument("--output", type=Path, default=OUTPUT)
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+        default=DEFAULT_LOG_LEVEL,
+        help=f"droplet 12's LOG_LEVEL (default: {DEFAULT_LOG_LEVEL}, as make bench)",
+    )
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
@@ -238,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     scenarios = [s for s in args.scenarios.split(",") if s]
     for scenario in scenarios:
         turns_of(scenario)  # an unknown name fails before anything starts
-    report: dict[str, Any] = {"git": git_info(), "trees": {}}
+    report: dict[str, Any] = {"git": git_info(), "log_level": args.log_level, "trees": {}}
     with tempfile.TemporaryDirectory(prefix="instructions-") as tmp:
         for t_index, tree in enumerate(trees):
             rows: dict[str, Any] = {}
@@ -249,10 +281,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                     turns=args.turns,
                     warmup=args.warmup if args.warmup is not None else warmup_of(scenario),
                     workdir=Path(tmp) / str(t_index),
+                    log_level=args.log_level,
                 )
                 sys.stdout.write(
                     f"{tree}  {scenario}: {rows[scenario]['per_turn'] / 1e6:.3f} M instructions"
-                    f" per turn ({args.turns} turns)\n"
+                    f" per turn ({args.turns} turns, LOG_LEVEL={args.log_level})\n"
                 )
                 sys.stdout.flush()
             report["trees"][str(tree)] = rows

@@ -8,11 +8,21 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from bench.instructions import MIN_WARMUP, per_turn, totals, turns_of, warmup_of
+from bench.instructions import (
+    DEFAULT_LOG_LEVEL,
+    MIN_WARMUP,
+    per_turn,
+    service_environment,
+    totals,
+    turns_of,
+    warmup_of,
+)
 from bench.procs import BenchError
+from bench.run import droplet12_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,6 +59,29 @@ def test_the_warm_up_sends_every_distinct_turn_once_before_counting() -> None:
     assert warmup_of("mix") == len(turns_of("mix")) > MIN_WARMUP
 
 
+def _mesh(tmp_path: Path) -> SimpleNamespace:
+    return SimpleNamespace(
+        registry_url="http://127.0.0.1:1",
+        orchestrator_url="http://127.0.0.1:2",
+        registry_key="k",
+        private_key_path=tmp_path / "private.pem",
+        public_key_path=tmp_path / "public.pem",
+    )
+
+
+def test_the_log_level_is_make_benchs_unless_asked(tmp_path: Path) -> None:
+    mesh = _mesh(tmp_path)
+    bench_env = droplet12_env(mesh, data_dir=tmp_path, port=1)
+    assert bench_env["LOG_LEVEL"] == DEFAULT_LOG_LEVEL
+    for level in (DEFAULT_LOG_LEVEL, "INFO"):
+        env = service_environment(
+            mesh, tree=tmp_path / "tree", data_dir=tmp_path, port=1, log_level=level
+        )
+        assert env["LOG_LEVEL"] == level
+        assert env["PYTHONPATH"] == str(tmp_path / "tree")
+        assert env["REGISTRY_URL"] == bench_env["REGISTRY_URL"]
+
+
 @pytest.mark.e2e
 @pytest.mark.timeout(900)
 def test_counts_a_real_turn_of_droplet_12_under_valgrind(tmp_path: Path) -> None:
@@ -66,6 +99,8 @@ def test_counts_a_real_turn_of_droplet_12_under_valgrind(tmp_path: Path) -> None
             "3",
             "--warmup",
             "2",
+            "--log-level",
+            "info",
             "--output",
             str(output),
         ],
@@ -76,6 +111,8 @@ def test_counts_a_real_turn_of_droplet_12_under_valgrind(tmp_path: Path) -> None
     )
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(output.read_text())
+    assert report["log_level"] == "INFO"
+    assert "LOG_LEVEL=INFO" in done.stdout
     row = report["trees"][str(ROOT)]["read"]
     assert row["warm_and_measured"] > row["warm_only"] > 0
     # A read turn is some millions of instructions: neither nothing nor a whole start-up.
