@@ -33,9 +33,6 @@ _SUSPECT_PATTERNS = (r"(?i:bearer)\s", r"eyJ[A-Za-z0-9_-]{5,}\.")
 _PLAIN = frozenset({int, float, bool, type(None)})
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40, "exception": 40,
            "critical": 50, "fatal": 50}  # fmt: skip
-# All levels reach the processors; `_LevelFilter` (the first of them) drops what is below the
-# configured level, so a cached logger follows a change of level.
-_BOUND_LOGGER = structlog.make_filtering_bound_logger(logging.DEBUG)
 
 
 class Redactor:
@@ -108,12 +105,36 @@ class _LevelFilter:
     def __init__(self, level: str) -> None:
         self._min = logging.getLevelNamesMapping()[level.upper()]
 
+    def drops(self, method_name: str) -> bool:
+        return _LEVELS.get(method_name, logging.CRITICAL) < self._min
+
     def __call__(
         self, _logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
-        if _LEVELS.get(method_name, logging.CRITICAL) < self._min:
+        if self.drops(method_name):
             raise structlog.DropEvent
         return event_dict
+
+
+class _BoundLogger(structlog.make_filtering_bound_logger(logging.DEBUG)):  # type: ignore[misc]
+    """structlog's bound logger, every level passed on to the processors, where `_LevelFilter`
+    (first of them) decides: a cached logger follows a change of level, and `capture_logs`
+    (which puts its own processor in the filter's place) sees every event. The levels that are
+    usually below it ask the filter before the event is built (a turn makes two such calls)."""
+
+    def _dropped(self, method_name: str) -> bool:
+        processors = self._processors
+        first = processors[0] if processors else None
+        return isinstance(first, _LevelFilter) and first.drops(method_name)
+
+    def debug(self, event: str, *args: Any, **kw: Any) -> Any:
+        return None if self._dropped("debug") else super().debug(event, *args, **kw)
+
+    def info(self, event: str, *args: Any, **kw: Any) -> Any:
+        return None if self._dropped("info") else super().info(event, *args, **kw)
+
+    def warning(self, event: str, *args: Any, **kw: Any) -> Any:
+        return None if self._dropped("warning") else super().warning(event, *args, **kw)
 
 
 class _Output:
@@ -127,25 +148,16 @@ class _Output:
         handler = self.handler
         if handler is None:
             return
-        with handler.lock or _NO_LOCK:
-            try:
-                handler.stream.write(line + "\n")
-                handler.stream.flush()
-            except (OSError, ValueError):
-                # A closed or broken stream (EPIPE, a finished capture): as the standard
-                # library's handler, a log call never fails the code that made it.
-                pass
-
-
-class _NoLock:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *_: object) -> None:
-        return None
-
-
-_NO_LOCK = _NoLock()
+        handler.acquire()
+        try:
+            handler.stream.write(line + "\n")
+            handler.stream.flush()
+        except (OSError, ValueError):
+            # A closed or broken stream (EPIPE, a finished capture): as the standard library's
+            # handler, a log call never fails the code that made it.
+            pass
+        finally:
+            handler.release()
 
 
 class _LineLogger:
@@ -207,7 +219,7 @@ def configure_logging(*, level: str, json_lines: bool, secrets: Iterable[str] = 
     structlog.configure(
         processors=processors,
         logger_factory=factory,
-        wrapper_class=_BOUND_LOGGER,
+        wrapper_class=_BoundLogger,
         cache_logger_on_first_use=True,
     )
     root = logging.getLogger()

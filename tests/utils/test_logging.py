@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import sys
+from typing import Any
 
 import pytest
 import structlog
@@ -97,6 +98,25 @@ def test_events_below_the_level_are_dropped_ours_and_the_libraries_alike(
         ("e", "error", "app.test_levels"),
         ("library warning", "warning", "uvicorn.error"),
     ]
+
+
+def test_an_event_below_the_level_is_not_even_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The cheap path a turn's info lines take at WARNING: the level is asked first.
+    built: list[str] = []
+    original = structlog.BoundLoggerBase._process_event
+
+    def counting(self: Any, method_name: str, event: Any, event_kw: Any) -> Any:
+        built.append(method_name)
+        return original(self, method_name, event, event_kw)
+
+    monkeypatch.setattr(structlog.BoundLoggerBase, "_process_event", counting)
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    configure_logging(level="WARNING", json_lines=True)
+    log = structlog.get_logger("app.test_not_built")
+    log.debug("d")
+    log.info("i", n=1)
+    log.warning("w")
+    assert built == ["warning"]
 
 
 def test_a_logger_used_before_a_new_configuration_follows_it(
