@@ -67,7 +67,7 @@ class Redactor:
     def _clean(self, value: Any, depth: int) -> Any:
         if isinstance(value, str):
             return self.scrub(value)
-        if type(value) in _PLAIN:
+        if type(value) in _PLAIN:  # the common case first: no ABC check for a number
             return value
         if depth >= self.MAX_DEPTH:
             return "[nested too deep]"
@@ -82,7 +82,7 @@ class Redactor:
             return [self._clean(v, depth + 1) for v in value]
         if isinstance(value, BaseException):
             return self.scrub(f"{type(value).__name__}: {value}")
-        if isinstance(value, int | float | bool):
+        if isinstance(value, int | float | bool):  # their subclasses (IntEnum, ...)
             return value
         return self.scrub(str(value))
 
