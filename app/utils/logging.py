@@ -31,8 +31,6 @@ _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
 # without any of it is returned as it is (nearly every value of nearly every event).
 _SUSPECT_PATTERNS = (r"(?i:bearer)\s", r"eyJ[A-Za-z0-9_-]{5,}\.")
 _PLAIN = frozenset({int, float, bool, type(None)})
-_LEVELS = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40, "exception": 40,
-           "critical": 50, "fatal": 50}  # fmt: skip
 
 
 class Redactor:
@@ -106,7 +104,7 @@ class _LevelFilter:
         self._min = logging.getLevelNamesMapping()[level.upper()]
 
     def drops(self, method_name: str) -> bool:
-        return _LEVELS.get(method_name, logging.CRITICAL) < self._min
+        return structlog.processors.NAME_TO_LEVEL.get(method_name, logging.CRITICAL) < self._min
 
     def __call__(
         self, _logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
@@ -141,13 +139,12 @@ class _Output:
     """Where our rendered lines go: the stream of the handler the standard library's records
     use, under that handler's lock, so lines of both never interleave."""
 
-    def __init__(self) -> None:
-        self.handler: logging.StreamHandler[Any] | None = None
+    def __init__(self, handler: logging.StreamHandler[Any]) -> None:
+        self.handler = handler
+        """Replaced by each configuration: cached loggers hold this object, not the handler."""
 
     def write(self, line: str) -> None:
         handler = self.handler
-        if handler is None:
-            return
         handler.acquire()
         try:
             handler.stream.write(line + "\n")
@@ -176,8 +173,8 @@ class _LineLogger:
 
 
 class _LineLoggerFactory:
-    def __init__(self) -> None:
-        self.output = _Output()
+    def __init__(self, output: _Output) -> None:
+        self.output = output
 
     def __call__(self, *args: Any) -> _LineLogger:
         name = args[0] if args and isinstance(args[0], str) else "app"
@@ -210,9 +207,10 @@ def configure_logging(*, level: str, json_lines: bool, secrets: Iterable[str] = 
     )
     config = structlog.get_config()
     factory = config["logger_factory"]
-    if not isinstance(factory, _LineLoggerFactory):
-        factory = _LineLoggerFactory()
-    factory.output.handler = handler
+    if isinstance(factory, _LineLoggerFactory):
+        factory.output.handler = handler
+    else:
+        factory = _LineLoggerFactory(_Output(handler))
     # In place: loggers cached since the last configuration hold this very list.
     processors: list[Any] = config["processors"]
     processors[:] = [_LevelFilter(level), *shared, renderer]
