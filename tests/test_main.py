@@ -3,10 +3,18 @@ module reads nothing until it is called."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+
+import pytest
 
 from app.config import Settings
 
@@ -98,3 +106,68 @@ def test_the_served_process_collects_with_the_start_up_frozen_and_a_server_sized
     tmp_path: Path,
 ) -> None:
     _runs_ok(COLLECTOR, tmp_path)
+
+
+@pytest.mark.e2e
+def test_the_served_process_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """SIGTERM (how a container runtime or systemd stops it) runs the whole shutdown: the
+    lifespan's end is logged and the process ends by that signal."""
+    port = _free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k.upper() not in {f.upper() for f in Settings.model_fields}
+    }
+    env.update(
+        PYTHONPATH=str(ROOT),
+        DATA_DIR=str(tmp_path),
+        PORT=str(port),
+        HOST="127.0.0.1",
+        LOG_FORMAT="json",
+        # The peers are down: closed loopback ports.
+        REGISTRY_URL=f"http://127.0.0.1:{_free_port()}",
+        ORCHESTRATOR_URL=f"http://127.0.0.1:{_free_port()}",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.main"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not _answers(port):
+            assert proc.poll() is None, proc.communicate()[0]
+            assert time.monotonic() < deadline, "no /health answer within 60 s"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # After its clean shutdown uvicorn raises the signal it caught again, so the parent sees
+    # what ended the process (143 in a shell) rather than a plain exit.
+    assert proc.returncode == -signal.SIGTERM, output
+    events = [json.loads(line).get("event") for line in output.splitlines() if line.startswith("{")]
+    assert "service_started" in events
+    assert "service_stopped" in events
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _answers(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
+            return int(response.status) < 500
+    except urllib.error.HTTPError as exc:
+        return exc.code < 500
+    except OSError:
+        return False
