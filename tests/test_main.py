@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from app.config import Settings
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,12 +34,14 @@ print("ok")
 """
 
 
+def _environment_without_settings() -> dict[str, str]:
+    """This environment minus every variable the service reads: only what a test sets counts."""
+    names = {f.upper() for f in Settings.model_fields}
+    return {k: v for k, v in os.environ.items() if k.upper() not in names}
+
+
 def _run(code: str, env_overrides: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k.upper() not in {f.upper() for f in Settings.model_fields}
-    }
+    env = _environment_without_settings()
     env.update(env_overrides)
     env["PYTHONPATH"] = str(ROOT)
     return subprocess.run(
@@ -112,12 +114,8 @@ def test_the_served_process_collects_with_the_start_up_frozen_and_a_server_sized
 def test_the_served_process_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     """SIGTERM (how a container runtime or systemd stops it) runs the whole shutdown: the
     lifespan's end is logged and the process ends by that signal."""
-    port = _free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k.upper() not in {f.upper() for f in Settings.model_fields}
-    }
+    port = free_port()
+    env = _environment_without_settings()
     env.update(
         PYTHONPATH=str(ROOT),
         DATA_DIR=str(tmp_path),
@@ -125,8 +123,8 @@ def test_the_served_process_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         HOST="127.0.0.1",
         LOG_FORMAT="json",
         # The peers are down: closed loopback ports.
-        REGISTRY_URL=f"http://127.0.0.1:{_free_port()}",
-        ORCHESTRATOR_URL=f"http://127.0.0.1:{_free_port()}",
+        REGISTRY_URL=f"http://127.0.0.1:{free_port()}",
+        ORCHESTRATOR_URL=f"http://127.0.0.1:{free_port()}",
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "app.main"],
@@ -154,13 +152,6 @@ def test_the_served_process_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     events = [json.loads(line).get("event") for line in output.splitlines() if line.startswith("{")]
     assert "service_started" in events
     assert "service_stopped" in events
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _answers(port: int) -> bool:

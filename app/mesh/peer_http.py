@@ -16,6 +16,7 @@ import httpx2
 import structlog
 
 from app.mesh.peers import PeerUnavailable
+from app.utils.http_transport import parsed_url
 
 log = structlog.get_logger(__name__)
 
@@ -46,7 +47,7 @@ async def exchange(
     `accept_text` returns a 2xx body that is not JSON as text (a published PEM)."""
     try:
         response = await client.request(
-            method, url, headers=headers, params=params, json=json_body, auth=auth
+            method, parsed_url(url), headers=headers, params=params, json=json_body, auth=auth
         )
     except httpx2.TimeoutException as exc:
         log.warning("peer_timeout", peer=peer, method=method, path=_path(url))

@@ -34,6 +34,7 @@ import ssl
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import TYPE_CHECKING, Final
 
 import httpx2
@@ -48,6 +49,15 @@ all, so its cap of idle ones, 20, does not apply)."""
 # aiohttp would add a User-Agent and, to a POST without one, a Content-Type of its own; httpx2
 # has already set every header it means to send.
 _NOT_ADDED: Final = ("User-Agent", "Content-Type")
+
+
+@lru_cache(maxsize=1024)
+def parsed_url(url: str) -> httpx2.URL:
+    """`url` parsed once. httpx2 parses a URL given as a string on every request, 9% of a peer
+    call's instructions (docs/performance.md, the seventeenth session); an `httpx2.URL`, which
+    is immutable, it only copies. The peers' and the models' URLs are few (a path with an id
+    makes one per droplet or task, hence the bound)."""
+    return httpx2.URL(url)
 
 
 @contextmanager

@@ -18,7 +18,7 @@ import pytest
 
 from app.config import Settings
 from app.conversation.planners.llm_http import new_client
-from app.utils.http_transport import AiohttpTransport, outbound_client
+from app.utils.http_transport import AiohttpTransport, outbound_client, parsed_url
 from app.wiring.mesh import build_mesh
 from tests.fakes.certs import self_signed
 from tests.fakes.fixed_answer import answer, fixed_answer
@@ -305,6 +305,37 @@ async def test_a_streamed_answer_arrives_chunk_by_chunk() -> None:
             chunks.append(chunk)
             more.set()
     assert b"".join(chunks) == b"firstsecond" and chunks[0] == b"first"
+
+
+async def test_a_peer_that_stops_mid_body_is_a_read_timeout() -> None:
+    async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await _read_request(reader)
+            writer.write(b'HTTP/1.1 200 OK\r\ncontent-length: 40\r\n\r\n{"status":')
+            await writer.drain()
+            await reader.read()  # the rest never comes
+        finally:
+            writer.close()
+
+    async with (
+        _server(stall) as base_url,
+        httpx2.AsyncClient(transport=AiohttpTransport(), timeout=0.2) as client,
+    ):
+        with pytest.raises(httpx2.ReadTimeout):
+            await client.get(f"{base_url}/one")
+
+
+def test_a_url_is_parsed_once_and_shared() -> None:
+    url = "http://127.0.0.1:8000/tasks/7?limit=5"
+    first = parsed_url(url)
+    assert parsed_url(url) is first  # httpx2 only copies a URL it is given parsed
+    assert (first.host, first.port, first.path, first.query) == (
+        "127.0.0.1",
+        8000,
+        "/tasks/7",
+        b"limit=5",
+    )
+    assert parsed_url("http://127.0.0.1:8000/tasks/8").path == "/tasks/8"
 
 
 async def test_the_peer_and_model_clients_are_built_on_it(no_proxy: None) -> None:

@@ -27,7 +27,7 @@ from app.conversation.planners.llm_common import (
 )
 from app.domain.plan import Plan
 from app.tools.registry import ToolRegistry, default_tools
-from app.utils.http_transport import outbound_client
+from app.utils.http_transport import outbound_client, parsed_url
 
 log = structlog.get_logger(__name__)
 
@@ -103,7 +103,7 @@ async def post_json(
     """POST a JSON body and return the JSON object answered; PlannerFailure for anything else."""
     try:
         async with asyncio.timeout(timeout_s):
-            response = await client.post(url, content=body, headers=headers)
+            response = await client.post(parsed_url(url), content=body, headers=headers)
     except Exception as exc:
         raise translate(exc, planner=planner) from exc
     if response.status_code >= 300:
@@ -135,7 +135,7 @@ async def post_sse(
 
     `timeout_s` bounds the wait for the response and then for each event, not the whole stream.
     """
-    request = client.build_request("POST", url, content=body, headers=headers)
+    request = client.build_request("POST", parsed_url(url), content=body, headers=headers)
     try:
         async with asyncio.timeout(timeout_s):
             response = await client.send(request, stream=True)
