@@ -195,9 +195,6 @@ class Lifecycle:
         self._reachable_known: dict[PeerName, bool] = {}
         self._needs_registration: dict[PeerName, asyncio.Event] = {}
         self._any_registered = asyncio.Event()
-        # Set once a peer's first registration attempt has ended, however it ended: the first
-        # heartbeat round waits for all of them (see _heartbeat_loop).
-        self._first_attempt_over: dict[PeerName, asyncio.Event] = {}
         if orchestrator is not None and not orchestrator.tokens.configured:
             # Without credentials there is nothing to register, beat or poll with, and no
             # point retrying until the configuration changes: a state, not a failure.
@@ -226,7 +223,6 @@ class Lifecycle:
             event = asyncio.Event()
             event.set()
             self._needs_registration[peer] = event
-            self._first_attempt_over[peer] = asyncio.Event()
             self._spawn(self._registration_loop(peer), f"register-{peer}")
         if self._peers:
             self._spawn(self._heartbeat_loop(), "heartbeat")
@@ -308,10 +304,7 @@ class Lifecycle:
                 self._registration_retry, retry=any_failure, sleep=self._sleep
             ):
                 with attempt:
-                    try:
-                        await self._register_and_beat(peer)
-                    finally:
-                        self._first_attempt_over[peer].set()
+                    await self._register_and_beat(peer)
 
     async def _register_and_beat(self, peer: PeerName) -> None:
         """One registration attempt; raises (so the loop backs off) when it did not hold."""
@@ -361,17 +354,11 @@ class Lifecycle:
             )
 
     async def _heartbeat_loop(self) -> None:
-        # Each peer is beaten as soon as it has registered (_register_and_beat), so the mesh
-        # sees droplet 12 alive at once. The first round, whose `heartbeat_sent` line is the one
-        # an operator greps for, waits until every peer's first registration attempt is over:
-        # started as soon as the quicker peer had registered, it listed the other one as
-        # unregistered a moment before that one's registration_success line. A peer whose
-        # attempt fails is listed as unregistered; none holds the round past one interval.
+        # The first beat goes out as soon as a registration succeeds, so the mesh (and the
+        # operator grepping for heartbeat_sent) sees droplet 12 alive at once, not a minute later.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._heartbeat_interval):
                 await self._any_registered.wait()
-                for over in self._first_attempt_over.values():
-                    await over.wait()
         while True:
             try:
                 await self.heartbeat_once()
