@@ -42,12 +42,20 @@ from pathlib import Path
 from typing import Any
 
 from bench.procs import ROOT, BenchError, Service, free_port, service_env
-from bench.run import READ_TEXT, WRITE_TEXT, _settings_names, droplet12_env, git_info, read_mix
+from bench.run import (
+    LOG_LEVEL,
+    READ_TEXT,
+    WRITE_TEXT,
+    _settings_names,
+    droplet12_env,
+    git_info,
+    read_mix,
+)
 
 OUTPUT = ROOT / "bench" / "results" / "instructions.json"
 SCENARIOS = ("read", "mix", "write")
 MIN_WARMUP = 20
-DEFAULT_LOG_LEVEL = "WARNING"
+DEFAULT_LOG_LEVEL = LOG_LEVEL
 """`make bench`'s level (bench.run.droplet12_env)."""
 _TOTALS = re.compile(r"^totals:\s*(\d+)\s*$", re.M)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -187,6 +189,31 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def environment_without_settings() -> dict[str, str]:
+    """This process's environment minus every variable the service reads: a service a test
+    starts (`python -m app.main`) reads only what the test sets."""
+    names = {f.upper() for f in Settings.model_fields}
+    return {k: v for k, v in os.environ.items() if k.upper() not in names}
+
+
+def wait_up(url: str, *, proc: subprocess.Popen[Any] | None = None, within: float = 60.0) -> bool:
+    """True once `url` answers `/health` with 200; False after `within` seconds, or as soon as
+    `proc` (the service's process, when given) has exited."""
+    import httpx2
+
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            if httpx2.get(f"{url}/health", timeout=1).status_code == 200:
+                return True
+        except httpx2.HTTPError:
+            pass
+        time.sleep(0.05)
+    return False
 
 
 class LiveApp:

@@ -18,7 +18,7 @@ import httpx2
 import pytest
 
 from app.config import Settings
-from tests.conftest import free_port
+from tests.conftest import environment_without_settings, free_port, wait_up
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,11 +86,7 @@ def test_session_and_pending_confirmation_survive_a_restart(
 
 
 def _spawn(port: int, data_dir: Path, database_url: str | None) -> subprocess.Popen[bytes]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k.upper() not in {f.upper() for f in Settings.model_fields}
-    }
+    env = environment_without_settings()
     env.update(
         {
             "PYTHONPATH": str(ROOT),
@@ -112,18 +108,6 @@ def _spawn(port: int, data_dir: Path, database_url: str | None) -> subprocess.Po
     )
 
 
-def _wait_up(url: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx2.get(f"{url}/health", timeout=1).status_code == 200:
-                return
-        except httpx2.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("service did not come up")
-
-
 @pytest.fixture
 def service(
     tmp_path: Path, store_url: str | None
@@ -135,7 +119,7 @@ def service(
         proc = _spawn(port, tmp_path / "data", store_url)
         procs.append(proc)
         url = f"http://127.0.0.1:{port}"
-        _wait_up(url)
+        assert wait_up(url), "service did not come up"
         return proc, url
 
     yield start

@@ -4,19 +4,14 @@ module reads nothing until it is called."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from app.config import Settings
-from tests.conftest import free_port
+from tests.conftest import environment_without_settings, free_port, wait_up
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,14 +29,8 @@ print("ok")
 """
 
 
-def _environment_without_settings() -> dict[str, str]:
-    """This environment minus every variable the service reads: only what a test sets counts."""
-    names = {f.upper() for f in Settings.model_fields}
-    return {k: v for k, v in os.environ.items() if k.upper() not in names}
-
-
 def _run(code: str, env_overrides: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = _environment_without_settings()
+    env = environment_without_settings()
     env.update(env_overrides)
     env["PYTHONPATH"] = str(ROOT)
     return subprocess.run(
@@ -115,7 +104,7 @@ def test_the_served_process_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     """SIGTERM (how a container runtime or systemd stops it) runs the whole shutdown: the
     lifespan's end is logged and the process ends by that signal."""
     port = free_port()
-    env = _environment_without_settings()
+    env = environment_without_settings()
     env.update(
         PYTHONPATH=str(ROOT),
         DATA_DIR=str(tmp_path),
@@ -135,11 +124,7 @@ def test_the_served_process_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        deadline = time.monotonic() + 60
-        while not _answers(port):
-            assert proc.poll() is None, proc.communicate()[0]
-            assert time.monotonic() < deadline, "no /health answer within 60 s"
-            time.sleep(0.05)
+        assert wait_up(f"http://127.0.0.1:{port}", proc=proc), "no /health answer within 60 s"
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=30)
     finally:
@@ -152,13 +137,3 @@ def test_the_served_process_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     events = [json.loads(line).get("event") for line in output.splitlines() if line.startswith("{")]
     assert "service_started" in events
     assert "service_stopped" in events
-
-
-def _answers(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
-            return int(response.status) < 500
-    except urllib.error.HTTPError as exc:
-        return exc.code < 500
-    except OSError:
-        return False

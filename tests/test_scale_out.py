@@ -18,8 +18,7 @@ import httpx2
 import pytest
 from websockets.sync.client import connect
 
-from app.config import Settings
-from tests.conftest import free_port
+from tests.conftest import environment_without_settings, free_port, wait_up
 
 ROOT = Path(__file__).resolve().parents[1]
 INTERVAL = 2.0
@@ -56,11 +55,7 @@ def instances(
 
     def start(name: str) -> Instance:
         port = free_port()
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k.upper() not in {f.upper() for f in Settings.model_fields}
-        }
+        env = environment_without_settings()
         env.update(
             {
                 "PYTHONPATH": str(ROOT),
@@ -90,14 +85,7 @@ def instances(
                 stderr=subprocess.STDOUT,
             )
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx2.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx2.HTTPError:
-                time.sleep(0.1)
-        else:
+        if not wait_up(url):
             raise AssertionError(f"{name} did not start: {(tmp_path / f'{name}.log').read_text()}")
         instance = Instance(proc, url)
         started.append(instance)

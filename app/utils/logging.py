@@ -101,7 +101,7 @@ class _LevelFilter:
     """Drops an event below `level` before any other processor runs."""
 
     def __init__(self, level: str) -> None:
-        self._min = logging.getLevelNamesMapping()[level.upper()]
+        self._min = structlog.processors.NAME_TO_LEVEL[level.lower()]
 
     def drops(self, method_name: str) -> bool:
         return structlog.processors.NAME_TO_LEVEL.get(method_name, logging.CRITICAL) < self._min
