@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import math
 import random
 import socket
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
@@ -150,6 +152,7 @@ class Lifecycle:
         extra_metrics: Callable[[], Mapping[str, float]] | None = None,
         rng: random.Random | None = None,
         sleep: Sleep = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         timing = timing or LifecycleTiming()
         self._registry = registry
@@ -189,12 +192,18 @@ class Lifecycle:
         self._extra_metrics = extra_metrics
         self._rng = rng or random.Random()
         self._sleep = sleep
+        self._clock = clock
 
         self._peers: dict[PeerName, PeerStatus] = {}
         self._unconfigured: dict[PeerName, PeerStatus] = {}
         self._reachable_known: dict[PeerName, bool] = {}
         self._needs_registration: dict[PeerName, asyncio.Event] = {}
         self._any_registered = asyncio.Event()
+        # Set once a peer's first registration attempt has ended, however it ended: the first
+        # heartbeat round waits for all of them (see _heartbeat_loop).
+        self._first_attempt_over: dict[PeerName, asyncio.Event] = {}
+        # When each peer last took a heartbeat (the clock's reading), for heartbeat_once.
+        self._beaten_at: dict[PeerName, float] = {}
         if orchestrator is not None and not orchestrator.tokens.configured:
             # Without credentials there is nothing to register, beat or poll with, and no
             # point retrying until the configuration changes: a state, not a failure.
@@ -223,6 +232,7 @@ class Lifecycle:
             event = asyncio.Event()
             event.set()
             self._needs_registration[peer] = event
+            self._first_attempt_over[peer] = asyncio.Event()
             self._spawn(self._registration_loop(peer), f"register-{peer}")
         if self._peers:
             self._spawn(self._heartbeat_loop(), "heartbeat")
@@ -274,13 +284,20 @@ class Lifecycle:
         return snapshot
 
     async def heartbeat_once(self) -> dict[str, bool]:
-        """One heartbeat round to every peer we are registered with: peer -> delivered."""
-        sample = await self._sample()
-        peers = [p for p, s in self._peers.items() if s.registered]
-        results = await asyncio.gather(*(self._heartbeat_peer(p, sample) for p in peers))
-        outcome: dict[str, bool] = {
-            peer: result == "ok" for peer, result in zip(peers, results, strict=True)
-        }
+        """One heartbeat round to every peer we are registered with: peer -> delivered.
+
+        A peer that took a heartbeat less than a quarter of an interval ago (the one right after
+        its registration) counts as beaten and is not beaten again: two beats a moment apart
+        tell the peer nothing. Skipping one puts at most 1.25 intervals between two beats."""
+        registered = [p for p, s in self._peers.items() if s.registered]
+        fresh_after = self._clock() - self._heartbeat_interval / 4
+        peers = [p for p in registered if self._beaten_at.get(p, -math.inf) <= fresh_after]
+        results: list[Literal["ok", "failed", "unknown"]] = []
+        if peers:
+            sample = await self._sample()
+            results = await asyncio.gather(*(self._heartbeat_peer(p, sample) for p in peers))
+        outcome: dict[str, bool] = dict.fromkeys(registered, True)
+        outcome.update((peer, result == "ok") for peer, result in zip(peers, results, strict=True))
         unregistered = sorted(p for p in self._peers if p not in outcome)
         log.info(
             "heartbeat_sent",
@@ -304,7 +321,10 @@ class Lifecycle:
                 self._registration_retry, retry=any_failure, sleep=self._sleep
             ):
                 with attempt:
-                    await self._register_and_beat(peer)
+                    try:
+                        await self._register_and_beat(peer)
+                    finally:
+                        self._first_attempt_over[peer].set()
 
     async def _register_and_beat(self, peer: PeerName) -> None:
         """One registration attempt; raises (so the loop backs off) when it did not hold."""
@@ -354,11 +374,18 @@ class Lifecycle:
             )
 
     async def _heartbeat_loop(self) -> None:
-        # The first beat goes out as soon as a registration succeeds, so the mesh (and the
-        # operator grepping for heartbeat_sent) sees droplet 12 alive at once, not a minute later.
+        # Each peer is beaten as soon as it has registered (_register_and_beat), so the mesh
+        # sees droplet 12 alive at once. The first round, whose `heartbeat_sent` line is the one
+        # an operator greps for, waits until every peer's first registration attempt is over, so
+        # it does not list the slower peer as unregistered a moment before that peer's
+        # registration_success line; a peer beaten a moment before is not beaten again (see
+        # heartbeat_once). A peer whose attempt failed is listed as unregistered; none holds the
+        # round past one interval.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._heartbeat_interval):
                 await self._any_registered.wait()
+                for over in self._first_attempt_over.values():
+                    await over.wait()
         while True:
             try:
                 await self.heartbeat_once()
@@ -398,6 +425,7 @@ class Lifecycle:
             await self._record(peer, exc)
             log.warning("heartbeat_failed", peer=peer, reason=exc.message)
             return "failed"
+        self._beaten_at[peer] = self._clock()
         await self._record(peer, None)
         return "ok"
 

@@ -28,6 +28,7 @@ from tests.mesh.support import (
     droplet_row,
     peers_for,
     sandbox_post,
+    set_fault,
     watching_logs,
 )
 
@@ -174,6 +175,60 @@ async def test_registers_with_both_peers_heartbeats_and_goes_inactive_on_stop(
     await lifecycle.stop()
     assert lifecycle_tasks() == []
     assert (await droplet_row(peers.orchestrator, 12)).status == "inactive"
+
+
+async def test_the_first_round_reports_both_registrations_and_beats_nobody_twice(
+    running: Any, mesh: MeshHandle
+) -> None:
+    # The Registry answers 0.4 s late, so the Orchestrator registers first. Each peer is beaten
+    # once, right after its registration; the first round's line lists both as beaten (not the
+    # Registry as unregistered) and sends no second beat a moment after the first.
+    registry = await asyncio.to_thread(mesh.count_requests, "registry")
+    orchestrator = await asyncio.to_thread(mesh.count_requests, "orchestrator")
+    await set_fault(mesh.registry_url, "slow", 0.4)
+    with watching_logs() as logs:
+        await running(heartbeat_interval=30.0)
+        first = await logs.event("heartbeat_sent")
+        events = logs.events()
+    assert first["ok"] == ["orchestrator", "registry"], first
+    assert first["unregistered"] == [] and first["failed"] == []
+    assert events.index("orchestrator_registration_success") < events.index(
+        "registry_registration_success"
+    )
+    assert registry.requests.count("POST /registry/heartbeat") == 1, registry.requests
+    assert orchestrator.requests.count("POST /droplets/12/heartbeat") == 1, orchestrator.requests
+
+
+async def test_the_first_round_names_a_peer_whose_registration_failed(
+    running: Any, mesh: MeshHandle
+) -> None:
+    await asyncio.to_thread(mesh.stop_registry)
+    with watching_logs() as logs:
+        await running(heartbeat_interval=30.0)
+        first = await logs.event("heartbeat_sent")
+        events = logs.events()
+    assert first["ok"] == ["orchestrator"] and first["unregistered"] == ["registry"], first
+    # Sent once the Registry's first attempt had failed, not an interval later.
+    assert events.index("registry_registration_failed") < events.index("heartbeat_sent")
+
+
+async def test_a_round_beats_again_a_peer_beaten_a_quarter_interval_ago(
+    running: Any, mesh: MeshHandle
+) -> None:
+    orchestrator = await asyncio.to_thread(mesh.count_requests, "orchestrator")
+    now = [0.0]
+    with watching_logs() as logs:
+        lifecycle = await running(
+            registry=None, heartbeat_interval=30.0, clock=lambda: now[0], event_feed=False
+        )
+        await logs.event("heartbeat_sent")
+    assert orchestrator.requests.count("POST /droplets/12/heartbeat") == 1
+    now[0] = 7.4  # under a quarter of the interval since the registration's beat: not again
+    assert await lifecycle.heartbeat_once() == {"orchestrator": True}
+    assert orchestrator.requests.count("POST /droplets/12/heartbeat") == 1
+    now[0] = 7.5
+    assert await lifecycle.heartbeat_once() == {"orchestrator": True}
+    assert orchestrator.requests.count("POST /droplets/12/heartbeat") == 2
 
 
 async def test_a_peer_down_at_start_is_registered_once_it_comes_up(
