@@ -120,6 +120,9 @@ def service_environment(
     # default, a listing would be counted once every few turns here (valgrind makes a turn some
     # 50 times slower) against once in thousands of turns at full speed.
     env["DIRECTORY_TTL_S"] = "86400"
+    # Likewise the poll for assigned tasks: every 10 s is a poll every few turns under valgrind.
+    # What is left by the clock (heartbeats, the server's tick) cancels out between the runs.
+    env["TASK_POLL_INTERVAL_S"] = "3600"
     return env
 
 
@@ -132,9 +135,11 @@ def count(
     cpu: int,
     log_level: str = DEFAULT_LOG_LEVEL,
     stop_with: threading.Event | None = None,
+    served: threading.Event | None = None,
 ) -> int:
     """Instructions droplet 12 (from `tree`) executes from start to stop, `sent` turns served;
-    with `stop_with`, it is stopped only once that is set, however soon its turns are done."""
+    with `stop_with`, it is stopped only once that is set, however soon its turns are done;
+    `served` is set once its turns are done, before it is stopped."""
     from sandbox.testing import start_mesh
 
     workdir.mkdir(parents=True)
@@ -170,6 +175,8 @@ def count(
         try:
             service.wait_ready(timeout=600.0)  # valgrind makes start-up some 30-60 s
             _send(port, turns, sent)
+            if served is not None:
+                served.set()
             if stop_with is not None:
                 stop_with.wait(timeout=3600.0)
         finally:
@@ -211,6 +218,9 @@ def measure(
     # The warm-up run lives as long as the longer one: what droplet 12 does by the clock
     # (heartbeats, polls, periodic sweeps) is then the same in both and drops out of the
     # difference, instead of being counted in proportion to how long the measured turns took.
+    # Both are stopped once the measured turns are served: stopping the warm-up run only after
+    # the other had stopped (callgrind writing its counts takes seconds on a busy machine) gave
+    # it seconds more of that work, more than three turns' worth once.
     measured_done = threading.Event()
 
     def run(name: str, n: int, cpu: int) -> None:
@@ -223,12 +233,13 @@ def measure(
                 cpu=cpu,
                 log_level=log_level,
                 stop_with=measured_done if name == "warm" else None,
+                served=measured_done if name == "measured" else None,
             )
         except BaseException as exc:  # reported below, after both have stopped
             errors.append(exc)
         finally:
             if name == "measured":
-                measured_done.set()
+                measured_done.set()  # also when it failed: the warm-up run must not wait
 
     cores = sorted(os.sched_getaffinity(0))  # one core: both on it (slower, same counts)
     threads = [

@@ -238,10 +238,13 @@ def _placeholders(text: str) -> tuple[str, list[str], list[str]]:
     return text, urls, quotes
 
 
+_MOST_EDITS = 2
+
+
 def _edit_limit(length: int) -> int:
     """How many edits a typo may be from the word meant. Two only in long words: "purple" is
     not a misspelt "purge"."""
-    return 1 if length <= 7 else 2
+    return 1 if length <= 7 else _MOST_EDITS
 
 
 class Vocabulary(frozenset[str]):
@@ -261,7 +264,8 @@ class Vocabulary(frozenset[str]):
         longest = max(map(len, made), default=0)
         made.by_length = tuple(
             tuple(w for w in made.choices if abs(len(w) - length) <= _edit_limit(length))
-            for length in range(longest + _edit_limit(longest) + 1)
+            # A word up to _MOST_EDITS longer than the longest choice may still reach it.
+            for length in range(longest + _MOST_EDITS + 1)
         )
         return made
 

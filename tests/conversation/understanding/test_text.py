@@ -4,7 +4,7 @@ URLs and quotes, each token keeping where it came from."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from rapidfuzz.distance import OSA
 from rapidfuzz.process import extractOne
@@ -201,6 +201,12 @@ def test_words_are_never_corrected_away_from_what_they_are(word: str) -> None:
     assert parsed.typos == 0
 
 
+def test_a_long_typo_of_the_longest_word_is_corrected() -> None:
+    # Two edits (a doubled first and last letter) are allowed in a word of eight letters,
+    # which makes it longer than any word of the vocabulary.
+    assert Vocabulary({"status", "task"}).correction("sstatuss") == "status"
+
+
 def test_without_a_vocabulary_nothing_is_corrected() -> None:
     parsed = tokenize("cancle task 7")
     assert parsed.words[0] == "cancle"
@@ -212,6 +218,8 @@ def test_without_a_vocabulary_nothing_is_corrected() -> None:
     st.frozensets(st.text(alphabet="abc", min_size=1, max_size=10), max_size=40),
     st.text(alphabet="abc", min_size=4, max_size=12),
 )
+# A word two edits longer than the longest choice (found by this test in CI).
+@example(frozenset({"aaaaaa"}), "aaaaaaaa")
 def test_a_correction_is_the_nearest_of_all_choices(vocabulary: frozenset[str], word: str) -> None:
     """Vocabulary.correction searches by length and first letter; the answer is the same as
     searching every choice (a small alphabet makes many ties)."""
