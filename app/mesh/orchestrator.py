@@ -60,7 +60,7 @@ from app.mesh.tokens import (
     claimed_times,
     pre_issued,
 )
-from app.utils.http_transport import outbound_client
+from app.utils.http_transport import SharedTls, outbound_client
 from app.utils.retry import RetryPolicy, Sleep
 from app.utils.time import isoformat_z, parse_timestamp, utcnow
 
@@ -297,7 +297,7 @@ class OrchestratorClient:
         timeout: float = 5.0,
         droplet_id: int = 12,
         client: httpx2.AsyncClient | None = None,
-        tls: ssl.SSLContext | None = None,
+        tls: ssl.SSLContext | SharedTls | None = None,
         retry_policy: RetryPolicy | None = None,
         failure_threshold: int = 5,
         reset_timeout: float = 30.0,

@@ -26,7 +26,7 @@ from app.mesh.peer_http import PeerResponse, exchange
 from app.mesh.peers import PeerNotFound, PeerRejected, PeerUnavailable
 from app.mesh.resilience import PEER_RETRY, CircuitBreaker, Clock, send
 from app.mesh.tokens import IssuedToken, claimed_times
-from app.utils.http_transport import outbound_client
+from app.utils.http_transport import SharedTls, outbound_client
 from app.utils.retry import RetryPolicy, Sleep
 from app.utils.time import parse_timestamp
 
@@ -90,7 +90,7 @@ class RegistryClient:
         api_key: str,
         timeout: float = 5.0,
         client: httpx2.AsyncClient | None = None,
-        tls: ssl.SSLContext | None = None,
+        tls: ssl.SSLContext | SharedTls | None = None,
         retry_policy: RetryPolicy | None = None,
         failure_threshold: int = 5,
         reset_timeout: float = 30.0,

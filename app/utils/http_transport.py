@@ -60,6 +60,23 @@ def parsed_url(url: str) -> httpx2.URL:
     return httpx2.URL(url)
 
 
+class SharedTls:
+    """A TLS context that several clients share, made by the first https request that needs it
+    (httpx2's: the CA bundle, SSL_CERT_FILE and SSL_CERT_DIR, as read then). Making one loads
+    the CA bundle and imports httpcore2 for its defaults, ~50 ms that start-up paid before
+    `/health` answered, though the mesh is usually plain http (docs/performance.md, the
+    eighteenth session)."""
+
+    def __init__(self, verify: ssl.SSLContext | bool = True) -> None:
+        self._verify = verify
+        self._context: ssl.SSLContext | None = None
+
+    def context(self) -> ssl.SSLContext:
+        if self._context is None:
+            self._context = httpx2.create_ssl_context(verify=self._verify)
+        return self._context
+
+
 @contextmanager
 def _as_httpx(request: httpx2.Request) -> Iterator[None]:
     """aiohttp's errors as the httpx2 errors callers catch (most specific first)."""
@@ -105,10 +122,14 @@ class _Body(httpx2.AsyncByteStream):
 class AiohttpTransport(httpx2.AsyncBaseTransport):
     """An httpx2 transport on one `aiohttp.ClientSession` (see the module docstring)."""
 
-    def __init__(self, *, verify: ssl.SSLContext | bool = True) -> None:
-        # Built now, not per connection: loading the CA bundle takes ~30 ms.
-        self._tls = httpx2.create_ssl_context(verify=verify)
+    def __init__(self, *, verify: ssl.SSLContext | bool | SharedTls = True) -> None:
+        self._tls = verify if isinstance(verify, SharedTls) else SharedTls(verify)
         self._session: aiohttp.ClientSession | None = None
+
+    def _tls_for(self, url: httpx2.URL) -> ssl.SSLContext | bool:
+        """The TLS context for an https URL; for http, aiohttp's default (True), which it
+        ignores."""
+        return self._tls.context() if url.scheme == "https" else True
 
     def _open(self) -> aiohttp.ClientSession:
         # Made on first use: a session belongs to the event loop it is made in.
@@ -116,7 +137,6 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
             import aiohttp  # see the module docstring
 
             connector = aiohttp.TCPConnector(
-                ssl=self._tls,
                 limit=_LIMITS.max_connections or 0,
                 limit_per_host=0,
                 keepalive_timeout=_LIMITS.keepalive_expiry or 0.0,
@@ -156,6 +176,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
                 data=body or None,
                 allow_redirects=False,
                 timeout=timeout,
+                ssl=self._tls_for(request.url),
             )
         reason = response.reason or ""
         return httpx2.Response(
@@ -174,9 +195,12 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
             await session.close()
 
 
-def outbound_client(*, timeout: float, verify: ssl.SSLContext | bool = True) -> httpx2.AsyncClient:
+def outbound_client(
+    *, timeout: float, verify: ssl.SSLContext | bool | SharedTls = True
+) -> httpx2.AsyncClient:
     """An httpx2 client on `AiohttpTransport`, or, where the environment names a proxy, on
     httpx2's own transport, which routes through it (as httpx2 reads them: urllib's rules)."""
     if urllib.request.getproxies():
-        return httpx2.AsyncClient(timeout=timeout, verify=verify)
+        tls = verify.context() if isinstance(verify, SharedTls) else verify
+        return httpx2.AsyncClient(timeout=timeout, verify=tls)
     return httpx2.AsyncClient(timeout=timeout, transport=AiohttpTransport(verify=verify))

@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-import httpx2
-
 from app import __version__
 from app.config import Settings
 from app.mesh.directory import DropletDirectory
@@ -27,6 +25,7 @@ from app.mesh.lifecycle import (
 )
 from app.mesh.orchestrator import OrchestratorClient, OrchestratorCredentials
 from app.mesh.registry import RegistryClient
+from app.utils.http_transport import SharedTls
 
 LeaderDuty = Callable[[], Coroutine[Any, Any, None]]
 """A loop only the leader runs (until cancelled), such as the watch checks."""
@@ -64,9 +63,9 @@ def _secret(value: Any) -> str | None:
 
 
 def build_mesh(settings: Settings) -> MeshParts:
-    # One TLS context for both peers' clients: each would otherwise load the CA bundle again
-    # (~35 ms of start-up apiece).
-    tls = httpx2.create_ssl_context()
+    # One TLS context for both peers' clients, made by the first https request: each would
+    # otherwise load the CA bundle again, and start-up would pay for it (SharedTls).
+    tls = SharedTls()
     registry: RegistryClient | None = None
     if settings.mesh_enabled or settings.registry_public_key_url:
         # The Registry's adapter also fetches the key for inbound JWTs, mesh or no mesh.

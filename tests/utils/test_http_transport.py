@@ -12,13 +12,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
 
 from app.config import Settings
 from app.conversation.planners.llm_http import new_client
-from app.utils.http_transport import AiohttpTransport, outbound_client, parsed_url
+from app.utils.http_transport import AiohttpTransport, SharedTls, outbound_client, parsed_url
 from app.wiring.mesh import build_mesh
 from tests.fakes.certs import self_signed
 from tests.fakes.fixed_answer import answer, fixed_answer
@@ -370,3 +371,33 @@ async def test_without_a_proxy_the_client_is_on_aiohttp(no_proxy: None) -> None:
     async with fixed_answer(BODY) as base_url, outbound_client(timeout=5.0) as client:
         assert _on_aiohttp(client)
         assert (await client.get(f"{base_url}/any")).json() == {"status": "ok"}
+
+
+async def test_a_tls_context_is_made_by_the_first_https_request_and_shared(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Making one costs ~50 ms, which start-up paid for every client (plain http included).
+    made: list[object] = []
+    create = httpx2.create_ssl_context
+
+    def counting(**kwargs: Any) -> ssl.SSLContext:
+        made.append(kwargs.get("verify"))
+        return create(**kwargs)
+
+    monkeypatch.setattr(httpx2, "create_ssl_context", counting)
+    cert, key = self_signed(tmp_path)
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_side.load_cert_chain(cert, key)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # read when the context is made
+    shared = SharedTls()
+    async with (
+        httpx2.AsyncClient(transport=AiohttpTransport(verify=shared)) as one,
+        httpx2.AsyncClient(transport=AiohttpTransport(verify=shared)) as other,
+    ):
+        async with fixed_answer(BODY) as plain_url:
+            assert (await one.get(f"{plain_url}/one")).status_code == 200
+        assert made == []
+        async with fixed_answer(BODY, tls=server_side) as tls_url:
+            for client in (one, other, one):
+                assert (await client.get(f"{tls_url}/one")).json() == {"status": "ok"}
+    assert made == [True]
