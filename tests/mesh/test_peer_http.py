@@ -52,3 +52,40 @@ async def test_peer_requests_do_not_search_sys_path(
             )
             assert response.status_code == 200
     assert finder.searches == []
+
+
+@pytest.mark.parametrize(
+    ("url", "params", "sent"),
+    [
+        (
+            "http://peer/tasks",
+            {"limit": 50, "offset": 0, "status": "in progress"},
+            "http://peer/tasks?limit=50&offset=0&status=in+progress",
+        ),
+        (
+            "http://peer/tasks",
+            {"flag": True, "ratio": 1.5, "text": "a&b=c/d?é+%"},
+            "http://peer/tasks?flag=true&ratio=1.5&text=a%26b%3Dc%2Fd%3F%C3%A9%2B%25",
+        ),
+        (
+            "http://peer/tasks?status=failed",
+            {"limit": 5, "status": "done"},
+            "http://peer/tasks?limit=5&status=done",
+        ),
+    ],
+)
+async def test_a_query_reaches_the_peer_as_httpx2_encodes_params(
+    url: str, params: dict[str, str | int | float], sent: str
+) -> None:
+    # exchange encodes `params` into a URL it parses once; the peer must see what httpx2's own
+    # `params=` would have sent, a URL that already has a query included.
+    seen: list[httpx2.URL] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request.url)
+        return httpx2.Response(200, json={"ok": True})
+
+    async with httpx2.AsyncClient(transport=httpx2.MockTransport(handler)) as client:
+        await exchange(client, "GET", url, peer="orchestrator", label="x", params=params)
+        await client.get(url, params=params)
+    assert seen[0] == seen[1] == httpx2.URL(sent), seen
