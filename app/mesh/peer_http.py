@@ -47,8 +47,8 @@ async def exchange(
     `accept_text` returns a 2xx body that is not JSON as text (a published PEM)."""
     if params and "?" not in url:
         # The query encoded as httpx2 encodes `params=` (its QueryParams), into a URL parsed
-        # once: merging `params=` into the URL took httpx2 ~54 us per request, the encoding
-        # alone ~12 (docs/performance.md, the eighteenth session).
+        # once: httpx2 merging `params=` into the URL on every request cost more, ~20 of an
+        # exchange's ~120 us besides the network (docs/performance.md, the eighteenth session).
         url, params = f"{url}?{httpx2.QueryParams(params)}", None
     try:
         response = await client.request(
