@@ -8,6 +8,7 @@ import asyncio
 import gzip
 import json
 import ssl
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -401,3 +402,27 @@ async def test_a_tls_context_is_made_by_the_first_https_request_and_shared(
             for client in (one, other, one):
                 assert (await client.get(f"{tls_url}/one")).json() == {"status": "ok"}
     assert made == [True]
+
+
+async def test_making_the_tls_context_does_not_hold_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Made on a worker thread: the loop goes on while the CA bundle loads. Here the making
+    # waits until the loop has run on; made on the loop itself, it would wait for ever.
+    create = httpx2.create_ssl_context
+    started, release = threading.Event(), threading.Event()
+
+    def waiting(**kwargs: Any) -> ssl.SSLContext:
+        started.set()
+        if not release.wait(timeout=10):
+            raise TimeoutError("the event loop was held")
+        return create(**kwargs)
+
+    monkeypatch.setattr(httpx2, "create_ssl_context", waiting)
+    shared = SharedTls()
+    making = asyncio.create_task(shared.made())
+    assert await asyncio.to_thread(started.wait, 10)
+    release.set()
+    context = await making
+    assert isinstance(context, ssl.SSLContext)
+    assert await shared.made() is context
