@@ -81,12 +81,10 @@ class SharedTls:
         """`context()`, made on a worker thread the first time, so the event loop is not held
         while the CA bundle loads (OpenSSL lets go of the GIL for that: a 1 ms ticker on the
         loop saw gaps of 7-16 ms at most, against 75-84 ms when made on the loop). Two first
-        requests at once may both make one; the first kept wins."""
+        requests at once may both make one; the one kept is what both get."""
         if self._context is None:
-            made = await asyncio.to_thread(httpx2.create_ssl_context, verify=self._verify)
-            if self._context is None:
-                self._context = made
-        return self._context
+            await asyncio.to_thread(self.context)
+        return self.context()
 
 
 @contextmanager
