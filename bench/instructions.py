@@ -13,10 +13,11 @@ droplet 12 runs as `python -m app.main` under callgrind twice, each against a sa
 its own in this process: once for a warm-up of W turns, once for the same warm-up and then N
 measured turns. One client, one keep-alive connection, one session per run; PYTHONHASHSEED=0
 so both start alike. The difference over N is what one turn costs, start-up excluded. The two
-runs of a pair go at once, one per core, and the warm-up run is stopped only when the other is
-done, so work droplet 12 does by the clock cancels out; the droplet listing is fetched once
-(DIRECTORY_TTL_S, a setting a tree before it ignores). Only droplet 12's process is counted:
-the mesh (and the Orchestrator's work for the write pair) and the client are in this process.
+runs of a pair go at once, one per core, and each lives as long after its first answer as the
+other (`Lifetimes`), so work droplet 12 does by the clock cancels out; the droplet listing is
+fetched once (DIRECTORY_TTL_S, a setting a tree before it ignores). Only droplet 12's process
+is counted: the mesh (and the Orchestrator's work for the write pair) and the client are in
+this process.
 
 The log level is `make bench`'s (WARNING) unless `--log-level` says otherwise: INFO, the
 shipped default, adds each turn's two log lines (`http_request`, `chat_turn`).
@@ -36,6 +37,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,6 +128,47 @@ def service_environment(
     return env
 
 
+class Lifetimes:
+    """When each run of a pair stops: as long after its first answer as the other run.
+
+    Idle, droplet 12 under callgrind executes some 1.5 M instructions a second by the clock
+    (the server's tick, health probes, sweeps), half a read turn. Stopping both runs at the
+    same moment left that work in the difference: under a CI run's load their start-ups ended
+    up to some 15 s apart, and the warm-up run, answering first, counted more than the run with
+    three more turns. Each run reports when it first answered and when its turns were served;
+    once both have, each lives on until it has lived as long as the first to answer has by
+    then. That one stops at once; the other waits as long as their start-ups differed."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self._names = frozenset(names)
+        self._spans: dict[str, tuple[float, float]] = {}
+        self._failed = False
+        self._changed = threading.Condition()
+
+    def served(self, name: str, *, ready_at: float, served_at: float) -> None:
+        with self._changed:
+            self._spans[name] = (ready_at, served_at)
+            self._changed.notify_all()
+
+    def failed(self) -> None:
+        """A run failed: the other stops without waiting for it."""
+        with self._changed:
+            self._failed = True
+            self._changed.notify_all()
+
+    def stop_at(self, name: str, timeout: float = 3600.0) -> float:
+        """The monotonic time `name` is to stop (its served time if the other run failed)."""
+        with self._changed:
+            self._changed.wait_for(
+                lambda: self._failed or self._names <= self._spans.keys(), timeout
+            )
+            ready_at, served_at = self._spans[name]
+            if self._failed or not self._names <= self._spans.keys():
+                return served_at
+            spans = self._spans.values()
+            return ready_at + max(end for _, end in spans) - min(start for start, _ in spans)
+
+
 def count(
     *,
     tree: Path,
@@ -134,12 +177,11 @@ def count(
     workdir: Path,
     cpu: int,
     log_level: str = DEFAULT_LOG_LEVEL,
-    stop_with: threading.Event | None = None,
-    served: threading.Event | None = None,
+    lifetimes: Lifetimes | None = None,
+    name: str = "",
 ) -> int:
     """Instructions droplet 12 (from `tree`) executes from start to stop, `sent` turns served;
-    with `stop_with`, it is stopped only once that is set, however soon its turns are done;
-    `served` is set once its turns are done, before it is stopped."""
+    with `lifetimes`, it is stopped when they say for `name`, however soon its turns are done."""
     from sandbox.testing import start_mesh
 
     workdir.mkdir(parents=True)
@@ -174,11 +216,15 @@ def count(
         service.start()
         try:
             service.wait_ready(timeout=600.0)  # valgrind makes start-up some 30-60 s
+            ready_at = time.monotonic()
             _send(port, turns, sent)
-            if served is not None:
-                served.set()
-            if stop_with is not None:
-                stop_with.wait(timeout=3600.0)
+            if lifetimes is not None:
+                lifetimes.served(name, ready_at=ready_at, served_at=time.monotonic())
+                time.sleep(max(0.0, lifetimes.stop_at(name) - time.monotonic()))
+        except BaseException:
+            if lifetimes is not None:
+                lifetimes.failed()  # the other run must not wait for this one
+            raise
         finally:
             service.stop(timeout=120.0)  # SIGTERM, so callgrind writes its counts
     finally:
@@ -215,13 +261,8 @@ def measure(
     results: dict[str, int] = {}
     errors: list[BaseException] = []
 
-    # The warm-up run lives as long as the longer one: what droplet 12 does by the clock
-    # (heartbeats, polls, periodic sweeps) is then the same in both and drops out of the
-    # difference, instead of being counted in proportion to how long the measured turns took.
-    # Both are stopped once the measured turns are served: stopping the warm-up run only after
-    # the other had stopped (callgrind writing its counts takes seconds on a busy machine) gave
-    # it seconds more of that work, more than three turns' worth once.
-    measured_done = threading.Event()
+    # Both runs live equally long after their first answer (Lifetimes says why).
+    lifetimes = Lifetimes(("warm", "measured"))
 
     def run(name: str, n: int, cpu: int) -> None:
         try:
@@ -232,14 +273,11 @@ def measure(
                 workdir=workdir / f"{scenario}-{name}",
                 cpu=cpu,
                 log_level=log_level,
-                stop_with=measured_done if name == "warm" else None,
-                served=measured_done if name == "measured" else None,
+                lifetimes=lifetimes,
+                name=name,
             )
         except BaseException as exc:  # reported below, after both have stopped
             errors.append(exc)
-        finally:
-            if name == "measured":
-                measured_done.set()  # also when it failed: the warm-up run must not wait
 
     cores = sorted(os.sched_getaffinity(0))  # one core: both on it (slower, same counts)
     threads = [
