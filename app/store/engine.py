@@ -1,5 +1,8 @@
 """Engines for the session store: URL normalisation, SQLite pragmas and transaction control.
 
+PostgreSQL: a connection is pinged at checkout only when it has been idle in the pool for more
+than `ping_after_idle_s` (1 s; `_install_idle_ping` says why), instead of at every checkout.
+
 SQLite notes (why the hooks below exist):
 - WAL lets readers run while one writer writes; busy_timeout makes a second writer wait for the
   lock instead of failing at once.
@@ -11,17 +14,18 @@ SQLite notes (why the hooks below exist):
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, event, exc
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -31,6 +35,9 @@ if TYPE_CHECKING:
 # Execution option carried by the store's write engine; read by the "begin" hook.
 WRITE_OPTION = "chat_store_write"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+PING_AFTER_IDLE_S = 1.0
+"""A pooled PostgreSQL connection idle longer than this is pinged before it is handed out."""
+_IDLE_SINCE = "chat_store_idle_since"
 
 _DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -39,6 +46,19 @@ _DRIVERS = {
     "postgresql": "postgresql+asyncpg",
     "postgresql+asyncpg": "postgresql+asyncpg",
 }
+
+
+class StaleConnection(exc.OperationalError):
+    """A pooled PostgreSQL connection was found closed at its first statement, before anything
+    that could change or lock a row had reached the server: safe to try again on another."""
+
+
+async def invalidate_pool(conn: AsyncConnection) -> None:
+    """After a direct driver call found `conn` closed: one statement through SQLAlchemy, which
+    then sees the disconnect and invalidates the whole pool, as a failed ping does, so the
+    next checkout gets a new connection rather than another one closed by the same restart."""
+    with contextlib.suppress(exc.DBAPIError):
+        await conn.exec_driver_sql("SELECT 1")
 
 
 class UnsupportedDatabase(ValueError):
@@ -87,6 +107,8 @@ def build_engine(
     pool_size: int = 10,
     max_overflow: int = 20,
     isolation_level: str | None = None,
+    ping_after_idle_s: float = PING_AFTER_IDLE_S,
+    clock: Callable[[], float] = time.monotonic,
 ) -> AsyncEngine:
     """An engine with the store's conventions; the SQLite file's directory is created."""
     options: dict[str, Any] = {"connect_args": dict(connect_args or {})}
@@ -95,14 +117,52 @@ def build_engine(
         path.parent.mkdir(parents=True, exist_ok=True)
         # sqlite3's own timeout is what makes a connection wait for a lock held elsewhere.
         options["connect_args"].setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
-    else:
-        options["pool_pre_ping"] = True
-        if isolation_level is not None:
-            options["isolation_level"] = isolation_level
+    elif isolation_level is not None:
+        options["isolation_level"] = isolation_level
     engine = create_async_engine(url, pool_size=pool_size, max_overflow=max_overflow, **options)
     if path is not None:
         _install_sqlite_hooks(engine)
+    else:
+        _install_idle_ping(engine, after_idle_s=ping_after_idle_s, clock=clock)
     return engine
+
+
+def _install_idle_ping(
+    engine: AsyncEngine, *, after_idle_s: float, clock: Callable[[], float]
+) -> None:
+    """Ping a pooled connection at checkout only if it has sat idle for `after_idle_s`.
+
+    Why not `pool_pre_ping`: it pings at every checkout, and a turn checks out two
+    connections (its session lock's and its write's), so at one client it was two of a turn's
+    nine round trips to PostgreSQL, each a wake-up of the event loop. A connection checked in
+    less than a second ago is as good as pinged (HikariCP's `aliveBypassWindowMs`, 0.5 s, is
+    the same trade); one idle longer, which a restart or a dropped link may have closed, is
+    pinged as before. A failed ping invalidates the pool, as `pool_pre_ping` does, and the
+    checkout goes on with a new connection. A fresh connection is not pinged (its record's
+    `info` is cleared when it is replaced). A connection closed under a turn within the window
+    is found at the turn's first statement (its lock, its transaction's BEGIN), which is then
+    retried once on a new connection (`StaleConnection`), so a restart costs no turn.
+    """
+    dialect = engine.sync_engine.dialect
+
+    def checked_in(dbapi_connection: DBAPIConnection | None, record: ConnectionPoolEntry) -> None:
+        record.info[_IDLE_SINCE] = clock()
+
+    def checked_out(
+        dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry, proxy: object
+    ) -> None:
+        idle_since = record.info.pop(_IDLE_SINCE, None)
+        if idle_since is None or clock() - idle_since <= after_idle_s:
+            return
+        try:
+            alive = dialect.do_ping(dbapi_connection)
+        except Exception as err:
+            raise exc.InvalidatePoolError(f"ping after {clock() - idle_since:.1f} s idle") from err
+        if not alive:
+            raise exc.InvalidatePoolError("ping failed")
+
+    event.listen(engine.sync_engine, "checkin", checked_in)
+    event.listen(engine.sync_engine, "checkout", checked_out)
 
 
 def enable_wal(path: Path, *, wait_seconds: float = SQLITE_BUSY_TIMEOUT_MS / 1000) -> None:

@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, Protocol
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.store.engine import StaleConnection, invalidate_pool
+
 if TYPE_CHECKING:  # asyncpg is imported by SQLAlchemy's dialect only when PostgreSQL is used
     from asyncpg import Connection as DriverConnection
 
@@ -89,16 +91,12 @@ class PostgresAdvisoryLocks:
 
     async def acquire(self, key: str) -> Release:
         lock_id = advisory_key(key)
-        conn = await self._engine.connect()
         try:
-            driver: DriverConnection | None = (await conn.get_raw_connection()).driver_connection
-            assert driver is not None  # a checked-out connection always has its driver
-            await driver.fetchval(_LOCK, lock_id)
-        except BaseException:
-            # Cancelled or failed mid-wait: the server may still grant the lock to this
-            # backend, so end the backend rather than return it to the pool.
-            await _discard(conn)
-            raise
+            conn, driver = await self._lock(lock_id)
+        except StaleConnection:
+            # Closed while it sat in the pool and not pinged, having been used within the
+            # last second (app/store/engine.py); the pool is invalidated: once more.
+            conn, driver = await self._lock(lock_id)
 
         self._held[key] = driver
 
@@ -117,6 +115,28 @@ class PostgresAdvisoryLocks:
             await conn.close()
 
         return release
+
+    async def _lock(self, lock_id: int) -> tuple[AsyncConnection, DriverConnection]:
+        conn = await self._engine.connect()
+        driver: DriverConnection | None = None
+        try:
+            driver = (await conn.get_raw_connection()).driver_connection
+            assert driver is not None  # a checked-out connection always has its driver
+            await driver.fetchval(_LOCK, lock_id)
+        except Exception as exc:
+            if driver is not None and driver.is_closed():
+                # The backend is gone, and any lock with it.
+                await invalidate_pool(conn)
+                await _discard(conn)
+                raise StaleConnection("session lock", None, exc) from exc
+            await _discard(conn)
+            raise
+        except BaseException:
+            # Cancelled mid-wait: the server may still grant the lock to this backend, so end
+            # the backend rather than return it to the pool.
+            await _discard(conn)
+            raise
+        return conn, driver
 
 
 _LOCK = "SELECT pg_advisory_lock($1)"

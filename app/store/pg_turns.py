@@ -6,11 +6,11 @@ per-execution work (compiling from the cache, binding, the asyncpg adapter's wra
 about as much CPU as the rest of a read turn. Here the statements are constant text that asyncpg
 prepares once per connection, and the whole batch is one transaction, as before.
 
-The connection still comes from the store's engine (its pool, pre-ping and settings), and
-values are stored exactly as SQLAlchemy stores them (JSON as `json.dumps` text, timestamps
-timezone-aware, SQL NULL for no pending action), so every other read sees the same rows; a
-test compares the two. Errors are raised as SQLAlchemy's exception types, so callers keep one
-contract whichever path wrote the row.
+The connection still comes from the store's engine (its pool, its ping after an idle spell,
+its settings), and values are stored exactly as SQLAlchemy stores them (JSON as `json.dumps`
+text, timestamps timezone-aware, SQL NULL for no pending action), so every other read sees the
+same rows; a test compares the two. Errors are raised as SQLAlchemy's exception types, so
+callers keep one contract whichever path wrote the row.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from app.store.engine import StaleConnection
 from app.store.turns import Created, MissingSession, TurnCommitted, TurnWrite, committed
 
 if TYPE_CHECKING:
@@ -60,18 +61,24 @@ async def write_batch(
     driver: Connection, batch: Sequence[TurnWrite]
 ) -> list[TurnCommitted | BaseException]:
     """Write `batch` in one transaction; one result per turn. Raises SQLAlchemy's
-    IntegrityError or OperationalError when the transaction fails."""
+    IntegrityError or OperationalError when the transaction fails, StaleConnection (an
+    OperationalError) when the connection was closed before the transaction began."""
     import asyncpg  # imported with the PostgreSQL driver only
 
     if driver.is_in_transaction():
         # Our transaction would be a savepoint inside someone else's, committed with theirs.
         raise RuntimeError("the turn writer's connection is already in a transaction")
+    begun = False
     try:
         async with driver.transaction():
+            begun = True
             return [await _write_one(driver, turn) for turn in batch]
     except asyncpg.IntegrityConstraintViolationError as exc:
         raise IntegrityError("turn batch", None, exc) from exc
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        if not begun and driver.is_closed():
+            # Closed before BEGIN reached the server: nothing of the batch was written.
+            raise StaleConnection("turn batch", None, exc) from exc
         raise OperationalError("turn batch", None, exc) from exc
 
 

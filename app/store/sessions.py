@@ -55,9 +55,12 @@ from app.store.backup import (
     open_marker_for,
 )
 from app.store.engine import (
+    PING_AFTER_IDLE_S,
+    StaleConnection,
     build_engine,
     enable_wal,
     insert_for,
+    invalidate_pool,
     normalise_url,
     safe_url,
     sqlite_path,
@@ -136,6 +139,7 @@ class SessionStore:
         lock_pool_size: int = 10,
         instance_id: str | None = None,
         live_sessions: int = LIVE_SESSIONS_MAX,
+        ping_after_idle_s: float = PING_AFTER_IDLE_S,
     ) -> None:
         """`history_window`: messages given to the planner by default (every turn is stored).
 
@@ -145,6 +149,8 @@ class SessionStore:
         `connect_args` go to the driver (e.g. asyncpg `server_settings`, `ssl`).
         `lock_pool_size`: PostgreSQL connections kept for per-session locks (each turn in
         flight holds one; more are opened on demand).
+        `ping_after_idle_s`: a pooled PostgreSQL connection idle longer is pinged before use
+        (app/store/engine.py).
         """
         if history_window < 0:
             raise ValueError("history_window must be >= 0")
@@ -156,6 +162,7 @@ class SessionStore:
         self._connect_args = dict(connect_args or {})
         self._pool_size = pool_size
         self._lock_pool_size = lock_pool_size
+        self._ping_after_idle_s = ping_after_idle_s
         self.instance_id = instance_id
         self._engine: AsyncEngine | None = None
         self._writer: AsyncEngine | None = None
@@ -219,6 +226,7 @@ class SessionStore:
             connect_args=self._connect_args,
             pool_size=self._pool_size,
             max_overflow=self._pool_size * 2,
+            ping_after_idle_s=self._ping_after_idle_s,
         )
         self._engine = engine
         self._writer = write_engine(engine)
@@ -237,6 +245,7 @@ class SessionStore:
                 pool_size=self._lock_pool_size,
                 max_overflow=self._lock_pool_size * 4,
                 isolation_level="AUTOCOMMIT",
+                ping_after_idle_s=self._ping_after_idle_s,
             )
             self._pg_locks = PostgresAdvisoryLocks(engine=self._lock_engine)
             self._locks = SessionLocks(cross_process=self._pg_locks)
@@ -541,19 +550,34 @@ class SessionStore:
     async def _write_turns(self, batch: Sequence[TurnWrite]) -> list[TurnCommitted | BaseException]:
         """Group commit's batch function for PostgreSQL: constant SQL on the asyncpg driver of
         a connection from the write engine (app/store/pg_turns.py says why)."""
-        if self._writer is None:
-            raise StoreNotOpen()
         try:
-            async with self._writer.connect() as conn:
-                driver = (await conn.get_raw_connection()).driver_connection
-                assert driver is not None  # a checked-out connection always has its driver
-                return await pg_turns.write_batch(driver, batch)
+            try:
+                return await self._write_pg_batch(batch)
+            except StaleConnection:
+                # Closed while it sat in the pool (a restart, a dropped link) and not pinged,
+                # having been used within the last second (app/store/engine.py): nothing was
+                # written, and the pool has been invalidated, so once more on a new connection.
+                return await self._write_pg_batch(batch)
         except SQLAlchemyError as exc:
             if len(batch) == 1 or not isinstance(exc, IntegrityError):
                 # The database itself failed: every turn of the batch gets the error.
                 return [exc] * len(batch)
             # One bad turn must not take the others with it: write each alone.
             return [(await self._write_turns([turn]))[0] for turn in batch]
+
+    async def _write_pg_batch(
+        self, batch: Sequence[TurnWrite]
+    ) -> list[TurnCommitted | BaseException]:
+        if self._writer is None:
+            raise StoreNotOpen()
+        async with self._writer.connect() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            assert driver is not None  # a checked-out connection always has its driver
+            try:
+                return await pg_turns.write_batch(driver, batch)
+            except StaleConnection:
+                await invalidate_pool(conn)
+                raise
 
     async def append_notification(
         self,

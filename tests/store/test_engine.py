@@ -1,17 +1,23 @@
-"""Database URL handling for the session store."""
+"""Database URL handling for the session store, and its PostgreSQL pool's pings."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import asyncpg
 import pytest
+from sqlalchemy import text
 
 from app.store.engine import (
+    PING_AFTER_IDLE_S,
     UnsupportedDatabase,
+    build_engine,
     normalise_url,
     safe_url,
     sqlite_path,
 )
+from tests.conftest import PG_ADMIN_URL
 
 
 @pytest.mark.parametrize(
@@ -41,3 +47,107 @@ def test_sqlite_path_and_safe_url() -> None:
     assert sqlite_path(normalise_url("sqlite:////abs/chat.db")) == Path("/abs/chat.db")
     assert sqlite_path(normalise_url("postgresql://u@h/db")) is None
     assert "secret" not in safe_url(normalise_url("postgresql://u:secret@h/db"))
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def _activity(pid: int) -> tuple[str, object]:
+    """What PostgreSQL last ran on backend `pid` and when its state last changed, read over a
+    connection of the test's own: a ping changes both."""
+    conn = await asyncpg.connect(os.environ.get("TEST_PG_ADMIN_URL", PG_ADMIN_URL))
+    try:
+        row = await conn.fetchrow(
+            "SELECT query, state_change FROM pg_stat_activity WHERE pid = $1", pid
+        )
+        assert row is not None
+        return str(row["query"]), row["state_change"]
+    finally:
+        await conn.close()
+
+
+async def _terminate(pid: int) -> None:
+    conn = await asyncpg.connect(os.environ.get("TEST_PG_ADMIN_URL", PG_ADMIN_URL))
+    try:
+        assert await conn.fetchval("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await conn.close()
+
+
+_PID = text("SELECT pg_backend_pid()")
+
+
+ISOLATION_LEVELS = pytest.mark.parametrize("isolation_level", [None, "AUTOCOMMIT"])
+
+
+@ISOLATION_LEVELS
+async def test_a_connection_back_in_the_pool_within_the_window_is_not_pinged(
+    pg_database_url: str, isolation_level: str | None
+) -> None:
+    clock = FakeClock()
+    engine = build_engine(
+        normalise_url(pg_database_url), pool_size=1, isolation_level=isolation_level, clock=clock
+    )
+    try:
+        async with engine.connect() as conn:
+            pid = (await conn.execute(_PID)).scalar_one()
+        before = await _activity(pid)
+        clock.now += PING_AFTER_IDLE_S  # idle exactly as long as the window: no ping
+        async with engine.connect() as conn:
+            assert await _activity(pid) == before
+            assert (await conn.execute(_PID)).scalar_one() == pid
+    finally:
+        await engine.dispose()
+
+
+@ISOLATION_LEVELS
+async def test_a_connection_idle_past_the_window_is_pinged_first(
+    pg_database_url: str, isolation_level: str | None
+) -> None:
+    clock = FakeClock()
+    engine = build_engine(
+        normalise_url(pg_database_url), pool_size=1, isolation_level=isolation_level, clock=clock
+    )
+    try:
+        async with engine.connect() as conn:
+            pid = (await conn.execute(_PID)).scalar_one()
+        before = await _activity(pid)
+        clock.now += PING_AFTER_IDLE_S + 0.01
+        async with engine.connect() as conn:
+            query, changed_at = await _activity(pid)
+            # SQLAlchemy's asyncpg ping: ';', in a transaction it rolls back outside AUTOCOMMIT.
+            assert query == ("ROLLBACK;" if isolation_level is None else ";")
+            assert changed_at != before[1]
+            assert (await conn.execute(_PID)).scalar_one() == pid
+    finally:
+        await engine.dispose()
+
+
+async def test_a_connection_the_server_dropped_while_idle_is_replaced_at_checkout(
+    pg_database_url: str,
+) -> None:
+    clock = FakeClock()
+    engine = build_engine(
+        normalise_url(pg_database_url), pool_size=1, isolation_level="AUTOCOMMIT", clock=clock
+    )
+    try:
+        async with engine.connect() as conn:
+            pid = (await conn.execute(_PID)).scalar_one()
+        await _terminate(pid)  # as a PostgreSQL restart or a dropped link would
+        clock.now += 60.0
+        async with engine.connect() as conn:
+            assert (await conn.execute(_PID)).scalar_one() != pid
+        # The new connection is not pinged again within the window.
+        async with engine.connect() as conn:
+            new_pid = (await conn.execute(_PID)).scalar_one()
+        before = await _activity(new_pid)
+        clock.now += 0.5
+        async with engine.connect() as conn:
+            assert await _activity(new_pid) == before
+    finally:
+        await engine.dispose()

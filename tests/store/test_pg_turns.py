@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -9,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.domain.plan import PendingCall, ToolCall
 from app.domain.session import AuditEntry
@@ -193,3 +196,69 @@ async def test_creating_on_a_failing_database_is_an_operational_error(driver: An
         await pg_turns.create_session(
             driver, session_id="u.g", source="chat", owner="user:a", at=AT, max_for_owner=None
         )
+
+
+async def _terminate_backends(pg: Backend, application_name: str) -> int:
+    """End every backend of `application_name`, as a PostgreSQL restart would, and wait until
+    they are gone; returns how many there were."""
+    admin = create_async_engine(pg.url, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            ended = (
+                await conn.execute(
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE application_name = :name"
+                    ),
+                    {"name": application_name},
+                )
+            ).scalar_one()
+            for _ in range(500):
+                left = (
+                    await conn.execute(
+                        text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :n"),
+                        {"n": application_name},
+                    )
+                ).scalar_one()
+                if not left:
+                    break
+                await asyncio.sleep(0.01)
+            return int(ended)
+    finally:
+        await admin.dispose()
+
+
+async def _turn(store: SessionStore, session_id: str, text_: str) -> tuple[int, int]:
+    """A turn as the service runs one: its lock, its state, its write."""
+    async with store.lock(session_id):
+        await store.turn_state(session_id=session_id, source="chat", owner="user:a")
+        return await store.record_turn(
+            session_id=session_id, user_text=text_, answer_text="ok", trace_id=None
+        )
+
+
+async def test_a_turn_after_the_server_dropped_every_pooled_connection_succeeds(
+    pg: Backend,
+) -> None:
+    """Connections used within the ping window are not pinged (app/store/engine.py); one
+    closed meanwhile is found at the turn's lock or BEGIN, which then run again on a new
+    connection. With no ping at all here, every connection of the pools is such a one."""
+    name = f"chat-test-{uuid.uuid4().hex[:8]}"
+    store = SessionStore(
+        database_url=pg.url,
+        connect_args={"server_settings": {"search_path": str(pg.schema), "application_name": name}},
+        ping_after_idle_s=3600.0,
+    )
+    await store.open()
+    try:
+        await store.migrate()
+        # Two turns at once: two lock connections in the pool, both closed below; the retry
+        # must not be handed the second one.
+        first = await asyncio.gather(_turn(store, "u.a", "one"), _turn(store, "u.b", "one"))
+        assert list(first) == [(1, 2), (1, 2)]
+        assert await _terminate_backends(pg, name) >= 3  # two locks' and the writer's
+        assert await _turn(store, "u.a", "two") == (3, 4)
+        history = await store.history("u.a")
+        assert [m.text for m in history] == ["one", "ok", "two", "ok"]
+    finally:
+        await store.close()
