@@ -12,9 +12,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.conversation.service import SessionAccessDenied
 from app.domain.udc import ErrorCode, ErrorDetail, ErrorResponse
+from app.store.engine import unavailable
 from app.store.sessions import SessionQuotaExceeded
 
 log = structlog.get_logger(__name__)
+
+STORE_UNAVAILABLE = "The session store is unavailable; try again shortly"
+"""What a caller is told when the database cannot be reached (app.store.engine.unavailable)."""
 
 _STATUS_CODES: dict[int, ErrorCode] = {
     400: ErrorCode.INVALID_REQUEST,
@@ -152,6 +156,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        if unavailable(exc):
+            # The database is down or unreachable: the caller may retry; nothing was stored.
+            log.warning("store_unavailable", error_type=type(exc).__name__)
+            return error_response(503, STORE_UNAVAILABLE)
         log.error("unhandled_error", error_type=type(exc).__name__, exc_info=exc)
         return error_response(500, "Internal error; the trace id in X-Trace-Id identifies it")
 

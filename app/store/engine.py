@@ -61,6 +61,70 @@ async def invalidate_pool(conn: AsyncConnection) -> None:
         await conn.exec_driver_sql("SELECT 1")
 
 
+_STORE_MODULES = ("sqlalchemy", "asyncpg", "aiosqlite", "sqlite3", "app.store")
+# PostgreSQL's SQLSTATEs for a connection that failed or was ended: class 08 (connection
+# exception) and the shutdowns of class 57P (admin or crash shutdown, starting up).
+_GONE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+
+
+def unavailable(error: BaseException) -> bool:
+    """Whether `error` says the database could not be reached or went away (the store is
+    unavailable, a 503), rather than that it refused a statement (a bug, a 500).
+
+    Looked for along the chain of causes: SQLAlchemy's connection-level errors (operational,
+    interface, pool timeout, a disconnect), PostgreSQL's connection SQLSTATEs, SQLite's
+    operational errors (locked past the busy timeout, disk full, unreadable file), and a refused
+    or reset connection raised from the store's own code or its drivers.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(
+            current,
+            exc.OperationalError
+            | exc.InterfaceError
+            | exc.TimeoutError
+            | exc.DisconnectionError
+            | sqlite3.OperationalError,
+        ):
+            return True
+        if isinstance(current, exc.DBAPIError) and current.connection_invalidated:
+            return True
+        if str(getattr(current, "sqlstate", "") or "").startswith(_GONE_SQLSTATES):
+            return True
+        if _closed_asyncpg_connection(current):
+            return True
+        # TimeoutError itself (a connect that timed out), not its subclasses: a session lock not
+        # obtained in time (SessionBusy) is the session being busy, not the store being down.
+        connection = isinstance(current, ConnectionError) or type(current) is TimeoutError
+        if connection and _raised_in_store(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _closed_asyncpg_connection(error: BaseException) -> bool:
+    # asyncpg's InterfaceError, raised by a call on a closed connection (the direct driver
+    # paths: app/store/locks.py), carries no SQLSTATE; its other uses are misuse, not outages.
+    cls = type(error)
+    return (
+        cls.__module__.startswith("asyncpg")
+        and cls.__name__ == "InterfaceError"
+        and "connection is closed" in str(error)
+    )
+
+
+def _raised_in_store(error: BaseException) -> bool:
+    traceback = error.__traceback__
+    while traceback is not None:
+        module = str(traceback.tb_frame.f_globals.get("__name__", ""))
+        if module.startswith(_STORE_MODULES):
+            return True
+        traceback = traceback.tb_next
+    return False
+
+
 class UnsupportedDatabase(ValueError):
     """The DATABASE_URL names a database the store does not run on."""
 
@@ -133,15 +197,21 @@ def _install_idle_ping(
     """Ping a pooled connection at checkout only if it has sat idle for `after_idle_s`.
 
     Why not `pool_pre_ping`: it pings at every checkout, and a turn checks out two
-    connections (its session lock's and its write's), so at one client it was two of a turn's
-    nine round trips to PostgreSQL, each a wake-up of the event loop. A connection checked in
-    less than a second ago is as good as pinged (HikariCP's `aliveBypassWindowMs`, 0.5 s, is
-    the same trade); one idle longer, which a restart or a dropped link may have closed, is
-    pinged as before. A failed ping invalidates the pool, as `pool_pre_ping` does, and the
-    checkout goes on with a new connection. A fresh connection is not pinged (its record's
-    `info` is cleared when it is replaced). A connection closed under a turn within the window
-    is found at the turn's first statement (its lock, its transaction's BEGIN), which is then
-    retried once on a new connection (`StaleConnection`), so a restart costs no turn.
+    connections (its session lock's, AUTOCOMMIT, pinged with `;`, and its write's, pinged with
+    BEGIN, `;`, ROLLBACK), so at one client it was four of a turn's eleven round trips to
+    PostgreSQL, each a wake-up of the event loop. A connection checked in less than a second
+    ago is as good as pinged (HikariCP's `aliveBypassWindowMs`, 0.5 s, is the same trade); one
+    idle longer, which a restart or a dropped link may have closed, is pinged as before. A
+    failed ping invalidates the pool, as `pool_pre_ping` does, and the checkout goes on with a
+    new connection. A fresh connection is not pinged (its record's `info` is cleared when it is
+    replaced).
+
+    A connection closed within the window is found by its first statement. On a turn's own
+    path (its lock, the BEGIN of its write or of a new session's row) that statement runs
+    again once on a new connection (`StaleConnection`), so a restart fails no turn there. A
+    read through SQLAlchemy (a session this instance does not hold in memory, the session
+    list) fails once instead (a 503, `unavailable`), and SQLAlchemy then invalidates that
+    pool, so the reads after it get new connections.
     """
     dialect = engine.sync_engine.dialect
 

@@ -76,10 +76,7 @@ async def write_batch(
     except asyncpg.IntegrityConstraintViolationError as exc:
         raise IntegrityError("turn batch", None, exc) from exc
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-        if not begun and driver.is_closed():
-            # Closed before BEGIN reached the server: nothing of the batch was written.
-            raise StaleConnection("turn batch", None, exc) from exc
-        raise OperationalError("turn batch", None, exc) from exc
+        raise _failed(driver, exc, begun=begun, what="turn batch") from exc
 
 
 async def create_session(
@@ -93,13 +90,16 @@ async def create_session(
 ) -> Created:
     """Insert an empty session row in a transaction of its own; with `max_for_owner`, the
     owner's sessions are counted in it, under a lock per owner, so concurrent creations on any
-    instance never exceed it. Raises SQLAlchemy's OperationalError when the database fails."""
+    instance never exceed it. Raises SQLAlchemy's OperationalError when the database fails
+    (StaleConnection when the connection was closed before the transaction began)."""
     import asyncpg  # imported with the PostgreSQL driver only
 
     if driver.is_in_transaction():
         raise RuntimeError("the session writer's connection is already in a transaction")
+    begun = False
     try:
         async with driver.transaction():
+            begun = True
             if max_for_owner is not None:
                 await driver.execute(_OWNER_LOCK, owner)
             if await driver.fetchval(_EXISTS, session_id) is not None:
@@ -112,9 +112,19 @@ async def create_session(
     except asyncpg.IntegrityConstraintViolationError as exc:
         raise IntegrityError("new session", None, exc) from exc
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-        raise OperationalError("new session", None, exc) from exc
+        raise _failed(driver, exc, begun=begun, what="new session") from exc
     # "INSERT 0 0": another instance made it between the look and the insert (no quota lock).
     return "created" if status.endswith(" 1") else "exists"
+
+
+def _failed(
+    driver: Connection, error: BaseException, *, begun: bool, what: str
+) -> OperationalError:
+    if not begun and driver.is_closed():
+        # Closed before BEGIN reached the server: nothing was written, so it may run again on
+        # another connection.
+        return StaleConnection(what, None, error)
+    return OperationalError(what, None, error)
 
 
 async def _write_one(driver: Connection, turn: TurnWrite) -> TurnCommitted | BaseException:

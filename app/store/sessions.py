@@ -23,12 +23,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import structlog
 from pydantic import ValidationError
@@ -92,7 +92,11 @@ __all__ = [
     "Unset",
 ]
 
+if TYPE_CHECKING:  # asyncpg is imported by SQLAlchemy's dialect only when PostgreSQL is used
+    from asyncpg import Connection as DriverConnection
+
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 SOURCES: Final = ("chat", "voice")
 LIVE_SESSIONS_MAX = 4096
@@ -407,12 +411,8 @@ class SessionStore:
                     at=at,
                     max_for_owner=max_for_owner,
                 )
-        if self._writer is None:
-            raise StoreNotOpen()
-        async with self._writer.connect() as conn:
-            driver = (await conn.get_raw_connection()).driver_connection
-            assert driver is not None  # a checked-out connection always has its driver
-            return await pg_turns.create_session(
+        return await self._on_pg_writer(
+            lambda driver: pg_turns.create_session(
                 driver,
                 session_id=session_id,
                 source=source,
@@ -420,6 +420,7 @@ class SessionStore:
                 at=at,
                 max_for_owner=max_for_owner,
             )
+        )
 
     async def get(self, session_id: str) -> SessionInfo | None:
         async with self._read() as conn:
@@ -551,13 +552,7 @@ class SessionStore:
         """Group commit's batch function for PostgreSQL: constant SQL on the asyncpg driver of
         a connection from the write engine (app/store/pg_turns.py says why)."""
         try:
-            try:
-                return await self._write_pg_batch(batch)
-            except StaleConnection:
-                # Closed while it sat in the pool (a restart, a dropped link) and not pinged,
-                # having been used within the last second (app/store/engine.py): nothing was
-                # written, and the pool has been invalidated, so once more on a new connection.
-                return await self._write_pg_batch(batch)
+            return await self._on_pg_writer(lambda driver: pg_turns.write_batch(driver, batch))
         except SQLAlchemyError as exc:
             if len(batch) == 1 or not isinstance(exc, IntegrityError):
                 # The database itself failed: every turn of the batch gets the error.
@@ -565,16 +560,24 @@ class SessionStore:
             # One bad turn must not take the others with it: write each alone.
             return [(await self._write_turns([turn]))[0] for turn in batch]
 
-    async def _write_pg_batch(
-        self, batch: Sequence[TurnWrite]
-    ) -> list[TurnCommitted | BaseException]:
+    async def _on_pg_writer(self, work: Callable[[DriverConnection], Awaitable[T]]) -> T:
+        """`work` on the asyncpg driver of a connection from the write engine, once more on a
+        new connection if that one was found closed before anything was written
+        (StaleConnection: closed while it sat in the pool and, used within the last second,
+        not pinged; app/store/engine.py). The pool is invalidated by then."""
+        try:
+            return await self._on_pg_writer_once(work)
+        except StaleConnection:
+            return await self._on_pg_writer_once(work)
+
+    async def _on_pg_writer_once(self, work: Callable[[DriverConnection], Awaitable[T]]) -> T:
         if self._writer is None:
             raise StoreNotOpen()
         async with self._writer.connect() as conn:
             driver = (await conn.get_raw_connection()).driver_connection
             assert driver is not None  # a checked-out connection always has its driver
             try:
-                return await pg_turns.write_batch(driver, batch)
+                return await work(driver)
             except StaleConnection:
                 await invalidate_pool(conn)
                 raise

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import socket
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
@@ -16,6 +18,7 @@ from app.store.engine import (
     normalise_url,
     safe_url,
     sqlite_path,
+    unavailable,
 )
 from tests.conftest import PG_ADMIN_URL
 
@@ -151,3 +154,62 @@ async def test_a_connection_the_server_dropped_while_idle_is_replaced_at_checkou
             assert await _activity(new_pid) == before
     finally:
         await engine.dispose()
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _raised(work: Callable[[], Awaitable[object]]) -> BaseException:
+    try:
+        await work()
+    except Exception as error:
+        return error
+    raise AssertionError("nothing was raised")
+
+
+async def test_a_database_that_refuses_connections_is_unavailable() -> None:
+    engine = build_engine(
+        normalise_url(f"postgresql+asyncpg://postgres@127.0.0.1:{_closed_port()}/chat")
+    )
+
+    async def select_one() -> None:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    try:
+        assert unavailable(await _raised(select_one))
+    finally:
+        await engine.dispose()
+
+
+async def test_a_closed_driver_connection_is_unavailable() -> None:
+    conn = await asyncpg.connect(os.environ.get("TEST_PG_ADMIN_URL", PG_ADMIN_URL))
+    await conn.close()
+    assert unavailable(await _raised(lambda: conn.fetchval("SELECT 1")))
+
+
+async def test_a_refused_statement_is_not_unavailability(tmp_path: Path) -> None:
+    engine = build_engine(normalise_url(f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}"))
+
+    async def insert_twice() -> None:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
+            await conn.execute(text("INSERT INTO t VALUES (1)"))
+            await conn.execute(text("INSERT INTO t VALUES (1)"))
+
+    try:
+        duplicate = await _raised(insert_twice)
+        assert type(duplicate).__name__ == "IntegrityError"
+        assert not unavailable(duplicate)
+    finally:
+        await engine.dispose()
+
+
+def test_a_refused_connection_elsewhere_is_not_the_stores() -> None:
+    with pytest.raises(ConnectionRefusedError) as refused:
+        socket.create_connection(("127.0.0.1", _closed_port()), timeout=1)
+    assert not unavailable(refused.value)
+    assert not unavailable(ValueError("no"))

@@ -21,7 +21,7 @@ from fastapi import APIRouter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.channels.deps import HubDep, OperatorAccess
-from app.channels.errors import ApiError
+from app.channels.errors import STORE_UNAVAILABLE, ApiError
 from app.channels.frames import FollowFrame, FrameError, MessageFrame, PingFrame, parse_frame
 from app.channels.gate import Gate
 from app.channels.ws_hub import Connection, WebSocketHub, frame
@@ -30,7 +30,9 @@ from app.config import Settings
 from app.conversation.planners.llm_common import Summarizer
 from app.conversation.service import ConversationService, SessionAccessDenied
 from app.domain.identity import SESSION_ID_RULE, Caller, session_key, valid_session_id
+from app.domain.udc import ErrorCode
 from app.ops.metrics import Metrics
+from app.store.engine import unavailable
 from app.store.sessions import SessionQuotaExceeded
 
 log = structlog.get_logger(__name__)
@@ -388,6 +390,19 @@ async def _run_turn(
         raise
     except Exception as exc:
         socket.metrics.record_error()
+        if unavailable(exc):
+            log.warning("store_unavailable", error_type=type(exc).__name__, trace_id=trace_id)
+            hub.send(
+                conn,
+                frame(
+                    "error",
+                    session_id,
+                    trace_id=trace_id,
+                    code=ErrorCode.DEPENDENCY_UNAVAILABLE.value,
+                    error=STORE_UNAVAILABLE,
+                ),
+            )
+            return
         log.error("ws_turn_failed", error_type=type(exc).__name__, trace_id=trace_id, exc_info=exc)
         hub.send(
             conn,

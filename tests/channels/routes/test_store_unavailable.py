@@ -1,0 +1,118 @@
+"""The database going away: chat turns answer 503 in the standard shape (REST) or an error
+frame with its code (WebSocket), not a 500; when it comes back, turns go on where they left
+off. PostgreSQL sits behind a TCP proxy the test closes, so connections drop and new ones are
+refused, as when the server stops."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import make_url
+from starlette.testclient import TestClient
+
+from app.channels.errors import STORE_UNAVAILABLE
+from app.config import Settings
+from app.factory import create_app
+from tests.e2e.tcp_proxy import TcpProxy
+
+PG = ("127.0.0.1", 5432)
+
+
+class Database:
+    """PostgreSQL reachable on a fixed loopback port only while `up`."""
+
+    def __init__(self) -> None:
+        self._listener = self._bind(0)
+        self.port = int(self._listener.getsockname()[1])
+        self._proxy = TcpProxy(self._listener, upstream=PG)
+        self._proxy.start()
+
+    @staticmethod
+    def _bind(port: int) -> socket.socket:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        return listener
+
+    def down(self) -> None:
+        """Open connections drop and new ones are refused."""
+        self._proxy.stop()
+        self._listener.close()
+
+    def up(self) -> None:
+        self._listener = self._bind(self.port)
+        self._proxy = TcpProxy(self._listener, upstream=PG)
+        self._proxy.start()
+
+    def close(self) -> None:
+        self._proxy.stop()
+        self._listener.close()
+
+
+@pytest.fixture
+def database() -> Iterator[Database]:
+    db = Database()
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+@pytest.fixture
+def client(
+    make_settings: Callable[..., Settings], pg_database_url: str, database: Database
+) -> Iterator[Any]:
+    url = make_url(pg_database_url).set(port=database.port)
+    settings = make_settings(database_url=url.render_as_string(hide_password=False))
+    with TestClient(create_app(settings), client=("127.0.0.1", 50000)) as test_client:
+        yield test_client
+
+
+def _chat(client: Any, text: str, session_id: str) -> Any:
+    return client.post("/api/chat", json={"message": text, "session_id": session_id})
+
+
+def test_a_turn_while_the_database_is_down_is_a_503_and_nothing_is_lost(
+    client: Any, database: Database
+) -> None:
+    assert _chat(client, "help", "s-1").status_code == 200
+    database.down()
+    for session_id in ("s-1", "s-new"):  # held in memory, and one the store must create
+        answer = _chat(client, "help", session_id)
+        assert answer.status_code == 503, answer.text
+        body = answer.json()
+        assert body["status"] == "error"
+        assert body["error"]["code"] == "DEPENDENCY_UNAVAILABLE"
+        assert body["error"]["message"] == STORE_UNAVAILABLE
+    database.up()
+    assert _chat(client, "help", "s-1").status_code == 200
+    session = client.get("/api/sessions/s-1")
+    assert session.status_code == 200, session.text
+    texts = [m["content"] for m in session.json()["history"] if m["role"] == "user"]
+    assert texts == ["help", "help"]  # the turn refused while down was not half-stored
+
+
+def test_a_websocket_turn_while_the_database_is_down_gets_an_error_frame(
+    client: Any, database: Database
+) -> None:
+    with client.websocket_connect("/ws?session_id=w-1") as ws:
+        assert ws.receive_json()["type"] == "welcome"
+        database.down()
+        ws.send_text(json.dumps({"type": "message", "content": "help", "session_id": "w-1"}))
+        frames = [ws.receive_json()]
+        while frames[-1]["type"] not in ("error", "message"):
+            frames.append(ws.receive_json())
+        error = frames[-1]
+        assert error["type"] == "error", frames
+        assert error["code"] == "DEPENDENCY_UNAVAILABLE"
+        assert error["error"] == STORE_UNAVAILABLE
+        database.up()
+        ws.send_text(json.dumps({"type": "message", "content": "help", "session_id": "w-1"}))
+        frames = [ws.receive_json()]
+        while frames[-1]["type"] not in ("error", "message"):
+            frames.append(ws.receive_json())
+        assert frames[-1]["type"] == "message", frames
