@@ -207,11 +207,12 @@ def _install_idle_ping(
     replaced).
 
     A connection closed within the window is found by its first statement. On a turn's own
-    path (its lock, the BEGIN of its write or of a new session's row) that statement runs
-    again once on a new connection (`StaleConnection`), so a restart fails no turn there. A
-    read through SQLAlchemy (a session this instance does not hold in memory, the session
-    list) fails once instead (a 503, `unavailable`), and SQLAlchemy then invalidates that
-    pool, so the reads after it get new connections.
+    path (its lock, the read of a session this instance does not hold in memory, the BEGIN of
+    its write or of a new session's row) that statement runs again once on a new connection
+    (`StaleConnection`, or SQLAlchemy's disconnect), so a restart fails no turn there. Other
+    reads (the session list, a session's history, the audit log) fail once instead (a 503,
+    `unavailable`), and SQLAlchemy then invalidates that pool, so the reads after it get new
+    connections.
     """
     dialect = engine.sync_engine.dialect
 

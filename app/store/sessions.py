@@ -34,7 +34,7 @@ import structlog
 from pydantic import ValidationError
 from sqlalchemy import Select, case, delete, func, insert, select, text, update
 from sqlalchemy.engine import URL, Row
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.domain.plan import PendingCall
@@ -471,6 +471,16 @@ class SessionStore:
         return None if row is None else (row.created_at, int(row.message_count))
 
     async def _load(self, session_id: str) -> LiveSession:
+        try:
+            return await self._load_once(session_id)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            # Closed under the read (a restart within the ping window, app/store/engine.py):
+            # SQLAlchemy has invalidated the pool, and a read may run again.
+            return await self._load_once(session_id)
+
+    async def _load_once(self, session_id: str) -> LiveSession:
         async with self._read() as conn:
             row = (
                 await conn.execute(_session_query().where(SessionRow.id == session_id))

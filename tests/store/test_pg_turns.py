@@ -237,17 +237,20 @@ async def _turn(store: SessionStore, session_id: str, text_: str) -> tuple[int, 
         )
 
 
+@pytest.mark.parametrize("live_sessions", [1000, 0], ids=["held", "read-every-turn"])
 async def test_a_turn_after_the_server_dropped_every_pooled_connection_succeeds(
-    pg: Backend,
+    pg: Backend, live_sessions: int
 ) -> None:
     """Connections used within the ping window are not pinged (app/store/engine.py); one
-    closed meanwhile is found at the turn's lock or BEGIN, which then run again on a new
-    connection. With no ping at all here, every connection of the pools is such a one."""
+    closed meanwhile is found at the turn's lock, its state's read (a session not held in
+    memory) or its write's BEGIN, which then run again on a new connection. With no ping at
+    all here, every connection of the pools is such a one."""
     name = f"chat-test-{uuid.uuid4().hex[:8]}"
     store = SessionStore(
         database_url=pg.url,
         connect_args={"server_settings": {"search_path": str(pg.schema), "application_name": name}},
         ping_after_idle_s=3600.0,
+        live_sessions=live_sessions,
     )
     await store.open()
     try:
