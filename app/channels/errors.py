@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.conversation.service import SessionAccessDenied
+from app.conversation.service import ActionNotRecorded, SessionAccessDenied
 from app.domain.udc import ErrorCode, ErrorDetail, ErrorResponse
 from app.store.engine import unavailable
 from app.store.sessions import SessionQuotaExceeded
@@ -19,6 +19,15 @@ log = structlog.get_logger(__name__)
 
 STORE_UNAVAILABLE = "The session store is unavailable; try again shortly"
 """What a caller is told when the database cannot be reached (app.store.engine.unavailable)."""
+
+
+def not_recorded_message(exc: ActionNotRecorded) -> str:
+    """For a write that ran before the store failed: a retry of its "yes" would run it again."""
+    return (
+        f"Carried out ({', '.join(exc.tools)}), but the session store is unavailable, so this "
+        "turn was not recorded; check the result before repeating it"
+    )
+
 
 _STATUS_CODES: dict[int, ErrorCode] = {
     400: ErrorCode.INVALID_REQUEST,
@@ -153,6 +162,11 @@ def install_error_handlers(app: FastAPI) -> None:
             code=ErrorCode.RATE_LIMITED,
             details={"limit": exc.limit},
         )
+
+    @app.exception_handler(ActionNotRecorded)
+    async def _not_recorded(_request: Request, exc: ActionNotRecorded) -> JSONResponse:
+        log.warning("store_unavailable", error_type=type(exc.__cause__).__name__, ran=exc.tools)
+        return error_response(503, not_recorded_message(exc), details={"carried_out": exc.tools})
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

@@ -22,6 +22,7 @@ from app.domain.identity import Caller, session_key, session_name
 from app.domain.plan import PendingCall, Plan, PlanContext, Planner, ToolCall
 from app.domain.session import AuditEntry, AuditOutcome, SessionInfo
 from app.ops.metrics import Metrics
+from app.store.engine import unavailable
 from app.store.live import LiveSession
 from app.store.sessions import UNSET, SessionStore, Unset
 from app.tools.base import ArgsInvalid, Channel, Item, ItemStatus, Outcome, Tool
@@ -56,6 +57,15 @@ class _Scope(TypedDict):
 
 class SessionAccessDenied(Exception):
     """The caller may not use this session: answered exactly like a missing session (404)."""
+
+
+class ActionNotRecorded(Exception):
+    """A write ran, then the store could not record the turn: the caller must hear that the
+    action happened (and check before repeating it), not only that the store is down."""
+
+    def __init__(self, tools: Sequence[str]) -> None:
+        super().__init__(f"carried out, not recorded: {', '.join(tools)}")
+        self.tools = list(tools)
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,17 +256,29 @@ class ConversationService:
         if not any(o.call.tool == "explain_last" for o in result.outcomes):
             # "why?" explains the turn before it, so it does not replace what it explains.
             result.context[LAST_TURN] = self._explanation(turn, result)
-        await self._store.record_turn(
-            session_id=session.session_id,
-            user_text=turn.text,
-            answer_text=result.reply.text,
-            trace_id=turn.trace_id,
-            actions=result.reply.actions,
-            audit=result.audit,
-            pending=result.pending,
-            context_update=result.context,
-        )
+        try:
+            await self._store.record_turn(
+                session_id=session.session_id,
+                user_text=turn.text,
+                answer_text=result.reply.text,
+                trace_id=turn.trace_id,
+                actions=result.reply.actions,
+                audit=result.audit,
+                pending=result.pending,
+                context_update=result.context,
+            )
+        except Exception as exc:
+            written = [o.call.tool for o in result.outcomes if o.answered and self._writes(o)]
+            if written and unavailable(exc):
+                # The proposal it confirmed is still stored as waiting: a "yes" sent again
+                # would run it again, so the caller is told it ran.
+                raise ActionNotRecorded(written) from exc
+            raise
         return result.reply
+
+    def _writes(self, outcome: Outcome) -> bool:
+        tool = self._tools.get(outcome.call.tool)
+        return tool is not None and tool.writes
 
     # ---- one turn ----------------------------------------------------------------------------
 

@@ -105,8 +105,13 @@ class PostgresAdvisoryLocks:
                 del self._held[key]
             try:
                 unlocked = bool(await driver.fetchval(_UNLOCK, lock_id))
-            except BaseException:
+            except BaseException as exc:
                 await _discard(conn)
+                if isinstance(exc, Exception) and driver.is_closed():
+                    # The backend is gone, and its locks with it: nothing is left to release,
+                    # and the turn's own outcome (or error) is what its caller must hear.
+                    log.warning("session_lock_connection_lost", lock_id=lock_id)
+                    return
                 raise
             if not unlocked:
                 log.warning("session_lock_not_held_on_release", lock_id=lock_id)

@@ -21,14 +21,18 @@ from fastapi import APIRouter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.channels.deps import HubDep, OperatorAccess
-from app.channels.errors import STORE_UNAVAILABLE, ApiError
+from app.channels.errors import STORE_UNAVAILABLE, ApiError, not_recorded_message
 from app.channels.frames import FollowFrame, FrameError, MessageFrame, PingFrame, parse_frame
 from app.channels.gate import Gate
 from app.channels.ws_hub import Connection, WebSocketHub, frame
 from app.channels.ws_protocol import WRITE_NOW
 from app.config import Settings
 from app.conversation.planners.llm_common import Summarizer
-from app.conversation.service import ConversationService, SessionAccessDenied
+from app.conversation.service import (
+    ActionNotRecorded,
+    ConversationService,
+    SessionAccessDenied,
+)
 from app.domain.identity import SESSION_ID_RULE, Caller, session_key, valid_session_id
 from app.domain.udc import ErrorCode
 from app.ops.metrics import Metrics
@@ -390,7 +394,7 @@ async def _run_turn(
         raise
     except Exception as exc:
         socket.metrics.record_error()
-        if unavailable(exc):
+        if isinstance(exc, ActionNotRecorded) or unavailable(exc):
             log.warning("store_unavailable", error_type=type(exc).__name__, trace_id=trace_id)
             hub.send(
                 conn,
@@ -399,7 +403,9 @@ async def _run_turn(
                     session_id,
                     trace_id=trace_id,
                     code=ErrorCode.DEPENDENCY_UNAVAILABLE.value,
-                    error=STORE_UNAVAILABLE,
+                    error=not_recorded_message(exc)
+                    if isinstance(exc, ActionNotRecorded)
+                    else STORE_UNAVAILABLE,
                 ),
             )
             return

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx2
 import pytest
 from sqlalchemy.engine import make_url
 from starlette.testclient import TestClient
@@ -116,3 +119,47 @@ def test_a_websocket_turn_while_the_database_is_down_gets_an_error_frame(
         while frames[-1]["type"] not in ("error", "message"):
             frames.append(ws.receive_json())
         assert frames[-1]["type"] == "message", frames
+
+
+@pytest.fixture
+def mesh_client_on(
+    mesh_settings: Callable[..., Settings], pg_database_url: str, database: Database
+) -> Iterator[Any]:
+    url = make_url(pg_database_url).set(port=database.port)
+    settings = mesh_settings(database_url=url.render_as_string(hide_password=False))
+    with TestClient(create_app(settings), client=("127.0.0.1", 50000)) as test_client:
+        yield test_client
+
+
+def test_a_write_that_ran_before_the_store_failed_is_reported_as_carried_out(
+    mesh_client_on: Any, database: Database, sandbox: Any
+) -> None:
+    client = mesh_client_on
+    proposed = _chat(client, "create a verification task for droplet 14, priority 3", "w-2")
+    assert proposed.status_code == 200 and proposed.json()["pending_confirmation"], proposed.text
+    orchestrator = sandbox.count_requests("orchestrator")
+    # The Orchestrator holds its answers 1 s (the peer timeout here is 2 s); the database goes
+    # down once the task's creation has reached it, so the turn's record is what fails, after
+    # the write ran.
+    fault = httpx2.post(
+        f"{sandbox.orchestrator_url}/_sandbox/fault", json={"mode": "slow", "delay": 1.0}
+    )
+    assert fault.status_code == 200
+
+    def down_once_created() -> None:
+        deadline = time.monotonic() + 30
+        while "POST /tasks" not in orchestrator.requests and time.monotonic() < deadline:
+            time.sleep(0.01)
+        database.down()
+
+    watcher = threading.Thread(target=down_once_created)
+    watcher.start()
+    answer = _chat(client, "yes", "w-2")
+    watcher.join()
+    assert answer.status_code == 503, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "DEPENDENCY_UNAVAILABLE"
+    assert error["details"] == {"carried_out": ["create_task"]}
+    assert error["message"].startswith("Carried out (create_task)")
+    assert "check the result before repeating it" in error["message"]
+    assert orchestrator.requests.count("POST /tasks") == 1
