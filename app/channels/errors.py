@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -21,10 +22,10 @@ STORE_UNAVAILABLE = "The session store is unavailable; try again shortly"
 """What a caller is told when the database cannot be reached (app.store.engine.unavailable)."""
 
 
-def not_recorded_message(exc: ActionNotRecorded) -> str:
+def not_recorded_message(tools: Sequence[str]) -> str:
     """For a write that ran before the store failed: a retry of its "yes" would run it again."""
     return (
-        f"Carried out ({', '.join(exc.tools)}), but the session store is unavailable, so this "
+        f"Carried out ({', '.join(tools)}), but the session store is unavailable, so this "
         "turn was not recorded; check the result before repeating it"
     )
 
@@ -166,7 +167,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ActionNotRecorded)
     async def _not_recorded(_request: Request, exc: ActionNotRecorded) -> JSONResponse:
         log.warning("store_unavailable", error_type=type(exc.__cause__).__name__, ran=exc.tools)
-        return error_response(503, not_recorded_message(exc), details={"carried_out": exc.tools})
+        return error_response(
+            503, not_recorded_message(exc.tools), details={"carried_out": exc.tools}
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

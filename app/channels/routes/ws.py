@@ -396,6 +396,7 @@ async def _run_turn(
         socket.metrics.record_error()
         if isinstance(exc, ActionNotRecorded) or unavailable(exc):
             log.warning("store_unavailable", error_type=type(exc).__name__, trace_id=trace_id)
+            ran = exc.tools if isinstance(exc, ActionNotRecorded) else None
             hub.send(
                 conn,
                 frame(
@@ -403,9 +404,8 @@ async def _run_turn(
                     session_id,
                     trace_id=trace_id,
                     code=ErrorCode.DEPENDENCY_UNAVAILABLE.value,
-                    error=not_recorded_message(exc)
-                    if isinstance(exc, ActionNotRecorded)
-                    else STORE_UNAVAILABLE,
+                    error=STORE_UNAVAILABLE if ran is None else not_recorded_message(ran),
+                    **({} if ran is None else {"carried_out": ran}),
                 ),
             )
             return

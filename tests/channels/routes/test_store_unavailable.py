@@ -131,16 +131,13 @@ def mesh_client_on(
         yield test_client
 
 
-def test_a_write_that_ran_before_the_store_failed_is_reported_as_carried_out(
-    mesh_client_on: Any, database: Database, sandbox: Any
-) -> None:
-    client = mesh_client_on
-    proposed = _chat(client, "create a verification task for droplet 14, priority 3", "w-2")
-    assert proposed.status_code == 200 and proposed.json()["pending_confirmation"], proposed.text
+def _down_once_the_task_is_created(
+    database: Database, sandbox: Any
+) -> tuple[threading.Thread, Any]:
+    """The Orchestrator holds its answers 1 s (the peer timeout here is 2 s); the database goes
+    down once the task's creation has reached it, so the turn's record is what fails, after
+    the write ran."""
     orchestrator = sandbox.count_requests("orchestrator")
-    # The Orchestrator holds its answers 1 s (the peer timeout here is 2 s); the database goes
-    # down once the task's creation has reached it, so the turn's record is what fails, after
-    # the write ran.
     fault = httpx2.post(
         f"{sandbox.orchestrator_url}/_sandbox/fault", json={"mode": "slow", "delay": 1.0}
     )
@@ -154,12 +151,49 @@ def test_a_write_that_ran_before_the_store_failed_is_reported_as_carried_out(
 
     watcher = threading.Thread(target=down_once_created)
     watcher.start()
+    return watcher, orchestrator
+
+
+CREATE = "create a verification task for droplet 14, priority 3"
+
+
+def test_a_write_that_ran_before_the_store_failed_is_reported_as_carried_out(
+    mesh_client_on: Any, database: Database, sandbox: Any
+) -> None:
+    client = mesh_client_on
+    proposed = _chat(client, CREATE, "w-2")
+    assert proposed.status_code == 200 and proposed.json()["pending_confirmation"], proposed.text
+    watcher, orchestrator = _down_once_the_task_is_created(database, sandbox)
     answer = _chat(client, "yes", "w-2")
     watcher.join()
+    assert orchestrator.requests.count("POST /tasks") == 1
     assert answer.status_code == 503, answer.text
     error = answer.json()["error"]
     assert error["code"] == "DEPENDENCY_UNAVAILABLE"
     assert error["details"] == {"carried_out": ["create_task"]}
     assert error["message"].startswith("Carried out (create_task)")
     assert "check the result before repeating it" in error["message"]
-    assert orchestrator.requests.count("POST /tasks") == 1
+
+
+def test_a_websocket_write_that_ran_before_the_store_failed_is_reported_as_carried_out(
+    mesh_client_on: Any, database: Database, sandbox: Any
+) -> None:
+    with mesh_client_on.websocket_connect("/ws?session_id=w-3") as ws:
+        assert ws.receive_json()["type"] == "welcome"
+
+        def turn(text: str) -> dict[str, Any]:
+            ws.send_text(json.dumps({"type": "message", "content": text, "session_id": "w-3"}))
+            while True:
+                received: dict[str, Any] = ws.receive_json()
+                if received["type"] in ("error", "message"):
+                    return received
+
+        assert turn(CREATE)["pending_confirmation"]
+        watcher, orchestrator = _down_once_the_task_is_created(database, sandbox)
+        error = turn("yes")
+        watcher.join()
+        assert orchestrator.requests.count("POST /tasks") == 1
+        assert error["type"] == "error", error
+        assert error["code"] == "DEPENDENCY_UNAVAILABLE"
+        assert error["carried_out"] == ["create_task"]
+        assert error["error"].startswith("Carried out (create_task)")
