@@ -61,23 +61,24 @@ def test_the_warm_up_sends_every_distinct_turn_once_before_counting() -> None:
     assert warmup_of("mix") == len(turns_of("mix")) > MIN_WARMUP
 
 
-def test_each_run_lives_as_long_after_its_first_answer_as_the_other() -> None:
+@pytest.mark.parametrize(
+    ("spans", "stops"),
+    [
+        # The warm-up run answered 15 s before the measured one and was served 2 s later; the
+        # measured run took 5 s. When both are served (at 30 s) the warm-up run has lived 20 s
+        # since its first answer: it stops now, the measured run 20 s after its first answer.
+        ({"warm": (10.0, 12.0), "measured": (25.0, 30.0)}, {"warm": 30.0, "measured": 45.0}),
+        # The measured run answered first and was served first: no stop before both are served.
+        ({"measured": (0.0, 1.0), "warm": (3.0, 7.0)}, {"measured": 7.0, "warm": 10.0}),
+    ],
+)
+def test_each_run_lives_as_long_after_its_first_answer_as_the_other(
+    spans: dict[str, tuple[float, float]], stops: dict[str, float]
+) -> None:
     lifetimes = Lifetimes(("warm", "measured"))
-    # The warm-up run answered 15 s before the measured one and was served 2 s later; the
-    # measured run took 5 s. When both are served (at 30 s) the warm-up run has lived 20 s
-    # since its first answer: it stops now, and the measured run 20 s after its first answer.
-    lifetimes.served("warm", ready_at=10.0, served_at=12.0)
-    lifetimes.served("measured", ready_at=25.0, served_at=30.0)
-    assert lifetimes.stop_at("warm") == 30.0
-    assert lifetimes.stop_at("measured") == 45.0
-
-
-def test_no_run_is_told_to_stop_before_both_are_served() -> None:
-    lifetimes = Lifetimes(("warm", "measured"))
-    lifetimes.served("measured", ready_at=0.0, served_at=1.0)
-    lifetimes.served("warm", ready_at=3.0, served_at=7.0)
-    assert lifetimes.stop_at("measured") == 7.0
-    assert lifetimes.stop_at("warm") == 10.0
+    for name, (ready_at, served_at) in spans.items():
+        lifetimes.served(name, ready_at=ready_at, served_at=served_at)
+    assert {name: lifetimes.stop_at(name) for name in stops} == stops
 
 
 def test_a_failed_run_releases_the_other_at_once() -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.store.engine import (
     PING_AFTER_IDLE_S,
@@ -88,47 +90,46 @@ _PID = text("SELECT pg_backend_pid()")
 ISOLATION_LEVELS = pytest.mark.parametrize("isolation_level", [None, "AUTOCOMMIT"])
 
 
-@ISOLATION_LEVELS
-async def test_a_connection_back_in_the_pool_within_the_window_is_not_pinged(
-    pg_database_url: str, isolation_level: str | None
-) -> None:
-    clock = FakeClock()
+@asynccontextmanager
+async def _one_used_connection(
+    url: str, isolation_level: str | None, clock: FakeClock
+) -> AsyncIterator[tuple[AsyncEngine, int, tuple[str, object]]]:
+    """An engine of one pooled connection, used once and checked in: the engine, its backend's
+    pid and that backend's activity then."""
     engine = build_engine(
-        normalise_url(pg_database_url), pool_size=1, isolation_level=isolation_level, clock=clock
+        normalise_url(url), pool_size=1, isolation_level=isolation_level, clock=clock
     )
     try:
         async with engine.connect() as conn:
             pid = (await conn.execute(_PID)).scalar_one()
-        before = await _activity(pid)
-        clock.now += PING_AFTER_IDLE_S  # idle exactly as long as the window: no ping
-        async with engine.connect() as conn:
-            assert await _activity(pid) == before
-            assert (await conn.execute(_PID)).scalar_one() == pid
+        yield engine, pid, await _activity(pid)
     finally:
         await engine.dispose()
 
 
 @ISOLATION_LEVELS
-async def test_a_connection_idle_past_the_window_is_pinged_first(
-    pg_database_url: str, isolation_level: str | None
+@pytest.mark.parametrize(
+    ("idle_s", "pinged"),
+    [(PING_AFTER_IDLE_S, False), (PING_AFTER_IDLE_S + 0.01, True)],
+    ids=["within-the-window", "past-it"],
+)
+async def test_a_connection_is_pinged_only_after_idling_past_the_window(
+    pg_database_url: str, isolation_level: str | None, idle_s: float, pinged: bool
 ) -> None:
     clock = FakeClock()
-    engine = build_engine(
-        normalise_url(pg_database_url), pool_size=1, isolation_level=isolation_level, clock=clock
-    )
-    try:
-        async with engine.connect() as conn:
-            pid = (await conn.execute(_PID)).scalar_one()
-        before = await _activity(pid)
-        clock.now += PING_AFTER_IDLE_S + 0.01
+    async with _one_used_connection(pg_database_url, isolation_level, clock) as used:
+        engine, pid, before = used
+        clock.now += idle_s
         async with engine.connect() as conn:
             query, changed_at = await _activity(pid)
-            # SQLAlchemy's asyncpg ping: ';', in a transaction it rolls back outside AUTOCOMMIT.
-            assert query == ("ROLLBACK;" if isolation_level is None else ";")
-            assert changed_at != before[1]
+            if pinged:
+                # SQLAlchemy's asyncpg ping: ';', in a transaction rolled back outside
+                # AUTOCOMMIT.
+                assert query == ("ROLLBACK;" if isolation_level is None else ";")
+                assert changed_at != before[1]
+            else:
+                assert (query, changed_at) == before
             assert (await conn.execute(_PID)).scalar_one() == pid
-    finally:
-        await engine.dispose()
 
 
 async def test_a_connection_the_server_dropped_while_idle_is_replaced_at_checkout(

@@ -347,17 +347,7 @@ async def _run_turn(
         )
     except ApiError as exc:
         extra = {"retry_after_s": exc.details["retry_after_s"]} if exc.status_code == 429 else {}
-        hub.send(
-            conn,
-            frame(
-                "error",
-                session_id,
-                trace_id=trace_id,
-                error=exc.message,
-                code=exc.code.value,
-                **extra,
-            ),
-        )
+        _send_error(hub, conn, session_id, trace_id, exc.message, code=exc.code.value, **extra)
         return
     hub.send(conn, frame("typing", session_id, trace_id=trace_id))
 
@@ -367,28 +357,11 @@ async def _run_turn(
     try:
         reply = await socket.turns.handle(turn, progress=progress)
     except SessionAccessDenied:
-        hub.send(
-            conn,
-            frame(
-                "error",
-                session_id,
-                trace_id=trace_id,
-                code="NOT_FOUND",
-                error=f"No session {session_id!r}",
-            ),
-        )
+        _send_error(hub, conn, session_id, trace_id, f"No session {session_id!r}", code="NOT_FOUND")
         return
     except SessionQuotaExceeded as exc:
-        hub.send(
-            conn,
-            frame(
-                "error",
-                session_id,
-                trace_id=trace_id,
-                code="RATE_LIMITED",
-                error=f"Session limit reached ({exc.limit} per identity)",
-            ),
-        )
+        limit = f"Session limit reached ({exc.limit} per identity)"
+        _send_error(hub, conn, session_id, trace_id, limit, code="RATE_LIMITED")
         return
     except asyncio.CancelledError:
         raise
@@ -396,29 +369,16 @@ async def _run_turn(
         socket.metrics.record_error()
         if isinstance(exc, ActionNotRecorded) or unavailable(exc):
             log.warning("store_unavailable", error_type=type(exc).__name__, trace_id=trace_id)
-            ran = exc.tools if isinstance(exc, ActionNotRecorded) else None
-            hub.send(
-                conn,
-                frame(
-                    "error",
-                    session_id,
-                    trace_id=trace_id,
-                    code=ErrorCode.DEPENDENCY_UNAVAILABLE.value,
-                    error=STORE_UNAVAILABLE if ran is None else not_recorded_message(ran),
-                    **({} if ran is None else {"carried_out": ran}),
-                ),
-            )
+            code = ErrorCode.DEPENDENCY_UNAVAILABLE.value
+            if isinstance(exc, ActionNotRecorded):
+                ran = not_recorded_message(exc.tools)
+                _send_error(hub, conn, session_id, trace_id, ran, code=code, carried_out=exc.tools)
+            else:
+                _send_error(hub, conn, session_id, trace_id, STORE_UNAVAILABLE, code=code)
             return
         log.error("ws_turn_failed", error_type=type(exc).__name__, trace_id=trace_id, exc_info=exc)
-        hub.send(
-            conn,
-            frame(
-                "error",
-                session_id,
-                trace_id=trace_id,
-                error="The turn failed inside the Chat Orchestrator; try again",
-            ),
-        )
+        failed = "The turn failed inside the Chat Orchestrator; try again"
+        _send_error(hub, conn, session_id, trace_id, failed)
         return
     if conn.session_key != reply.session_key:
         hub.follow(conn, reply.session_key, reply.session_id)
@@ -436,6 +396,21 @@ async def _run_turn(
     hub.send(conn, message)
     if socket.summarizer is not None and any(a["status"] == "ok" for a in reply.actions):
         await _stream_summary(socket.summarizer, hub, conn, reply.session_id, reply.text, trace_id)
+
+
+def _send_error(
+    hub: WebSocketHub,
+    conn: Connection,
+    session_id: str | None,
+    trace_id: str,
+    message: str,
+    *,
+    code: str | None = None,
+    **extra: Any,
+) -> None:
+    """An `error` frame for a turn: its message, its code when it has one, and `extra`."""
+    fields = {"code": code, **extra} if code is not None else extra
+    hub.send(conn, frame("error", session_id, trace_id=trace_id, error=message, **fields))
 
 
 async def _stream_summary(

@@ -65,14 +65,21 @@ def database() -> Iterator[Database]:
         db.close()
 
 
+def _client_on(
+    settings: Callable[..., Settings], pg_database_url: str, database: Database
+) -> Iterator[Any]:
+    """A client of droplet 12 whose PostgreSQL is reached through `database`."""
+    url = make_url(pg_database_url).set(port=database.port)
+    app = create_app(settings(database_url=url.render_as_string(hide_password=False)))
+    with TestClient(app, client=("127.0.0.1", 50000)) as test_client:
+        yield test_client
+
+
 @pytest.fixture
 def client(
     make_settings: Callable[..., Settings], pg_database_url: str, database: Database
 ) -> Iterator[Any]:
-    url = make_url(pg_database_url).set(port=database.port)
-    settings = make_settings(database_url=url.render_as_string(hide_password=False))
-    with TestClient(create_app(settings), client=("127.0.0.1", 50000)) as test_client:
-        yield test_client
+    yield from _client_on(make_settings, pg_database_url, database)
 
 
 def _chat(client: Any, text: str, session_id: str) -> Any:
@@ -125,10 +132,8 @@ def test_a_websocket_turn_while_the_database_is_down_gets_an_error_frame(
 def mesh_client_on(
     mesh_settings: Callable[..., Settings], pg_database_url: str, database: Database
 ) -> Iterator[Any]:
-    url = make_url(pg_database_url).set(port=database.port)
-    settings = mesh_settings(database_url=url.render_as_string(hide_password=False))
-    with TestClient(create_app(settings), client=("127.0.0.1", 50000)) as test_client:
-        yield test_client
+    """The same, wired to the sandbox mesh."""
+    yield from _client_on(mesh_settings, pg_database_url, database)
 
 
 def _down_once_the_task_is_created(
