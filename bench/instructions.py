@@ -221,10 +221,6 @@ def count(
             if lifetimes is not None:
                 lifetimes.served(name, ready_at=ready_at, served_at=time.monotonic())
                 time.sleep(max(0.0, lifetimes.stop_at(name) - time.monotonic()))
-        except BaseException:
-            if lifetimes is not None:
-                lifetimes.failed()  # the other run must not wait for this one
-            raise
         finally:
             service.stop(timeout=120.0)  # SIGTERM, so callgrind writes its counts
     finally:
@@ -277,6 +273,7 @@ def measure(
                 name=name,
             )
         except BaseException as exc:  # reported below, after both have stopped
+            lifetimes.failed()  # however early it failed, the other run must not wait for it
             errors.append(exc)
 
     cores = sorted(os.sched_getaffinity(0))  # one core: both on it (slower, same counts)

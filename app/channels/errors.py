@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -22,12 +21,20 @@ STORE_UNAVAILABLE = "The session store is unavailable; try again shortly"
 """What a caller is told when the database cannot be reached (app.store.engine.unavailable)."""
 
 
-def not_recorded_message(tools: Sequence[str]) -> str:
-    """For a write that ran before the store failed: a retry of its "yes" would run it again."""
-    return (
-        f"Carried out ({', '.join(tools)}), but the session store is unavailable, so this "
-        "turn was not recorded; check the result before repeating it"
-    )
+def store_failure(exc: BaseException) -> tuple[str, dict[str, Any]] | None:
+    """What a caller is told (a message and its details) when the store could not take the
+    turn, whichever channel it came by; None for any other error. A write that ran before the
+    store failed is named: a retry of its "yes" would run it again."""
+    if isinstance(exc, ActionNotRecorded):
+        ran = ", ".join(exc.tools)
+        message = (
+            f"Carried out ({ran}), but the session store is unavailable, so this turn was not "
+            "recorded; check the result before repeating it"
+        )
+        return message, {"carried_out": exc.tools}
+    if unavailable(exc):
+        return STORE_UNAVAILABLE, {}
+    return None
 
 
 _STATUS_CODES: dict[int, ErrorCode] = {
@@ -164,19 +171,14 @@ def install_error_handlers(app: FastAPI) -> None:
             details={"limit": exc.limit},
         )
 
-    @app.exception_handler(ActionNotRecorded)
-    async def _not_recorded(_request: Request, exc: ActionNotRecorded) -> JSONResponse:
-        log.warning("store_unavailable", error_type=type(exc.__cause__).__name__, ran=exc.tools)
-        return error_response(
-            503, not_recorded_message(exc.tools), details={"carried_out": exc.tools}
-        )
-
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        if unavailable(exc):
-            # The database is down or unreachable: the caller may retry; nothing was stored.
-            log.warning("store_unavailable", error_type=type(exc).__name__)
-            return error_response(503, STORE_UNAVAILABLE)
+        failure = store_failure(exc)
+        if failure is not None:
+            # The database is down or unreachable: nothing of the turn was stored.
+            log.warning("store_unavailable", error_type=type(exc.__cause__ or exc).__name__)
+            message, details = failure
+            return error_response(503, message, details=details)
         log.error("unhandled_error", error_type=type(exc).__name__, exc_info=exc)
         return error_response(500, "Internal error; the trace id in X-Trace-Id identifies it")
 

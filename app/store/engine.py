@@ -17,9 +17,9 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection, event, exc
 from sqlalchemy.dialects import sqlite
@@ -38,6 +38,7 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 PING_AFTER_IDLE_S = 1.0
 """A pooled PostgreSQL connection idle longer than this is pinged before it is handed out."""
 _IDLE_SINCE = "chat_store_idle_since"
+T = TypeVar("T")
 
 _DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -123,6 +124,19 @@ def _raised_in_store(error: BaseException) -> bool:
             return True
         traceback = traceback.tb_next
     return False
+
+
+async def once_more_if_stale(attempt: Callable[[], Awaitable[T]]) -> T:
+    """`attempt`, and once more if its connection was found closed (a restart within the ping
+    window, `_install_idle_ping`) before anything it did could have taken effect: a
+    `StaleConnection`, or SQLAlchemy's disconnect under a read. The pool is invalidated by
+    then, so the second attempt gets a new connection."""
+    try:
+        return await attempt()
+    except exc.DBAPIError as error:
+        if not (isinstance(error, StaleConnection) or error.connection_invalidated):
+            raise
+        return await attempt()
 
 
 class UnsupportedDatabase(ValueError):

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Protocol
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.store.engine import StaleConnection, invalidate_pool
+from app.store.engine import StaleConnection, invalidate_pool, once_more_if_stale
 
 if TYPE_CHECKING:  # asyncpg is imported by SQLAlchemy's dialect only when PostgreSQL is used
     from asyncpg import Connection as DriverConnection
@@ -91,12 +91,7 @@ class PostgresAdvisoryLocks:
 
     async def acquire(self, key: str) -> Release:
         lock_id = advisory_key(key)
-        try:
-            conn, driver = await self._lock(lock_id)
-        except StaleConnection:
-            # Closed while it sat in the pool and not pinged, having been used within the
-            # last second (app/store/engine.py); the pool is invalidated: once more.
-            conn, driver = await self._lock(lock_id)
+        conn, driver = await once_more_if_stale(lambda: self._lock(lock_id))
 
         self._held[key] = driver
 

@@ -34,7 +34,7 @@ import structlog
 from pydantic import ValidationError
 from sqlalchemy import Select, case, delete, func, insert, select, text, update
 from sqlalchemy.engine import URL, Row
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.domain.plan import PendingCall
@@ -62,6 +62,7 @@ from app.store.engine import (
     insert_for,
     invalidate_pool,
     normalise_url,
+    once_more_if_stale,
     safe_url,
     sqlite_path,
     write_engine,
@@ -471,14 +472,7 @@ class SessionStore:
         return None if row is None else (row.created_at, int(row.message_count))
 
     async def _load(self, session_id: str) -> LiveSession:
-        try:
-            return await self._load_once(session_id)
-        except DBAPIError as exc:
-            if not exc.connection_invalidated:
-                raise
-            # Closed under the read (a restart within the ping window, app/store/engine.py):
-            # SQLAlchemy has invalidated the pool, and a read may run again.
-            return await self._load_once(session_id)
+        return await once_more_if_stale(lambda: self._load_once(session_id))
 
     async def _load_once(self, session_id: str) -> LiveSession:
         async with self._read() as conn:
@@ -572,13 +566,8 @@ class SessionStore:
 
     async def _on_pg_writer(self, work: Callable[[DriverConnection], Awaitable[T]]) -> T:
         """`work` on the asyncpg driver of a connection from the write engine, once more on a
-        new connection if that one was found closed before anything was written
-        (StaleConnection: closed while it sat in the pool and, used within the last second,
-        not pinged; app/store/engine.py). The pool is invalidated by then."""
-        try:
-            return await self._on_pg_writer_once(work)
-        except StaleConnection:
-            return await self._on_pg_writer_once(work)
+        new connection if that one was found closed before anything was written."""
+        return await once_more_if_stale(lambda: self._on_pg_writer_once(work))
 
     async def _on_pg_writer_once(self, work: Callable[[DriverConnection], Awaitable[T]]) -> T:
         if self._writer is None:

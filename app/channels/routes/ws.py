@@ -21,22 +21,17 @@ from fastapi import APIRouter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.channels.deps import HubDep, OperatorAccess
-from app.channels.errors import STORE_UNAVAILABLE, ApiError, not_recorded_message
+from app.channels.errors import ApiError, store_failure
 from app.channels.frames import FollowFrame, FrameError, MessageFrame, PingFrame, parse_frame
 from app.channels.gate import Gate
 from app.channels.ws_hub import Connection, WebSocketHub, frame
 from app.channels.ws_protocol import WRITE_NOW
 from app.config import Settings
 from app.conversation.planners.llm_common import Summarizer
-from app.conversation.service import (
-    ActionNotRecorded,
-    ConversationService,
-    SessionAccessDenied,
-)
+from app.conversation.service import ConversationService, SessionAccessDenied
 from app.domain.identity import SESSION_ID_RULE, Caller, session_key, valid_session_id
 from app.domain.udc import ErrorCode
 from app.ops.metrics import Metrics
-from app.store.engine import unavailable
 from app.store.sessions import SessionQuotaExceeded
 
 log = structlog.get_logger(__name__)
@@ -367,14 +362,13 @@ async def _run_turn(
         raise
     except Exception as exc:
         socket.metrics.record_error()
-        if isinstance(exc, ActionNotRecorded) or unavailable(exc):
-            log.warning("store_unavailable", error_type=type(exc).__name__, trace_id=trace_id)
+        failure = store_failure(exc)
+        if failure is not None:
+            error_type = type(exc.__cause__ or exc).__name__
+            log.warning("store_unavailable", error_type=error_type, trace_id=trace_id)
+            told, details = failure
             code = ErrorCode.DEPENDENCY_UNAVAILABLE.value
-            if isinstance(exc, ActionNotRecorded):
-                ran = not_recorded_message(exc.tools)
-                _send_error(hub, conn, session_id, trace_id, ran, code=code, carried_out=exc.tools)
-            else:
-                _send_error(hub, conn, session_id, trace_id, STORE_UNAVAILABLE, code=code)
+            _send_error(hub, conn, session_id, trace_id, told, code=code, **details)
             return
         log.error("ws_turn_failed", error_type=type(exc).__name__, trace_id=trace_id, exc_info=exc)
         failed = "The turn failed inside the Chat Orchestrator; try again"
