@@ -24,12 +24,13 @@ STORE_UNAVAILABLE = "The session store is unavailable; try again shortly"
 def store_failure(exc: BaseException) -> tuple[str, dict[str, Any]] | None:
     """What a caller is told (a message and its details) when the store could not take the
     turn, whichever channel it came by; None for any other error. A write that ran before the
-    store failed is named: a retry of its "yes" would run it again."""
+    store failed is named: it happened, though the history will not show it (its proposal was
+    claimed before it ran, so another "yes" does not run it again: app/store/claims.py)."""
     if isinstance(exc, ActionNotRecorded):
         ran = ", ".join(exc.tools)
         message = (
             f"Carried out ({ran}), but the session store is unavailable, so this turn was not "
-            "recorded; check the result before repeating it"
+            "recorded (another yes will not run it again); check the result before repeating it"
         )
         return message, {"carried_out": exc.tools}
     if unavailable(exc):

@@ -11,6 +11,12 @@ from app.utils.markup import escape_markdown, plain_name
 
 NOTHING_PENDING = "There is nothing waiting for your confirmation."
 
+ALREADY_CONFIRMED = (
+    "That proposal was already confirmed once, so I did not run it again: it was carried out, "
+    "or was being carried out when its answer could not be stored. Check the result before "
+    "asking for it again."
+)
+
 
 def confirm(proposal: str, channel: Channel, *, preview: str | None = None) -> str:
     """The question before a change; `preview` lists what it touches (a bulk action's tasks)."""
@@ -39,6 +45,12 @@ def failure(tool: Tool[Any] | None, out: Outcome, channel: Channel) -> str:
             text = f"Droplet {droplet} is not registered."
         else:
             text = f"I couldn't {action}: not found."
+    elif out.status == "unavailable" and out.unconfirmed:
+        text = (
+            f"I can't tell whether I managed to {action}: {who} did not confirm it "
+            f"({out.message or 'no answer'}). It may have gone through, so check before "
+            "asking for it again."
+        )
     elif out.status == "unavailable":
         text = f"I couldn't {action}: {who} is unreachable right now. Try again in a moment."
     elif out.status == "rejected":

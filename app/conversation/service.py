@@ -61,7 +61,8 @@ class SessionAccessDenied(Exception):
 
 class ActionNotRecorded(Exception):
     """A write ran, then the store could not record the turn: the caller must hear that the
-    action happened (and check before repeating it), not only that the store is down."""
+    action happened (and check before repeating it), not only that the store is down. Its
+    proposal was claimed before it ran, so a later "yes" finds it taken."""
 
     def __init__(self, tools: Sequence[str]) -> None:
         super().__init__(f"carried out, not recorded: {', '.join(tools)}")
@@ -270,8 +271,8 @@ class ConversationService:
         except Exception as exc:
             written = [o.call.tool for o in result.outcomes if o.answered and self._writes(o)]
             if written and unavailable(exc):
-                # The proposal it confirmed is still stored as waiting: a "yes" sent again
-                # would run it again, so the caller is told it ran.
+                # Not in the history, and its proposal still shows as waiting (claimed, so a
+                # "yes" sent again runs nothing): the caller is told it ran.
                 raise ActionNotRecorded(written) from exc
             raise
         return result.reply
@@ -548,6 +549,8 @@ class ConversationService:
             result.pending = None
             return result
         await emit("calling", self._calling(call))
+        if tool.writes and not await self._claim(session, pending):
+            return self._already_confirmed(turn, session, pending, result)
         # The executor checks the caller's permission itself: a "yes" from a caller without
         # `write` executes nothing, whoever proposed it.
         out = await self._executor.execute(call, **self._scope(turn, session))
@@ -568,16 +571,46 @@ class ConversationService:
             # the answer to "undo" is then an honest "cannot").
             result.context[LAST_WRITE] = {"tool": call.tool, **(out.undo or {})}
         result.context.update(out.context)
-        if out.status == "unavailable":
+        if out.status == "unavailable" and not out.unconfirmed:
             # Nothing changed and the peer may be back in a moment: keep exactly this proposal,
             # so "yes" again retries it instead of "nothing is waiting".
+            if tool.writes:
+                await self._store.release_proposal(
+                    proposal_id=self._proposal_id(pending), session_id=session.session_id
+                )
             reply.text += "\n\n" + for_channel(
                 "Nothing was changed; say **yes** again to retry, or **no** to drop it.", channel
             )
             reply.pending_confirmation = self.view(pending)
             result.pending = UNSET
         else:
+            # Done, refused, or perhaps done (no answer said): it is not offered again.
             result.pending = None
+        return result
+
+    async def _claim(self, session: SessionInfo, pending: PendingCall) -> bool:
+        """Take the proposal before its write runs (app/store/claims.py): False when it was
+        taken before, by a turn whose record never came (a store failure, a killed process)."""
+        return await self._store.claim_proposal(
+            proposal_id=self._proposal_id(pending),
+            session_id=session.session_id,
+            tool=pending.call.tool,
+        )
+
+    @staticmethod
+    def _proposal_id(pending: PendingCall) -> str:
+        # A proposal without an id is never confirmed (_stale_confirmation asks again).
+        assert pending.proposal_id is not None
+        return pending.proposal_id
+
+    def _already_confirmed(
+        self, turn: Turn, session: SessionInfo, pending: PendingCall, result: _Result
+    ) -> _Result:
+        call = pending.call
+        result.reply.text = for_channel(replies.ALREADY_CONFIRMED, turn.source)
+        result.reply.actions = [{"tool": call.tool, "status": "already_confirmed"}]
+        result.audit = [self._audit(turn, session, call, "declined", "already confirmed")]
+        result.pending = None
         return result
 
     # ---- pieces ------------------------------------------------------------------------------

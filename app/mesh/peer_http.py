@@ -54,6 +54,12 @@ async def exchange(
         response = await client.request(
             method, parsed_url(url), headers=headers, params=params, json=json_body, auth=auth
         )
+    except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout) as exc:
+        # No connection: the request never left, so the peer cannot have acted on it.
+        log.warning(
+            "peer_unreachable", peer=peer, method=method, path=_path(url), error=type(exc).__name__
+        )
+        raise PeerUnavailable(peer, f"the {label} is unreachable", reached=False) from exc
     except httpx2.TimeoutException as exc:
         log.warning("peer_timeout", peer=peer, method=method, path=_path(url))
         raise PeerUnavailable(peer, f"the {label} did not answer in time") from exc

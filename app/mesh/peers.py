@@ -14,7 +14,17 @@ class PeerError(Exception):
 
 
 class PeerUnavailable(PeerError):
-    """The peer could not be reached: connection refused, timeout, circuit open, 5xx."""
+    """The peer could not be reached: connection refused, timeout, circuit open, 5xx.
+
+    `reached`: False only when the request never left this process (no connection could be
+    had, the circuit is open), so the peer cannot have acted on it; a timeout, a 5xx or a
+    connection lost after sending may have come after the peer did what was asked."""
+
+    def __init__(
+        self, peer: str, message: str, *, status_code: int | None = None, reached: bool = True
+    ) -> None:
+        super().__init__(peer, message, status_code=status_code)
+        self.reached = reached
 
 
 class PeerRejected(PeerError):

@@ -91,6 +91,7 @@ class CircuitBreaker:
             self._peer,
             f"the {self._label} is unavailable (recent calls failed; retrying in "
             f"{max(1, round(self.retry_after()))} s)",
+            reached=False,
         )
 
     def record_success(self) -> None:

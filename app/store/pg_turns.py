@@ -16,9 +16,9 @@ callers keep one contract whichever path wrote the row.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -27,6 +27,9 @@ from app.store.turns import Created, MissingSession, TurnCommitted, TurnWrite, c
 
 if TYPE_CHECKING:
     from asyncpg import Connection
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
 _UPDATE: Final = (
     "UPDATE sessions SET message_count = message_count + 2, last_activity = $1, "
@@ -63,20 +66,31 @@ async def write_batch(
     """Write `batch` in one transaction; one result per turn. Raises SQLAlchemy's
     IntegrityError or OperationalError when the transaction fails, StaleConnection (an
     OperationalError) when the connection was closed before the transaction began."""
+    return await run_batch(driver, batch, _write_one, what="turn batch")
+
+
+async def run_batch(
+    driver: Connection,
+    batch: Sequence[Item],
+    one: Callable[[Connection, Item], Awaitable[Result | BaseException]],
+    *,
+    what: str,
+) -> list[Result | BaseException]:
+    """`one` for each item of `batch`, in one transaction, with write_batch's errors."""
     import asyncpg  # imported with the PostgreSQL driver only
 
     if driver.is_in_transaction():
         # Our transaction would be a savepoint inside someone else's, committed with theirs.
-        raise RuntimeError("the turn writer's connection is already in a transaction")
+        raise RuntimeError(f"the {what} writer's connection is already in a transaction")
     begun = False
     try:
         async with driver.transaction():
             begun = True
-            return [await _write_one(driver, turn) for turn in batch]
+            return [await one(driver, item) for item in batch]
     except asyncpg.IntegrityConstraintViolationError as exc:
-        raise IntegrityError("turn batch", None, exc) from exc
+        raise IntegrityError(what, None, exc) from exc
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-        raise _failed(driver, exc, begun=begun, what="turn batch") from exc
+        raise _failed(driver, exc, begun=begun, what=what) from exc
 
 
 async def create_session(

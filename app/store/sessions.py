@@ -47,13 +47,14 @@ from app.domain.session import (
     StoredMessage,
     utc_now,
 )
-from app.store import migrations, pg_turns
+from app.store import claims, migrations, pg_turns
 from app.store.backup import (
     BackupError,
     backup_sqlite,
     lock_directory_for,
     open_marker_for,
 )
+from app.store.claims import ProposalClaim
 from app.store.engine import (
     PING_AFTER_IDLE_S,
     StaleConnection,
@@ -98,6 +99,7 @@ if TYPE_CHECKING:  # asyncpg is imported by SQLAlchemy's dialect only when Postg
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
+R = TypeVar("R")
 
 SOURCES: Final = ("chat", "voice")
 LIVE_SESSIONS_MAX = 4096
@@ -180,6 +182,7 @@ class SessionStore:
         self._pg_locks: PostgresAdvisoryLocks | None = None
         self._range_locks: RangeLocks | None = None
         self._turns: GroupCommit[TurnWrite, TurnCommitted] | None = None
+        self._claims: GroupCommit[ProposalClaim, bool] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -238,6 +241,7 @@ class SessionStore:
         if path is not None:
             self._sqlite = SqliteTurns(path=path)
             self._turns = GroupCommit(write_batch=self._write_sqlite_turns)
+            self._claims = GroupCommit(write_batch=self._write_sqlite_claims)
             directory = lock_directory_for(path)
             directory.mkdir(parents=True, exist_ok=True)
             self._range_locks = RangeLocks(path=directory / "sessions.lock")
@@ -255,11 +259,15 @@ class SessionStore:
             self._pg_locks = PostgresAdvisoryLocks(engine=self._lock_engine)
             self._locks = SessionLocks(cross_process=self._pg_locks)
             self._turns = GroupCommit(write_batch=self._write_turns)
+            self._claims = GroupCommit(write_batch=self._write_pg_claims)
 
     async def close(self) -> None:
         if self._turns is not None:
             await self._turns.flush()  # every accepted turn is written before the engines go
             self._turns = None
+        if self._claims is not None:
+            await self._claims.flush()
+            self._claims = None
         if self._sqlite is not None:
             await self._sqlite.close()
             self._sqlite = None
@@ -555,14 +563,29 @@ class SessionStore:
     async def _write_turns(self, batch: Sequence[TurnWrite]) -> list[TurnCommitted | BaseException]:
         """Group commit's batch function for PostgreSQL: constant SQL on the asyncpg driver of
         a connection from the write engine (app/store/pg_turns.py says why)."""
+        return await self._pg_batch(batch, pg_turns.write_batch)
+
+    async def _write_pg_claims(self, batch: Sequence[ProposalClaim]) -> list[bool | BaseException]:
+        return await self._pg_batch(
+            batch,
+            lambda driver, claims_: pg_turns.run_batch(
+                driver, claims_, claims.pg_one, what="proposal claims"
+            ),
+        )
+
+    async def _pg_batch(
+        self,
+        batch: Sequence[T],
+        write: Callable[[DriverConnection, Sequence[T]], Awaitable[list[R | BaseException]]],
+    ) -> list[R | BaseException]:
         try:
-            return await self._on_pg_writer(lambda driver: pg_turns.write_batch(driver, batch))
+            return await self._on_pg_writer(lambda driver: write(driver, batch))
         except SQLAlchemyError as exc:
             if len(batch) == 1 or not isinstance(exc, IntegrityError):
-                # The database itself failed: every turn of the batch gets the error.
+                # The database itself failed: every item of the batch gets the error.
                 return [exc] * len(batch)
-            # One bad turn must not take the others with it: write each alone.
-            return [(await self._write_turns([turn]))[0] for turn in batch]
+            # One bad item must not take the others with it: write each alone.
+            return [(await self._pg_batch([item], write))[0] for item in batch]
 
     async def _on_pg_writer(self, work: Callable[[DriverConnection], Awaitable[T]]) -> T:
         """`work` on the asyncpg driver of a connection from the write engine, once more on a
@@ -719,6 +742,14 @@ class SessionStore:
         async with self._write_gate or contextlib.nullcontext():
             return await self._sqlite.write(batch)
 
+    async def _write_sqlite_claims(
+        self, batch: Sequence[ProposalClaim]
+    ) -> list[bool | BaseException]:
+        if self._sqlite is None:
+            raise StoreNotOpen()
+        async with self._write_gate or contextlib.nullcontext():
+            return await self._sqlite.run_batch(batch, claims.sqlite_one)
+
     # ---- audit -----------------------------------------------------------------------------
 
     async def record_audit(self, entries: Sequence[AuditEntry]) -> None:
@@ -775,6 +806,37 @@ class SessionStore:
             )
             for r in rows
         ]
+
+    # ---- confirmed proposals (app/store/claims.py) -------------------------------------------
+
+    async def claim_proposal(self, *, proposal_id: str, session_id: str, tool: str) -> bool:
+        """True for exactly one caller per proposal id, across instances and restarts: call it
+        before a confirmed write runs, and run it only on True. Committed when it returns.
+        Raises SessionNotFound when the session is gone."""
+        return await self._claim(
+            ProposalClaim(proposal_id=proposal_id, session_id=session_id, tool=tool, at=utc_now())
+        )
+
+    async def release_proposal(self, *, proposal_id: str, session_id: str) -> None:
+        """Give a claim back: its write changed nothing and the proposal stays waiting."""
+        await self._claim(
+            ProposalClaim(
+                proposal_id=proposal_id,
+                session_id=session_id,
+                tool="",
+                at=utc_now(),
+                release=True,
+            )
+        )
+
+    async def _claim(self, claim: ProposalClaim) -> bool:
+        if self._claims is None:
+            raise StoreNotOpen()
+        try:
+            return await self._claims.submit(claim)
+        except (MissingSession, IntegrityError):
+            # IntegrityError: on PostgreSQL, the session deleted between the look and the insert.
+            raise SessionNotFound(claim.session_id) from None
 
     # ---- tasks assigned to this droplet ----------------------------------------------------
 

@@ -17,11 +17,11 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
@@ -55,6 +55,9 @@ _CREATE: Final = (
     "pending_action, context) VALUES (?, ?, ?, NULL, ?, ?, 0, NULL, '{}') "
     "ON CONFLICT (id) DO NOTHING"
 )
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
 # A version read never waits long: in WAL mode readers do not take locks; this only bounds
 # the rare moment a new connection must wait for the WAL index.
 _READ_TIMEOUT_S: Final = 1.0
@@ -124,8 +127,17 @@ class SqliteTurns:
 
     async def write(self, batch: Sequence[TurnWrite]) -> list[TurnCommitted | BaseException]:
         """Write `batch` in one transaction (one thread hop); one result per turn."""
+        return await self.run_batch(batch, _write_one)
+
+    async def run_batch(
+        self,
+        batch: Sequence[Item],
+        one: Callable[[sqlite3.Connection, Item], Result | BaseException],
+    ) -> list[Result | BaseException]:
+        """`one` for each item of `batch` on the writer's connection, in one transaction (one
+        thread hop), with write's errors."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._write_batch, batch)
+        return await loop.run_in_executor(self._executor, self._run_batch, batch, one)
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
@@ -152,11 +164,15 @@ class SqliteTurns:
             self._conn.close()
             self._conn = None
 
-    def _write_batch(self, batch: Sequence[TurnWrite]) -> list[TurnCommitted | BaseException]:
+    def _run_batch(
+        self,
+        batch: Sequence[Item],
+        one: Callable[[sqlite3.Connection, Item], Result | BaseException],
+    ) -> list[Result | BaseException]:
         conn = self._connection()
         try:
             conn.execute("BEGIN IMMEDIATE")
-            results = [_write_one(conn, turn) for turn in batch]
+            results = [one(conn, item) for item in batch]
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
@@ -165,8 +181,8 @@ class SqliteTurns:
                 # The database itself failed (locked past the busy timeout, disk, I/O): every
                 # turn of the batch gets the error, none is retried into another long wait.
                 return [_as_sqlalchemy_error(exc)] * len(batch)
-            # One bad turn must not take the others with it: write each alone.
-            return [self._write_batch([turn])[0] for turn in batch]
+            # One bad item must not take the others with it: write each alone.
+            return [self._run_batch([item], one)[0] for item in batch]
         return results
 
     def _create(

@@ -151,6 +151,23 @@ class ClaimedTaskRow(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(255))
 
 
+class ClaimedProposalRow(Base):
+    """Confirmed proposals whose write has been started: a proposal runs at most once
+    (app/store/claims.py)."""
+
+    __tablename__ = "claimed_proposals"
+    # Deleting a session cascades here; without an index PostgreSQL scans the table.
+    __table_args__ = (Index(None, "session_id"),)
+
+    proposal_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # A deleted session takes its claims with it: its proposals are gone too.
+    session_id: Mapped[str] = mapped_column(
+        String(SESSION_ID_MAX), ForeignKey("sessions.id", ondelete="CASCADE")
+    )
+    tool: Mapped[str] = mapped_column(String(128))
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class WatchRow(Base):
     """A watch ("tell me when droplet 16 is back"): fires once, then waits out its expiry."""
 

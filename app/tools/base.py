@@ -173,6 +173,9 @@ class Outcome:
     """For bulk actions: every element's own outcome (audited one by one)."""
     undo: dict[str, Any] | None = None
     """For a write: what would reverse it (the tasks it created), for "undo"."""
+    unconfirmed: bool = False
+    """For a write that did not answer: it may have taken effect all the same (its request
+    reached the peer, and no answer said what became of it)."""
 
     @property
     def answered(self) -> bool:

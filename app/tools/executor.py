@@ -163,12 +163,15 @@ class ToolExecutor:
         except TimeoutError:
             out.status = "unavailable"
             out.message = f"the mesh did not answer within {self._timeout:g} seconds"
+            # Cut off mid-call: a write's request may have been acted on already.
+            out.unconfirmed = tool.writes
         except PeerNotFound as exc:
             out.status, out.message, out.peer = "not_found", exc.message, exc.peer
         except PeerRejected as exc:
             out.status, out.message, out.peer = "rejected", exc.message, exc.peer
         except PeerUnavailable as exc:
             out.status, out.message, out.peer = "unavailable", exc.message, exc.peer
+            out.unconfirmed = tool.writes and exc.reached
         except PeerError as exc:
             out.status, out.message, out.peer = "error", exc.message, exc.peer
         except MeshOff as exc:

@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,19 @@ class Chat:
 
 @pytest.fixture
 async def chat(sandbox: MeshHandle, tmp_path: Path) -> AsyncIterator[Chat]:
-    async with make_backend("sqlite", tmp_path) as backend, live_mesh(sandbox) as live:
+    async with open_chat(sandbox, tmp_path) as opened:
+        yield opened
+
+
+@asynccontextmanager
+async def open_chat(
+    sandbox: MeshHandle, tmp_path: Path, *, timeout_s: float = 5.0
+) -> AsyncIterator[Chat]:
+    """The service on a SQLite store in `tmp_path`; `timeout_s`: the executor's per call."""
+    async with (
+        make_backend("sqlite", tmp_path) as backend,
+        live_mesh(sandbox, timeout_s=timeout_s) as live,
+    ):
         store = backend.store()
         assert store.sqlite_file is not None
         store.sqlite_file.parent.mkdir(parents=True, exist_ok=True)

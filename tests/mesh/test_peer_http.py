@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from importlib.abc import MetaPathFinder
 from importlib.machinery import ModuleSpec
 from types import ModuleType
@@ -12,6 +14,8 @@ import httpx2
 import pytest
 
 from app.mesh.peer_http import exchange
+from app.mesh.peers import PeerUnavailable
+from app.utils.http_transport import outbound_client
 from tests.fakes.fixed_answer import fixed_answer
 
 
@@ -89,3 +93,57 @@ async def test_a_query_reaches_the_peer_as_httpx2_encodes_params(
         await exchange(client, "GET", url, peer="orchestrator", label="x", params=params)
         await client.get(url, params=params)
     assert seen[0] == seen[1] == httpx2.URL(sent), seen
+
+
+# ---- whether a failed request reached the peer ------------------------------------------------
+
+
+@asynccontextmanager
+async def _server(reply: bytes | None) -> AsyncIterator[str]:
+    """Reads a request, then sends `reply` and closes (None: never answers)."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            if reply is None:
+                await asyncio.sleep(3600)
+            else:
+                writer.write(reply)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+
+
+async def _post(url: str) -> PeerUnavailable:
+    async with outbound_client(timeout=0.3) as client:
+        with pytest.raises(PeerUnavailable) as caught:
+            await exchange(client, "POST", url + "/tasks", peer="orchestrator", label="x")
+    return caught.value
+
+
+async def test_a_refused_connection_never_reached_the_peer() -> None:
+    async with _server(None) as url:
+        pass  # closed: nothing listens on its port now
+    assert (await _post(url)).reached is False
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        None,  # taken, never answered: timed out
+        b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 99\r\n\r\n{",
+    ],
+    ids=["timeout", "500", "cut-off"],
+)
+async def test_a_request_the_peer_took_may_have_been_acted_on(reply: bytes | None) -> None:
+    async with _server(reply) as url:
+        assert (await _post(url)).reached is True

@@ -64,6 +64,7 @@ async def test_breaker_opens_after_threshold_and_then_fails_fast() -> None:
     assert per_call < 0.001
     assert "Orchestrator is unavailable" in caught.value.message
     assert isinstance(caught.value, PeerUnavailable)
+    assert caught.value.reached is False  # nothing was sent
 
 
 async def test_half_open_lets_one_trial_through_and_success_closes() -> None:

@@ -177,7 +177,18 @@ def test_a_write_that_ran_before_the_store_failed_is_reported_as_carried_out(
     assert error["code"] == "DEPENDENCY_UNAVAILABLE"
     assert error["details"] == {"carried_out": ["create_task"]}
     assert error["message"].startswith("Carried out (create_task)")
+    assert "another yes will not run it again" in error["message"]
     assert "check the result before repeating it" in error["message"]
+
+    # The database back, the proposal it ran still shows as waiting, but it was claimed.
+    database.up()
+    fault = httpx2.post(f"{sandbox.orchestrator_url}/_sandbox/fault", json={"mode": "none"})
+    assert fault.status_code == 200
+    again = _chat(client, "yes", "w-2")
+    assert again.status_code == 200, again.text
+    assert again.json()["actions"] == [{"tool": "create_task", "status": "already_confirmed"}]
+    assert orchestrator.requests.count("POST /tasks") == 1
+    assert _chat(client, "yes", "w-2").json()["actions"] == []
 
 
 def test_a_websocket_write_that_ran_before_the_store_failed_is_reported_as_carried_out(
