@@ -12,8 +12,8 @@ from app.utils.markup import escape_markdown, plain_name
 NOTHING_PENDING = "There is nothing waiting for your confirmation."
 
 ALREADY_CONFIRMED = (
-    "That proposal was already confirmed once, so I did not run it again: it was carried out, "
-    "or was being carried out when its answer could not be stored. Check the result before "
+    "That proposal was already confirmed once: it was carried out, or was being carried out "
+    "when its answer could not be stored. It will not run again; check the result before "
     "asking for it again."
 )
 

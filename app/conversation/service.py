@@ -311,6 +311,12 @@ class ConversationService:
         if pending is not None and answer == 1 and not pending.missing:
             return await self._execute_pending(turn, session, pending, result, emit)
         if pending is not None and answer == -1:
+            if pending.proposal_id is not None and await self._store.proposal_claimed(
+                pending.proposal_id
+            ):
+                # Claimed by a turn whose record never came: it may have run, so "no" cannot
+                # say "nothing was changed".
+                return self._already_confirmed(turn, session, pending, result)
             tool = self._tools.get(pending.call.tool)
             reply.text = replies.declined(tool, channel) if tool else for_channel("Okay.", channel)
             reply.actions = [{"tool": pending.call.tool, "status": "declined"}]

@@ -79,7 +79,14 @@ from app.store.locks import (
     StoreInUse,
 )
 from app.store.sqlite_turns import SqliteTurns
-from app.store.tables import SESSION_ID_MAX, AuditRow, ClaimedTaskRow, MessageRow, SessionRow
+from app.store.tables import (
+    SESSION_ID_MAX,
+    AuditRow,
+    ClaimedProposalRow,
+    ClaimedTaskRow,
+    MessageRow,
+    SessionRow,
+)
 from app.store.turns import Created, MissingSession, TurnCommitted, TurnWrite, jsonable
 
 __all__ = [
@@ -828,6 +835,18 @@ class SessionStore:
                 release=True,
             )
         )
+
+    async def proposal_claimed(self, proposal_id: str) -> bool:
+        """Whether a write was started for this proposal (its claim is held)."""
+        async with self._read() as conn:
+            row = (
+                await conn.execute(
+                    select(ClaimedProposalRow.proposal_id).where(
+                        ClaimedProposalRow.proposal_id == proposal_id
+                    )
+                )
+            ).one_or_none()
+        return row is not None
 
     async def _claim(self, claim: ProposalClaim) -> bool:
         if self._claims is None:

@@ -46,6 +46,22 @@ async def test_a_proposal_claimed_by_a_turn_never_recorded_is_not_run_again(chat
     assert (await chat.say("yes")).text == replies.NOTHING_PENDING
 
 
+async def test_no_to_a_proposal_claimed_by_a_turn_never_recorded_does_not_say_nothing_changed(
+    chat: Chat,
+) -> None:
+    proposal = await propose_build(chat, droplet=16)
+    assert proposal.pending_confirmation is not None
+    assert await chat.store.claim_proposal(
+        proposal_id=proposal.pending_confirmation["proposal_id"],
+        session_id=session_key(WRITER.identity, "main"),
+        tool="create_task",
+    )
+    answer = await chat.say("no")
+    assert statuses(answer) == [("create_task", "already_confirmed")]
+    assert answer.text == replies.ALREADY_CONFIRMED
+    assert await chat.pending() is None
+
+
 async def test_a_confirmed_write_claims_its_proposal_before_it_runs(chat: Chat) -> None:
     proposal = await propose_build(chat, droplet=16)
     assert proposal.pending_confirmation is not None

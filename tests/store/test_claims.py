@@ -51,6 +51,8 @@ async def test_a_proposal_is_claimed_once_across_instances_and_restarts(
         )
         assert results.count(True) == 1
         assert await _claims(second) == [("p-1", session, "create_task")]
+        assert await first.proposal_claimed("p-1")
+        assert not await first.proposal_claimed("p-2")
         # Another proposal of the same session is its own claim.
         assert await second.claim_proposal(proposal_id="p-2", session_id=session, tool="x")
 
@@ -67,6 +69,7 @@ async def test_a_released_claim_may_be_taken_again(backend: Backend) -> None:
         assert await store.claim_proposal(proposal_id="p", session_id=session, tool="t")
         await store.release_proposal(proposal_id="p", session_id=session)
         assert await _claims(store) == []
+        assert not await store.proposal_claimed("p")
         assert await store.claim_proposal(proposal_id="p", session_id=session, tool="t")
         assert not await store.claim_proposal(proposal_id="p", session_id=session, tool="t")
 
