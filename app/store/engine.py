@@ -63,9 +63,11 @@ async def invalidate_pool(conn: AsyncConnection) -> None:
 
 
 _STORE_MODULES = ("sqlalchemy", "asyncpg", "aiosqlite", "sqlite3", "app.store")
-# PostgreSQL's SQLSTATEs for a connection that failed or was ended: class 08 (connection
-# exception) and the shutdowns of class 57P (admin or crash shutdown, starting up).
-_GONE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+# PostgreSQL's SQLSTATEs for a database that cannot be used at all, whatever the statement:
+# class 08 (connection exception), the shutdowns of class 57P (admin or crash shutdown, starting
+# up), class 53 (insufficient resources: too many connections, disk full, out of memory), class
+# 28 (the login refused: the role or its password changed) and 3D000 (the database is gone).
+_GONE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53", "28", "3D000")
 
 
 def unavailable(error: BaseException) -> bool:
@@ -73,7 +75,8 @@ def unavailable(error: BaseException) -> bool:
     unavailable, a 503), rather than that it refused a statement (a bug, a 500).
 
     Looked for along the chain of causes: SQLAlchemy's connection-level errors (operational,
-    interface, pool timeout, a disconnect), PostgreSQL's connection SQLSTATEs, SQLite's
+    interface, pool timeout, a disconnect), PostgreSQL's SQLSTATEs for a database that cannot
+    be used at all (unreachable, shut down, out of resources, login refused, dropped), SQLite's
     operational errors (locked past the busy timeout, disk full, unreadable file), and a refused
     or reset connection raised from the store's own code or its drivers.
     """
