@@ -18,6 +18,15 @@ ALREADY_CONFIRMED = (
 )
 
 
+def no_longer_waiting(what: str) -> str:
+    """Said before the answer to a new request when the proposal shown as waiting was in fact
+    confirmed earlier, by a turn whose answer could not be stored."""
+    return (
+        f"Note: the change you confirmed earlier ({what}) was carried out, or was under way when "
+        "its answer could not be stored; it is no longer waiting and will not run again."
+    )
+
+
 def confirm(proposal: str, channel: Channel, *, preview: str | None = None) -> str:
     """The question before a change; `preview` lists what it touches (a bulk action's tasks)."""
     if channel == "voice":

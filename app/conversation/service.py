@@ -253,7 +253,14 @@ class ConversationService:
 
     async def _run_and_record(self, turn: Turn, live: LiveSession, emit: ProgressFn) -> Reply:
         session = live.info
+        started = await self._started_before(turn, session.pending)
+        if started is not None:
+            # Its write was started by a turn whose record never came: this turn runs as if
+            # nothing were waiting, and clears it.
+            live = LiveSession(info=session.model_copy(update={"pending": None}), turns=live.turns)
         result = await self._run(turn, live, emit)
+        if started is not None:
+            self._no_longer_waiting(started, result, turn.source)
         if not any(o.call.tool == "explain_last" for o in result.outcomes):
             # "why?" explains the turn before it, so it does not replace what it explains.
             result.context[LAST_TURN] = self._explanation(turn, result)
@@ -593,6 +600,28 @@ class ConversationService:
             # Done, refused, or perhaps done (no answer said): it is not offered again.
             result.pending = None
         return result
+
+    async def _started_before(self, turn: Turn, pending: PendingCall | None) -> PendingCall | None:
+        """The waiting proposal, when a new request (not a yes or no, which answer it
+        themselves) finds its write already started: claimed by a turn whose record never came
+        (a store failure, a killed process). One read, only while a proposal waits."""
+        if (
+            pending is None
+            or pending.missing
+            or pending.proposal_id is None
+            or answer_of(turn.text) != 0
+        ):
+            return None
+        return pending if await self._store.proposal_claimed(pending.proposal_id) else None
+
+    def _no_longer_waiting(self, started: PendingCall, result: _Result, channel: Channel) -> None:
+        tool = self._tools.get(started.call.tool)
+        what = tool.summary(started.call.args) if tool is not None else started.call.tool
+        note = for_channel(replies.no_longer_waiting(what), channel)
+        result.reply.text = f"{note}\n\n{result.reply.text}" if result.reply.text else note
+        result.reply.actions.insert(0, {"tool": started.call.tool, "status": "already_confirmed"})
+        if isinstance(result.pending, Unset):
+            result.pending = None  # stored as waiting until now
 
     async def _claim(self, session: SessionInfo, pending: PendingCall) -> bool:
         """Take the proposal before its write runs (app/store/claims.py): False when it was

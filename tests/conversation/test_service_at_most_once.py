@@ -62,6 +62,27 @@ async def test_no_to_a_proposal_claimed_by_a_turn_never_recorded_does_not_say_no
     assert await chat.pending() is None
 
 
+async def test_a_new_request_says_a_proposal_claimed_by_a_turn_never_recorded_is_done(
+    chat: Chat,
+) -> None:
+    proposal = await propose_build(chat, droplet=16)
+    assert proposal.pending_confirmation is not None
+    assert await chat.store.claim_proposal(
+        proposal_id=proposal.pending_confirmation["proposal_id"],
+        session_id=session_key(WRITER.identity, "main"),
+        tool="create_task",
+    )
+    answer = await chat.say("show me all droplets")
+    assert statuses(answer)[0] == ("create_task", "already_confirmed")
+    assert ("list_droplets", "ok") in statuses(answer)
+    note, rest = answer.text.split("\n\n", 1)
+    assert note == replies.no_longer_waiting(proposal.pending_confirmation["summary"])
+    assert "Still waiting" not in rest
+    assert answer.pending_confirmation is None
+    assert await chat.pending() is None
+    assert (await chat.say("yes")).text == replies.NOTHING_PENDING
+
+
 async def test_a_confirmed_write_claims_its_proposal_before_it_runs(chat: Chat) -> None:
     proposal = await propose_build(chat, droplet=16)
     assert proposal.pending_confirmation is not None
