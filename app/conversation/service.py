@@ -318,12 +318,6 @@ class ConversationService:
         if pending is not None and answer == 1 and not pending.missing:
             return await self._execute_pending(turn, session, pending, result, emit)
         if pending is not None and answer == -1:
-            if pending.proposal_id is not None and await self._store.proposal_claimed(
-                pending.proposal_id
-            ):
-                # Claimed by a turn whose record never came: it may have run, so "no" cannot
-                # say "nothing was changed".
-                return self._already_confirmed(turn, session, pending, result)
             tool = self._tools.get(pending.call.tool)
             reply.text = replies.declined(tool, channel) if tool else for_channel("Okay.", channel)
             reply.actions = [{"tool": pending.call.tool, "status": "declined"}]
@@ -602,14 +596,15 @@ class ConversationService:
         return result
 
     async def _started_before(self, turn: Turn, pending: PendingCall | None) -> PendingCall | None:
-        """The waiting proposal, when a new request (not a yes or no, which answer it
-        themselves) finds its write already started: claimed by a turn whose record never came
-        (a store failure, a killed process). One read, only while a proposal waits."""
+        """The waiting proposal, when its write was already started: claimed by a turn whose
+        record never came (a store failure, a killed process). A "no" then cannot say nothing
+        changed, nor another request that it still waits. Not asked for a "yes", whose own
+        claim finds it taken. One read, only while a proposal waits."""
         if (
             pending is None
             or pending.missing
             or pending.proposal_id is None
-            or answer_of(turn.text) != 0
+            or answer_of(turn.text) == 1
         ):
             return None
         return pending if await self._store.proposal_claimed(pending.proposal_id) else None

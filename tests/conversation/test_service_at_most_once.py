@@ -58,7 +58,9 @@ async def test_no_to_a_proposal_claimed_by_a_turn_never_recorded_does_not_say_no
     )
     answer = await chat.say("no")
     assert statuses(answer) == [("create_task", "already_confirmed")]
-    assert answer.text == replies.ALREADY_CONFIRMED
+    note, rest = answer.text.split("\n\n", 1)
+    assert note == replies.no_longer_waiting(proposal.pending_confirmation["summary"])
+    assert rest == "OK. Nothing is waiting for confirmation, so there is nothing to drop."
     assert await chat.pending() is None
 
 
