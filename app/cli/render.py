@@ -59,7 +59,9 @@ _STATUS_WORDS: dict[str, str] = {
         ),
         "info",
     ),
-    **dict.fromkeys(("inactive", "degraded", "warning", "stale", "unknown"), "warn"),
+    **dict.fromkeys(
+        ("inactive", "degraded", "warning", "stale", "unknown", "already_confirmed"), "warn"
+    ),
     **dict.fromkeys(
         (
             "error",

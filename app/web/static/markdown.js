@@ -24,7 +24,7 @@ addStatus("ok", ["active", "healthy", "ok", "online", "up", "connected", "comple
 addStatus("info", ["pending", "assigned", "in_progress", "in progress", "queued", "running",
   "starting", "retrying", "waiting", "scheduled", "awaiting_confirmation",
   "awaiting confirmation"]);
-addStatus("warn", ["inactive", "degraded", "warning", "stale", "unknown"]);
+addStatus("warn", ["inactive", "degraded", "warning", "stale", "unknown", "already_confirmed"]);
 addStatus("bad", ["error", "failed", "failure", "down", "offline", "unhealthy", "unavailable",
   "unreachable", "critical", "timeout", "timed out", "rejected", "denied", "forbidden",
   "invalid"]);
