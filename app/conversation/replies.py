@@ -55,10 +55,10 @@ def failure(tool: Tool[Any] | None, out: Outcome, channel: Channel) -> str:
         else:
             text = f"I couldn't {action}: not found."
     elif out.status == "unavailable" and out.unconfirmed:
+        why = out.message or f"{who} did not confirm it"
         text = (
-            f"I can't tell whether I managed to {action}: {who} did not confirm it "
-            f"({out.message or 'no answer'}). It may have gone through, so check before "
-            "asking for it again."
+            f"I can't tell whether I managed to {action}: {why}. It may have gone through, so "
+            "check before asking for it again."
         )
     elif out.status == "unavailable":
         text = f"I couldn't {action}: {who} is unreachable right now. Try again in a moment."

@@ -126,7 +126,8 @@ async def test_a_write_cut_off_before_its_answer_is_not_offered_again(
         await _fault(sandbox, "none")
     assert statuses(cut) == [("create_task", "unavailable")]
     assert cut.text.startswith(
-        "I can't tell whether I managed to create the task: the mesh did not confirm it"
+        "I can't tell whether I managed to create the task: the mesh did not answer within 0.5 "
+        "seconds. It may have gone through"
     ), cut.text
     assert "check before asking for it again" in cut.text
     assert "say **yes** again" not in cut.text
@@ -151,7 +152,8 @@ async def test_a_write_whose_answer_broke_off_is_not_offered_again(
         await _fault(sandbox, "none")
     assert statuses(cut) == [("create_task", "unavailable")]
     assert cut.text.startswith(
-        "I can't tell whether I managed to create the task: the Orchestrator did not confirm it"
+        "I can't tell whether I managed to create the task: the Orchestrator is unreachable. It "
+        "may have gone through"
     ), cut.text
     assert await chat.pending() is None
     assert (await chat.say("yes")).text == replies.NOTHING_PENDING
