@@ -742,20 +742,22 @@ class SessionStore:
     async def _write_sqlite_turns(
         self, batch: Sequence[TurnWrite]
     ) -> list[TurnCommitted | BaseException]:
-        if self._sqlite is None:
-            raise StoreNotOpen()
-        # The engine's writers (watches, claims, deletions) queue behind the batch in FIFO
-        # order instead of polling in SQLite's busy handler.
-        async with self._write_gate or contextlib.nullcontext():
-            return await self._sqlite.write(batch)
+        return await self._on_sqlite_writer(lambda sqlite: sqlite.write(batch))
 
     async def _write_sqlite_claims(
         self, batch: Sequence[ProposalClaim]
     ) -> list[bool | BaseException]:
+        return await self._on_sqlite_writer(
+            lambda sqlite: sqlite.run_batch(batch, claims.sqlite_one)
+        )
+
+    async def _on_sqlite_writer(self, work: Callable[[SqliteTurns], Awaitable[T]]) -> T:
         if self._sqlite is None:
             raise StoreNotOpen()
+        # The engine's writers (watches, task claims, deletions) queue behind the batch in FIFO
+        # order instead of polling in SQLite's busy handler.
         async with self._write_gate or contextlib.nullcontext():
-            return await self._sqlite.run_batch(batch, claims.sqlite_one)
+            return await work(self._sqlite)
 
     # ---- audit -----------------------------------------------------------------------------
 
