@@ -31,7 +31,12 @@ class TokenSource(StrEnum):
 
 class TokenUnavailable(PeerUnavailable):
     """No configured source could produce a usable token for the peer. Our configuration's or
-    a token issuer's problem, never evidence that the peer itself is down."""
+    a token issuer's problem, never evidence that the peer itself is down. The request that
+    needed the token was not sent (or was refused with a 401, which does nothing), so the peer
+    cannot have acted on it."""
+
+    def __init__(self, peer: str, message: str) -> None:
+        super().__init__(peer, message, reached=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,6 +121,8 @@ async def test_failing_sources_fall_through_and_the_last_resort_is_a_clear_error
     with pytest.raises(TokenUnavailable) as caught:
         await tokens.get()
     assert caught.value.message == "no usable credentials for the Orchestrator"
+    # The request that needed the token was never sent: a write waiting on it may be retried.
+    assert caught.value.reached is False
 
 
 async def test_nothing_configured_is_a_state_and_a_clear_error() -> None:
