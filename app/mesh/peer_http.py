@@ -63,6 +63,13 @@ async def exchange(
     except httpx2.TimeoutException as exc:
         log.warning("peer_timeout", peer=peer, method=method, path=_path(url))
         raise PeerUnavailable(peer, f"the {label} did not answer in time") from exc
+    except (httpx2.ReadError, httpx2.WriteError, httpx2.RemoteProtocolError) as exc:
+        # A connection was had, then lost or answered with something that is not HTTP: said
+        # so, since the request may have been acted on ("unreachable" would say it was not).
+        log.warning(
+            "peer_unreachable", peer=peer, method=method, path=_path(url), error=type(exc).__name__
+        )
+        raise PeerUnavailable(peer, f"the connection to the {label} broke off") from exc
     except httpx2.HTTPError as exc:
         log.warning(
             "peer_unreachable", peer=peer, method=method, path=_path(url), error=type(exc).__name__

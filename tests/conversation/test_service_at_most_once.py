@@ -113,7 +113,7 @@ async def _fault(sandbox: MeshHandle, mode: str, delay: float = 0.0) -> None:
         # it after the cut is its own affair (the sandbox's stops with the connection).
         ("slow", 1.0, "the mesh did not answer within 0.5 seconds", 1),
         # A 200 begun, then the connection closed (the sandbox's acts on nothing).
-        ("drop", 0.0, "the Orchestrator is unreachable", 0),
+        ("drop", 0.0, "the connection to the Orchestrator broke off", 0),
     ],
     ids=["cut-off", "broken-answer"],
 )

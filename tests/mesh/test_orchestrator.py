@@ -381,7 +381,7 @@ async def test_registry_tokens_carry_aud_and_the_orchestrator_refuses_them(
     [
         ("error500", "the Orchestrator failed to process the request"),
         ("garbage", "the Orchestrator answered with something unreadable"),
-        ("drop", "the Orchestrator is unreachable"),
+        ("drop", "the connection to the Orchestrator broke off"),
     ],
 )
 async def test_faults_never_leak_upstream_bodies(

@@ -141,7 +141,7 @@ async def test_a_wrong_key_is_rejected(mesh: MeshHandle) -> None:
     [
         ("error500", "the Registry failed to process the request"),
         ("garbage", "the Registry answered with something unreadable"),
-        ("drop", "the Registry is unreachable"),
+        ("drop", "the connection to the Registry broke off"),
     ],
 )
 async def test_faults_become_safe_unavailability(
