@@ -56,25 +56,16 @@ async def exchange(
         )
     except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout) as exc:
         # No connection: the request never left, so the peer cannot have acted on it.
-        log.warning(
-            "peer_unreachable", peer=peer, method=method, path=_path(url), error=type(exc).__name__
-        )
-        raise PeerUnavailable(peer, f"the {label} is unreachable", reached=False) from exc
+        raise _lost(exc, peer, method, url, f"the {label} is unreachable", reached=False) from exc
     except httpx2.TimeoutException as exc:
         log.warning("peer_timeout", peer=peer, method=method, path=_path(url))
         raise PeerUnavailable(peer, f"the {label} did not answer in time") from exc
     except (httpx2.ReadError, httpx2.WriteError, httpx2.RemoteProtocolError) as exc:
         # A connection was had, then lost or answered with something that is not HTTP: said
         # so, since the request may have been acted on ("unreachable" would say it was not).
-        log.warning(
-            "peer_unreachable", peer=peer, method=method, path=_path(url), error=type(exc).__name__
-        )
-        raise PeerUnavailable(peer, f"the connection to the {label} broke off") from exc
+        raise _lost(exc, peer, method, url, f"the connection to the {label} broke off") from exc
     except httpx2.HTTPError as exc:
-        log.warning(
-            "peer_unreachable", peer=peer, method=method, path=_path(url), error=type(exc).__name__
-        )
-        raise PeerUnavailable(peer, f"the {label} is unreachable") from exc
+        raise _lost(exc, peer, method, url, f"the {label} is unreachable") from exc
 
     status = response.status_code
     if status >= 500 and status not in passthrough:
@@ -106,6 +97,16 @@ def _parse(response: httpx2.Response) -> Any:
         return json.loads(response.content)
     except (ValueError, UnicodeDecodeError):
         return _UNREADABLE
+
+
+def _lost(
+    error: Exception, peer: str, method: str, url: str, message: str, *, reached: bool = True
+) -> PeerUnavailable:
+    """A transport failure, logged (its type, not its text) and said as `message`."""
+    log.warning(
+        "peer_unreachable", peer=peer, method=method, path=_path(url), error=type(error).__name__
+    )
+    return PeerUnavailable(peer, message, reached=reached)
 
 
 def _path(url: str) -> str:
