@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -64,6 +65,24 @@ async def test_is_a_planner_named_rules() -> None:
     assert planner.name == "rules"
     assert result.planner == "rules"
     assert calls(result) == [("list_droplets", {})]
+
+
+async def test_plans_asked_for_together_are_each_the_plan_of_their_own_message() -> None:
+    # Plans asked for in one loop iteration are made back to back (app.utils.stage): each
+    # caller still gets the plan of its own text and context, not a neighbour's.
+    planner = OfflinePlanner(TOOLS)
+    asked = [
+        ("list droplets", PlanContext(aliases=ALIASES)),
+        ("cancel it", PlanContext(aliases=ALIASES, last_task_id=7)),
+        ("is the visibility deck healthy?", PlanContext(aliases=ALIASES)),
+        ("cancel it", PlanContext(aliases=ALIASES, last_task_id=9)),
+        ("hello", PlanContext()),
+    ]
+    together = await asyncio.gather(*(planner.plan(text, ctx) for text, ctx in asked))
+    assert together == [planner.plan_now(text, ctx) for text, ctx in asked]
+    assert calls(together[1]) == [("cancel_task", {"task_id": 7})]
+    assert calls(together[3]) == [("cancel_task", {"task_id": 9})]
+    assert calls(together[2]) == [("droplet_status", {"droplet_id": 14})]
 
 
 # ---- the examples every client relies on ------------------------------------------------------
