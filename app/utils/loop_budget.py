@@ -102,6 +102,18 @@ class LoopBudget:
             self._sent_back = True
             queue = self._again
 
+    def allows(self) -> bool:
+        """Whether more budgeted work other than a turn's start fits in this iteration (a
+        stage's next call, app.utils.stage). It spends from the same budget as the starts and
+        opens the iteration's window as a start does, so starts after it in the iteration see
+        the time it took; it is not counted as a start."""
+        now = self._clock()
+        if self._opened_at is None:
+            self._opened_at = now
+            self._schedule()
+            return True
+        return now - self._opened_at < self._budget_s
+
     def _fits(self) -> bool:
         now = self._clock()
         if self._opened_at is None:

@@ -26,6 +26,7 @@ from app.store.watches import WatchStore
 from app.tools.context import Mesh
 from app.tools.executor import ToolExecutor
 from app.tools.registry import default_tools
+from app.utils.loop_budget import LoopBudget
 from app.wiring.mesh import MeshParts
 
 
@@ -50,9 +51,12 @@ def build_conversation(
     metrics: Metrics,
 ) -> ConversationParts:
     tools = default_tools()
+    # One budget for the turns' starts and the planner's stage: together they hold the event
+    # loop about as long in one iteration as a turn's start did when it planned too.
+    loop_budget = LoopBudget()
     planner = build_planner(
         mode=settings.planner,
-        rules=OfflinePlanner(tools),
+        rules=OfflinePlanner(tools, loop_budget=loop_budget),
         gemini_api_key=settings.gemini_api_key,
         gemini_model=settings.gemini_model,
         gemini_base_url=settings.gemini_base_url,
@@ -93,6 +97,7 @@ def build_conversation(
         metrics=metrics,
         history_window=settings.history_window,
         max_sessions_per_owner=settings.max_sessions_per_identity,
+        loop_budget=loop_budget,
     )
     summarizer = model_summarizer(planner) if settings.llm_summarize else None
     engine = None

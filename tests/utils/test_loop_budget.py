@@ -149,3 +149,19 @@ async def test_a_turn_cancelled_after_its_release_does_not_hold_up_the_rest() ->
     assert isinstance(results[1], asyncio.CancelledError)
     assert turns.order == ["0", "2"]
     assert turns.budget.waiting == 0
+
+
+async def test_other_budgeted_work_spends_from_the_same_budget_without_counting_as_a_start() -> (
+    None
+):
+    clock = Clock(START)
+    budget = LoopBudget(budget_s=0.003, clock=clock)
+    assert budget.allows()  # opens the iteration's window
+    clock.now += 0.002
+    assert budget.allows()
+    clock.now += 0.001
+    assert not budget.allows()  # the budget is spent
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # a later iteration: a fresh budget
+    assert budget.allows()
+    assert budget.waiting == 0

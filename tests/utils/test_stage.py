@@ -5,6 +5,7 @@ import contextvars
 
 import pytest
 
+from app.utils.loop_budget import LoopBudget
 from app.utils.stage import Stage
 from tests.fakes.clock import Clock
 from tests.utils.test_loop_budget import Iterations
@@ -78,7 +79,7 @@ async def test_calls_beyond_the_budget_run_in_later_iterations_in_order() -> Non
         clock.now += 0.6  # each call works 0.6 s of a 1 s budget
         return n
 
-    stage = Stage(work, budget_s=1.0, clock=clock)
+    stage = Stage(work, budget=LoopBudget(budget_s=1.0, clock=clock))
     iterations.start()
     try:
         assert await asyncio.gather(*(stage(n) for n in range(5))) == [0, 1, 2, 3, 4]
@@ -101,8 +102,39 @@ async def test_a_call_longer_than_the_budget_still_runs_alone() -> None:
         clock.now += 5.0
         return n
 
-    stage = Stage(work, budget_s=1.0, clock=clock)
+    stage = Stage(work, budget=LoopBudget(budget_s=1.0, clock=clock))
     assert list(await asyncio.gather(stage(1), stage(2))) == [1, 2]
+
+
+async def test_turns_starting_after_the_stage_in_its_iteration_wait_for_the_next() -> None:
+    # The stage spends from the budget the turns' starts share: a start in the same iteration
+    # after a stage that used the budget up waits, as it would behind other starts.
+    clock = Clock(100.0)
+    budget = LoopBudget(budget_s=1.0, clock=clock)
+    iterations = Iterations()
+    order: list[tuple[str, int]] = []
+
+    def work(n: int) -> int:
+        order.append((f"plan {n}", iterations.count))
+        clock.now += 1.0
+        return n
+
+    stage = Stage(work, budget=budget)
+
+    async def start_after_the_stage() -> None:
+        await asyncio.sleep(0)  # ready in the iteration the stage runs in, after it
+        await budget.turn()
+        order.append(("start", iterations.count))
+
+    iterations.start()
+    try:
+        await asyncio.gather(stage(1), start_after_the_stage())
+    finally:
+        iterations.stop()
+
+    (plan, plan_iteration), (start, start_iteration) = order
+    assert (plan, start) == ("plan 1", "start")
+    assert start_iteration > plan_iteration
 
 
 async def test_each_call_runs_in_its_callers_context() -> None:
@@ -139,5 +171,5 @@ def test_a_call_from_another_loop_while_calls_are_queued_runs_at_once() -> None:
 
 @pytest.mark.parametrize("budget_s", [0.0, 1.0])
 async def test_a_lone_call_returns_its_result(budget_s: float) -> None:
-    stage = Stage(lambda a, *, b: a + b, budget_s=budget_s, clock=Clock())
+    stage = Stage(lambda a, *, b: a + b, budget=LoopBudget(budget_s=budget_s, clock=Clock()))
     assert await stage(2, b=3) == 5

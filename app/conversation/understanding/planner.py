@@ -35,6 +35,7 @@ from app.conversation.understanding.text import FUNCTION_WORDS, Text, Vocabulary
 from app.domain.plan import PendingCall, Plan, PlanContext, ToolCall
 from app.tools.base import Slot, Tool
 from app.tools.registry import ToolRegistry
+from app.utils.loop_budget import LoopBudget
 from app.utils.stage import Stage
 
 MAX_CALLS = 10
@@ -140,7 +141,7 @@ class _Refs:
 class OfflinePlanner:
     name = "rules"
 
-    def __init__(self, tools: ToolRegistry) -> None:
+    def __init__(self, tools: ToolRegistry, *, loop_budget: LoopBudget | None = None) -> None:
         self._tools = tools
         self._index = CueIndex(tools)
         # The kinds some tool's `_fits` takes, and the bare number `_takes_number` takes.
@@ -213,9 +214,9 @@ class OfflinePlanner:
         self._vocabulary = Vocabulary(self._index.vocabulary | entity_words | lead_words)
         self._aliases: AliasIndex | None = None
         # The plans asked for in one loop iteration are made back to back at its end, where
-        # the planner's tables are still in the CPU's caches from the previous plan
-        # (app.utils.stage; docs/performance.md).
-        self._stage = Stage(self.plan_now)
+        # the planner's tables are still in the CPU's caches from the previous plan, within
+        # the budget the turns' starts share (app.utils.stage; docs/performance.md).
+        self._stage = Stage(self.plan_now, budget=loop_budget)
 
     async def plan(self, text: str, context: PlanContext) -> Plan:
         return await self._stage(text, context)
