@@ -115,11 +115,7 @@ class LoopBudget:
         return now - self._opened_at < self._budget_s
 
     def _fits(self) -> bool:
-        now = self._clock()
-        if self._opened_at is None:
-            self._opened_at = now
-            self._schedule()
-        elif now - self._opened_at >= self._budget_s:
+        if not self.allows():
             return False
         self._started += 1
         return True

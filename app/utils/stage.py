@@ -15,10 +15,11 @@ A stage spends from the loop budget the turns' starts share (app.utils.loop_budg
 callback runs calls while the budget allows (always at least one) and leaves the rest to the
 next iteration, and starts later in the same iteration see the time it took. Before the stage
 a turn's start included its plan, so the budget bounded both; with a budget of its own the
-stage let three times as many turns start per iteration, and the largest loop stall at 64
-clients on the read mix went from 7-8 to 12-14 ms (p99 of the gaps 7 -> 13 ms). Shared, it is
-back at 7-8 ms. A caller that is cancelled while queued is skipped. Used from one event loop at
-a time: a call from another loop while calls are queued runs at once, unbatched.
+stage let about three times as many turns start per iteration, and the largest loop stall at
+64 clients on the read mix went from 6.7-9.1 to 11.6-11.7 ms of loop CPU (p99 of the gaps
+6.9-7.7 -> 12.3-13.6 ms). Shared, it is 6.2-7.8 ms. A caller that is cancelled while queued is
+skipped. Used from one event loop at a time: a call from another loop while calls are queued
+runs at once, unbatched.
 """
 
 from __future__ import annotations
