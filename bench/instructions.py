@@ -1,6 +1,6 @@
 """Instructions per turn of droplet 12, counted by valgrind's callgrind.
 
-    python -m bench.instructions [--scenarios read,mix,write] [--turns N] [--tree PATH ...]
+    python -m bench.instructions [--scenarios baseline,read,mix,write] [--turns N] [--tree PATH ...]
                                  [--log-level WARNING|INFO|...]
 
 Why: on the shared VMs this runs on, the same code's CPU time per turn moved by up to 20%
@@ -22,8 +22,12 @@ this process.
 The log level is `make bench`'s (WARNING) unless `--log-level` says otherwise: INFO, the
 shipped default, adds each turn's two log lines (`http_request`, `chat_turn`).
 
-Scenarios: `read` ("show me all droplets"), `mix` (the read mix of `make bench`, each turn the
-next text), `write` (the create-task proposal and "yes", alternately).
+Scenarios: `baseline` (`make bench`'s trivial POST: `python -m bench.baseline`, `POST /echo`
+with the read turn's body, no mesh), `read` ("show me all droplets"), `mix` (the read mix of
+`make bench`, each turn the next text), `write` (the create-task proposal and "yes",
+alternately). The baseline is the ruler for issue 17's throughput ratio: a read turn at a third
+of the trivial POST's throughput may cost at most three times its CPU, and the instructions of
+each are the part of that cost the machine's hour does not change.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from typing import Any
 
 from bench.procs import ROOT, BenchError, Service, free_port, service_env
 from bench.run import (
+    BASELINE_STEP,
     LOG_LEVEL,
     READ_TEXT,
     WRITE_TEXT,
@@ -55,7 +60,7 @@ from bench.run import (
 )
 
 OUTPUT = ROOT / "bench" / "results" / "instructions.json"
-SCENARIOS = ("read", "mix", "write")
+SCENARIOS = ("baseline", "read", "mix", "write")
 MIN_WARMUP = 20
 DEFAULT_LOG_LEVEL = LOG_LEVEL
 """`make bench`'s level (bench.run.droplet12_env)."""
@@ -67,10 +72,14 @@ class Turn:
     text: str
     expect: str
     """A string every answer must contain."""
+    path: str = "/api/chat"
 
 
 def turns_of(scenario: str) -> list[Turn]:
     """The turns a scenario sends, in order, again from the start when they run out."""
+    if scenario == "baseline":
+        step = BASELINE_STEP
+        return [Turn(json.loads(step["body"])["message"], step["expect"], path=step["path"])]
     if scenario == "read":
         return [Turn(READ_TEXT, '"status":"ok"')]
     if scenario == "mix":
@@ -81,6 +90,11 @@ def turns_of(scenario: str) -> list[Turn]:
             Turn("yes", '{"tool":"create_task","status":"ok"}'),
         ]
     raise BenchError(f"unknown scenario {scenario!r} (known: {', '.join(SCENARIOS)})")
+
+
+def module_of(scenario: str) -> str:
+    """What runs under valgrind: the trivial POST's app for `baseline`, else droplet 12."""
+    return "bench.baseline" if scenario == "baseline" else "app.main"
 
 
 def warmup_of(scenario: str) -> int:
@@ -169,6 +183,15 @@ class Lifetimes:
             return ready_at + max(end for _, end in spans) - min(start for start, _ in spans)
 
 
+def baseline_environment(*, tree: Path, port: int) -> dict[str, str]:
+    """The trivial POST's environment under valgrind: `make bench`'s (bench.run), the tree's
+    code."""
+    env = service_env({"HOST": "127.0.0.1", "PORT": str(port)}, drop=set())
+    env["PYTHONPATH"] = str(tree)
+    env["PYTHONHASHSEED"] = "0"
+    return env
+
+
 def count(
     *,
     tree: Path,
@@ -179,17 +202,25 @@ def count(
     log_level: str = DEFAULT_LOG_LEVEL,
     lifetimes: Lifetimes | None = None,
     name: str = "",
+    module: str = "app.main",
 ) -> int:
-    """Instructions droplet 12 (from `tree`) executes from start to stop, `sent` turns served;
-    with `lifetimes`, it is stopped when they say for `name`, however soon its turns are done."""
+    """Instructions `python -m <module>` (droplet 12, or the baseline app, from `tree`)
+    executes from start to stop, `sent` turns served; with `lifetimes`, it is stopped when they
+    say for `name`, however soon its turns are done."""
     from sandbox.testing import start_mesh
 
     workdir.mkdir(parents=True)
-    mesh = start_mesh(key_dir=workdir / "keys", router_interval=3600.0, seed=True)
     data_dir = workdir / "d12"
     data_dir.mkdir()
     port = free_port()
-    env = service_environment(mesh, tree=tree, data_dir=data_dir, port=port, log_level=log_level)
+    mesh: Any = None
+    if module == "app.main":
+        mesh = start_mesh(key_dir=workdir / "keys", router_interval=3600.0, seed=True)
+        env = service_environment(
+            mesh, tree=tree, data_dir=data_dir, port=port, log_level=log_level
+        )
+    else:
+        env = baseline_environment(tree=tree, port=port)
     out = workdir / "callgrind.out"
     # Droplet 12 stops with this thread, even when this process is killed (a test's timeout):
     # an orphan under valgrind would go on burning a core.
@@ -201,10 +232,10 @@ def count(
         f"--callgrind-out-file={out}",
         python_of(tree),
         "-m",
-        "app.main",
+        module,
     ]
     service = Service(
-        name="droplet12",
+        name=module,
         argv=argv,
         env=env,
         cwd=data_dir,
@@ -224,7 +255,8 @@ def count(
         finally:
             service.stop(timeout=120.0)  # SIGTERM, so callgrind writes its counts
     finally:
-        mesh.stop()
+        if mesh is not None:
+            mesh.stop()
     return totals(out.read_text(errors="replace"))
 
 
@@ -234,7 +266,7 @@ def _send(port: int, turns: Sequence[Turn], sent: int) -> None:
         for n in range(sent):
             turn = turns[n % len(turns)]
             body = json.dumps({"message": turn.text, "session_id": "instructions"})
-            conn.request("POST", "/api/chat", body, {"Content-Type": "application/json"})
+            conn.request("POST", turn.path, body, {"Content-Type": "application/json"})
             response = conn.getresponse()
             answer = response.read().decode()
             if response.status != 200 or turn.expect not in answer:
@@ -271,6 +303,7 @@ def measure(
                 log_level=log_level,
                 lifetimes=lifetimes,
                 name=name,
+                module=module_of(scenario),
             )
         except BaseException as exc:  # reported below, after both have stopped
             lifetimes.failed()  # however early it failed, the other run must not wait for it
@@ -295,6 +328,16 @@ def measure(
         "per_turn": per_turn(
             warm_only=results["warm"], warm_and_measured=results["measured"], turns=turns
         ),
+    }
+
+
+def over_baseline(rows: dict[str, Any]) -> dict[str, float]:
+    """Each scenario's instructions per turn over the trivial POST's (when both were counted)."""
+    base = rows.get("baseline", {}).get("per_turn")
+    if not base or base <= 0:
+        return {}
+    return {
+        name: round(row["per_turn"] / base, 2) for name, row in rows.items() if name != "baseline"
     }
 
 
@@ -343,6 +386,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                 )
                 sys.stdout.flush()
             report["trees"][str(tree)] = rows
+            ratios = over_baseline(rows)
+            if ratios:
+                report.setdefault("over_baseline", {})[str(tree)] = ratios
+                shown = ", ".join(f"{name} {ratio:.1f}x" for name, ratio in ratios.items())
+                sys.stdout.write(f"{tree}  over the trivial POST: {shown}\n")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     sys.stdout.write(f"results: {args.output}\n")

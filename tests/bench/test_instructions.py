@@ -17,6 +17,9 @@ from bench.instructions import (
     DEFAULT_LOG_LEVEL,
     MIN_WARMUP,
     Lifetimes,
+    baseline_environment,
+    module_of,
+    over_baseline,
     per_turn,
     service_environment,
     totals,
@@ -24,7 +27,7 @@ from bench.instructions import (
     warmup_of,
 )
 from bench.procs import BenchError
-from bench.run import droplet12_env
+from bench.run import BASELINE_STEP, droplet12_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,11 +51,45 @@ def test_a_turn_costs_what_the_longer_run_spent_beyond_the_warm_up() -> None:
 def test_scenarios_send_what_make_bench_sends() -> None:
     assert [t.text for t in turns_of("read")] == ["show me all droplets"]
     assert len(turns_of("mix")) >= 50
+    assert {t.path for s in ("read", "mix", "write") for t in turns_of(s)} == {"/api/chat"}
     write = turns_of("write")
     assert [t.text for t in write][1] == "yes"
     assert "awaiting_confirmation" in write[0].expect
     with pytest.raises(BenchError, match="unknown scenario"):
         turns_of("nope")
+
+
+def test_the_baseline_is_make_benchs_trivial_post() -> None:
+    [turn] = turns_of("baseline")
+    step = json.loads(BASELINE_STEP["body"])
+    assert (turn.path, turn.text, turn.expect) == (
+        BASELINE_STEP["path"],
+        step["message"],
+        BASELINE_STEP["expect"],
+    )
+    assert module_of("baseline") == "bench.baseline"
+    assert {module_of(s) for s in ("read", "mix", "write")} == {"app.main"}
+
+
+def test_the_baselines_environment_holds_only_its_address_and_the_tree(tmp_path: Path) -> None:
+    env = baseline_environment(tree=tmp_path / "tree", port=4242)
+    assert (env["HOST"], env["PORT"], env["PYTHONPATH"]) == (
+        "127.0.0.1",
+        "4242",
+        str(tmp_path / "tree"),
+    )
+    assert env["PYTHONHASHSEED"] == "0"
+    assert not {"REGISTRY_URL", "DATA_DIR", "LOG_LEVEL"} & env.keys()
+
+
+def test_each_scenario_is_set_against_the_trivial_post() -> None:
+    rows = {
+        "baseline": {"per_turn": 400_000.0},
+        "read": {"per_turn": 2_800_000.0},
+        "write": {"per_turn": 3_900_000.0},
+    }
+    assert over_baseline(rows) == {"read": 7.0, "write": 9.75}
+    assert over_baseline({"read": {"per_turn": 1.0}}) == {}
 
 
 def test_the_warm_up_sends_every_distinct_turn_once_before_counting() -> None:
@@ -137,7 +174,7 @@ def test_counts_a_real_turn_of_droplet_12_under_valgrind(tmp_path: Path) -> None
             "-m",
             "bench.instructions",
             "--scenarios",
-            "read",
+            "baseline,read",
             "--turns",
             "20",
             "--warmup",
@@ -160,3 +197,7 @@ def test_counts_a_real_turn_of_droplet_12_under_valgrind(tmp_path: Path) -> None
     assert row["warm_and_measured"] > row["warm_only"] > 0
     # A read turn is some millions of instructions: neither nothing nor a whole start-up.
     assert 0.3e6 < row["per_turn"] < 50e6
+    # The trivial POST is counted the same way, and costs less than a turn.
+    base = report["trees"][str(ROOT)]["baseline"]
+    assert 0 < base["per_turn"] < row["per_turn"]
+    assert report["over_baseline"][str(ROOT)]["read"] > 1
