@@ -163,9 +163,10 @@ def test_the_log_level_is_make_benchs_unless_asked(tmp_path: Path) -> None:
 @pytest.mark.e2e
 @pytest.mark.timeout(900)
 def test_counts_a_real_turn_of_droplet_12_under_valgrind(tmp_path: Path) -> None:
-    """Slow (1-3 min): droplet 12 starts twice under valgrind, at once. 20 turns are some
-    55 M instructions, well above what is left by the clock when the start-ups end far apart
-    (8 M with them 86 s apart, one core busy with other work)."""
+    """Slow (2-3 min): the trivial POST's app, then droplet 12, each starts twice under
+    valgrind, at once. 20 turns are some 55 M instructions, well above what is left by the
+    clock when the start-ups end far apart (8 M with them 86 s apart, one core busy with other
+    work)."""
     assert shutil.which("valgrind"), "valgrind is needed (Debian package valgrind)"
     output = tmp_path / "instructions.json"
     done = subprocess.run(
