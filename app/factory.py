@@ -27,6 +27,7 @@ from app.channels.middleware import RequestMiddleware
 from app.channels.routes import chat, mesh, sessions, udc, web, ws
 from app.channels.ws_protocol import LeanWebSocketProtocol
 from app.config import Settings
+from app.ops import deferred_imports
 from app.ops.gc_freeze import GcFreezer
 from app.utils.logging import configure_logging
 from app.wiring import components as wiring
@@ -77,6 +78,9 @@ def _lifespan(
             burst=GC_FREEZE_BURST,
         )
         refreeze = asyncio.create_task(freezer.run(), name="gc-freeze")
+        # What only requests need, imported now on a worker thread rather than by the first
+        # request on the loop (app.ops.deferred_imports).
+        warming = asyncio.create_task(deferred_imports.warm(), name="deferred-imports")
         log.info(
             "service_started",
             droplet_id=settings.droplet_id,
@@ -89,6 +93,7 @@ def _lifespan(
             yield
         finally:
             refreeze.cancel()
+            warming.cancel()
             await wiring.stop(components)
             log.info("service_stopped")
 

@@ -210,12 +210,15 @@ def count(
     from sandbox.testing import start_mesh
 
     workdir.mkdir(parents=True)
-    data_dir = workdir / "d12"
-    data_dir.mkdir()
-    port = free_port()
+    # The mesh first: its servers take ports of the kernel's choosing, and a port picked before
+    # them may be the one the kernel hands to one of them.
     mesh: Any = None
     if module == "app.main":
         mesh = start_mesh(key_dir=workdir / "keys", router_interval=3600.0, seed=True)
+    data_dir = workdir / "d12"
+    data_dir.mkdir()
+    port = free_port()
+    if mesh is not None:
         env = service_environment(
             mesh, tree=tree, data_dir=data_dir, port=port, log_level=log_level
         )

@@ -137,3 +137,103 @@ def test_the_served_process_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     events = [json.loads(line).get("event") for line in output.splitlines() if line.startswith("{")]
     assert "service_started" in events
     assert "service_stopped" in events
+
+
+# Which thread first imported each module: the finders are asked on the importing thread, by
+# import statements and importlib.import_module alike, before the module's code runs there.
+_IMPORT_THREADS = """
+import sys, threading
+first_import = {}
+class _Recorder:
+    def find_spec(self, name, path=None, target=None):
+        first_import.setdefault(name, threading.get_ident())
+        return None  # the usual finders find it
+sys.meta_path.insert(0, _Recorder())
+"""
+
+FIRST_PEER_REQUEST = (
+    _IMPORT_THREADS
+    + """
+import asyncio
+import httpx2
+from app.utils.http_transport import AiohttpTransport
+assert "aiohttp" not in sys.modules
+
+async def main():
+    async def serve(reader, writer):
+        await reader.readuntil(b"\\r\\n\\r\\n")
+        writer.write(b"HTTP/1.1 200 OK\\r\\ncontent-length: 2\\r\\n\\r\\nok")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with httpx2.AsyncClient(transport=AiohttpTransport()) as client:
+        answer = await client.get(f"http://127.0.0.1:{port}/")
+    server.close()
+    assert answer.text == "ok", answer.text
+    assert first_import["aiohttp"] != threading.get_ident(), "imported on the event loop"
+
+asyncio.run(main())
+print("ok")
+"""
+)
+
+
+def test_the_first_peer_request_imports_aiohttp_off_the_event_loop(tmp_path: Path) -> None:
+    # ~0.2 s of the loop's time otherwise, right after start (the registration).
+    _runs_ok(FIRST_PEER_REQUEST, tmp_path)
+
+
+WARMED_AFTER_START = (
+    _IMPORT_THREADS
+    + """
+import asyncio
+import app.main
+from app.ops.deferred_imports import DEFERRED
+from app.utils.imports import imported
+
+async def main():
+    lifespan = app.main.app.router.lifespan_context(app.main.app)
+    async with lifespan:
+        for _ in range(400):
+            if all(imported(name) for name in DEFERRED):
+                break
+            await asyncio.sleep(0.05)
+    missing = [name for name in DEFERRED if not imported(name)]
+    assert not missing, f"not imported after start: {missing}"
+    on_loop = [name for name in DEFERRED if first_import[name] == threading.get_ident()]
+    assert not on_loop, f"imported on the event loop: {on_loop}"
+
+asyncio.run(main())
+print("ok")
+"""
+)
+
+
+def test_what_only_requests_need_is_imported_off_the_loop_once_started(tmp_path: Path) -> None:
+    _runs_ok(WARMED_AFTER_START, tmp_path)
+
+
+FIRST_RATE_LIMITED_TURN = (
+    _IMPORT_THREADS
+    + """
+import asyncio
+from app.channels.rate_limit import RateLimiter
+assert "limits" not in sys.modules
+
+async def main():
+    decision = await RateLimiter(per_minute=5).hit("user:1")
+    assert decision.allowed, decision
+    on_loop = [n for n in ("limits", "limits.aio.storage", "limits.aio.strategies")
+               if first_import[n] == threading.get_ident()]
+    assert not on_loop, f"imported on the event loop: {on_loop}"
+
+asyncio.run(main())
+print("ok")
+"""
+)
+
+
+def test_the_first_rate_limited_turn_imports_limits_off_the_event_loop(tmp_path: Path) -> None:
+    _runs_ok(FIRST_RATE_LIMITED_TURN, tmp_path)

@@ -19,8 +19,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 
-# limits (~15 ms to import) is imported on the first hit, not by building the app: a start-up
-# never counts anything before its first /health answer (issue 17).
+from app.utils.imports import import_off_loop
+
+# limits (~15 ms to import; 40 ms on a slow VM) is imported on the first hit, off the loop, not
+# by building the app: a start-up never counts anything before its first /health answer
+# (issue 17).
 if TYPE_CHECKING:
     from limits import RateLimitItem
     from limits.aio.storage import MemoryStorage, RedisStorage
@@ -151,6 +154,12 @@ class RateLimiter:
 
     async def hit(self, key: str) -> Decision:
         """Count one hit for `key`, unless it is over its budget (then say when to retry)."""
+        if self._counters is None:
+            # The first hit: limits (and redis-py) imported off the loop (app.utils.imports).
+            for name in ("limits.aio.storage", "limits.aio.strategies"):
+                await import_off_loop(name)
+            if self._redis_url is not None:
+                await import_off_loop("redis.asyncio")
         item, local, shared = self._ready()
         if shared is not None:
             from limits.errors import StorageError

@@ -17,6 +17,7 @@ from enum import StrEnum
 import structlog
 
 from app.mesh.peers import PeerError, PeerUnavailable
+from app.utils.imports import import_off_loop
 from app.utils.time import isoformat_z, parse_timestamp
 
 log = structlog.get_logger(__name__)
@@ -169,6 +170,8 @@ class TokenProvider:
             raise TokenUnavailable(
                 self._peer, f"no credentials for the {self._label} are configured"
             )
+        # The first token imports PyJWT (~60 ms) off the loop; every later one finds it.
+        await import_off_loop("jwt")
         now = self._clock()
         fresh = [
             (source, issue)

@@ -25,7 +25,9 @@ A client given a transport ignores the proxy variables (HTTPS_PROXY, ...), so wh
 `outbound_client` leaves the transport to httpx2, which honours them.
 
 aiohttp is imported by the first request, not with this module: importing it costs ~0.1 s of
-CPU (~0.2 s while the machine is busy), which start-up to `/health` would otherwise pay.
+CPU (~0.2 s while the machine is busy), which start-up to `/health` would otherwise pay. The
+first request imports it on a worker thread (app.utils.imports), so the event loop is not
+held meanwhile.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Final
 
 import httpx2
+
+from app.utils.imports import import_off_loop
 
 if TYPE_CHECKING:
     import aiohttp
@@ -160,6 +164,8 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
         return self._session
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if self._session is None:
+            await import_off_loop("aiohttp")
         session = self._open()
         from aiohttp import ClientTimeout
         from yarl import URL

@@ -66,11 +66,14 @@ def database() -> Iterator[Database]:
 
 
 def _client_on(
-    settings: Callable[..., Settings], pg_database_url: str, database: Database
+    settings: Callable[..., Settings],
+    pg_database_url: str,
+    database: Database,
+    **overrides: Any,
 ) -> Iterator[Any]:
     """A client of droplet 12 whose PostgreSQL is reached through `database`."""
     url = make_url(pg_database_url).set(port=database.port)
-    app = create_app(settings(database_url=url.render_as_string(hide_password=False)))
+    app = create_app(settings(database_url=url.render_as_string(hide_password=False), **overrides))
     with TestClient(app, client=("127.0.0.1", 50000)) as test_client:
         yield test_client
 
@@ -132,14 +135,16 @@ def test_a_websocket_turn_while_the_database_is_down_gets_an_error_frame(
 def mesh_client_on(
     mesh_settings: Callable[..., Settings], pg_database_url: str, database: Database
 ) -> Iterator[Any]:
-    """The same, wired to the sandbox mesh."""
-    yield from _client_on(mesh_settings, pg_database_url, database)
+    """The same, wired to the sandbox mesh. Its peer timeout leaves room for the Orchestrator
+    held slow below (1 s an answer): at 2 s, on a loaded machine, the heartbeats and task polls
+    sent meanwhile timed out, the Orchestrator's breaker opened, and the write was never sent."""
+    yield from _client_on(mesh_settings, pg_database_url, database, peer_timeout_s=6.0)
 
 
 def _down_once_the_task_is_created(
     database: Database, sandbox: Any
 ) -> tuple[threading.Thread, Any]:
-    """The Orchestrator holds its answers 1 s (the peer timeout here is 2 s); the database goes
+    """The Orchestrator holds its answers 1 s (the peer timeout here is 6 s); the database goes
     down once the task's creation has reached it, so the turn's record is what fails, after
     the write ran."""
     orchestrator = sandbox.count_requests("orchestrator")
