@@ -142,7 +142,7 @@ def test_the_served_process_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
 # Which thread first imported each module: the finders are asked on the importing thread, by
 # import statements and importlib.import_module alike, before the module's code runs there.
 _IMPORT_THREADS = """
-import sys, threading
+import asyncio, sys, threading
 first_import = {}
 class _Recorder:
     def find_spec(self, name, path=None, target=None):
@@ -151,10 +151,14 @@ class _Recorder:
 sys.meta_path.insert(0, _Recorder())
 """
 
-FIRST_PEER_REQUEST = (
-    _IMPORT_THREADS
-    + """
-import asyncio
+
+def _on_a_loop(main: str) -> str:
+    """A script that records which thread imports what, then runs `main` (an `async def main`
+    in the given code) on an event loop and prints "ok" if its asserts hold."""
+    return _IMPORT_THREADS + main + '\nasyncio.run(main())\nprint("ok")\n'
+
+
+FIRST_PEER_REQUEST = """
 import httpx2
 from app.utils.http_transport import AiohttpTransport
 assert "aiohttp" not in sys.modules
@@ -173,22 +177,15 @@ async def main():
     server.close()
     assert answer.text == "ok", answer.text
     assert first_import["aiohttp"] != threading.get_ident(), "imported on the event loop"
-
-asyncio.run(main())
-print("ok")
 """
-)
 
 
 def test_the_first_peer_request_imports_aiohttp_off_the_event_loop(tmp_path: Path) -> None:
     # ~0.2 s of the loop's time otherwise, right after start (the registration).
-    _runs_ok(FIRST_PEER_REQUEST, tmp_path)
+    _runs_ok(_on_a_loop(FIRST_PEER_REQUEST), tmp_path)
 
 
-WARMED_AFTER_START = (
-    _IMPORT_THREADS
-    + """
-import asyncio
+WARMED_AFTER_START = """
 import app.main
 from app.ops.deferred_imports import DEFERRED
 from app.utils.imports import imported
@@ -204,36 +201,25 @@ async def main():
     assert not missing, f"not imported after start: {missing}"
     on_loop = [name for name in DEFERRED if first_import[name] == threading.get_ident()]
     assert not on_loop, f"imported on the event loop: {on_loop}"
-
-asyncio.run(main())
-print("ok")
 """
-)
 
 
 def test_what_only_requests_need_is_imported_off_the_loop_once_started(tmp_path: Path) -> None:
-    _runs_ok(WARMED_AFTER_START, tmp_path)
+    _runs_ok(_on_a_loop(WARMED_AFTER_START), tmp_path)
 
 
-FIRST_RATE_LIMITED_TURN = (
-    _IMPORT_THREADS
-    + """
-import asyncio
+FIRST_RATE_LIMITED_TURN = """
 from app.channels.rate_limit import RateLimiter
 assert "limits" not in sys.modules
 
 async def main():
     decision = await RateLimiter(per_minute=5).hit("user:1")
     assert decision.allowed, decision
-    on_loop = [n for n in ("limits", "limits.aio.storage", "limits.aio.strategies")
-               if first_import[n] == threading.get_ident()]
+    names = ("limits", "limits.aio.storage", "limits.aio.strategies")
+    on_loop = [name for name in names if first_import[name] == threading.get_ident()]
     assert not on_loop, f"imported on the event loop: {on_loop}"
-
-asyncio.run(main())
-print("ok")
 """
-)
 
 
 def test_the_first_rate_limited_turn_imports_limits_off_the_event_loop(tmp_path: Path) -> None:
-    _runs_ok(FIRST_RATE_LIMITED_TURN, tmp_path)
+    _runs_ok(_on_a_loop(FIRST_RATE_LIMITED_TURN), tmp_path)
