@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
+DEFERRED_IMPORTS = ("limits.aio.storage", "limits.aio.strategies")
+"""Imported by the first hit, off the loop (app.ops.deferred_imports warms them at start)."""
+
 WINDOW_S = 60
 
 Backend = Literal["memory", "redis"]
@@ -156,7 +159,7 @@ class RateLimiter:
         """Count one hit for `key`, unless it is over its budget (then say when to retry)."""
         if self._counters is None:
             # The first hit: limits (and redis-py) imported off the loop (app.utils.imports).
-            for name in ("limits.aio.storage", "limits.aio.strategies"):
+            for name in DEFERRED_IMPORTS:
                 await import_off_loop(name)
             if self._redis_url is not None:
                 await import_off_loop("redis.asyncio")

@@ -22,6 +22,9 @@ from app.utils.time import isoformat_z, parse_timestamp
 
 log = structlog.get_logger(__name__)
 
+DEFERRED_IMPORTS = ("jwt",)
+"""Imported by the first token, off the loop (app.ops.deferred_imports warms it at start)."""
+
 
 class TokenSource(StrEnum):
     STATIC = "static"
@@ -171,7 +174,8 @@ class TokenProvider:
                 self._peer, f"no credentials for the {self._label} are configured"
             )
         # The first token imports PyJWT (~60 ms) off the loop; every later one finds it.
-        await import_off_loop("jwt")
+        for name in DEFERRED_IMPORTS:
+            await import_off_loop(name)
         now = self._clock()
         fresh = [
             (source, issue)

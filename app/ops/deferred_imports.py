@@ -16,18 +16,20 @@ from collections.abc import Iterable
 
 import structlog
 
+from app.channels import rate_limit
+from app.mesh import tokens
+from app.utils import http_transport
 from app.utils.imports import import_off_loop
 
 log = structlog.get_logger(__name__)
 
 DEFERRED: tuple[str, ...] = (
-    "aiohttp",  # app.utils.http_transport: the peers' and models' connections
-    "jwt",  # app.channels.jwt, app.mesh.tokens: reading and signing tokens
-    "limits.aio.storage",  # app.channels.rate_limit: the counters
-    "limits.aio.strategies",
+    *http_transport.DEFERRED_IMPORTS,  # the peers' and models' connections
+    *tokens.DEFERRED_IMPORTS,  # reading and signing tokens (app.channels.jwt too)
+    *rate_limit.DEFERRED_IMPORTS,  # the counters
 )
-"""What the server imports only when first needed (tests/test_main.py checks that building the
-app imports none of them)."""
+"""What the server imports only when first needed, as each module that needs it declares
+(tests/test_main.py checks that building the app imports none of them)."""
 
 
 async def warm(names: Iterable[str] = DEFERRED) -> None:

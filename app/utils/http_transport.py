@@ -47,6 +47,9 @@ from app.utils.imports import import_off_loop
 if TYPE_CHECKING:
     import aiohttp
 
+DEFERRED_IMPORTS: Final = ("aiohttp",)
+"""Imported by the first request, off the loop (app.ops.deferred_imports warms it at start)."""
+
 _LIMITS: Final = httpx2.Limits()
 """httpx2's defaults: 100 connections, idle ones closed after 5 s (aiohttp caps connections in
 all, so its cap of idle ones, 20, does not apply)."""
@@ -165,7 +168,8 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         if self._session is None:
-            await import_off_loop("aiohttp")
+            for name in DEFERRED_IMPORTS:
+                await import_off_loop(name)
         session = self._open()
         from aiohttp import ClientTimeout
         from yarl import URL
