@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from app.config import Settings
 from bench.instructions import (
     DEFAULT_LOG_LEVEL,
     MIN_WARMUP,
@@ -158,6 +159,10 @@ def test_the_log_level_is_make_benchs_unless_asked(tmp_path: Path) -> None:
         assert env["LOG_LEVEL"] == level
         assert env["PYTHONPATH"] == str(tmp_path / "tree")
         assert env["REGISTRY_URL"] == bench_env["REGISTRY_URL"]
+        # Valgrind's slowness made up for: each by a setting the service reads.
+        for name in ("DIRECTORY_TTL_S", "TASK_POLL_INTERVAL_S", "PEER_TIMEOUT_S"):
+            assert name.lower() in Settings.model_fields
+        assert float(env["PEER_TIMEOUT_S"]) >= 60
 
 
 @pytest.mark.e2e
