@@ -187,7 +187,7 @@ def _admin_openapi(app: FastAPI) -> None:
 
 
 async def _admin_only(request: Request, gate: GateDep) -> None:
-    caller = gate.api_caller(
+    caller = await gate.api_caller(
         authorization=request.headers.get("authorization"),
         address=request.client.host if request.client else None,
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import environment_without_settings, free_port, wait_up
+from tests.conftest import KeyPair, environment_without_settings, free_port, wait_up
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -223,3 +223,34 @@ async def main():
 
 def test_the_first_rate_limited_turn_imports_limits_off_the_event_loop(tmp_path: Path) -> None:
     _runs_ok(_on_a_loop(FIRST_RATE_LIMITED_TURN), tmp_path)
+
+
+FIRST_INCOMING_TOKEN = """
+from app.channels.gate import Gate
+from app.config import Settings
+assert "jwt" not in sys.modules
+
+class Keys:  # a verification key configured as a file: tokens verify from the first moment
+    pem = PEM
+    refreshable = False
+    def verified(self, kid): pass
+    def signature_failed(self, kid): pass
+
+async def main():
+    gate = Gate(
+        settings=Settings(_env_file=None), public_keys=Keys(), turn_limiter=None, mesh_limiter=None
+    )
+    caller = await gate.api_caller(authorization="Bearer " + TOKEN, address="127.0.0.1")
+    assert caller.identity.id == "alice", caller
+    assert first_import["jwt"] != threading.get_ident(), "imported on the event loop"
+"""
+
+
+def test_the_first_incoming_token_imports_pyjwt_off_the_event_loop(
+    tmp_path: Path, keys: KeyPair
+) -> None:
+    # Before app.ops.deferred_imports has run (the first moment after start), a token would
+    # otherwise hold the loop for PyJWT's import (~60 ms).
+    token = keys.token(sub="alice", permissions=["read"])
+    values = f"PEM = {keys.public_pem!r}\nTOKEN = {token!r}\n"
+    _runs_ok(_on_a_loop(values + FIRST_INCOMING_TOKEN), tmp_path)

@@ -112,7 +112,7 @@ def client_address(request: Request) -> str | None:
 
 async def require_caller(request: Request, gate: GateDep) -> Caller:
     """A verified token (the UDC endpoints)."""
-    return gate.api_caller(
+    return await gate.api_caller(
         authorization=request.headers.get("authorization"), address=client_address(request)
     )
 
@@ -126,7 +126,7 @@ async def optional_caller(request: Request, gate: GateDep) -> Caller | None:
     authorization = request.headers.get("authorization")
     if authorization is None:
         return None
-    return gate.api_caller(authorization=authorization, address=client_address(request))
+    return await gate.api_caller(authorization=authorization, address=client_address(request))
 
 
 OptionalCaller = Annotated[Caller | None, Depends(optional_caller)]
@@ -139,7 +139,7 @@ AUTH_RESPONSES: dict[int | str, dict[str, object]] = {
 
 async def require_chat_caller(request: Request, gate: GateDep) -> Caller:
     """A chat channel's caller: a token with CHAT_AUTH=jwt, the developer with `none`."""
-    return gate.chat_caller(
+    return await gate.chat_caller(
         authorization=request.headers.get("authorization"),
         query_token=None,
         address=client_address(request),
@@ -169,7 +169,7 @@ async def operator_caller(request: Request, settings: SettingsDep, gate: GateDep
     """/metrics and /ws/connections: public, or (OPERATOR_ENDPOINTS=admin) an admin token."""
     if settings.effective_operator_endpoints == "public":
         return
-    caller = gate.api_caller(
+    caller = await gate.api_caller(
         authorization=request.headers.get("authorization"), address=client_address(request)
     )
     gate.require(caller, "admin", to="This operator endpoint")

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from app.channels.errors import ApiError
-from app.channels.jwt import TokenInvalid, key_id, verify_token
+from app.channels.jwt import TokenInvalid, key_id, loaded, verify_token
 from app.channels.rate_limit import RateLimiter
 from app.config import Settings
 from app.conversation.service import Turn
@@ -86,7 +86,7 @@ class Gate:
 
     # ---- who is calling --------------------------------------------------------------------
 
-    def verify(self, token: str | None, *, address: str | None = None) -> Caller:
+    async def verify(self, token: str | None, *, address: str | None = None) -> Caller:
         """A verified caller, or the standard 401."""
         if token is None:
             raise unauthorized(
@@ -99,6 +99,7 @@ class Gate:
                 self._keys.request_refresh()
                 raise unauthorized("The verification key is not available yet; retry shortly")
             raise unauthorized("No verification key is configured on this droplet")
+        await loaded()
         kid = key_id(token)
         try:
             caller = verify_token(
@@ -118,30 +119,30 @@ class Gate:
             caller.identity, caller.permissions, expires_at=caller.expires_at, address=address
         )
 
-    def api_caller(self, *, authorization: str | None, address: str | None) -> Caller:
+    async def api_caller(self, *, authorization: str | None, address: str | None) -> Caller:
         """The UDC endpoints: always a verified token."""
-        return self.verify(bearer_token(authorization), address=address)
+        return await self.verify(bearer_token(authorization), address=address)
 
-    def chat_caller(
+    async def chat_caller(
         self, *, authorization: str | None, query_token: str | None, address: str | None
     ) -> Caller:
         """A chat channel's caller: a verified token; without one, the developer when
         CHAT_AUTH=none (a token, if sent, is still verified and then counts)."""
         token = bearer_token(authorization) if authorization else (query_token or None)
         if token is not None or self._settings.effective_chat_auth == "jwt":
-            return self.verify(token, address=address)
+            return await self.verify(token, address=address)
         return Caller(
             Identity("anonymous", "developer"), DEVELOPER, authenticated=False, address=address
         )
 
-    def inbound_caller(
+    async def inbound_caller(
         self, *, authorization: str | None, address: str | None, source: str
     ) -> Caller:
         """A mesh message's caller: a verified token, or (INBOUND_MESSAGE_AUTH permitting) an
         allow-listed network, which may read but never change anything."""
         token = bearer_token(authorization)
         if token is not None:
-            return self.verify(token, address=address)
+            return await self.verify(token, address=address)
         if self._settings.inbound_message_auth == "jwt_or_allowlist" and self.allowlisted(address):
             return Caller(
                 Identity("inbound", f"{address}/{source[:64]}"),
@@ -149,7 +150,7 @@ class Gate:
                 authenticated=False,
                 address=address,
             )
-        return self.verify(None)
+        return await self.verify(None)
 
     def allowlisted(self, address: str | None) -> bool:
         if address is None:

@@ -6,6 +6,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from app.domain.identity import Caller, Identity
+from app.mesh.tokens import DEFERRED_IMPORTS
+from app.utils.imports import import_off_loop
 
 # jwt (and cryptography behind it, ~40 ms) is imported in the functions that read a token:
 # a start-up never needs it before its first /health answer (issue 17).
@@ -23,6 +25,14 @@ class TokenInvalid(Exception):
     def __init__(self, message: str, *, bad_signature: bool = False) -> None:
         super().__init__(message)
         self.bad_signature = bad_signature
+
+
+async def loaded() -> None:
+    """PyJWT imported, on a worker thread if it is not yet. app.ops.deferred_imports imports
+    it once the service has started; a token that comes before (its key configured as a file,
+    in the first moment after start) would otherwise hold the loop for the import (~60 ms)."""
+    for name in DEFERRED_IMPORTS:
+        await import_off_loop(name)
 
 
 def key_id(token: str) -> str | None:

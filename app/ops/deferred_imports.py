@@ -7,7 +7,8 @@ they are first needed they ran on the event loop, which answered nothing meanwhi
 imports them on a worker thread (app.utils.imports) once the service has started, so the first
 request of each kind finds its module ready; the first peer request, which may come before
 that (the registration, right after start), imports aiohttp off the loop itself
-(app.utils.http_transport).
+(app.utils.http_transport), and so does the first token for PyJWT, signed (app.mesh.tokens) or
+verified (app.channels.jwt.loaded).
 """
 
 from __future__ import annotations

@@ -75,9 +75,9 @@ async def gate_for() -> AsyncIterator[Any]:
         await source.stop()
 
 
-def refused(gate: Gate, token: str) -> str:
+async def refused(gate: Gate, token: str) -> str:
     with pytest.raises(ApiError) as caught:
-        gate.verify(token)
+        await gate.verify(token)
     assert caught.value.status_code == 401
     return str(caught.value.message)
 
@@ -88,13 +88,13 @@ async def test_a_key_url_down_at_boot_is_picked_up_without_a_restart(
     publisher = Publisher(None)
     gate, clock = await gate_for(publisher)
     token = signed(keys)
-    assert refused(gate, token) == "The verification key is not available yet; retry shortly"
+    assert await refused(gate, token) == "The verification key is not available yet; retry shortly"
     assert publisher.calls == 1  # the boot fetch; the next is rate-limited
     publisher.keys = keys
     clock.now += 30
-    assert refused(gate, token).startswith("The verification key is not available yet")
+    assert (await refused(gate, token)).startswith("The verification key is not available yet")
     await publisher.asked(2)
-    assert gate.verify(token).identity.id == "alice"
+    assert (await gate.verify(token)).identity.id == "alice"
 
 
 async def test_a_rotated_key_is_fetched_when_a_token_names_a_new_key_id(
@@ -102,14 +102,14 @@ async def test_a_rotated_key_is_fetched_when_a_token_names_a_new_key_id(
 ) -> None:
     publisher = Publisher(keys)
     gate, clock = await gate_for(publisher)
-    assert gate.verify(signed(keys, kid="k1")).identity.id == "alice"
+    assert (await gate.verify(signed(keys, kid="k1"))).identity.id == "alice"
     # The Registry rotates to a new key; its tokens name the new key id.
     publisher.keys = other_keys
     clock.now += 30
     rotated = signed(other_keys, kid="k2")
-    assert refused(gate, rotated) == "token signature or claims invalid"
+    assert await refused(gate, rotated) == "token signature or claims invalid"
     await publisher.asked(2)
-    assert gate.verify(rotated).identity.id == "alice"
+    assert (await gate.verify(rotated)).identity.id == "alice"
 
 
 async def test_forgeries_under_a_known_key_id_and_other_refusals_fetch_nothing(
@@ -117,11 +117,11 @@ async def test_forgeries_under_a_known_key_id_and_other_refusals_fetch_nothing(
 ) -> None:
     publisher = Publisher(keys)
     gate, clock = await gate_for(publisher)
-    gate.verify(signed(keys, kid="k1"))
+    await gate.verify(signed(keys, kid="k1"))
     clock.now += 60
-    refused(gate, signed(other_keys, kid="k1"))  # signed by someone else, under our key's id
-    refused(gate, signed(keys, exp=int(time.time()) - 600))  # expired, not a key problem
-    refused(gate, jwt.encode({"sub": "x", "exp": 9e9}, "s" * 32, algorithm="HS256"))
+    await refused(gate, signed(other_keys, kid="k1"))  # signed by someone else, under our key's id
+    await refused(gate, signed(keys, exp=int(time.time()) - 600))  # expired, not a key problem
+    await refused(gate, jwt.encode({"sub": "x", "exp": 9e9}, "s" * 32, algorithm="HS256"))
     await asyncio.sleep(0)
     assert publisher.calls == 1
 
@@ -133,7 +133,7 @@ async def test_a_flood_of_bad_tokens_costs_one_fetch_per_gap(
     gate, clock = await gate_for(publisher)
     clock.now += 30
     for n in range(10):
-        refused(gate, signed(other_keys, kid=f"random-{n}"))
+        await refused(gate, signed(other_keys, kid=f"random-{n}"))
     await publisher.asked(2)
     await asyncio.sleep(0)
     assert publisher.calls == 2
@@ -145,7 +145,7 @@ async def test_a_file_configured_key_is_never_replaced(
     publisher = Publisher(other_keys)
     gate, clock = await gate_for(publisher, key_file=public_key_file)
     clock.now += 60
-    refused(gate, signed(other_keys, kid="k2"))
+    await refused(gate, signed(other_keys, kid="k2"))
     await asyncio.sleep(0)
     assert publisher.calls == 0
-    assert gate.verify(signed(keys)).identity.id == "alice"
+    assert (await gate.verify(signed(keys))).identity.id == "alice"

@@ -178,7 +178,7 @@ class ChatEndpoint:
                 except Exception as exc:  # too deep (RecursionError), bad UTF-8: as FastAPI
                     raise HTTPException(400, "There was an error parsing the body") from exc
         client = scope.get("client")
-        caller = self._gate.chat_caller(
+        caller = await self._gate.chat_caller(
             authorization=request.headers.get("authorization"),
             query_token=None,
             address=client[0] if client else None,

@@ -67,7 +67,7 @@ async def inbound_message(
     gate: GateDep,
 ) -> Any:
     source = normalise_droplet_ref(envelope.source)
-    caller = gate.inbound_caller(
+    caller = await gate.inbound_caller(
         authorization=request.headers.get("authorization"),
         address=client_address(request),
         source=source,

@@ -151,7 +151,7 @@ class ChatSocket:
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), True))
         client = scope.get("client")
         try:
-            caller = gate.chat_caller(
+            caller = await gate.chat_caller(
                 authorization=headers.get(b"authorization"),
                 query_token=query.get("token"),
                 address=client[0] if client else None,
