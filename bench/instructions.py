@@ -140,8 +140,8 @@ def service_environment(
     # What is left by the clock (heartbeats, the server's tick) cancels out between the runs.
     env["TASK_POLL_INTERVAL_S"] = "3600"
     # And a peer's answer takes as many times longer to be read. The first peer request after
-    # start-up imports aiohttp (app.ops.deferred_imports): some 10 s under valgrind, 20-30 s on
-    # a loaded machine, against a tool's limit of twice the peer timeout (10 s by default).
+    # start-up imports aiohttp (app.ops.deferred_imports): some 10 s under valgrind, 14 s with
+    # both cores busy, against a tool's limit of twice the peer timeout (10 s by default).
     env["PEER_TIMEOUT_S"] = "60"
     return env
 

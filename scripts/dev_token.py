@@ -46,7 +46,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--key", type=Path, default=Path("data/sandbox/orchestrator_private_key.pem")
     )
-    parser.add_argument("--sub", default="operator", help="the person the token names")
+    parser.add_argument(
+        "--sub", default="operator", help="the person the token names (not with --droplet)"
+    )
     parser.add_argument(
         "--droplet", type=int, default=None, help="a droplet's token instead (its id)"
     )
