@@ -149,6 +149,10 @@ class _Recorder:
         first_import.setdefault(name, threading.get_ident())
         return None  # the usual finders find it
 sys.meta_path.insert(0, _Recorder())
+
+def assert_off_loop(*names):  # none first imported on this thread (the loop's, called there)
+    on_loop = [name for name in names if first_import[name] == threading.get_ident()]
+    assert not on_loop, f"imported on the event loop: {on_loop}"
 """
 
 
@@ -176,7 +180,7 @@ async def main():
         answer = await client.get(f"http://127.0.0.1:{port}/")
     server.close()
     assert answer.text == "ok", answer.text
-    assert first_import["aiohttp"] != threading.get_ident(), "imported on the event loop"
+    assert_off_loop("aiohttp")
 """
 
 
@@ -199,8 +203,7 @@ async def main():
             await asyncio.sleep(0.05)
     missing = [name for name in DEFERRED if not imported(name)]
     assert not missing, f"not imported after start: {missing}"
-    on_loop = [name for name in DEFERRED if first_import[name] == threading.get_ident()]
-    assert not on_loop, f"imported on the event loop: {on_loop}"
+    assert_off_loop(*DEFERRED)
 """
 
 
@@ -215,9 +218,7 @@ assert "limits" not in sys.modules
 async def main():
     decision = await RateLimiter(per_minute=5).hit("user:1")
     assert decision.allowed, decision
-    names = ("limits", "limits.aio.storage", "limits.aio.strategies")
-    on_loop = [name for name in names if first_import[name] == threading.get_ident()]
-    assert not on_loop, f"imported on the event loop: {on_loop}"
+    assert_off_loop("limits", "limits.aio.storage", "limits.aio.strategies")
 """
 
 
@@ -242,7 +243,7 @@ async def main():
     )
     caller = await gate.api_caller(authorization="Bearer " + TOKEN, address="127.0.0.1")
     assert caller.identity.id == "alice", caller
-    assert first_import["jwt"] != threading.get_ident(), "imported on the event loop"
+    assert_off_loop("jwt")
 """
 
 

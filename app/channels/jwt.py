@@ -31,8 +31,7 @@ async def loaded() -> None:
     """PyJWT imported, on a worker thread if it is not yet. app.ops.deferred_imports imports
     it once the service has started; a token that comes before (its key configured as a file,
     in the first moment after start) would otherwise hold the loop for the import (~60 ms)."""
-    for name in DEFERRED_IMPORTS:
-        await import_off_loop(name)
+    await import_off_loop(*DEFERRED_IMPORTS)
 
 
 def key_id(token: str) -> str | None:

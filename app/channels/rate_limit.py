@@ -159,8 +159,7 @@ class RateLimiter:
         """Count one hit for `key`, unless it is over its budget (then say when to retry)."""
         if self._counters is None:
             # The first hit: limits (and redis-py) imported off the loop (app.utils.imports).
-            for name in DEFERRED_IMPORTS:
-                await import_off_loop(name)
+            await import_off_loop(*DEFERRED_IMPORTS)
             if self._redis_url is not None:
                 await import_off_loop("redis.asyncio")
         item, local, shared = self._ready()

@@ -174,8 +174,7 @@ class TokenProvider:
                 self._peer, f"no credentials for the {self._label} are configured"
             )
         # The first token imports PyJWT (~60 ms) off the loop; every later one finds it.
-        for name in DEFERRED_IMPORTS:
-            await import_off_loop(name)
+        await import_off_loop(*DEFERRED_IMPORTS)
         now = self._clock()
         fresh = [
             (source, issue)

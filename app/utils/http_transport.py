@@ -168,8 +168,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         if self._session is None:
-            for name in DEFERRED_IMPORTS:
-                await import_off_loop(name)
+            await import_off_loop(*DEFERRED_IMPORTS)
         session = self._open()
         from aiohttp import ClientTimeout
         from yarl import URL

@@ -22,7 +22,14 @@ def imported(name: str) -> bool:
     return module is not None and not getattr(spec, "_initializing", False)
 
 
-async def import_off_loop(name: str) -> None:
-    """Import `name` on a worker thread unless it is imported already (then no hop at all)."""
-    if not imported(name):
-        await asyncio.to_thread(importlib.import_module, name)
+async def import_off_loop(*names: str) -> None:
+    """Import each of `names` not imported already, in order, on one worker thread (no hop at
+    all when every one is)."""
+    missing = [name for name in names if not imported(name)]
+    if missing:
+        await asyncio.to_thread(_import_all, missing)
+
+
+def _import_all(names: list[str]) -> None:
+    for name in names:
+        importlib.import_module(name)
